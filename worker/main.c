@@ -1,0 +1,36 @@
+/*
+ * main.c: `saev-worker STAGE ARGS...`, the MPI program the launcher starts on every rank.
+ * It brings up the communication layer, then runs one stage driver.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "comm.h"
+#include "log.h"
+#include "stages.h"
+
+static const Stage stages[] = {
+    {"comm-selftest", stage_comm_selftest, "exercise all-reduce, broadcast and failure propagation (tests)"},
+};
+static const int n_stages = (int)(sizeof stages / sizeof stages[0]);
+
+int main(int argc, char **argv) {
+    comm_init(&argc, &argv);
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
+        if (comm_rank() == 0) {
+            printf("usage: saev-worker STAGE [ARGS...]   (started by `saev` under mpirun or srun)\n\nstages:\n");
+            for (int i = 0; i < n_stages; i++) printf("  %-16s %s\n", stages[i].name, stages[i].summary);
+        }
+        comm_finalize();
+        return argc < 2 ? SAEV_EXIT_USAGE : 0;
+    }
+    for (int i = 0; i < n_stages; i++)
+        if (!strcmp(argv[1], stages[i].name)) {
+            int rc = stages[i].run(argc - 1, argv + 1);
+            if (rc != 0) saev_exit(rc);
+            comm_finalize();
+            return 0;
+        }
+    saev_usage_fail("saev-worker: unknown stage \"%s\"", argv[1]);
+}
