@@ -16,7 +16,7 @@
 #include "log.h"
 
 const char *launcher_sibling(const char *program) {
-    static char path[PATH_MAX];
+    static char path[PATH_MAX + 64];
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find the launcher's folder");
@@ -60,7 +60,7 @@ int launch_worker(int ranks, const char *stage, int argc, char **argv) {
         }
     }
     if (!getenv("OPENBLAS_NUM_THREADS")) {
-        char t[16];
+        char t[24];
         snprintf(t, sizeof t, "%ld", cores / ranks > 0 ? cores / ranks : 1);
         setenv("OPENBLAS_NUM_THREADS", t, 1);
     }
