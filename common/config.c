@@ -516,22 +516,23 @@ int cfg_sweep(const CfgDoc *doc, CfgDoc ***out, CfgError *err) {
 
 // ---- binding ------------------------------------------------------------------------
 
+// Edits (insert, delete, substitute, swap two neighbours) turning a into b: typos.
 static size_t edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b), row[128];
+    size_t la = strlen(a), lb = strlen(b), rows[3][128];
     if (la >= 127 || lb >= 127) return 1000;
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t j = 0; j <= lb; j++) rows[0][j] = j; // row i lives in rows[i % 3]
     for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
+        size_t *two = rows[(i + 1) % 3], *up = rows[(i + 2) % 3], *cur = rows[i % 3];
+        cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            diag = up;
-            row[j] = best;
+            size_t best = up[j - 1] + (a[i - 1] != b[j - 1]);
+            if (up[j] + 1 < best) best = up[j] + 1;
+            if (cur[j - 1] + 1 < best) best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && two[j - 2] + 1 < best) best = two[j - 2] + 1;
+            cur[j] = best;
         }
     }
-    return row[lb];
+    return rows[la % 3][lb];
 }
 
 // The closest of names to word, when within a small edit distance.
