@@ -887,6 +887,30 @@ char *cfg_dump(const CfgSchema *schema, const void *obj) {
     return b.s;
 }
 
+static void reference_section(Buf *b, const CfgSchema *s, const char *path) {
+    static const char *types[] = {"int", "float", "bool", "string", "[int]", "[float]", "[string]", "section"};
+    for (int j = 0; j < s->n_fields; j++) {
+        const CfgField *f = &s->fields[j];
+        char sub[512], type[256], def[128];
+        join(sub, sizeof sub, path, f->key);
+        snprintf(type, sizeof type, "%s", types[f->type]);
+        if (f->choices) snprintf(type, sizeof type, "%s", f->choices);
+        else if (f->type != CFG_SECTION && f->min <= f->max) snprintf(type + strlen(type), sizeof type - strlen(type), " in [%.15g, %.15g]", f->min, f->max);
+        if (f->type == CFG_SECTION && f->nullable) snprintf(type + strlen(type), sizeof type - strlen(type), " or none");
+        snprintf(def, sizeof def, "%s", !f->def ? (f->type == CFG_SECTION ? "" : "required") : f->def == CFG_UNSET ? "unset" : f->def);
+        bprintf(b, "%-32s %-26s %-12s %s\n", sub, type, def, f->help ? f->help : "");
+        if (f->type == CFG_SECTION) reference_section(b, f->section, sub);
+    }
+}
+
+char *cfg_reference(const CfgSchema *schema) {
+    Buf b = {.s = mallocCheck(1024), .cap = 1024};
+    b.s[0] = 0;
+    bprintf(&b, "%-32s %-26s %-12s %s\n", "key", "type", "default", "meaning");
+    reference_section(&b, schema, "");
+    return b.s;
+}
+
 void cfg_write_resolved(const CfgSchema *schema, const void *obj, const char *dir) {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/config.resolved.yaml", dir);

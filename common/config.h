@@ -107,6 +107,9 @@ int cfg_bind(const CfgDoc *doc, const CfgSchema *schema, void *obj, CfgError *er
 void cfg_free_obj(const CfgSchema *schema, void *obj);
 /* The resolved struct as YAML text (malloc'd). */
 char *cfg_dump(const CfgSchema *schema, const void *obj);
+/* The config reference: one line per key (dotted path, type with range or choices,
+ * default, help), for `saev config --reference` and the README (malloc'd). */
+char *cfg_reference(const CfgSchema *schema);
 /* "file:line:col" of a node, for messages from validate(). */
 const char *cfg_node_where(const CfgNode *node, char *buf, size_t buflen);
 /* The value of `key` in a mapping node (e.g. validate()'s section), or NULL. */

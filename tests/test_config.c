@@ -616,6 +616,21 @@ START_TEST(test_write_resolved) {
 }
 END_TEST
 
+// The reference lists every key with its type, range or choices and default (the schema's).
+START_TEST(test_reference) {
+    char *text = cfg_reference(&top_schema);
+    const char *want[] = {"train.batch_size", "int in [1, 1000000]", "1024", "train.lr", "float in [0, 1]", "required",
+                          "train.optimizer", "adam|sgd", "train.sched.warmup", "train.aux", "section or none", "none"};
+    const char *at = text;
+    for (int i = 0; i < 12; i++) { // in this order
+        const char *hit = strstr(at, want[i]);
+        ck_assert_msg(hit != NULL, "\"%s\" missing after %.40s in:\n%s", want[i], at, text);
+        at = hit + strlen(want[i]);
+    }
+    free(text);
+}
+END_TEST
+
 START_TEST(test_config_args) {
     char *argv[] = {"train", "a.yaml", "--set", "x.y=1", "--ranks", "4", "--device=cpu", "--port", "80", "extra", "--verbose", "--set=a=b", NULL};
     const char *value_flags[] = {"--port", NULL};
@@ -701,6 +716,7 @@ int main(void) {
     tcase_add_test(tc, test_sweep_errors);
     tcase_add_test(tc, test_dump_round_trip);
     tcase_add_test(tc, test_write_resolved);
+    tcase_add_test(tc, test_reference);
     tcase_add_test(tc, test_config_args);
     tcase_add_test(tc, test_saev_config_load);
     tcase_add_exit_test(tc, test_bind_or_die_exits_2, 2);

@@ -59,4 +59,6 @@ set +e
 "$S" config "$T/ok.yaml" --set >/dev/null 2>&1; rc2=$?
 set -e
 [ $rc1 -eq 2 ] && [ $rc2 -eq 2 ] || fail "usage errors gave $rc1/$rc2, want 2"
+# The reference lists the run section's keys.
+"$S" config --reference | grep -qE '^run\.ranks +int in \[1, 1000000\] +1 ' || fail "reference lacks run.ranks"
 echo "test_config_cli: ok"
