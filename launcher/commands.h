@@ -13,5 +13,7 @@ typedef struct {
 
 int cmd_inspect(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_preprocess(int argc, char **argv);
+int cmd_demo_data(int argc, char **argv);
 
 #endif

@@ -12,6 +12,8 @@
 static const Command commands[] = {
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
+    {"preprocess", cmd_preprocess, "decode and preprocess one image (clip|dinov2|siglip) into a safetensors tensor"},
+    {"demo-data", cmd_demo_data, "build the demo data sets (Fashion-MNIST folder + ADE20K-style segmentation) from Debian packages"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -1,0 +1,85 @@
+/*
+ * loader.h: decoded, preprocessed batches in dataset order, prepared ahead by a pool of
+ * threads.
+ *
+ * The index range [begin, end) is cut into batches of batch_size consecutive images;
+ * batch b holds images begin + b*batch_size ... . Threads claim single images in order,
+ * decode and preprocess them straight into their batch slot; at most queue_batches
+ * batches are in flight, so memory stays bounded when the consumer (the ViT) is slower.
+ * loader_next hands batches out strictly in order, so the output does not depend on the
+ * thread count.
+ *
+ * Bad images (see decode.h): with BAD_SKIP they are logged, left out of the batch (its
+ * n shrinks) and listed in the batch and in the loader's running list
+ * (loader_write_bad_list writes it beside the outputs); with BAD_FAIL loader_next stops
+ * the job with the reason, which names the file.
+ *
+ * Usage:
+ *   Loader *ld = loader_open(&ds, &spec);
+ *   const Batch *b;
+ *   while ((b = loader_next(ld))) { use b->pixels [b->n, 3, H, W] ... }
+ *   loader_close(ld);
+ */
+#ifndef SAEV_IMAGE_LOADER_H
+#define SAEV_IMAGE_LOADER_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "preprocess.h"
+
+/* YAML section `loader:`. */
+typedef struct {
+    int64_t threads;       /* decoding threads; 0 = one per core */
+    int64_t queue_batches; /* batches prepared ahead of the consumer */
+} LoaderConfig;
+
+extern const CfgSchema loader_config_schema;
+
+typedef struct {
+    int batch_size;             /* images per batch before skips */
+    int threads;                /* 0 = one per online core */
+    int queue_batches;          /* >= 1 */
+    int64_t begin, end;         /* dataset index range; end < 0 = to the end */
+    PreprocessSpec pre;         /* must give a fixed output size (crop, or exact resize) */
+    BadImagePolicy on_bad;
+    int64_t max_pixels;         /* <= 0: no limit */
+    int patch_size;             /* > 0 with a segmentation set: per-patch labels */
+    PatchLabelMode patch_label;
+} LoaderSpec;
+
+typedef struct {
+    int64_t first;          /* dataset index of the batch's first image (kept or not) */
+    int n;                  /* images kept */
+    int64_t *index;         /* [n] dataset index of each kept image */
+    int32_t *labels;        /* [n] class label, -1 when none */
+    float *pixels;          /* [n, 3, H, W] normalised */
+    uint8_t *patch_labels;  /* [n, n_patches] class ids, row-major patch grid; NULL without masks */
+    int n_bad;              /* images of this batch left out */
+    int64_t *bad_index;     /* [n_bad] dataset index */
+    char **bad_reason;      /* [n_bad] reason, naming the file */
+} Batch;
+
+typedef struct Loader Loader;
+
+/* Starts the threads. A spec that cannot work (variable output size, patch size not
+ * dividing it, empty range) ends the job with a usage error. */
+Loader *loader_open(const Dataset *ds, const LoaderSpec *spec);
+/* The next batch in order, or NULL after the last; valid until the next call. */
+const Batch *loader_next(Loader *ld);
+void loader_close(Loader *ld);
+
+int loader_width(const Loader *ld);      /* W of every batch */
+int loader_height(const Loader *ld);     /* H */
+int loader_n_patches(const Loader *ld);  /* patches per image for patch_labels, 0 without */
+int64_t loader_n_batches(const Loader *ld);
+/* Bad images met so far (all handed-out batches), in dataset order. */
+int64_t loader_n_bad(const Loader *ld);
+/* Writes "index<TAB>path<TAB>reason" lines (tmp + rename); 0 or -1 with err. */
+int loader_write_bad_list(const Loader *ld, const char *path, char *err, size_t errlen);
+
+/* Threads to use for `threads` (0 = online cores). */
+int loader_default_threads(int threads);
+
+#endif
