@@ -12,5 +12,7 @@ typedef struct {
 } Command;
 
 int cmd_inspect(int argc, char **argv);
+int cmd_export_saev(int argc, char **argv);
+int cmd_import_saev(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@
 
 static const Command commands[] = {
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
+    {"export-saev", cmd_export_saev, "write an activation store as saev's protocol-2.1 shards"},
+    {"import-saev", cmd_import_saev, "read saev's protocol-2.1 shards into an activation store"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
