@@ -326,6 +326,20 @@ static char *file_path(const char *dir, int f, const char *suffix) {
     return p;
 }
 
+static int path_exists(const char *p) { return access(p, F_OK) == 0; }
+
+/* H5Fopen without HDF5's error stack on stderr: the caller reports the failure. */
+static hid_t quiet_open(const char *path, unsigned flags, hid_t fapl) {
+    if (!path_exists(path)) return -1;
+    H5E_auto2_t fn;
+    void *data;
+    h5Check(H5Eget_auto2(H5E_DEFAULT, &fn, &data));
+    h5Check(H5Eset_auto2(H5E_DEFAULT, NULL, NULL));
+    hid_t f = H5Fopen(path, flags, fapl);
+    h5Check(H5Eset_auto2(H5E_DEFAULT, fn, data));
+    return f;
+}
+
 static int file_count(const StoreMeta *m) {
     if (m->images_per_file <= 0 || m->images_per_file >= m->n_images) return 1;
     return (int)((m->n_images + m->images_per_file - 1) / m->images_per_file);
@@ -437,7 +451,7 @@ static void open_files(Store *s) {
     hid_t fapl = make_fapl(s->use_mpi);
     for (int f = 0; f < n; f++) {
         char *path = file_path(s->dir, f, "");
-        hid_t file = H5Fopen(path, s->writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
+        hid_t file = quiet_open(path, s->writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
         if (file < 0) saev_fail("cannot open store file %s (missing or not HDF5)", path);
         int64_t first = -1, nf = -1, fi = -1;
         if (attr_read_i64(file, "first_image", &first) || attr_read_i64(file, "n_images_in_file", &nf) ||
@@ -461,7 +475,7 @@ static void open_files(Store *s) {
 /* Loads StoreMeta and the file table from file 0 of dir (serially, read-only). */
 static int load_meta(Store *s, char *err, size_t errlen) {
     char *path0 = file_path(s->dir, 0, "");
-    hid_t file = H5Fopen(path0, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t file = quiet_open(path0, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) {
         snprintf(err, errlen, "%s: not an activation store (cannot open %s as HDF5)", s->dir, path0);
         free(path0);
@@ -488,7 +502,6 @@ static int load_meta(Store *s, char *err, size_t errlen) {
     return 0;
 }
 
-static int path_exists(const char *p) { return access(p, F_OK) == 0; }
 
 static void mkdir_p(const char *dir) {
     char *p = strdupCheck(dir);
@@ -1071,7 +1084,7 @@ static herr_t print_dataset(hid_t loc, const char *name, const H5L_info_t *info,
 }
 
 static int describe_file(const char *path, FILE *out) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t f = quiet_open(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         fprintf(stderr, "error: cannot open %s as HDF5\n", path);
         return 1;
