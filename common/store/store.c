@@ -636,14 +636,19 @@ static int64_t select_runs(hid_t fsp, hid_t msp, const int64_t *idx, const uint8
     return total;
 }
 
-/* One collective write of rows [a, b) of a call into dataset d. buf holds all n rows of
- * row_elems elements of mem_type. */
-static void write_rows(Store *s, hid_t d, hid_t mem_type, const void *buf, int64_t n, hsize_t row_elems, const int64_t *idx,
-                       const uint8_t *keep, int64_t a, int64_t b, int64_t first) {
+/* One collective write of rows [a, b) of a call into dataset d. buf holds all n rows,
+ * each shaped like one image's slice of d. The memory dataspace has the file's rank and
+ * row shape: HDF5 maps equal-shaped selections to chunks wholesale, while a differently
+ * shaped memory space makes it visit every element (5x slower writes). */
+static void write_rows(Store *s, hid_t d, hid_t mem_type, const void *buf, int64_t n, const int64_t *idx, const uint8_t *keep,
+                       int64_t a, int64_t b, int64_t first) {
     hid_t fsp = H5Dget_space(d);
     h5Check(fsp);
-    hsize_t mdims[2] = {(hsize_t)(n ? n : 1), row_elems};
-    hid_t msp = H5Screate_simple(2, mdims, NULL);
+    hsize_t mdims[4] = {0};
+    int rank = H5Sget_simple_extent_dims(fsp, mdims, NULL);
+    h5Check(rank);
+    mdims[0] = (hsize_t)(n ? n : 1);
+    hid_t msp = H5Screate_simple(rank, mdims, NULL);
     h5Check(msp);
     select_runs(fsp, msp, idx, keep, a, b, first);
     h5Check(H5Dwrite(d, mem_type, msp, fsp, s->dxpl, buf));
@@ -703,7 +708,6 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         touched[f] = 1;
     }
     if (s->use_mpi) mpiCheck(MPI_Allreduce(MPI_IN_PLACE, touched, s->n_files, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    hsize_t row = (hsize_t)m->n_layers * (hsize_t)m->n_tokens * (hsize_t)m->d_model;
     /* [a, b) of idx inside each file. */
     int64_t *lo = mallocCheck(sizeof(int64_t) * (size_t)s->n_files), *hi = mallocCheck(sizeof(int64_t) * (size_t)s->n_files);
     for (f = 0; f < s->n_files; f++) {
@@ -718,7 +722,7 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         if (!touched[f]) continue;
         hid_t mt = H5Dget_type(s->d_acts[f]);
         h5Check(mt);
-        write_rows(s, s->d_acts[f], mt, acts, n, row, idx, keep, lo[f], hi[f], s->file_first[f]);
+        write_rows(s, s->d_acts[f], mt, acts, n, idx, keep, lo[f], hi[f], s->file_first[f]);
         h5Check(H5Tclose(mt));
     }
     s->n_writes++;
@@ -732,19 +736,19 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         int64_t a = lo[f], b = hi[f], first = s->file_first[f];
         if (m->has_patch_labels) {
             if (!patch_labels && b > a) saev_fail("store %s has patch labels but store_write got none", s->dir);
-            write_rows(s, s->d_plabels[f], H5T_NATIVE_UINT8, patch_labels, n, (hsize_t)(m->n_patches ? m->n_patches : 1), idx, NULL,
+            write_rows(s, s->d_plabels[f], H5T_NATIVE_UINT8, patch_labels, n, idx, NULL,
                        a, b, first);
         }
-        write_rows(s, s->d_index[f], H5T_NATIVE_INT64, ii, n, 1, idx, NULL, a, b, first);
-        write_rows(s, s->d_label[f], H5T_NATIVE_INT64, ll, n, 1, idx, NULL, a, b, first);
+        write_rows(s, s->d_index[f], H5T_NATIVE_INT64, ii, n, idx, NULL, a, b, first);
+        write_rows(s, s->d_label[f], H5T_NATIVE_INT64, ll, n, idx, NULL, a, b, first);
         hid_t rt = H5Dget_type(s->d_reason[f]);
         h5Check(rt);
-        write_rows(s, s->d_reason[f], rt, reason, n, 1, idx, NULL, a, b, first);
+        write_rows(s, s->d_reason[f], rt, reason, n, idx, NULL, a, b, first);
         h5Check(H5Tclose(rt));
     }
     /* Status last: an image counts as written only once its data is in the file. */
     for (f = 0; f < s->n_files; f++)
-        if (touched[f]) write_rows(s, s->d_status[f], H5T_NATIVE_UINT8, st, n, 1, idx, NULL, lo[f], hi[f], s->file_first[f]);
+        if (touched[f]) write_rows(s, s->d_status[f], H5T_NATIVE_UINT8, st, n, idx, NULL, lo[f], hi[f], s->file_first[f]);
     for (int64_t j = 0; j < n; j++) s->status[idx[j]] = st[j];
     free(lo);
     free(hi);
