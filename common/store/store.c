@@ -6,6 +6,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <mpi.h>
@@ -791,6 +792,22 @@ static void store_free(Store *s) {
     free(s);
 }
 
+/* fsync every file of the store from rank 0 (the page cache is shared, so one process
+ * suffices on a node; on parallel file systems MPI_File_sync in H5Fflush covers it). */
+static void sync_files(Store *s) {
+    int rank, size;
+    world(s->use_mpi, &rank, &size);
+    barrier(s->use_mpi);
+    if (rank == 0)
+        for (int f = 0; f < s->n_files; f++) {
+            char *path = file_path(s->dir, f, "");
+            int fd = open(path, O_RDONLY);
+            if (fd < 0 || fsync(fd) || close(fd)) saev_fail("cannot sync %s: %s (disk full?)", path, strerror(errno));
+            free(path);
+        }
+    barrier(s->use_mpi);
+}
+
 int store_finish(Store *s) {
     /* Every image is written by one rank; the others still hold 0 for it. */
     if (s->use_mpi) {
@@ -806,13 +823,15 @@ int store_finish(Store *s) {
         skipped += s->status[i] == STORE_SKIPPED;
     }
     for (int f = 0; f < s->n_files; f++) h5Check(H5Fflush(s->file[f], H5F_SCOPE_LOCAL));
+    sync_files(s);
     int complete = pending == 0;
     if (complete && !s->complete) {
-        /* The completeness mark goes last, after the data is flushed. */
+        /* The completeness mark goes last, after the data is on disk. */
         for (int f = 0; f < s->n_files; f++) {
             attr_write_i64(s->file[f], "complete", 1);
             h5Check(H5Fflush(s->file[f], H5F_SCOPE_LOCAL));
         }
+        sync_files(s);
     }
     if (complete)
         log_info("activation store %s complete: %lld images (%lld skipped)", s->dir, (long long)s->meta.n_images, (long long)skipped);
