@@ -7,13 +7,16 @@
 
 #include "commands.h"
 #include "safetensors.h"
+#include "store/store.h"
 
 int cmd_inspect(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: saev inspect FILE.safetensors\n\n"
-               "Lists every tensor (name, dtype, shape, size) and the file's metadata.\n");
+        printf("usage: saev inspect FILE.safetensors | STORE_DIR | FILE.h5\n\n"
+               "Lists every tensor (name, dtype, shape, size) and the file's metadata, or an activation\n"
+               "store's shapes, dtypes, attributes and progress.\n");
         return argc == 2 ? 0 : 2;
     }
+    if (store_path_is_store(argv[1])) return store_describe(argv[1], stdout);
     SafeTensors st;
     char err[1024];
     if (st_open(&st, argv[1], err, sizeof err)) {

@@ -15,5 +15,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
+int cmd_export_saev(int argc, char **argv);
+int cmd_import_saev(int argc, char **argv);
 
 #endif

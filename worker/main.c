@@ -12,6 +12,7 @@
 
 static const Stage stages[] = {
     {"comm-selftest", stage_comm_selftest, "exercise all-reduce, broadcast and failure propagation (tests)"},
+    {"store-selftest", stage_store_selftest, "write closed-form synthetic activations into a store (tests, benchmark)"},
 };
 static const int n_stages = (int)(sizeof stages / sizeof stages[0]);
 

@@ -1,0 +1,194 @@
+/*
+ * cmd_import_saev.c: `saev import-saev DIR STORE [--dtype T] [--images-per-file N]` turns
+ * saev protocol-2.1 shards (metadata.json, shards.json, acts%06d.bin, optional labels.bin;
+ * layout in cmd_export_saev.c) into an activation store, written by this one process
+ * (sec2 driver). Every field and file size is checked against the protocol before
+ * anything is written; a mismatch names the file and the field. Class labels are not part
+ * of saev's shards: the store's labels are -1; checkpoint digest and preprocessing are
+ * unknown and say so.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "commands.h"
+#include "log.h"
+#include "store/store.h"
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) saev_usage_fail("import-saev: cannot open %s: %s", path, strerror(errno));
+    libcCheck(fseek(f, 0, SEEK_END));
+    long n = ftell(f);
+    libcCheck(n);
+    rewind(f);
+    char *b = mallocCheck((size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) saev_fail("cannot read %s", path);
+    b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+static const cJSON *need(const cJSON *obj, const char *key, const char *path, int type_ok) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || !type_ok) saev_usage_fail("import-saev: %s: field \"%s\" is missing or has the wrong type", path, key);
+    return v;
+}
+
+static int64_t need_int(const cJSON *obj, const char *key, const char *path, int64_t min) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)min)
+        saev_usage_fail("import-saev: %s: field \"%s\" must be an integer >= %lld", path, key, (long long)min);
+    return (int64_t)v->valuedouble; /* cJSON: 64-bit values live in valuedouble */
+}
+
+static const char *need_str(const cJSON *obj, const char *key, const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v)) saev_usage_fail("import-saev: %s: field \"%s\" must be a string", path, key);
+    return v->valuestring;
+}
+
+int cmd_import_saev(int argc, char **argv) {
+    const char *dir = NULL, *store_dir = NULL, *dtype_name = "float32";
+    long long ipf = 16384;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: saev import-saev DIR STORE [--dtype float32|float16|bfloat16] [--images-per-file N]\n\n"
+                   "Reads saev protocol-2.1 shards from DIR into a new activation store STORE.\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype_name = argv[++i];
+        else if (!strcmp(argv[i], "--images-per-file") && i + 1 < argc) {
+            char *end;
+            ipf = strtoll(argv[++i], &end, 10);
+            if (*end || ipf < 0) saev_usage_fail("import-saev: --images-per-file must be an integer >= 0 (got %s)", argv[i]);
+        } else if (argv[i][0] == '-') saev_usage_fail("import-saev: unknown option %s", argv[i]);
+        else if (!dir) dir = argv[i];
+        else if (!store_dir) store_dir = argv[i];
+        else saev_usage_fail("import-saev: too many arguments (usage: saev import-saev DIR STORE)");
+    }
+    if (!dir || !store_dir) saev_usage_fail("usage: saev import-saev DIR STORE [--dtype T] [--images-per-file N]");
+    StoreMeta m = {0};
+    if (store_dtype_parse(dtype_name, &m.dtype)) saev_usage_fail("import-saev: --dtype must be float32, float16 or bfloat16 (got %s)", dtype_name);
+
+    char md_path[4096], sh_path[4096], lab_path[4096];
+    snprintf(md_path, sizeof md_path, "%s/metadata.json", dir);
+    snprintf(sh_path, sizeof sh_path, "%s/shards.json", dir);
+    snprintf(lab_path, sizeof lab_path, "%s/labels.bin", dir);
+    char *md_text = slurp(md_path), *sh_text = slurp(sh_path);
+    cJSON *md = cJSON_Parse(md_text), *shards = cJSON_Parse(sh_text);
+    if (!cJSON_IsObject(md)) saev_usage_fail("import-saev: %s is not a JSON object", md_path);
+    if (!cJSON_IsArray(shards)) saev_usage_fail("import-saev: %s is not a JSON array", sh_path);
+    const char *protocol = need_str(md, "protocol", md_path), *dtype = need_str(md, "dtype", md_path);
+    if (strcmp(protocol, "2.1")) saev_usage_fail("import-saev: %s: protocol \"%s\" is not supported (only \"2.1\")", md_path, protocol);
+    if (strcmp(dtype, "float32")) saev_usage_fail("import-saev: %s: dtype \"%s\" is not supported (only \"float32\")", md_path, dtype);
+    const cJSON *layers = need(md, "layers", md_path, cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(md, "layers")));
+    m.n_layers = cJSON_GetArraySize(layers);
+    if (m.n_layers < 1) saev_usage_fail("import-saev: %s: layers is empty", md_path);
+    m.layers = mallocCheck(sizeof(int) * (size_t)m.n_layers);
+    for (int l = 0; l < m.n_layers; l++) {
+        const cJSON *v = cJSON_GetArrayItem(layers, l);
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
+            saev_usage_fail("import-saev: %s: layers[%d] must be a block index >= 0", md_path, l);
+        m.layers[l] = (int)v->valuedouble;
+    }
+    m.model_family = (char *)need_str(md, "family", md_path);
+    m.model = (char *)need_str(md, "ckpt", md_path);
+    m.n_patches = (int)need_int(md, "content_tokens_per_example", md_path, 0);
+    const cJSON *cls = need(md, "cls_token", md_path, cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(md, "cls_token")));
+    m.has_cls = cJSON_IsTrue(cls);
+    m.n_tokens = m.has_cls + m.n_patches;
+    m.d_model = (int)need_int(md, "d_model", md_path, 1);
+    m.n_images = need_int(md, "n_examples", md_path, 1);
+    int64_t max_tokens = need_int(md, "max_tokens_per_shard", md_path, 1);
+    m.dataset = (char *)need_str(md, "dataset", md_path);
+    m.images_per_file = ipf;
+    m.checkpoint_digest = "unknown (imported from saev shards)";
+    m.preprocessing = "unknown (imported from saev shards)";
+    m.saev_version = SAEV_VERSION;
+    char cfg[4400];
+    snprintf(cfg, sizeof cfg, "import_saev:\n  source: %s\n  max_tokens_per_shard: %lld\n", dir, (long long)max_tokens);
+    m.config_yaml = cfg;
+    struct stat sb;
+    m.has_patch_labels = stat(lab_path, &sb) == 0 && m.n_patches > 0;
+
+    int64_t L = m.n_layers, T = m.n_tokens, D = m.d_model, N = m.n_images, row = L * T * D;
+    int64_t eps = max_tokens / (T * L);
+    if (eps < 1) saev_usage_fail("import-saev: %s: max_tokens_per_shard %lld holds no example", md_path, (long long)max_tokens);
+    int n_shards = cJSON_GetArraySize(shards);
+    if ((int64_t)n_shards < (N + eps - 1) / eps)
+        saev_usage_fail("import-saev: %s lists %d shards; %lld examples at %lld per shard need %lld", sh_path, n_shards, (long long)N,
+                        (long long)eps, (long long)((N + eps - 1) / eps));
+    /* Check every shard before writing anything. */
+    int64_t total = 0;
+    for (int sh = 0; sh < n_shards; sh++) {
+        const cJSON *e = cJSON_GetArrayItem(shards, sh);
+        const char *name = need_str(e, "name", sh_path);
+        int64_t n_sh = need_int(e, "n_examples", sh_path, 0);
+        char want[32], path[4400];
+        snprintf(want, sizeof want, "acts%06d.bin", sh);
+        if (strcmp(name, want)) saev_usage_fail("import-saev: %s: shard %d is named \"%s\", expected \"%s\"", sh_path, sh, name, want);
+        if (n_sh > eps || (n_sh < eps && total + n_sh < N))
+            saev_usage_fail("import-saev: %s: shard %s has %lld examples; every shard but the last holds %lld", sh_path, name,
+                            (long long)n_sh, (long long)eps);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        if (stat(path, &sb)) saev_usage_fail("import-saev: %s: %s", path, strerror(errno));
+        if ((int64_t)sb.st_size < n_sh * row * 4)
+            saev_usage_fail("import-saev: %s is %lld bytes, too small for %lld examples of [%lld, %lld, %lld] float32", path,
+                            (long long)sb.st_size, (long long)n_sh, (long long)L, (long long)T, (long long)D);
+        total += n_sh;
+    }
+    if (total != N) saev_usage_fail("import-saev: %s counts %lld examples, metadata.json says %lld", sh_path, (long long)total, (long long)N);
+    if (m.has_patch_labels) {
+        if (stat(lab_path, &sb)) saev_usage_fail("import-saev: %s: %s", lab_path, strerror(errno));
+        if ((int64_t)sb.st_size != N * m.n_patches)
+            saev_usage_fail("import-saev: %s is %lld bytes; expected %lld x %d uint8", lab_path, (long long)sb.st_size, (long long)N, m.n_patches);
+    }
+
+    Store *s = store_open_write(store_dir, &m, 0, 0);
+    int64_t block = (64 << 20) / (row * 4) > 0 ? (64 << 20) / (row * 4) : 1;
+    float *buf = mallocCheck(sizeof(float) * (size_t)(block * row));
+    int64_t *idx = mallocCheck(sizeof(int64_t) * (size_t)block);
+    uint8_t *plab = m.has_patch_labels ? mallocCheck((size_t)(block * m.n_patches)) : NULL;
+    FILE *lf = NULL;
+    if (plab) {
+        lf = fopen(lab_path, "rb");
+        libcCheckPtr(lf, lab_path);
+    }
+    int64_t first = 0;
+    for (int sh = 0; sh < n_shards; sh++) {
+        const cJSON *e = cJSON_GetArrayItem(shards, sh);
+        int64_t n_sh = (int64_t)cJSON_GetObjectItemCaseSensitive(e, "n_examples")->valuedouble;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/acts%06d.bin", dir, sh);
+        FILE *f = fopen(path, "rb");
+        libcCheckPtr(f, path);
+        for (int64_t i = 0; i < n_sh; i += block) {
+            int64_t n = n_sh - i < block ? n_sh - i : block;
+            if (fread(buf, sizeof(float) * (size_t)row, (size_t)n, f) != (size_t)n) saev_fail("import-saev: short read from %s", path);
+            for (int64_t j = 0; j < n; j++) idx[j] = first + i + j;
+            if (plab && fread(plab, (size_t)m.n_patches, (size_t)n, lf) != (size_t)n) saev_fail("import-saev: short read from %s", lab_path);
+            store_write(s, n, idx, buf, NULL, NULL, plab, NULL);
+        }
+        fclose(f);
+        first += n_sh;
+    }
+    if (lf) fclose(lf);
+    int complete = store_finish(s);
+    printf("imported %lld examples from %s into %s (%s)\n", (long long)N, dir, store_dir, store_dtype_name(m.dtype));
+    free(buf);
+    free(idx);
+    free(plab);
+    free(m.layers);
+    cJSON_Delete(md);
+    cJSON_Delete(shards);
+    free(md_text);
+    free(sh_text);
+    return complete ? 0 : 1;
+}
