@@ -19,6 +19,10 @@
 
 #include "config.h"
 #include "config_args.h"
+#include "image/dataset.h"
+#include "image/loader.h"
+#include "image/preprocess.h"
+#include "store/activations_config.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -32,7 +36,11 @@ typedef struct {
 extern const CfgSchema run_config_schema;
 
 #define SAEV_CONFIG_SECTIONS(X) \
-    X(run, RunConfig, run_config_schema, NULL, 0, "what every command shares: name, output directory, ranks, device, seed, logging")
+    X(run, RunConfig, run_config_schema, NULL, 0, "what every command shares: name, output directory, ranks, device, seed, logging") \
+    X(data, DataConfig, data_config_schema, NULL, 0, "the image data set: layout, location, bad-image policy") \
+    X(preprocess, PreprocessConfig, preprocess_config_schema, NULL, 0, "resize, crop and normalization (family defaults, overridable)") \
+    X(loader, LoaderConfig, loader_config_schema, NULL, 0, "decoding threads and read-ahead") \
+    X(activations, ActivationsConfig, activations_config_schema, NULL, 0, "the activation store: where, dtype, batching, resume")
 
 typedef struct {
 #define SAEV_CONFIG_MEMBER(key, type, schema, def, nullable, help) type key;

@@ -5,7 +5,7 @@
  * exactly what decoding + preprocessing each image alone gives).
  * Images are generated here with write_png/write_jpeg into a fresh temporary folder.
  */
-#include </usr/include/check.h> /* Check; plain <check.h> would find common/check.h */
+#include <check.h> /* Check; plain <check.h> would find common/check.h */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * Also checks the geometry rules (shortest-side size, half-to-even crop offsets) on
  * closed-form cases.
  */
-#include </usr/include/check.h> /* Check; plain <check.h> would find common/check.h */
+#include <check.h> /* Check; plain <check.h> would find common/check.h */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

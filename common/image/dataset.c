@@ -16,7 +16,6 @@
 
 #include "check.h"
 
-#pragma weak cfg_node_where
 
 static const CfgField data_fields[] = {
     {"kind", CFG_STRING, offsetof(DataConfig, kind), "folder", 0, -1, "folder|list|ade20k", NULL, 0,
@@ -44,9 +43,8 @@ static const char *data_validate(void *section, const CfgNode *node, char *buf, 
     DataSpec spec;
     char why[512];
     if (data_resolve((const DataConfig *)section, &spec, why, sizeof why) == 0) return NULL;
-    char where[256] = "";
-    if (cfg_node_where) cfg_node_where(node, where, sizeof where); /* weak until config.c lands */
-    snprintf(buf, buflen, "%s%sdata: %s", where, where[0] ? ": " : "", why);
+    (void)node; /* cfg_bind prefixes the section's position and path */
+    snprintf(buf, buflen, "%s", why);
     return buf;
 }
 

@@ -12,7 +12,6 @@
 
 #include "check.h"
 
-#pragma weak cfg_node_where
 
 static const CfgField preprocess_fields[] = {
     {"pipeline", CFG_STRING, offsetof(PreprocessConfig, pipeline), "clip", 0, -1, "clip|dinov2|siglip", NULL, 0,
@@ -39,9 +38,8 @@ static const char *preprocess_validate(void *section, const CfgNode *node, char 
     PreprocessSpec spec;
     char why[512];
     if (preprocess_resolve((const PreprocessConfig *)section, &spec, why, sizeof why) == 0) return NULL;
-    char where[256] = "";
-    if (cfg_node_where) cfg_node_where(node, where, sizeof where); /* weak until config.c lands */
-    snprintf(buf, buflen, "%s%spreprocess: %s", where, where[0] ? ": " : "", why);
+    (void)node; /* cfg_bind prefixes the section's position and path */
+    snprintf(buf, buflen, "%s", why);
     return buf;
 }
 
