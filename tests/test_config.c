@@ -272,14 +272,14 @@ START_TEST(test_unknown_keys) {
     CfgError err;
     CfgDoc *doc = parse_text("run:\n"
                              "  seed: 1\n"
-                             "data:\n"
+                             "bogus:\n"
                              "  path: x\n", &err);
     ck_assert_ptr_nonnull(doc);
     SaevConfig sc;
     ck_assert_int_eq(cfg_bind(doc, &saev_config_schema, &sc, &err), -1);
     ck_assert_int_eq(err.line, 3);
     ck_assert_int_eq(err.col, 1);
-    ck_assert_msg(strstr(err.msg, "cfg.yaml:3:1: data: unknown key"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "cfg.yaml:3:1: bogus: unknown key"), "%s", err.msg);
     cfg_free(doc);
     remove_tmpdir();
 }

@@ -40,9 +40,13 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static const char *data_validate(void *section, const CfgNode *node, char *buf, size_t buflen) {
+    const DataConfig *c = section;
+    /* A config that names no data set is fine for commands that read none (train, serve);
+     * the stages that read images check for one when they start. */
+    if (!c->root && !c->path) return NULL;
     DataSpec spec;
     char why[512];
-    if (data_resolve((const DataConfig *)section, &spec, why, sizeof why) == 0) return NULL;
+    if (data_resolve(c, &spec, why, sizeof why) == 0) return NULL;
     (void)node; /* cfg_bind prefixes the section's position and path */
     snprintf(buf, buflen, "%s", why);
     return buf;
