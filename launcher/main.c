@@ -16,6 +16,8 @@ static const Command commands[] = {
     {"demo-data", cmd_demo_data, "build the demo data sets (Fashion-MNIST folder + ADE20K-style segmentation) from Debian packages"},
     {"export-saev", cmd_export_saev, "write an activation store as saev's protocol-2.1 shards"},
     {"import-saev", cmd_import_saev, "read saev's protocol-2.1 shards into an activation store"},
+    {"forward", cmd_forward, "one ViT forward on a pixel tensor file, writing every block's output"},
+    {"make-model", cmd_make_model, "write a ViT checkpoint with random weights (transformers layout + config.json)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
