@@ -23,6 +23,7 @@
 #include "image/loader.h"
 #include "image/preprocess.h"
 #include "store/activations_config.h"
+#include "vit/model_config.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -40,6 +41,7 @@ extern const CfgSchema run_config_schema;
     X(data, DataConfig, data_config_schema, NULL, 0, "the image data set: layout, location, bad-image policy") \
     X(preprocess, PreprocessConfig, preprocess_config_schema, NULL, 0, "resize, crop and normalization (family defaults, overridable)") \
     X(loader, LoaderConfig, loader_config_schema, NULL, 0, "decoding threads and read-ahead") \
+    X(model, ModelSection, model_schema, NULL, 0, "the ViT: weights, architecture overrides, layers to record, device") \
     X(activations, ActivationsConfig, activations_config_schema, NULL, 0, "the activation store: where, dtype, batching, resume")
 
 typedef struct {

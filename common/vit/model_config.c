@@ -9,7 +9,7 @@
 #include "model_config.h"
 
 static const CfgField model_fields[] = {
-    {"path", CFG_STRING, offsetof(ModelSection, path), NULL, 1, 0, NULL, NULL, 0,
+    {"path", CFG_STRING, offsetof(ModelSection, path), CFG_UNSET, 1, 0, NULL, NULL, 0,
      "ViT weights: a .safetensors file, or a folder holding one and its transformers config.json"},
     {"config", CFG_STRING, offsetof(ModelSection, config), CFG_UNSET, 1, 0, NULL, NULL, 0,
      "transformers config.json (default: the one beside the weights)"},
