@@ -12,7 +12,7 @@
 
 static int usage(FILE *out, int code) {
     fprintf(out,
-            "usage: saev make-model --family clip|dinov2|siglip --preset tiny|vit-b-16|vit-l-14 --seed N --out DIR\n"
+            "usage: saev make-model --family clip|dinov2|siglip --preset tiny|vit-s-16|vit-b-16|vit-l-14 --seed N --out DIR\n"
             "                       [--registers N]\n\n"
             "Writes DIR/model.safetensors (transformers tensor names) and DIR/config.json with random\n"
             "weights drawn from the seed. --registers adds DINOv2 register tokens (dinov2_with_registers).\n");

@@ -10,6 +10,7 @@
 #include "log.h"
 
 static const Command commands[] = {
+    {"activations", cmd_activations, "record ViT activations of every image into an HDF5 store (many ranks)"},
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image (clip|dinov2|siglip) into a safetensors tensor"},

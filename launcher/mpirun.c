@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "log.h"
+#include "saev_config.h"
 
 const char *launcher_sibling(const char *program) {
     static char path[PATH_MAX + 64];
@@ -96,4 +97,22 @@ int launch_worker(int ranks, const char *stage, int argc, char **argv) {
         return 128 + WTERMSIG(status);
     }
     return 1;
+}
+
+int launch_config_stage(const char *stage, const char *usage, int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("%s", usage);
+            return 0;
+        }
+    CfgArgs args;
+    cfg_args_parse_or_die(argc, argv, NULL, &args);
+    if (!args.config_path) saev_usage_fail("saev %s: missing CONFIG.yaml (see saev %s --help)", stage, stage);
+    if (args.argc > 1) saev_usage_fail("saev %s: unexpected argument \"%s\"", stage, args.argv[1]);
+    SaevConfig *cfgs;
+    int n = saev_config_load_or_die(&args, &cfgs);
+    int ranks = (int)cfgs[0].run.ranks;
+    saev_config_free(cfgs, n);
+    cfg_args_free(&args);
+    return launch_worker(ranks, stage, argc - 1, argv + 1);
 }

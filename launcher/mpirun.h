@@ -16,4 +16,11 @@ const char *launcher_sibling(const char *program);
  * Returns the exit status to pass on (0 on success). */
 int launch_worker(int ranks, const char *stage, int argc, char **argv);
 
+/* For a config-driven stage (`saev STAGE CONFIG [--set ...] [--ranks N] [--device D]`):
+ * loads and checks the whole config here first, so a bad config fails with status 2
+ * before any rank starts or anything is written, then runs the stage on run.ranks ranks
+ * with the same arguments (every rank reads the same config). `usage` is printed for
+ * --help. Returns the exit status. */
+int launch_config_stage(const char *stage, const char *usage, int argc, char **argv);
+
 #endif

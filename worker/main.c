@@ -11,6 +11,7 @@
 #include "stages.h"
 
 static const Stage stages[] = {
+    {"activations", stage_activations, "ViT activations of the data set into the store"},
     {"comm-selftest", stage_comm_selftest, "exercise all-reduce, broadcast and failure propagation (tests)"},
     {"store-selftest", stage_store_selftest, "write closed-form synthetic activations into a store (tests, benchmark)"},
 };

@@ -12,6 +12,7 @@ typedef struct {
 } Stage;
 
 int stage_comm_selftest(int argc, char **argv);
+int stage_activations(int argc, char **argv);
 int stage_store_selftest(int argc, char **argv);
 
 #endif

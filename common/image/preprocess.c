@@ -14,8 +14,8 @@
 
 
 static const CfgField preprocess_fields[] = {
-    {"pipeline", CFG_STRING, offsetof(PreprocessConfig, pipeline), "clip", 0, -1, "clip|dinov2|siglip", NULL, 0,
-     "preprocessing family: resize, interpolation, crop and mean/std of that model family"},
+    {"pipeline", CFG_STRING, offsetof(PreprocessConfig, pipeline), CFG_UNSET, 0, -1, "clip|dinov2|siglip", NULL, 0,
+     "preprocessing family: resize, interpolation, crop and mean/std of that model family (default: the model's family)"},
     {"resize", CFG_STRING, offsetof(PreprocessConfig, resize), CFG_UNSET, 0, -1, "shortest|exact|none", NULL, 0,
      "override: shortest side to `size`, exactly width x height, or no resize"},
     {"size", CFG_INT, offsetof(PreprocessConfig, size), CFG_UNSET, 1, 65536, NULL, NULL, 0,

@@ -22,12 +22,14 @@ int vit_preset_config(VitConfig *cfg, VitFamily family, const char *preset, char
     vit_config_defaults(cfg, family);
     if (!strcmp(preset, "tiny")) {
         cfg->d_model = 48; cfg->n_layers = 3; cfg->n_heads = 4; cfg->d_mlp = 96; cfg->patch_size = 8; cfg->image_size = 32;
+    } else if (!strcmp(preset, "vit-s-16")) { /* ViT-S/16 (DINOv2-S sizes): the demo's model */
+        cfg->d_model = 384; cfg->n_layers = 12; cfg->n_heads = 6; cfg->d_mlp = 1536; cfg->patch_size = 16; cfg->image_size = 224;
     } else if (!strcmp(preset, "vit-b-16")) {
         cfg->d_model = 768; cfg->n_layers = 12; cfg->n_heads = 12; cfg->d_mlp = 3072; cfg->patch_size = 16; cfg->image_size = 224;
     } else if (!strcmp(preset, "vit-l-14")) {
         cfg->d_model = 1024; cfg->n_layers = 24; cfg->n_heads = 16; cfg->d_mlp = 4096; cfg->patch_size = 14; cfg->image_size = 224;
     } else {
-        snprintf(err, errlen, "unknown preset \"%s\" (tiny, vit-b-16, vit-l-14)", preset);
+        snprintf(err, errlen, "unknown preset \"%s\" (tiny, vit-s-16, vit-b-16, vit-l-14)", preset);
         return -1;
     }
     return 0;
