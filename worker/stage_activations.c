@@ -1,9 +1,9 @@
 /*
  * stage_activations.c: `saev-worker activations CONFIG [--set ...]`, run on every rank.
  *
- * The data set's images are split across ranks (store_plan: balanced contiguous runs of
- * the images the store still lacks, so a rerun after a crash picks up exactly what is
- * missing). Each rank decodes and preprocesses its images on a thread pool (loader),
+ * The data set's images are split across ranks in whole batches (balanced contiguous runs
+ * of the batches the store still lacks, so a rerun after a crash picks up exactly what
+ * is missing). Each rank decodes and preprocesses its images on a thread pool (loader),
  * runs the ViT up to the deepest requested block, and writes the requested layers into
  * the one shared store collectively. Bad images follow data.on_bad_image: skipped ones
  * are recorded in the store (status + reason) and listed in <store>/bad_images.tsv.
@@ -154,10 +154,18 @@ int stage_activations(int argc, char **argv) {
 
     Store *store = store_open_write(c->activations.out, &meta, (int)c->activations.resume, 1);
     if (rank == 0) cfg_write_resolved(&saev_config_schema, c, c->activations.out);
-    int64_t *mine = NULL, n_batches = 0;
-    int64_t n_mine = store_plan(store, rank, size, ls.batch_size, &mine, &n_batches);
-    int64_t pending_total = n_mine;
-    comm_allreduce(&pending_total, 1, COMM_I64, COMM_SUM);
+    /* Work is dealt in whole global batches (images [k*B, (k+1)*B)), balanced contiguous
+     * runs of them per rank, so every image is computed in the same batch whatever the
+     * number of ranks: 1 rank and N ranks then give bit-identical stores. */
+    int64_t *pending = NULL;
+    int64_t pending_total = store_pending(store, &pending);
+    int64_t *group_start = mallocCheck(sizeof(int64_t) * (size_t)(pending_total + 1));
+    int64_t n_groups = 0;
+    for (int64_t i = 0; i < pending_total; i++)
+        if (i == 0 || pending[i] / ls.batch_size != pending[i - 1] / ls.batch_size) group_start[n_groups++] = i;
+    group_start[n_groups] = pending_total;
+    int64_t g0 = n_groups * rank / size, g1 = n_groups * (rank + 1) / size;
+    int64_t *mine = pending + group_start[g0], n_mine = group_start[g1] - group_start[g0];
     log_info("activations: %" PRId64 " images (%" PRId64 " to do) on %d ranks; %s, %d layers, %d tokens x %d, %s -> %s",
              ds.n, pending_total, size, vit_family_name(vit.cfg.family), n_layers, meta.n_tokens, meta.d_model,
              c->activations.dtype, c->activations.out);
@@ -235,7 +243,7 @@ int stage_activations(int argc, char **argv) {
                  c->activations.out, images_written, images_written * T, gb, el, el > 0 ? (double)images_written / el : 0,
                  el > 0 ? gb / el : 0, complete ? "" : " -- store NOT complete");
     }
-    free(vit_out); free(acts); free(idx); free(labels); free(reasons); free(plabels); free(mine);
+    free(vit_out); free(acts); free(idx); free(labels); free(reasons); free(plabels); free(pending); free(group_start);
     free(blocks); free(hidden); free(config_yaml);
     vit_free(&vit);
     dataset_free(&ds);
