@@ -2,20 +2,22 @@
  * bench_vit.c: ViT-B/16 forward on the CPU, images/s, next to PyTorch CPU in the same run.
  *
  * Makes a CLIP ViT-B/16 with `saev make-model` weights (or uses --model DIR holding one),
- * draws a batch of 224x224 inputs, and times saev's CPU forward for all 12 blocks and
- * for stopping at layer -2, then runs bench/vit_torch_peer.py (/usr/bin/python3, Debian's
- * torch: the same architecture from torch modules, the same weights, pixels and thread
- * count) and prints both figures side by side with the ratio. The peer also checks that
- * its layer -2 output matches saev's. Threads: OpenBLAS's count (OPENBLAS_NUM_THREADS or
- * all cores) for saev, torch.set_num_threads of the same for the peer; the OPENBLAS_*
- * environment, which both inherit, is printed.
+ * draws a batch of 224x224 inputs and starts bench/vit_torch_peer.py (/usr/bin/python3,
+ * Debian's torch: the same architecture from torch modules, the same weights, pixels and
+ * thread count). Then saev's CPU forward and the peer alternate batch by batch (order
+ * swapped every round), so both see the same load on a shared machine, for all 12 blocks
+ * and for stopping at layer -2; after one warm-up batch each, images/s = images / summed
+ * batch seconds. The peer also checks that its layer -2 output matches saev's. Threads:
+ * OpenBLAS's count (OPENBLAS_NUM_THREADS or all cores) for saev, torch.set_num_threads of
+ * the same for the peer; the OPENBLAS_* environment, which both inherit, is printed.
  *
- * usage: bench_vit [--batch 8] [--batches 3] [--model DIR] [--no-peer]
+ * usage: bench_vit [--batch 8] [--batches 4] [--model DIR] [--no-peer]
  */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -24,15 +26,58 @@
 
 extern char **environ;
 
-static double time_forward(Vit *vit, const float *px, int B, const int *hidden, int batches, float *out) {
-    vit_forward(vit, px, B, 224, 224, hidden, 1, out); /* warm-up: buffers, position table, page faults */
+typedef struct {
+    pid_t pid;
+    FILE *to, *from; /* the peer's stdin and stdout */
+} Peer;
+
+static int peer_start(Peer *p, const char *script, const char *model_dir, const char *pixels, int threads) {
+    int in[2], out[2];
+    if (pipe(in) || pipe(out)) return -1;
+    p->pid = fork();
+    if (p->pid < 0) return -1;
+    if (p->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        char th[16];
+        snprintf(th, sizeof th, "%d", threads);
+        execl("/usr/bin/python3", "python3", script, model_dir, pixels, th, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    p->to = fdopen(in[1], "w");
+    p->from = fdopen(out[0], "r");
+    char line[256];
+    return p->to && p->from && fgets(line, sizeof line, p->from) && !strncmp(line, "ready", 5) ? 0 : -1;
+}
+
+/* Sends one command, returns the number it answers (or -1). */
+static double peer_ask(Peer *p, const char *cmd) {
+    char line[256];
+    if (fprintf(p->to, "%s\n", cmd) < 0 || fflush(p->to) || !fgets(line, sizeof line, p->from)) return -1;
+    return atof(line);
+}
+
+static void peer_stop(Peer *p) {
+    if (p->to) {
+        fprintf(p->to, "quit\n");
+        fclose(p->to);
+    }
+    if (p->from) fclose(p->from);
+    if (p->pid > 0) waitpid(p->pid, NULL, 0);
+}
+
+static double saev_batch(Vit *vit, const float *px, int B, const int *hidden, float *out) {
     double t0 = saev_now();
-    for (int i = 0; i < batches; i++) vit_forward(vit, px, B, 224, 224, hidden, 1, out);
-    return batches * B / (saev_now() - t0);
+    vit_forward(vit, px, B, 224, 224, hidden, 1, out);
+    return saev_now() - t0;
 }
 
 int main(int argc, char **argv) {
-    int B = 8, batches = 3, peer = 1;
+    int B = 8, batches = 4, peer = 1;
     const char *model_dir = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
@@ -72,7 +117,7 @@ int main(int argc, char **argv) {
         px[i] = (float)((s >> 40) * (4.0 / 16777216.0) - 2.0);
     }
 
-    printf("bench_vit: %s ViT-B/16-sized (D %d, %d blocks, patch %d), batch %d x 224px, %d timed batches\n",
+    printf("bench_vit: %s ViT-B/16-sized (D %d, %d blocks, patch %d), batch %d x 224px, %d timed batches each, saev and torch alternating\n",
            vit_family_name(c->family), D, c->n_layers, c->patch_size, B, batches);
     printf("threads: OpenBLAS %d (torch.set_num_threads(%d) for the peer); environment:", threads, threads);
     int any = 0;
@@ -80,34 +125,54 @@ int main(int argc, char **argv) {
         if (!strncmp(*e, "OPENBLAS_", 9) || !strncmp(*e, "OMP_", 4)) { printf(" %s", *e); any = 1; }
     printf("%s\n", any ? "" : " (no OPENBLAS_* / OMP_* variables set)");
 
-    int all[1] = {c->n_layers}, m2[1] = {c->n_layers - 1}; /* hidden-state indices of blocks -1 and -2 */
-    double saev_all = time_forward(&vit, px, B, all, batches, out);
-    double saev_m2 = time_forward(&vit, px, B, m2, batches, out);
-
-    double torch_all = 0, torch_m2 = 0, peer_err = -1;
+    int hidden[2] = {c->n_layers, c->n_layers - 1}; /* hidden-state indices of blocks -1 and -2 */
+    Peer peer_proc = {0};
     if (peer) {
         StWriter w;
         st_writer_init(&w);
-        int64_t ps[4] = {B, 3, 224, 224}, os[3] = {B, T, D};
+        int64_t ps[4] = {B, 3, 224, 224};
         st_writer_add(&w, "pixel_values", ST_F32, 4, ps, px);
         snprintf(path, sizeof path, "%s/pixels.safetensors", tmpdir);
         st_writer_write_or_die(&w, path);
         st_writer_free(&w);
+        const char *root = getenv("SAEV_ROOT");
+        char script[4096];
+        snprintf(script, sizeof script, "%s/bench/vit_torch_peer.py", root ? root : ".");
+        if (peer_start(&peer_proc, script, model_dir, path, threads)) {
+            fprintf(stderr, "bench_vit: the torch peer (%s) did not start; run from the source root or set SAEV_ROOT\n", script);
+            peer_stop(&peer_proc);
+            peer = 0;
+        }
+    }
+    double saev_rate[2], torch_rate[2] = {0, 0}, peer_err = -1;
+    for (int m = 0; m < 2; m++) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "run %d", hidden[m] == c->n_layers ? c->n_layers : c->n_layers - 1);
+        saev_batch(&vit, px, B, &hidden[m], out); /* warm-up: buffers, position table, page faults */
+        if (peer) peer_ask(&peer_proc, cmd);
+        double ts = 0, tt = 0;
+        for (int r = 0; r < batches; r++) {
+            if (peer && r % 2) tt += peer_ask(&peer_proc, cmd);
+            ts += saev_batch(&vit, px, B, &hidden[m], out);
+            if (peer && !(r % 2)) tt += peer_ask(&peer_proc, cmd);
+        }
+        saev_rate[m] = batches * B / ts;
+        if (peer) torch_rate[m] = tt > 0 ? batches * B / tt : 0;
+    }
+    if (peer) { /* `out` holds saev's layer -2, the peer's last output its layer -2 */
+        StWriter w;
         st_writer_init(&w);
+        int64_t os[3] = {B, T, D};
         st_writer_add(&w, "layer_m2", ST_F32, 3, os, out);
         snprintf(path, sizeof path, "%s/saev_out.safetensors", tmpdir);
         st_writer_write_or_die(&w, path);
         st_writer_free(&w);
-        const char *root = getenv("SAEV_ROOT");
-        char cmd[16384];
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench/vit_torch_peer.py %s %s/pixels.safetensors %s/saev_out.safetensors %d %d",
-                 root ? root : ".", model_dir, tmpdir, tmpdir, threads, batches);
-        FILE *p = popen(cmd, "r");
-        char line[512] = "";
-        int ok = p && fgets(line, sizeof line, p) && sscanf(line, "torch %lf %lf %lf", &torch_all, &torch_m2, &peer_err) == 3;
-        if (p) pclose(p);
-        if (!ok) fprintf(stderr, "bench_vit: the torch peer failed (%s); run from the source root or set SAEV_ROOT\n", cmd);
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "check %s", path);
+        peer_err = peer_ask(&peer_proc, cmd);
+        peer_stop(&peer_proc);
     }
+    double saev_all = saev_rate[0], saev_m2 = saev_rate[1], torch_all = torch_rate[0], torch_m2 = torch_rate[1];
     printf("\n%-22s %14s %14s %8s\n", "images/s", "saev (C)", "PyTorch CPU", "ratio");
     printf("%-22s %14.2f %14.2f %7.2fx\n", "all 12 blocks", saev_all, torch_all, torch_all > 0 ? saev_all / torch_all : 0);
     printf("%-22s %14.2f %14.2f %7.2fx\n", "stop at layer -2", saev_m2, torch_m2, torch_m2 > 0 ? saev_m2 / torch_m2 : 0);

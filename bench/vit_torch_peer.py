@@ -1,9 +1,13 @@
 """vit_torch_peer.py: the PyTorch CPU peer of bench_vit: a CLIP ViT built from torch
 modules (Conv2d, Linear, LayerNorm, matmul + softmax attention, quick_gelu as
 transformers writes it), loaded from the same model.safetensors and run on the same
-pixels with the same thread count. Prints one line:
-    torch <images/s all blocks> <images/s to layer -2> <rel err of layer -2 vs saev>
-usage: vit_torch_peer.py MODEL_DIR PIXELS.safetensors SAEV_OUT.safetensors THREADS BATCHES
+pixels with the same thread count.
+
+It serves bench_vit over stdin/stdout so the two alternate batch by batch and see the
+same machine load: each line "run N_BLOCKS" runs one batch through N_BLOCKS blocks and
+answers with the seconds it took; "check PATH" answers the relative error between its
+last output and PATH's `layer_m2`; "quit" ends.
+usage: vit_torch_peer.py MODEL_DIR PIXELS.safetensors THREADS
 """
 import json, struct, sys, time
 import numpy as np
@@ -70,23 +74,25 @@ class ViT(nn.Module):
 
 
 def main():
-    model_dir, pixels_path, saev_out, threads, batches = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    model_dir, pixels_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(threads)
     cfg = json.load(open(f'{model_dir}/config.json'))
     model = ViT(cfg, load(f'{model_dir}/model.safetensors')).eval()
     px = load(pixels_path)['pixel_values']
-    L = cfg['num_hidden_layers']
-    rates = []
+    y = None
+    print('ready', flush=True)
     with torch.inference_mode():
-        for n_blocks in (L, L - 1):
-            model(px, n_blocks)  # warm-up
-            t0 = time.perf_counter()
-            for _ in range(batches):
-                y = model(px, n_blocks)
-            rates.append(batches * px.shape[0] / (time.perf_counter() - t0))
-    ref = load(saev_out)['layer_m2'].double()
-    err = (ref - y.double()).norm() / y.double().norm()
-    print(f'torch {rates[0]:.3f} {rates[1]:.3f} {err.item():.3e}', flush=True)
+        for line in sys.stdin:
+            cmd, _, arg = line.strip().partition(' ')
+            if cmd == 'run':
+                t0 = time.perf_counter()
+                y = model(px, int(arg))
+                print(f'{time.perf_counter() - t0:.6f}', flush=True)
+            elif cmd == 'check':
+                ref = load(arg)['layer_m2'].double()
+                print(f'{((ref - y.double()).norm() / y.double().norm()).item():.3e}', flush=True)
+            else:
+                break
 
 
 if __name__ == '__main__':
