@@ -12,5 +12,7 @@ typedef struct {
 } Command;
 
 int cmd_inspect(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_make_model(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@
 
 static const Command commands[] = {
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
+    {"forward", cmd_forward, "one ViT forward on a pixel tensor file, writing every block's output"},
+    {"make-model", cmd_make_model, "write a ViT checkpoint with random weights (transformers layout + config.json)"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -365,6 +365,54 @@ START_TEST(test_batch_reuse) {
 }
 END_TEST
 
+/* Hub configs: full CLIP / SigLIP configs nest the tower under vision_config and leave
+ * defaults out. Expected values: the published configs of openai/clip-vit-base-patch16
+ * and google/siglip-base-patch16-224 and transformers' class defaults (CLIPVisionConfig:
+ * quick_gelu, eps 1e-5; SiglipVisionConfig: gelu_pytorch_tanh, eps 1e-6, 12 blocks). */
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(test_hub_configs) {
+    char path[256], err[1024];
+    tmp_path(path, sizeof path, "config.json");
+    VitConfig c;
+    write_text(path, "{\"model_type\": \"clip\", \"text_config\": {\"hidden_size\": 512}, \"vision_config\": {\"hidden_size\": 768, "
+                     "\"intermediate_size\": 3072, \"num_attention_heads\": 12, \"num_hidden_layers\": 12, \"patch_size\": 16, \"image_size\": 224}}");
+    ck_assert_msg(vit_config_from_json(&c, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.family, VIT_CLIP);
+    ck_assert_int_eq(c.d_model, 768);
+    ck_assert_int_eq(c.patch_size, 16);
+    ck_assert_int_eq(c.act, VIT_ACT_QUICK_GELU);
+    ck_assert_double_eq(c.ln_eps, 1e-5);
+    write_text(path, "{\"model_type\": \"siglip\", \"vision_config\": {\"patch_size\": 16, \"image_size\": 224}}");
+    ck_assert_msg(vit_config_from_json(&c, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.family, VIT_SIGLIP);
+    ck_assert_int_eq(c.n_layers, 12);
+    ck_assert_int_eq(c.d_mlp, 3072);
+    ck_assert_int_eq(c.act, VIT_ACT_GELU_TANH);
+    ck_assert_double_eq(c.ln_eps, 1e-6);
+    write_text(path, "{\"model_type\": \"dinov2_with_registers\", \"hidden_size\": 768, \"mlp_ratio\": 4, \"patch_size\": 14, \"image_size\": 518}");
+    ck_assert_msg(vit_config_from_json(&c, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.n_registers, 4);
+    ck_assert_int_eq(c.d_mlp, 3072);
+    ck_assert_int_eq(c.pos_antialias, 1);
+    write_text(path, "{\"model_type\": \"vit\"}");
+    ck_assert_int_eq(vit_config_from_json(&c, path, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "\"vit\" is not supported"));
+    write_text(path, "{\"model_type\": \"dinov2\", \"hidden_size\": 770, \"num_attention_heads\": 12}");
+    ck_assert_int_eq(vit_config_from_json(&c, path, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "multiple of num_attention_heads"));
+    write_text(path, "{\"model_type\": \"clip\", \"vision_config\": ");
+    ck_assert_int_eq(vit_config_from_json(&c, path, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "malformed JSON"));
+    unlink(path);
+}
+END_TEST
+
 int main(void) {
     const char *fx = getenv("SAEV_FIXTURES");
     snprintf(fixtures, sizeof fixtures, "%s", fx ? fx : "../shared/fixtures");
@@ -384,6 +432,7 @@ int main(void) {
     tcase_add_test(tc, test_early_stop);
     tcase_add_test(tc, test_layer_resolution);
     tcase_add_test(tc, test_batch_reuse);
+    tcase_add_test(tc, test_hub_configs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

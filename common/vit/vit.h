@@ -157,6 +157,8 @@ void vit_alloc_params(Vit *vit, const VitConfig *cfg);
 /* Sizes (in floats) of the VIT_N_PARAM_TENSORS parameter tensors, in VitParams order. */
 void vit_param_sizes(const VitConfig *cfg, int n_pos, size_t sizes[VIT_N_PARAM_TENSORS]);
 void vit_free(Vit *vit);
+/* Writes the parameters under transformers names (float32), atomically. 0 or -1 with err. */
+int vit_save(const Vit *vit, const char *path, char *err, size_t errlen);
 
 /* ---- compute ---- */
 /* Picks the backend (AUTO = CUDA when built with it and a GPU is present, else CPU).

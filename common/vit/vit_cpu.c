@@ -37,7 +37,6 @@ typedef struct {
     float *qkv;        /* [cap_B*T, 3D] q | k | v per token */
     float *att;        /* [cap_B*T, D] attention output, heads side by side */
     float *mlp;        /* [cap_B*T, F] MLP hidden */
-    float *scores;     /* [T, T] attention scores of one (image, head) */
     CpuPool *pool;
 } CpuState;
 
@@ -205,6 +204,30 @@ static void softmax_rows(float *s, int rows, int n) {
 }
 
 typedef struct {
+    const float *qkv; /* [B*T, 3D] q | k | v, heads side by side within each */
+    float *att;       /* [B*T, D] */
+    int T, D, hd, NH;
+    float scale;      /* 1/sqrt(hd) */
+} AttnJob;
+
+/* softmax(q k^T * scale) v for (image, head) pairs [begin, end): two sgemm calls reading
+ * q, k, v in place (row stride 3D) and writing the head's columns of att (stride D). */
+static void attention_heads(void *ctx, int64_t begin, int64_t end) {
+    const AttnJob *j = ctx;
+    int T = j->T, D = j->D, hd = j->hd;
+    float *scores = mallocCheck(sizeof(float) * T * T);
+    for (int64_t bh = begin; bh < end; bh++) {
+        int b = (int)(bh / j->NH), h = (int)(bh % j->NH);
+        const float *q = j->qkv + (size_t)b * T * 3 * D + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, j->scale, q, 3 * D, k, 3 * D, 0.0f, scores, T);
+        softmax_rows(scores, T, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, scores, T, v, 3 * D, 0.0f,
+                    j->att + (size_t)b * T * D + (size_t)h * hd, D);
+    }
+    free(scores);
+}
+
+typedef struct {
     const float *pixels; /* [B, C, H, W] */
     float *patches;      /* [B*gh*gw, C*P*P] */
     int C, H, W, P, gh, gw;
@@ -262,16 +285,15 @@ static CpuState *state_for(Vit *vit, int B, int H, int W) {
     s->pos = mallocCheck(sizeof(float) * (vit_has_cls(c) + np) * D);
     char err[1024];
     if (vit_position_table(vit, s->gh, s->gw, s->pos, err, sizeof err)) saev_fail("%s", err);
-    size_t n_patches = B * np * K, n_x = B * T * D, n_qkv = B * T * 3 * D, n_mlp = B * T * F, n_scores = T * T;
-    s->memory = mallocCheck(sizeof(float) * (n_patches + 3 * n_x + n_qkv + n_mlp + n_scores));
+    size_t n_patches = B * np * K, n_x = B * T * D, n_qkv = B * T * 3 * D, n_mlp = B * T * F;
+    s->memory = mallocCheck(sizeof(float) * (n_patches + 3 * n_x + n_qkv + n_mlp));
     float *p = s->memory;
     s->patches = p; p += n_patches;
     s->x = p; p += n_x;
     s->h = p; p += n_x;
     s->att = p; p += n_x;
     s->qkv = p; p += n_qkv;
-    s->mlp = p; p += n_mlp;
-    s->scores = p;
+    s->mlp = p;
     vit->backend = s;
     return s;
 }
@@ -335,14 +357,14 @@ void vit_cpu_forward(Vit *vit, const float *pixels, int B, int H, int W, const i
         linear(s->h, w->qkv_w + (size_t)l * 3 * D * D, s->qkv, rows, 3 * D, D);
         BiasActJob qb = {s->qkv, w->qkv_b + (size_t)l * 3 * D, 3 * D, 0, c->act};
         pool_run(s->pool, rows, bias_act_rows, &qb);
-        for (int b = 0; b < B; b++)
-            for (int hh = 0; hh < NH; hh++) {
-                const float *q = s->qkv + (size_t)b * T * 3 * D + (size_t)hh * hd, *k = q + D, *v = q + 2 * D;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * D, k, 3 * D, 0.0f, s->scores, T);
-                softmax_rows(s->scores, T, T);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, s->scores, T, v, 3 * D, 0.0f,
-                            s->att + (size_t)b * T * D + (size_t)hh * hd, D);
-            }
+        AttnJob aj = {s->qkv, s->att, T, D, hd, NH, scale};
+        if (pool_size(s->pool) > 1) { /* one (image, head) per task, each GEMM on one thread */
+            openblas_set_num_threads(1);
+            pool_run(s->pool, (int64_t)B * NH, attention_heads, &aj);
+            openblas_set_num_threads(pool_size(s->pool));
+        } else {
+            attention_heads(&aj, 0, (int64_t)B * NH);
+        }
         linear(s->att, w->proj_w + (size_t)l * D * D, s->h, rows, D, D);
         ResidualJob r1 = {s->x, s->h, w->proj_b + (size_t)l * D, w->ls1 ? w->ls1 + (size_t)l * D : NULL, D};
         pool_run(s->pool, rows, residual_rows, &r1);

@@ -432,3 +432,72 @@ int vit_open(Vit *vit, const VitSpec *spec, char *err, size_t errlen) {
     if (spec->ln_eps > 0) cfg.ln_eps = spec->ln_eps;
     return vit_load(vit, &cfg, weights, err, errlen);
 }
+
+/* ---- writing (the inverse of loading, transformers names) ---- */
+
+int vit_save(const Vit *vit, const char *path, char *err, size_t errlen) {
+    const VitConfig *c = &vit->cfg;
+    const VitParams *p = &vit->params;
+    Scheme sc = c->family == VIT_CLIP ? S_CLIP : c->family == VIT_SIGLIP ? S_SIGLIP : S_DINOV2;
+    int dino = sc == S_DINOV2;
+    int64_t D = c->d_model, F = c->d_mlp, P = c->patch_size, C = c->n_channels, R = c->n_registers, NP = vit->n_pos;
+    StWriter w;
+    st_writer_init(&w);
+    int cap = 16 + 20 * c->n_layers, n = 0;
+    char **owned = callocCheck((size_t)cap, sizeof(char *));
+#define ADD(kind, layer, ptr, ...)                                                              \
+    do {                                                                                        \
+        int64_t shape_[] = {__VA_ARGS__};                                                       \
+        char inner_[256];                                                                       \
+        snprintf(inner_, sizeof inner_, names[sc][kind], (layer));                              \
+        owned[n] = strdupCheck(inner_);                                                         \
+        st_writer_add(&w, owned[n++], ST_F32, (int)(sizeof shape_ / sizeof shape_[0]), shape_, (ptr)); \
+    } while (0)
+    ADD(K_PATCH_W, 0, p->patch_w, D, C, P, P);
+    if (names[sc][K_PATCH_B]) ADD(K_PATCH_B, 0, p->patch_b, D);
+    if (vit_has_cls(c)) {
+        if (dino) ADD(K_CLS, 0, p->cls, 1, 1, D);
+        else ADD(K_CLS, 0, p->cls, D);
+    }
+    if (R) ADD(K_REG, 0, p->registers, 1, R, D);
+    if (dino) ADD(K_POS, 0, p->pos, 1, NP, D);
+    else ADD(K_POS, 0, p->pos, NP, D);
+    if (c->family == VIT_CLIP) {
+        ADD(K_PRE_LN_W, 0, p->pre_ln_w, D);
+        ADD(K_PRE_LN_B, 0, p->pre_ln_b, D);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const float *qw = p->qkv_w + (size_t)l * 3 * D * D, *qb = p->qkv_b + (size_t)l * 3 * D;
+        ADD(K_LN1_W, l, p->ln1_w + l * D, D);
+        ADD(K_LN1_B, l, p->ln1_b + l * D, D);
+        ADD(K_Q_W, l, qw, D, D);
+        ADD(K_K_W, l, qw + D * D, D, D);
+        ADD(K_V_W, l, qw + 2 * D * D, D, D);
+        if (c->qkv_bias) {
+            ADD(K_Q_B, l, qb, D);
+            ADD(K_K_B, l, qb + D, D);
+            ADD(K_V_B, l, qb + 2 * D, D);
+        }
+        ADD(K_PROJ_W, l, p->proj_w + l * D * D, D, D);
+        ADD(K_PROJ_B, l, p->proj_b + l * D, D);
+        if (dino) {
+            ADD(K_LS1, l, p->ls1 + l * D, D);
+            ADD(K_LS2, l, p->ls2 + l * D, D);
+        }
+        ADD(K_LN2_W, l, p->ln2_w + l * D, D);
+        ADD(K_LN2_B, l, p->ln2_b + l * D, D);
+        ADD(K_FC1_W, l, p->fc1_w + l * F * D, F, D);
+        ADD(K_FC1_B, l, p->fc1_b + l * F, F);
+        ADD(K_FC2_W, l, p->fc2_w + l * D * F, D, F);
+        ADD(K_FC2_B, l, p->fc2_b + l * D, D);
+    }
+    ADD(K_FINAL_W, 0, p->final_ln_w, D);
+    ADD(K_FINAL_B, 0, p->final_ln_b, D);
+#undef ADD
+    st_writer_meta(&w, "format", "pt");
+    int rc = st_writer_write(&w, path, err, errlen);
+    st_writer_free(&w);
+    for (int i = 0; i < n; i++) free(owned[i]);
+    free(owned);
+    return rc;
+}
