@@ -170,13 +170,13 @@ extern "C" void cuda_gemm(CudaGemm *g, CudaPrecision prec, int trans_a, int tran
             cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
         cublasCheck(cublasLtMatmul(g->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc, &p->algo,
                                    g->workspace, GEMM_WORKSPACE, g->stream));
-        return;
+    } else {
+        g->fallbacks++;
+        cudaDataType_t t = storage_type(prec);
+        cublasCheck(cublasGemmEx(g->blas, op1, op2, N, M, K, &alpha, B, t, ldb, A, t, lda, &beta, C, t, ldc,
+                                 compute_type(prec), CUBLAS_GEMM_DEFAULT));
     }
-    g->fallbacks++;
-    cudaDataType_t t = storage_type(prec);
-    cublasCheck(cublasGemmEx(g->blas, op1, op2, N, M, K, &alpha, B, t, ldb, A, t, lda, &beta, C, t, ldc, compute_type(prec),
-                             CUBLAS_GEMM_DEFAULT));
-    if (bias) {
+    if (bias && !(p->ok && use_bias_epilogue)) { /* the bias the epilogue did not add */
         unsigned blocks = cuda_blocks((size_t)M * N, 256);
         if (blocks > 65536) blocks = 65536;
         if (prec == CUDA_BF16)
