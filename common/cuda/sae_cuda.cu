@@ -18,7 +18,9 @@
 
 #include <cub/cub.cuh>
 
-#include "comm.h"
+extern "C" {
+#include "comm.h" /* a C header without extern "C" guards */
+}
 #include "cuda_device.cuh"
 #include "sae_cuda.h"
 
