@@ -1,0 +1,863 @@
+/*
+ * sae_cuda.cu: SAE training on the GPU (see sae_cuda.h for the design).
+ *
+ * Step (top-k): [x - b_dec] -> h = x_in·W_enc + b_enc (cuBLASLt, bias fused) -> per-row
+ * radix select of the k largest h (entries kept in latent order) -> fired flags ->
+ * dead counters -> per-row radix select of the k_aux largest h among dead latents ->
+ * one block per row decodes (Matryoshka prefixes in order), writes every prefix's
+ * gradient, their suffix sums, dL/dh of each active and AuxK entry -> entries sorted
+ * by latent (stable) -> one block per latent accumulates its W_dec row, W_enc column
+ * and b_enc -> W_enc gradient transposed into place; b_dec's gradient is a column sum
+ * (a GEMV with a ones vector). ReLU uses dense GEMMs throughout, one per prefix block.
+ * Optimizer: warp-per-row normalization and parallel removal, a two-stage float64 norm,
+ * then one fused clip + Adam kernel that reads the norm from device memory.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cub/cub.cuh>
+
+extern "C" {
+#include "comm.h" /* a C header without extern "C" guards */
+}
+#include "cuda_device.cuh"
+#include "sae_cuda.h"
+
+#define NORM_BLOCKS 1024
+
+typedef struct {
+    int n;
+    int p[SAE_CUDA_MAX_PREFIXES];
+} Prefixes;
+
+__device__ __forceinline__ int block_of(const Prefixes &pf, int s) {
+    int j = 0;
+    while (j < pf.n - 1 && s >= pf.p[j]) j++;
+    return j;
+}
+
+/* Order-preserving float -> uint32 (larger float, larger key). */
+__device__ __forceinline__ unsigned fkey(float f) {
+    unsigned u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Sum of a double over the block (all threads get it); blockDim.x a multiple of 32. */
+__device__ double block_sum_double(double v) {
+    __shared__ double part[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
+    __syncthreads(); /* part may still be read from a previous call */
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    double t = 0;
+    for (int w = 0; w < nw; w++) t += part[w];
+    return t;
+}
+
+/* ---- encoder side ---- */
+
+__global__ void sub_bias_kernel(const float *x, const float *b, float *out, size_t total, int d) {
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x)
+        out[e] = x[e] - b[e % d];
+}
+
+/* Σx² and per-column Σx in float64: block (32, 8) covers 32 columns x 256 rows. */
+__global__ void x_stats_kernel(const float *x, int n, int d, double *stats) {
+    int c = blockIdx.x * 32 + threadIdx.x;
+    int r0 = blockIdx.y * 256;
+    double s = 0, q = 0;
+    if (c < d)
+        for (int r = r0 + threadIdx.y; r < n && r < r0 + 256; r += 8) {
+            double v = x[(size_t)r * d + c];
+            s += v;
+            q += v * v;
+        }
+    __shared__ double ss[8][33], qq[8][33];
+    ss[threadIdx.y][threadIdx.x] = s;
+    qq[threadIdx.y][threadIdx.x] = q;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < d) {
+        for (int y = 1; y < 8; y++) {
+            s += ss[y][threadIdx.x];
+            q += qq[y][threadIdx.x];
+        }
+        atomicAdd(&stats[SAE_CUDA_STAT_X_SUM0 + c], s);
+        atomicAdd(&stats[SAE_CUDA_STAT_X_SQ], q);
+    }
+}
+
+/* The k largest entries of each row of h (only where mask != 0 when mask is given; k
+ * capped by *k_limit when given), written in increasing latent order; unused slots of
+ * the k_max-wide output get latent -1 and value 0. One block of 256 threads per row:
+ * four 8-bit radix passes find the k-th largest key exactly, then one ordered pass
+ * collects everything above it plus the first ties. Top-k (no mask) also records L0/L1
+ * and fired flags. */
+__global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_max, const int *k_limit, const float *mask,
+                                                   int *out_idx, float *out_val, float *fired, double *stats) {
+    typedef cub::BlockScan<int, 256> Scan;
+    __shared__ typename Scan::TempStorage scan_tmp;
+    __shared__ unsigned hist[256];
+    __shared__ unsigned sh_prefix, sh_mask;
+    __shared__ int sh_krem, run_gt, run_eq;
+    const int tid = threadIdx.x;
+    const size_t row = blockIdx.x;
+    const float *hr = h + row * S;
+    int *oi = out_idx + row * k_max;
+    float *ov = out_val + row * k_max;
+    int k = k_max;
+    if (k_limit && *k_limit < k) k = *k_limit;
+    if (k <= 0) {
+        for (int t = tid; t < k_max; t += 256) {
+            oi[t] = -1;
+            ov[t] = 0.0f;
+        }
+        return;
+    }
+    if (tid == 0) {
+        sh_prefix = 0;
+        sh_mask = 0;
+        sh_krem = k;
+        run_gt = 0;
+        run_eq = 0;
+    }
+    for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        hist[tid] = 0;
+        __syncthreads();
+        unsigned prefix = sh_prefix, pmask = sh_mask;
+        for (int s = tid; s < S; s += 256) {
+            if (mask && mask[s] == 0.0f) continue;
+            unsigned key = fkey(hr[s]);
+            if ((key & pmask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (tid == 0) {
+            /* the bin holding the krem-th largest among the keys matching the prefix */
+            int krem = sh_krem, bin = 255;
+            unsigned cum = 0;
+            for (; bin > 0; bin--) {
+                if (cum + hist[bin] >= (unsigned)krem) break;
+                cum += hist[bin];
+            }
+            sh_krem = krem - (int)cum;
+            sh_prefix = prefix | ((unsigned)bin << shift);
+            sh_mask = pmask | (255u << shift);
+        }
+        __syncthreads();
+    }
+    const unsigned kstar = sh_prefix; /* key of the k-th largest */
+    const int krem = sh_krem;         /* how many entries equal to it are taken */
+    float l1 = 0.0f, l0 = 0.0f;
+    for (int base = 0; base < S; base += 256) {
+        int s = base + tid, gt = 0, eq = 0;
+        float v = 0.0f;
+        if (s < S && !(mask && mask[s] == 0.0f)) {
+            v = hr[s];
+            unsigned key = fkey(v);
+            gt = key > kstar;
+            eq = key == kstar;
+        }
+        int excl, total;
+        Scan(scan_tmp).ExclusiveSum(gt | (eq << 16), excl, total);
+        int gt_before = run_gt + (excl & 0xFFFF), eq_before = run_eq + (excl >> 16);
+        if (gt || (eq && eq_before < krem)) {
+            int pos = gt_before + min(eq_before, krem);
+            oi[pos] = s;
+            ov[pos] = v;
+            if (stats) {
+                l1 += fabsf(v);
+                if (v != 0.0f) {
+                    l0 += 1.0f;
+                    fired[s] = 1.0f;
+                }
+            }
+        }
+        __syncthreads(); /* everyone has read run_gt/run_eq and scan_tmp */
+        if (tid == 0) {
+            run_gt += total & 0xFFFF;
+            run_eq += total >> 16;
+        }
+        __syncthreads();
+    }
+    for (int t = k + tid; t < k_max; t += 256) {
+        oi[t] = -1;
+        ov[t] = 0.0f;
+    }
+    if (stats) {
+        double L1 = block_sum_double(l1), L0 = block_sum_double(l0);
+        if (tid == 0) {
+            atomicAdd(&stats[SAE_CUDA_STAT_L1], L1);
+            atomicAdd(&stats[SAE_CUDA_STAT_L0], L0);
+        }
+    }
+}
+
+/* f = max(h, 0) in place, with L0, L1 and fired flags. */
+__global__ void relu_kernel(float *h, size_t total, int S, float *fired, double *stats) {
+    float l1 = 0.0f, l0 = 0.0f;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        float v = h[e] > 0.0f ? h[e] : 0.0f;
+        h[e] = v;
+        if (v > 0.0f) {
+            l1 += v;
+            l0 += 1.0f;
+            fired[e % S] = 1.0f;
+        }
+    }
+    double L1 = block_sum_double(l1), L0 = block_sum_double(l0);
+    if (threadIdx.x == 0) {
+        atomicAdd(&stats[SAE_CUDA_STAT_L1], L1);
+        atomicAdd(&stats[SAE_CUDA_STAT_L0], L0);
+    }
+}
+
+/* since_fired: reset where fired, else + N; dead flags and their count. */
+__global__ void dead_update_kernel(const float *fired, int64_t *since, float *dead, int *n_dead, int S, int64_t N,
+                                   int64_t threshold) {
+    int s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s >= S) return;
+    int64_t v = fired[s] > 0.0f ? 0 : since[s] + N;
+    since[s] = v;
+    int is_dead = v >= threshold;
+    dead[s] = is_dead ? 1.0f : 0.0f;
+    if (is_dead) atomicAdd(n_dead, 1);
+}
+
+/* ---- decoder side ---- */
+
+/* One block per row (top-k): reconstruction by prefix, per-prefix gradients and their
+ * suffix sums, dL/dh of the active entries, and AuxK. Shared memory: acc[d]. */
+__global__ void decode_topk_kernel(const float *x, const float *w_dec, const float *b_dec, const int *act_idx,
+                                   const float *act_val, int k, const int *aux_idx, const float *aux_val, int ka,
+                                   const int *n_dead, float *x_hat, float *G, float *act_dh, float *aux_g, float *aux_dh,
+                                   double *stats, int n, int d, Prefixes pf, float coef, float aux_inv, float aux_alpha) {
+    extern __shared__ float acc[];
+    const int b = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+    const int warp = tid / 32, lane = tid & 31, nw = nt / 32;
+    const size_t Bd = (size_t)n * d;
+    const float *xb = x + (size_t)b * d;
+    const int *ai = act_idx + (size_t)b * k;
+    const float *av = act_val + (size_t)b * k;
+    const int P = pf.n;
+    for (int i = tid; i < d; i += nt) acc[i] = b_dec[i];
+    double mse = 0.0, sq_full = 0.0, aux_sq = 0.0;
+    int q = 0;
+    for (int j = 0; j < P; j++) {
+        for (; q < k && ai[q] < pf.p[j]; q++) {
+            const float *w = w_dec + (size_t)ai[q] * d;
+            float v = av[q];
+            for (int i = tid; i < d; i += nt) acc[i] += v * w[i];
+        }
+        double se = 0.0;
+        float *gj = G + (size_t)j * Bd + (size_t)b * d;
+        for (int i = tid; i < d; i += nt) {
+            float r = acc[i] - xb[i];
+            se += (double)r * r;
+            gj[i] = coef * r;
+        }
+        mse += se / P;
+    }
+    for (int i = tid; i < d; i += nt) {
+        double r = (double)acc[i] - xb[i];
+        sq_full += r * r;
+        x_hat[(size_t)b * d + i] = acc[i];
+    }
+    for (int j = P - 2; j >= 0; j--)
+        for (int i = tid; i < d; i += nt) G[(size_t)j * Bd + (size_t)b * d + i] += G[(size_t)(j + 1) * Bd + (size_t)b * d + i];
+    __syncthreads(); /* G of this row complete for every thread */
+    for (int t = warp; t < k; t += nw) {
+        int s = ai[t];
+        const float *g = G + (size_t)block_of(pf, s) * Bd + (size_t)b * d, *w = w_dec + (size_t)s * d;
+        float dot = 0.0f;
+        for (int i = lane; i < d; i += 32) dot += g[i] * w[i];
+        dot = warp_sum(dot);
+        if (lane == 0) act_dh[(size_t)b * k + t] = dot;
+    }
+    if (ka > 0) {
+        const int nd = *n_dead;
+        const int *xi = aux_idx + (size_t)b * ka;
+        const float *xv = aux_val + (size_t)b * ka;
+        float *e = aux_g + (size_t)b * d;
+        for (int i = tid; i < d; i += nt) {
+            float ei = 0.0f;
+            if (nd > 0) {
+                /* aux_recon - r = (b_dec + Σ h_s W_dec[s]) - (x - x̂) */
+                ei = b_dec[i] - (xb[i] - acc[i]);
+                for (int t = 0; t < ka; t++)
+                    if (xi[t] >= 0) ei += xv[t] * w_dec[(size_t)xi[t] * d + i];
+                aux_sq += (double)ei * ei;
+            }
+            e[i] = ei * aux_inv;
+        }
+        __syncthreads();
+        for (int t = warp; t < ka; t += nw) {
+            int s = xi[t];
+            float dot = 0.0f;
+            if (s >= 0)
+                for (int i = lane; i < d; i += 32) dot += e[i] * w_dec[(size_t)s * d + i];
+            dot = warp_sum(dot);
+            if (lane == 0) aux_dh[(size_t)b * ka + t] = dot;
+        }
+    }
+    double M = block_sum_double(mse), Q = block_sum_double(sq_full), A = block_sum_double(aux_sq);
+    if (tid == 0) {
+        atomicAdd(&stats[SAE_CUDA_STAT_MSE], M);
+        atomicAdd(&stats[SAE_CUDA_STAT_SQERR_FULL], Q);
+        if (ka > 0) atomicAdd(&stats[SAE_CUDA_STAT_AUX], (double)aux_alpha * A);
+    }
+}
+
+__global__ void set_rows_kernel(float *y, const float *row, size_t total, int d) {
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x)
+        y[e] = row[e % d];
+}
+
+/* relu decode, prefix j: G_j = coef (x̂_j - x); MSE/P; the last prefix adds the full error. */
+__global__ void residual_grad_kernel(const float *x_hat, const float *x, float *Gj, size_t total, float coef, int P,
+                                     int last, double *stats) {
+    double se = 0.0;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        float r = x_hat[e] - x[e];
+        se += (double)r * r;
+        Gj[e] = coef * r;
+    }
+    double S = block_sum_double(se);
+    if (threadIdx.x == 0) {
+        atomicAdd(&stats[SAE_CUDA_STAT_MSE], S / P);
+        if (last) atomicAdd(&stats[SAE_CUDA_STAT_SQERR_FULL], S);
+    }
+}
+
+__global__ void suffix_sum_kernel(float *G, size_t Bd, int P) {
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < Bd; e += (size_t)gridDim.x * blockDim.x)
+        for (int j = P - 2; j >= 0; j--) G[(size_t)j * Bd + e] += G[(size_t)(j + 1) * Bd + e];
+}
+
+/* relu: dh = (df + l1/N)·[f > 0] in place. */
+__global__ void relu_dh_kernel(float *df, const float *f, size_t total, float l1g) {
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x)
+        df[e] = f[e] > 0.0f ? df[e] + l1g : 0.0f;
+}
+
+/* ---- sparse backward ---- */
+
+__global__ void make_keys_kernel(const int *act_idx, size_t n_act, const int *aux_idx, size_t n_aux, int S, int *keys,
+                                 int *ents) {
+    size_t total = n_act + n_aux;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        int s = e < n_act ? act_idx[e] : aux_idx[e - n_act];
+        keys[e] = s >= 0 ? s : S; /* AuxK padding sorts past every latent */
+        ents[e] = (int)e;
+    }
+}
+
+/* seg_start[s] = first sorted entry with latent >= s, for s = 0..S. */
+__global__ void seg_start_kernel(const int *keys_sorted, int E, int S, int *seg_start) {
+    int s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s > S) return;
+    int lo = 0, hi = E;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (keys_sorted[mid] < s) lo = mid + 1;
+        else hi = mid;
+    }
+    seg_start[s] = lo;
+}
+
+/* One block (256 threads) per latent s: its W_dec row, W_enc row of the transposed
+ * gradient and b_enc entry, summed over its entries in sorted (entry id) order. PER =
+ * ceil(d / 256) accumulators per thread, kept in registers. */
+template <int PER>
+__global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted, const int *seg_start, const int *act_idx,
+                                                          const float *act_val, const float *act_dh, int k,
+                                                          const float *aux_val, const float *aux_dh, int ka,
+                                                          const float *G, const float *aux_g, const float *x_in, int n,
+                                                          int d, Prefixes pf, float *g_w_dec, float *g_w_enc_t,
+                                                          float *g_b_enc) {
+    const int s = blockIdx.x, tid = threadIdx.x;
+    const size_t n_act = (size_t)n * k, Bd = (size_t)n * d;
+    float gw[PER], gt[PER];
+#pragma unroll
+    for (int j = 0; j < PER; j++) gw[j] = gt[j] = 0.0f;
+    float gb = 0.0f;
+    const float *Gblk = G + (size_t)block_of(pf, s) * Bd;
+    for (int p = seg_start[s]; p < seg_start[s + 1]; p++) {
+        size_t id = (size_t)ents_sorted[p];
+        int b;
+        float v, dh;
+        const float *gv;
+        if (id < n_act) {
+            b = (int)(id / k);
+            v = act_val[id];
+            dh = act_dh[id];
+            gv = Gblk + (size_t)b * d;
+        } else {
+            size_t t = id - n_act;
+            b = (int)(t / ka);
+            v = aux_val[t];
+            dh = aux_dh[t];
+            gv = aux_g + (size_t)b * d;
+        }
+        const float *xb = x_in + (size_t)b * d;
+#pragma unroll
+        for (int j = 0; j < PER; j++) {
+            int i = tid + j * 256;
+            if (i < d) {
+                gw[j] += v * gv[i];
+                gt[j] += dh * xb[i];
+            }
+        }
+        gb += dh;
+    }
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        int i = tid + j * 256;
+        if (i < d) {
+            g_w_dec[(size_t)s * d + i] = gw[j];
+            g_w_enc_t[(size_t)s * d + i] = gt[j];
+        }
+    }
+    if (tid == 0) g_b_enc[s] = gb;
+}
+
+/* out[c, r] = in[r, c] for in [R, C], 32x32 tiles. */
+__global__ void transpose_kernel(const float *in, float *out, int R, int C) {
+    __shared__ float tile[32][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int r = blockIdx.y * 32 + y;
+        if (r < R && c < C) tile[y][threadIdx.x] = in[(size_t)r * C + c];
+    }
+    __syncthreads();
+    int r = blockIdx.y * 32 + threadIdx.x;
+    for (int y = threadIdx.y; y < 32; y += 8) {
+        int cc = blockIdx.x * 32 + y;
+        if (r < R && cc < C) out[(size_t)cc * R + r] = tile[threadIdx.x][y];
+    }
+}
+
+/* ---- optimizer ---- */
+
+__global__ void normalize_rows_kernel(float *w, int rows, int d) {
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    float *r = w + (size_t)row * d;
+    float nn = 0.0f;
+    for (int i = lane; i < d; i += 32) nn += r[i] * r[i];
+    float norm = sqrtf(warp_sum(nn));
+    for (int i = lane; i < d; i += 32) r[i] /= norm;
+}
+
+__global__ void remove_parallel_kernel(const float *w, float *g, int rows, int d) {
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const float *wr = w + (size_t)row * d;
+    float *gr = g + (size_t)row * d;
+    float dot = 0.0f;
+    for (int i = lane; i < d; i += 32) dot += gr[i] * wr[i];
+    dot = warp_sum(dot);
+    for (int i = lane; i < d; i += 32) gr[i] -= dot * wr[i];
+}
+
+__global__ void sumsq_partial_kernel(const float *g, size_t n, double *partials) {
+    double s = 0.0;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
+        s += (double)g[e] * g[e];
+    double t = block_sum_double(s);
+    if (threadIdx.x == 0) partials[blockIdx.x] = t;
+}
+
+__global__ void sumsq_final_kernel(const double *partials, int n, double *out) {
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partials[i];
+    double t = block_sum_double(s);
+    if (threadIdx.x == 0) *out = t;
+}
+
+/* torch clip_grad_norm_ (coef = max / (norm + 1e-6), applied when < 1), then torch Adam. */
+__global__ void clip_adam_kernel(float *p, float *g, float *m, float *v, size_t n, const double *norm_sq, double grad_clip,
+                                 float step_size, float bc2_sqrt) {
+    float coef = 1.0f;
+    if (grad_clip > 0) {
+        float c = (float)(grad_clip / (sqrt(*norm_sq) + 1e-6));
+        if (c < 1.0f) coef = c;
+    }
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x) {
+        float gi = g[e] * coef;
+        g[e] = gi;
+        float mi = m[e] * b1 + gi * (1.0f - b1);
+        float vi = v[e] * b2 + gi * gi * (1.0f - b2);
+        m[e] = mi;
+        v[e] = vi;
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        p[e] -= step_size * (mi / denom);
+    }
+}
+
+/* ---- host side ---- */
+
+static unsigned grid_for(size_t n) {
+    unsigned b = cuda_blocks(n, 256);
+    return b > 65536 ? 65536 : b;
+}
+
+static cudaStream_t stream_of(const SaeCuda *s) { return (cudaStream_t)s->stream; }
+
+extern "C" int sae_cuda_create(SaeCuda *sae, const SaeCudaConfig *cfg, int max_batch, CudaPrecision prec, char *err,
+                               size_t errlen) {
+    memset(sae, 0, sizeof *sae);
+    const SaeCudaConfig *c = cfg;
+    if (c->d_model < 1 || c->d_sae < 1) return snprintf(err, errlen, "SAE: d_model and d_sae must be positive"), -1;
+    if (c->d_model > 16 * 256) return snprintf(err, errlen, "SAE (CUDA): d_model %d > 4096 is not supported", c->d_model), -1;
+    if (c->activation != SAE_CUDA_RELU && c->activation != SAE_CUDA_TOPK)
+        return snprintf(err, errlen, "SAE (CUDA): only relu and top-k run on the GPU (batch-top-k: use device cpu)"), -1;
+    if (c->activation == SAE_CUDA_TOPK && (c->k < 1 || c->k > c->d_sae))
+        return snprintf(err, errlen, "SAE: k = %d must be in [1, d_sae = %d]", c->k, c->d_sae), -1;
+    if (c->n_prefixes < 1 || c->n_prefixes > SAE_CUDA_MAX_PREFIXES || c->prefixes[c->n_prefixes - 1] != c->d_sae)
+        return snprintf(err, errlen, "SAE: Matryoshka prefixes must be 1..%d values ending at d_sae", SAE_CUDA_MAX_PREFIXES), -1;
+    if (c->k_aux < 0) return snprintf(err, errlen, "SAE: k_aux must be >= 0"), -1;
+    if (prec == CUDA_BF16) return snprintf(err, errlen, "SAE (CUDA): precision bf16 is not implemented; use fp32 or tf32"), -1;
+    if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive"), -1;
+    sae->cfg = *cfg;
+    sae->prec = prec;
+    sae->max_batch = max_batch;
+    int d = c->d_model, S = c->d_sae, P = c->n_prefixes;
+    size_t B = (size_t)max_batch;
+    int topk = c->activation == SAE_CUDA_TOPK;
+    int ka = topk ? (c->k_aux < S ? c->k_aux : S) : 0;
+    sae->cfg.k_aux = ka;
+    sae->stream = cuda_stream_create();
+    sae->comm_stream = cuda_stream_create();
+    cudaEvent_t e1, e2;
+    cudaCheck(cudaEventCreateWithFlags(&e1, cudaEventDisableTiming));
+    cudaCheck(cudaEventCreateWithFlags(&e2, cudaEventDisableTiming));
+    sae->reduced = e1;
+    sae->computed = e2;
+    sae->gemm = cuda_gemm_create(sae->stream);
+    sae->n_params = (size_t)d * S * 2 + S + d;
+    float *all = (float *)cuda_malloc(4 * sae->n_params * sizeof(float));
+    cudaCheck(cudaMemset(all, 0, 4 * sae->n_params * sizeof(float)));
+    sae->params = all;
+    sae->grads = all + sae->n_params;
+    sae->adam_m = all + 2 * sae->n_params;
+    sae->adam_v = all + 3 * sae->n_params;
+    sae->w_enc = sae->params;
+    sae->b_enc = sae->w_enc + (size_t)d * S;
+    sae->w_dec = sae->b_enc + S;
+    sae->b_dec = sae->w_dec + (size_t)S * d;
+    sae->g_w_enc = sae->grads;
+    sae->g_b_enc = sae->g_w_enc + (size_t)d * S;
+    sae->g_w_dec = sae->g_b_enc + S;
+    sae->g_b_dec = sae->g_w_dec + (size_t)S * d;
+    sae->since_fired = (int64_t *)cuda_malloc(S * sizeof(int64_t));
+    cudaCheck(cudaMemset(sae->since_fired, 0, S * sizeof(int64_t)));
+    sae->fired = (float *)cuda_malloc(S * sizeof(float));
+    sae->dead = (float *)cuda_malloc(S * sizeof(float));
+    sae->n_dead = (int *)cuda_malloc(sizeof(int));
+    cudaCheck(cudaMemset(sae->n_dead, 0, sizeof(int)));
+    sae->stats = (double *)cuda_malloc((SAE_CUDA_STAT_X_SUM0 + d) * sizeof(double));
+    sae->norm_sq = (double *)cuda_malloc(sizeof(double));
+    sae->partials = (double *)cuda_malloc(NORM_BLOCKS * sizeof(double));
+    sae->ones = (float *)cuda_malloc(B * sizeof(float));
+    float *ones = (float *)mallocCheck(B * sizeof(float));
+    for (size_t i = 0; i < B; i++) ones[i] = 1.0f;
+    cuda_upload(sae->ones, ones, B * sizeof(float));
+    free(ones);
+    sae->h = (float *)cuda_malloc(B * S * sizeof(float));
+    if (!topk) sae->df = (float *)cuda_malloc(B * S * sizeof(float));
+    if (c->center_input) sae->x_in = (float *)cuda_malloc(B * d * sizeof(float));
+    sae->x_hat = (float *)cuda_malloc(B * d * sizeof(float));
+    sae->g_pref = (float *)cuda_malloc((size_t)P * B * d * sizeof(float));
+    if (topk) {
+        size_t na = B * c->k, nx = B * (size_t)ka, E = na + nx;
+        sae->act_idx = (int *)cuda_malloc(na * sizeof(int));
+        sae->act_val = (float *)cuda_malloc(na * sizeof(float));
+        sae->act_dh = (float *)cuda_malloc(na * sizeof(float));
+        if (ka > 0) {
+            sae->aux_idx = (int *)cuda_malloc(nx * sizeof(int));
+            sae->aux_val = (float *)cuda_malloc(nx * sizeof(float));
+            sae->aux_dh = (float *)cuda_malloc(nx * sizeof(float));
+            sae->aux_g = (float *)cuda_malloc(B * d * sizeof(float));
+        }
+        sae->keys = (int *)cuda_malloc(E * sizeof(int));
+        sae->keys_sorted = (int *)cuda_malloc(E * sizeof(int));
+        sae->ents = (int *)cuda_malloc(E * sizeof(int));
+        sae->ents_sorted = (int *)cuda_malloc(E * sizeof(int));
+        sae->seg_start = (int *)cuda_malloc((S + 1) * sizeof(int));
+        sae->g_w_enc_t = (float *)cuda_malloc((size_t)S * d * sizeof(float));
+        size_t bytes = 0;
+        cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, bytes, sae->keys, sae->keys_sorted, sae->ents, sae->ents_sorted,
+                                                  (int)E, 0, 32, stream_of(sae)));
+        sae->sort_tmp_bytes = bytes;
+        sae->sort_tmp = cuda_malloc(bytes);
+    }
+    return 0;
+}
+
+extern "C" void sae_cuda_destroy(SaeCuda *sae) {
+    if (!sae->stream) return;
+    cuda_stream_sync(sae->stream);
+    cuda_stream_sync(sae->comm_stream);
+    cuda_gemm_destroy(sae->gemm);
+    void *bufs[] = {sae->params, sae->since_fired, sae->fired, sae->dead, sae->n_dead, sae->stats, sae->norm_sq,
+                    sae->partials, sae->ones, sae->h, sae->df, sae->x_in, sae->x_hat, sae->g_pref, sae->act_idx,
+                    sae->act_val, sae->act_dh, sae->aux_idx, sae->aux_val, sae->aux_dh, sae->aux_g, sae->keys,
+                    sae->keys_sorted, sae->ents, sae->ents_sorted, sae->seg_start, sae->g_w_enc_t, sae->sort_tmp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cuda_free(bufs[i]);
+    cudaCheck(cudaEventDestroy((cudaEvent_t)sae->reduced));
+    cudaCheck(cudaEventDestroy((cudaEvent_t)sae->computed));
+    cuda_stream_destroy(sae->stream);
+    cuda_stream_destroy(sae->comm_stream);
+    memset(sae, 0, sizeof *sae);
+}
+
+extern "C" void sae_cuda_set_params(SaeCuda *sae, const float *host) {
+    cuda_stream_sync(sae->stream);
+    cuda_upload(sae->params, host, sae->n_params * sizeof(float));
+}
+
+extern "C" void sae_cuda_get_params(SaeCuda *sae, float *host) {
+    cuda_stream_sync(sae->stream);
+    cuda_download(host, sae->params, sae->n_params * sizeof(float));
+}
+
+extern "C" void sae_cuda_normalize_w_dec(SaeCuda *sae) {
+    int S = sae->cfg.d_sae;
+    normalize_rows_kernel<<<cuda_blocks((size_t)S * 32, 256), 256, 0, stream_of(sae)>>>(sae->w_dec, S, sae->cfg.d_model);
+    cudaLaunchCheck();
+}
+
+extern "C" void sae_cuda_remove_parallel_grads(SaeCuda *sae) {
+    int S = sae->cfg.d_sae;
+    remove_parallel_kernel<<<cuda_blocks((size_t)S * 32, 256), 256, 0, stream_of(sae)>>>(sae->w_dec, sae->g_w_dec, S,
+                                                                                        sae->cfg.d_model);
+    cudaLaunchCheck();
+}
+
+extern "C" void sae_cuda_grad_norm(SaeCuda *sae) {
+    sumsq_partial_kernel<<<NORM_BLOCKS, 256, 0, stream_of(sae)>>>(sae->grads, sae->n_params, sae->partials);
+    cudaLaunchCheck();
+    sumsq_final_kernel<<<1, 256, 0, stream_of(sae)>>>(sae->partials, NORM_BLOCKS, sae->norm_sq);
+    cudaLaunchCheck();
+}
+
+extern "C" void sae_cuda_clip_adam(SaeCuda *sae, float lr, double grad_clip) {
+    sae->adam_t++;
+    double bc1 = 1.0 - pow(0.9, (double)sae->adam_t), bc2 = 1.0 - pow(0.999, (double)sae->adam_t);
+    clip_adam_kernel<<<grid_for(sae->n_params), 256, 0, stream_of(sae)>>>(sae->params, sae->grads, sae->adam_m, sae->adam_v,
+                                                                         sae->n_params, sae->norm_sq, grad_clip,
+                                                                         (float)(lr / bc1), (float)sqrt(bc2));
+    cudaLaunchCheck();
+}
+
+extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, int64_t N, const int *prefixes,
+                                          int n_prefixes) {
+    const SaeCudaConfig *c = &sae->cfg;
+    if (n > sae->max_batch) saev_fail("SAE (CUDA): batch of %d rows exceeds the workspace (%d)", n, sae->max_batch);
+    if (n < 1) return;
+    cudaStream_t st = stream_of(sae);
+    CudaPrecision prec = sae->prec;
+    int d = c->d_model, S = c->d_sae, k = c->k, ka = c->k_aux;
+    Prefixes pf;
+    memset(&pf, 0, sizeof pf);
+    if (!prefixes) {
+        prefixes = c->prefixes;
+        n_prefixes = c->n_prefixes;
+    }
+    if (n_prefixes < 1 || n_prefixes > SAE_CUDA_MAX_PREFIXES || prefixes[n_prefixes - 1] != S)
+        saev_fail("SAE (CUDA): a step's prefixes must end at d_sae");
+    pf.n = n_prefixes;
+    memcpy(pf.p, prefixes, n_prefixes * sizeof(int));
+    const int P = pf.n;
+    size_t Bd = (size_t)n * d, BS = (size_t)n * S;
+    size_t n_stats = SAE_CUDA_STAT_X_SUM0 + (size_t)d;
+
+    cudaCheck(cudaMemsetAsync(sae->stats, 0, n_stats * sizeof(double), st));
+    cudaCheck(cudaMemsetAsync(sae->grads, 0, sae->n_params * sizeof(float), st));
+    cudaCheck(cudaMemsetAsync(sae->fired, 0, S * sizeof(float), st));
+    cudaCheck(cudaMemsetAsync(sae->n_dead, 0, sizeof(int), st));
+    dim3 xs_grid((d + 31) / 32, (n + 255) / 256), xs_block(32, 8);
+    x_stats_kernel<<<xs_grid, xs_block, 0, st>>>(x, n, d, sae->stats);
+    cudaLaunchCheck();
+
+    /* encoder */
+    const float *x_in = x;
+    if (c->center_input) {
+        sub_bias_kernel<<<grid_for(Bd), 256, 0, st>>>(x, sae->b_dec, sae->x_in, Bd, d);
+        cudaLaunchCheck();
+        x_in = sae->x_in;
+    }
+    cuda_gemm(sae->gemm, prec, 0, 0, n, S, d, 1.0f, x_in, d, sae->w_enc, S, 0.0f, sae->h, S, sae->b_enc);
+
+    /* activation, sparsity statistics, fired flags, dead counters */
+    int topk = c->activation == SAE_CUDA_TOPK;
+    if (topk) topk_kernel<<<n, 256, 0, st>>>(sae->h, S, k, NULL, NULL, sae->act_idx, sae->act_val, sae->fired, sae->stats);
+    else relu_kernel<<<grid_for(BS), 256, 0, st>>>(sae->h, BS, S, sae->fired, sae->stats);
+    cudaLaunchCheck();
+    if (sae->distributed) comm_allreduce_device(sae->fired, S, COMM_F32, COMM_MAX, sae->stream);
+    dead_update_kernel<<<cuda_blocks(S, 256), 256, 0, st>>>(sae->fired, sae->since_fired, sae->dead, sae->n_dead, S, N,
+                                                            c->dead_threshold_tokens);
+    cudaLaunchCheck();
+
+    float coef = 2.0f / ((float)N * d * P);
+    if (topk) {
+        if (ka > 0) {
+            topk_kernel<<<n, 256, 0, st>>>(sae->h, S, ka, sae->n_dead, sae->dead, sae->aux_idx, sae->aux_val, NULL, NULL);
+            cudaLaunchCheck();
+        }
+        float aux_inv = 2.0f * c->aux_alpha / ((float)N * d);
+        decode_topk_kernel<<<n, 256, d * sizeof(float), st>>>(x, sae->w_dec, sae->b_dec, sae->act_idx, sae->act_val, k,
+                                                             sae->aux_idx, sae->aux_val, ka, sae->n_dead, sae->x_hat,
+                                                             sae->g_pref, sae->act_dh, sae->aux_g, sae->aux_dh, sae->stats,
+                                                             n, d, pf, coef, aux_inv, c->aux_alpha);
+        cudaLaunchCheck();
+        /* group entries by latent: stable sort, so each latent sums in entry order */
+        size_t n_act = (size_t)n * k, n_aux = (size_t)n * ka, E = n_act + n_aux;
+        make_keys_kernel<<<grid_for(E), 256, 0, st>>>(sae->act_idx, n_act, sae->aux_idx, n_aux, S, sae->keys, sae->ents);
+        cudaLaunchCheck();
+        int end_bit = 1;
+        while ((1LL << end_bit) <= S) end_bit++; /* keys are 0..S */
+        size_t bytes = sae->sort_tmp_bytes;
+        cudaCheck(cub::DeviceRadixSort::SortPairs(sae->sort_tmp, bytes, sae->keys, sae->keys_sorted, sae->ents,
+                                                  sae->ents_sorted, (int)E, 0, end_bit, st));
+        seg_start_kernel<<<cuda_blocks((size_t)S + 1, 256), 256, 0, st>>>(sae->keys_sorted, (int)E, S, sae->seg_start);
+        cudaLaunchCheck();
+        int per = (d + 255) / 256;
+#define LATENT_GRAD(PER)                                                                                              \
+    latent_grad_kernel<PER><<<S, 256, 0, st>>>(sae->ents_sorted, sae->seg_start, sae->act_idx, sae->act_val,          \
+                                               sae->act_dh, k, sae->aux_val, sae->aux_dh, ka, sae->g_pref, sae->aux_g, \
+                                               x_in, n, d, pf, sae->g_w_dec, sae->g_w_enc_t, sae->g_b_enc)
+        if (per <= 1) LATENT_GRAD(1);
+        else if (per <= 2) LATENT_GRAD(2);
+        else if (per <= 4) LATENT_GRAD(4);
+        else if (per <= 8) LATENT_GRAD(8);
+        else LATENT_GRAD(16);
+#undef LATENT_GRAD
+        cudaLaunchCheck();
+        dim3 tgrid((d + 31) / 32, (S + 31) / 32), tblock(32, 8);
+        transpose_kernel<<<tgrid, tblock, 0, st>>>(sae->g_w_enc_t, sae->g_w_enc, S, d);
+        cudaLaunchCheck();
+        /* b_dec: Σ_b of prefix 0's (suffix-summed) gradient and of the AuxK gradient */
+        cuda_gemm(sae->gemm, prec, 1, 0, d, 1, n, 1.0f, sae->g_pref, d, sae->ones, 1, 0.0f, sae->g_b_dec, 1, NULL);
+        if (ka > 0) cuda_gemm(sae->gemm, prec, 1, 0, d, 1, n, 1.0f, sae->aux_g, d, sae->ones, 1, 1.0f, sae->g_b_dec, 1, NULL);
+    } else {
+        set_rows_kernel<<<grid_for(Bd), 256, 0, st>>>(sae->x_hat, sae->b_dec, Bd, d);
+        cudaLaunchCheck();
+        for (int j = 0; j < P; j++) {
+            int s0 = j ? pf.p[j - 1] : 0, w = pf.p[j] - s0;
+            cuda_gemm(sae->gemm, prec, 0, 0, n, d, w, 1.0f, sae->h + s0, S, sae->w_dec + (size_t)s0 * d, d, 1.0f, sae->x_hat,
+                      d, NULL);
+            residual_grad_kernel<<<grid_for(Bd), 256, 0, st>>>(sae->x_hat, x, sae->g_pref + (size_t)j * Bd, Bd, coef, P,
+                                                               j == P - 1, sae->stats);
+            cudaLaunchCheck();
+        }
+        if (P > 1) {
+            suffix_sum_kernel<<<grid_for(Bd), 256, 0, st>>>(sae->g_pref, Bd, P);
+            cudaLaunchCheck();
+        }
+        cuda_gemm(sae->gemm, prec, 1, 0, d, 1, n, 1.0f, sae->g_pref, d, sae->ones, 1, 0.0f, sae->g_b_dec, 1, NULL);
+        for (int j = 0; j < P; j++) {
+            int s0 = j ? pf.p[j - 1] : 0, w = pf.p[j] - s0;
+            const float *gj = sae->g_pref + (size_t)j * Bd;
+            /* dW_dec[blk] = f[:, blk]^T G_j;  df[:, blk] = G_j W_dec[blk]^T */
+            cuda_gemm(sae->gemm, prec, 1, 0, w, d, n, 1.0f, sae->h + s0, S, gj, d, 0.0f, sae->g_w_dec + (size_t)s0 * d, d,
+                      NULL);
+            cuda_gemm(sae->gemm, prec, 0, 1, n, w, d, 1.0f, gj, d, sae->w_dec + (size_t)s0 * d, d, 0.0f, sae->df + s0, S,
+                      NULL);
+        }
+        relu_dh_kernel<<<grid_for(BS), 256, 0, st>>>(sae->df, sae->h, BS, c->l1_coeff / (float)N);
+        cudaLaunchCheck();
+        cuda_gemm(sae->gemm, prec, 1, 0, S, 1, n, 1.0f, sae->df, S, sae->ones, 1, 0.0f, sae->g_b_enc, 1, NULL);
+        cuda_gemm(sae->gemm, prec, 1, 0, d, S, n, 1.0f, x_in, d, sae->df, S, 0.0f, sae->g_w_enc, S, NULL);
+    }
+    /* centred input: x_in = x - b_dec, so b_dec also gets -W_enc·db_enc */
+    if (c->center_input)
+        cuda_gemm(sae->gemm, prec, 0, 0, d, 1, S, -1.0f, sae->w_enc, S, sae->g_b_enc, 1, 1.0f, sae->g_b_dec, 1, NULL);
+}
+
+static void allreduce_grads(SaeCuda *sae) {
+    size_t n_stats = SAE_CUDA_STAT_X_SUM0 + (size_t)sae->cfg.d_model;
+    comm_allreduce_device(sae->grads, sae->n_params, COMM_F32, COMM_SUM, sae->comm_stream);
+    comm_allreduce_device(sae->stats, n_stats, COMM_F64, COMM_SUM, sae->comm_stream);
+}
+
+static void optimizer_part(SaeCuda *sae, float lr, double grad_clip) {
+    if (sae->cfg.remove_parallel_grads) sae_cuda_remove_parallel_grads(sae);
+    sae_cuda_grad_norm(sae);
+    sae_cuda_clip_adam(sae, lr, grad_clip);
+}
+
+extern "C" void sae_cuda_train_step(SaeCuda *sae, const float *x, int n, int64_t N, float lr, double grad_clip,
+                                    const int *prefixes, int n_prefixes) {
+    SaeCuda *one[1] = {sae};
+    if (!prefixes) {
+        sae_cuda_sweep_step(one, 1, x, n, N, &lr, grad_clip);
+        return;
+    }
+    if (sae->cfg.normalize_w_dec) sae_cuda_normalize_w_dec(sae);
+    sae_cuda_forward_backward(sae, x, n, N, prefixes, n_prefixes);
+    if (sae->distributed) {
+        cudaCheck(cudaEventRecord((cudaEvent_t)sae->computed, stream_of(sae)));
+        cudaCheck(cudaStreamWaitEvent((cudaStream_t)sae->comm_stream, (cudaEvent_t)sae->computed, 0));
+        allreduce_grads(sae);
+        cudaCheck(cudaEventRecord((cudaEvent_t)sae->reduced, (cudaStream_t)sae->comm_stream));
+        cudaCheck(cudaStreamWaitEvent(stream_of(sae), (cudaEvent_t)sae->reduced, 0));
+    }
+    optimizer_part(sae, lr, grad_clip);
+}
+
+extern "C" void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *x, int n, int64_t N, const float *lr,
+                                    double grad_clip) {
+    for (int i = 0; i < K; i++) {
+        SaeCuda *s = saes[i];
+        if (s->cfg.normalize_w_dec) sae_cuda_normalize_w_dec(s);
+        sae_cuda_forward_backward(s, x, n, N, NULL, 0);
+        if (s->distributed) { /* the all-reduce runs while the next SAE computes */
+            cudaCheck(cudaEventRecord((cudaEvent_t)s->computed, stream_of(s)));
+            cudaCheck(cudaStreamWaitEvent((cudaStream_t)s->comm_stream, (cudaEvent_t)s->computed, 0));
+            allreduce_grads(s);
+            cudaCheck(cudaEventRecord((cudaEvent_t)s->reduced, (cudaStream_t)s->comm_stream));
+        }
+    }
+    for (int i = 0; i < K; i++) {
+        SaeCuda *s = saes[i];
+        if (s->distributed) cudaCheck(cudaStreamWaitEvent(stream_of(s), (cudaEvent_t)s->reduced, 0));
+        optimizer_part(s, lr[i], grad_clip);
+    }
+}
+
+extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, SaeCudaMetrics *out) {
+    const SaeCudaConfig *c = &sae->cfg;
+    int d = c->d_model;
+    size_t n_stats = SAE_CUDA_STAT_X_SUM0 + (size_t)d;
+    double *stats = (double *)mallocCheck(n_stats * sizeof(double)), norm_sq = 0;
+    int n_dead = 0;
+    cuda_stream_sync(sae->stream);
+    cuda_download(stats, sae->stats, n_stats * sizeof(double));
+    cuda_download(&norm_sq, sae->norm_sq, sizeof(double));
+    cuda_download(&n_dead, sae->n_dead, sizeof(int));
+    double Nd = (double)N, elems = Nd * d;
+    memset(out, 0, sizeof *out);
+    out->mse = stats[SAE_CUDA_STAT_MSE] / elems;
+    out->l1 = stats[SAE_CUDA_STAT_L1] / Nd;
+    out->l0 = stats[SAE_CUDA_STAT_L0] / Nd;
+    out->aux = stats[SAE_CUDA_STAT_AUX] / elems;
+    out->loss = out->mse + out->aux + (c->activation == SAE_CUDA_RELU ? c->l1_coeff * out->l1 : 0.0);
+    double xsq = stats[SAE_CUDA_STAT_X_SQ], var = xsq;
+    out->nmse = xsq > 0 ? stats[SAE_CUDA_STAT_SQERR_FULL] / xsq : 0.0;
+    for (int i = 0; i < d; i++) var -= stats[SAE_CUDA_STAT_X_SUM0 + i] * stats[SAE_CUDA_STAT_X_SUM0 + i] / Nd;
+    out->explained_variance = var > 0 ? 1.0 - stats[SAE_CUDA_STAT_SQERR_FULL] / var : 0.0;
+    out->grad_norm = sqrt(norm_sq);
+    out->dead_frac = (double)n_dead / c->d_sae;
+    out->finite = isfinite(out->loss) && isfinite(out->grad_norm);
+    free(stats);
+}
+
+extern "C" void sae_cuda_topk_rows(const float *h, int n, int S, int k, int *idx, float *val, void *stream) {
+    if (n < 1) return;
+    topk_kernel<<<n, 256, 0, (cudaStream_t)stream>>>(h, S, k, NULL, NULL, idx, val, NULL, NULL);
+    cudaLaunchCheck();
+}
