@@ -60,5 +60,6 @@ set +e
 set -e
 [ $rc1 -eq 2 ] && [ $rc2 -eq 2 ] || fail "usage errors gave $rc1/$rc2, want 2"
 # The reference lists the run section's keys.
-"$S" config --reference | grep -qE '^run\.ranks +int in \[1, 1000000\] +1 ' || fail "reference lacks run.ranks"
+ref=$("$S" config --reference)   # captured first: grep -q in a pipe would SIGPIPE the writer under pipefail
+grep -qE '^run\.ranks +int in \[1, 1000000\] +1 ' <<<"$ref" || fail "reference lacks run.ranks"
 echo "test_config_cli: ok"

@@ -29,6 +29,10 @@
 #include "store/store.h"
 #include "vit/model_config.h"
 #include "vit/vit.h"
+#ifdef SAEV_CUDA
+#include "cuda/cuda_util.h"
+#include "cuda/vit_cuda.h"
+#endif
 
 /* FNV-1a over the loaded float32 weights: identifies the checkpoint independent of its
  * file's dtype or tensor names, cheap enough to compute on every start. */
@@ -102,6 +106,13 @@ int stage_activations(int argc, char **argv) {
     VitDevice device = model_section_device(&c->model);
     if (c->run.device && strcmp(c->run.device, "auto")) device = !strcmp(c->run.device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
     if (vit_set_device(&vit, device, err, sizeof err)) saev_fail("%s", err);
+#ifdef SAEV_CUDA
+    if (vit.device == VIT_DEVICE_CUDA) {
+        CudaPrecision prec;
+        if (cuda_precision_from_name(c->model.dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not fp32, tf32 or bf16", c->model.dtype);
+        vit_cuda_set_precision(&vit, prec);
+    }
+#endif
 
     int n_layers = c->model.layers.n;
     int *blocks = mallocCheck(sizeof(int) * (size_t)n_layers), *hidden = mallocCheck(sizeof(int) * (size_t)n_layers);

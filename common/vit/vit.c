@@ -11,6 +11,9 @@
 
 #include "check.h"
 #include "vit.h"
+#ifdef SAEV_CUDA
+#include "cuda/vit_cuda.h"
+#endif
 
 static const char *family_names[VIT_N_FAMILIES] = {"clip", "dinov2", "siglip"};
 static const char *act_names[VIT_N_ACTS] = {"gelu", "gelu_pytorch_tanh", "quick_gelu"};
@@ -220,7 +223,10 @@ int vit_position_table(const Vit *vit, int gh, int gw, float *out, char *err, si
 }
 
 int vit_set_device(Vit *vit, VitDevice device, char *err, size_t errlen) {
-    if (device == VIT_DEVICE_CUDA) { /* the CUDA backend (issue 5) plugs in here */
+#ifdef SAEV_CUDA
+    return vit_cuda_set_device(vit, device, err, errlen); /* handles auto/cpu/cuda */
+#endif
+    if (device == VIT_DEVICE_CUDA) {
         snprintf(err, errlen, "device cuda: this build has no CUDA ViT backend; use device cpu or auto");
         return -1;
     }
@@ -232,10 +238,19 @@ void vit_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *
     for (int i = 0; i < n; i++)
         if (hidden[i] < 0 || hidden[i] > VIT_LAST_HIDDEN(&vit->cfg))
             saev_fail("vit_forward: hidden-state index %d out of range 0..%d", hidden[i], VIT_LAST_HIDDEN(&vit->cfg));
+#ifdef SAEV_CUDA
+    if (vit->device == VIT_DEVICE_CUDA) {
+        vit_cuda_forward(vit, pixels, B, H, W, hidden, n, out);
+        return;
+    }
+#endif
     vit_cpu_forward(vit, pixels, B, H, W, hidden, n, out);
 }
 
 void vit_free(Vit *vit) {
+#ifdef SAEV_CUDA
+    vit_cuda_release(vit);
+#endif
     vit_cpu_release(vit);
     free(vit->param_memory);
     free(vit->source);
