@@ -28,15 +28,6 @@ extern "C" void comm_gpu_finalize(void) {
     g_nccl = nullptr;
 }
 
-__global__ static void scale_kernel_f32(float *x, size_t n, float s) {
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i < n) x[i] *= s;
-}
-__global__ static void scale_kernel_f64(double *x, size_t n, double s) {
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i < n) x[i] *= s;
-}
-
 extern "C" void comm_allreduce_device(void *buf, size_t count, CommType type, CommOp op, void *stream) {
     cudaStream_t s = (cudaStream_t)stream;
     ncclDataType_t dt = type == COMM_F32 ? ncclFloat32 : type == COMM_F64 ? ncclFloat64 : ncclInt64;

@@ -23,7 +23,22 @@
  * (e.g. train.n_tokens or train.steps).
  * A CFG_SECTION field with `nullable` set also accepts the scalar `none` (or null):
  * then the section struct is zeroed, and its first member, which must be `int enabled`,
- * stays 0; otherwise `enabled` is set to 1.
+ * stays 0; otherwise `enabled` is set to 1 (unless the section lists `enabled` as a key).
+ *
+ * Details the declarations below rely on:
+ *  - A null value (empty, ~, null) counts as absent: the default applies, an optional
+ *    key stays unset, a required key is missing. So `--set train.steps=null` unsets.
+ *  - Quoted scalars are strings: "5" is rejected where an integer is expected.
+ *    CFG_INT accepts decimal integers and integral float notation (1e6); CFG_FLOAT any
+ *    number (4, 4.0e-4, .inf); CFG_BOOL true/false/yes/no/on/off (any case).
+ *  - An absent CFG_SECTION whose def is NULL or CFG_UNSET binds as an empty mapping (its
+ *    own defaults and required keys apply); give def "none" to make a nullable section
+ *    off unless configured.
+ *  - validate()'s message is prefixed with the section's position and path.
+ *  - Errors point at the node they concern; a value from `--set k=v` or from a schema
+ *    default is named by that source ("--set train.lr=abc: train.lr: ...").
+ *  - Sweeps: with several sweep: mappings (at any levels) the axes are ordered by
+ *    document order; the first varies slowest. An axis replaces whatever its key held.
  */
 #ifndef SAEV_CONFIG_H
 #define SAEV_CONFIG_H
@@ -92,12 +107,21 @@ int cfg_bind(const CfgDoc *doc, const CfgSchema *schema, void *obj, CfgError *er
 void cfg_free_obj(const CfgSchema *schema, void *obj);
 /* The resolved struct as YAML text (malloc'd). */
 char *cfg_dump(const CfgSchema *schema, const void *obj);
+/* The config reference: one line per key (dotted path, type with range or choices,
+ * default, help), for `saev config --reference` and the README (malloc'd). */
+char *cfg_reference(const CfgSchema *schema);
 /* "file:line:col" of a node, for messages from validate(). */
 const char *cfg_node_where(const CfgNode *node, char *buf, size_t buflen);
+/* The value of `key` in a mapping node (e.g. validate()'s section), or NULL. */
+const CfgNode *cfg_node_child(const CfgNode *map, const char *key);
+/* Writes cfg_dump's text to <dir>/config.resolved.yaml atomically (tmp + rename); the
+ * directory must exist. Fails the job (exit 1) when it cannot write. */
+void cfg_write_resolved(const CfgSchema *schema, const void *obj, const char *dir);
 
 /* Same as above but print the error and exit(2). */
 CfgDoc *cfg_parse_file_or_die(const char *path);
 void cfg_set_or_die(CfgDoc *doc, const char *assignment);
+int cfg_sweep_or_die(const CfgDoc *doc, CfgDoc ***out);
 void cfg_bind_or_die(const CfgDoc *doc, const CfgSchema *schema, void *obj);
 
 #endif

@@ -10,6 +10,7 @@
 #include "log.h"
 
 static const Command commands[] = {
+    {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

@@ -1,0 +1,63 @@
+/*
+ * saev_config.c: the top-level schema (one CFG_SECTION field per module, generated from
+ * SAEV_CONFIG_SECTIONS) and the run section, plus loading from the command line.
+ */
+#include "saev_config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "check.h"
+
+#define F(type_, key_, def_, min_, max_, choices_, help_) \
+    {.key = #key_, .type = type_, .offset = offsetof(RunConfig, key_), .def = def_, .min = min_, .max = max_, .choices = choices_, .help = help_}
+static const CfgField run_fields[] = {
+    F(CFG_STRING, name, "run", 1, 0, NULL, "the run's name"),
+    F(CFG_STRING, out_dir, "runs", 1, 0, NULL, "directory that receives the run's outputs"),
+    F(CFG_INT, ranks, "1", 1, 1e6, NULL, "number of MPI ranks (one GPU each with cuda)"),
+    F(CFG_STRING, device, "auto", 1, 0, "auto|cpu|cuda", "where to compute: cuda when a GPU is present with auto"),
+    F(CFG_INT, seed, "0", 1, 0, NULL, "seed of every random stream"),
+    F(CFG_STRING, log_level, "info", 1, 0, "debug|info|warn|error", "least severe log level printed"),
+};
+#undef F
+const CfgSchema run_config_schema = {"run", sizeof(RunConfig), run_fields, (int)(sizeof run_fields / sizeof run_fields[0]), NULL};
+
+static const CfgField saev_fields[] = {
+#define SAEV_CONFIG_FIELD(key_, type_, schema_, def_, nullable_, help_) \
+    {.key = #key_, .type = CFG_SECTION, .offset = offsetof(SaevConfig, key_), .def = def_, .min = 1, .max = 0, .section = &schema_, .nullable = nullable_, .help = help_},
+    SAEV_CONFIG_SECTIONS(SAEV_CONFIG_FIELD)
+#undef SAEV_CONFIG_FIELD
+};
+const CfgSchema saev_config_schema = {"saev", sizeof(SaevConfig), saev_fields, (int)(sizeof saev_fields / sizeof saev_fields[0]), NULL};
+
+int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out) {
+    CfgError err;
+    CfgDoc *doc = args->config_path ? cfg_parse_file_or_die(args->config_path) : cfg_parse_string("", "(no config)", &err);
+    for (int i = 0; i < args->n_sets; i++) cfg_set_or_die(doc, args->sets[i]);
+    char set[64];
+    if (args->ranks) {
+        snprintf(set, sizeof set, "run.ranks=%d", args->ranks);
+        cfg_set_or_die(doc, set);
+    }
+    if (args->device) {
+        snprintf(set, sizeof set, "run.device=%s", args->device);
+        cfg_set_or_die(doc, set);
+    }
+    CfgDoc **docs;
+    int n = cfg_sweep_or_die(doc, &docs);
+    SaevConfig *configs = callocCheck((size_t)n, sizeof *configs);
+    for (int i = 0; i < n; i++) {
+        cfg_bind_or_die(docs[i], &saev_config_schema, &configs[i]);
+        cfg_free(docs[i]);
+    }
+    free(docs);
+    cfg_free(doc);
+    *out = configs;
+    return n;
+}
+
+void saev_config_free(SaevConfig *configs, int n) {
+    for (int i = 0; i < n; i++) cfg_free_obj(&saev_config_schema, &configs[i]);
+    free(configs);
+}

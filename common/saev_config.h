@@ -1,0 +1,51 @@
+/*
+ * saev_config.h: the top-level configuration, SaevConfig, composed of one section per
+ * module, and the one call commands use to get it from the command line.
+ *
+ * Adding a module's section is one line in SAEV_CONFIG_SECTIONS below (plus the
+ * #include of the header that declares its struct and schema):
+ *
+ *   X(key, StructType, schema, def, nullable, "help")
+ *
+ * e.g. X(train, TrainConfig, train_config_schema, NULL, 0, "SAE training"). `key` is the
+ * YAML key and the SaevConfig member; `schema` the module's `const CfgSchema`; `def` the
+ * section's default as YAML (NULL: an absent section takes its own defaults; "none" with
+ * nullable=1: off unless configured). Keys not named here are errors like any unknown key.
+ */
+#ifndef SAEV_SAEV_CONFIG_H
+#define SAEV_SAEV_CONFIG_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "config_args.h"
+
+/* run: what every command shares. */
+typedef struct {
+    char *name;      /* the run's name */
+    char *out_dir;   /* where runs write their outputs */
+    int64_t ranks;   /* MPI ranks (>= 1); --ranks N sets it */
+    char *device;    /* auto|cpu|cuda; --device sets it */
+    int64_t seed;    /* seed of every random stream */
+    char *log_level; /* debug|info|warn|error */
+} RunConfig;
+extern const CfgSchema run_config_schema;
+
+#define SAEV_CONFIG_SECTIONS(X) \
+    X(run, RunConfig, run_config_schema, NULL, 0, "what every command shares: name, output directory, ranks, device, seed, logging")
+
+typedef struct {
+#define SAEV_CONFIG_MEMBER(key, type, schema, def, nullable, help) type key;
+    SAEV_CONFIG_SECTIONS(SAEV_CONFIG_MEMBER)
+#undef SAEV_CONFIG_MEMBER
+} SaevConfig;
+extern const CfgSchema saev_config_schema;
+
+/* Reads args->config_path (an empty config when NULL), applies the --sets in order, then
+ * --ranks and --device, expands sweeps and binds each grid point. *out gets a malloc'd
+ * array of n configs (returned; 1 without a sweep). Any config error prints
+ * "error: file:line:col: key.path: problem" and exits with status 2. */
+int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out);
+void saev_config_free(SaevConfig *configs, int n);
+
+#endif

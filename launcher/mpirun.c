@@ -1,0 +1,99 @@
+/*
+ * mpirun.c: see mpirun.h.
+ */
+#include "mpirun.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log.h"
+
+const char *launcher_sibling(const char *program) {
+    static char path[PATH_MAX + 64];
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find the launcher's folder");
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = 0;
+    snprintf(path, sizeof path, "%s/%s", self, program);
+    if (access(path, X_OK) != 0) saev_fail("%s not found beside saev (%s); rebuild with `make`", program, path);
+    return path;
+}
+
+static pid_t g_child = -1;
+static void forward_signal(int sig) {
+    if (g_child > 0) kill(g_child, sig);
+}
+
+int launch_worker(int ranks, const char *stage, int argc, char **argv) {
+    if (ranks < 1) saev_usage_fail("--ranks must be at least 1 (got %d)", ranks);
+    const char *worker = launcher_sibling("saev-worker");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    int in_slurm = getenv("SLURM_JOB_ID") != NULL && getenv("SAEV_NO_SRUN") == NULL;
+    char np[32];
+    snprintf(np, sizeof np, "%d", ranks);
+    char **args = callocCheck((size_t)argc + 16, sizeof(char *));
+    int k = 0;
+    if (in_slurm) {
+        args[k++] = "srun";
+        args[k++] = "--mpi=pmix";
+        args[k++] = "--kill-on-bad-exit=1";
+        /* Inside an allocation srun uses its task count; a --ranks that disagrees is an error
+         * the worker reports (world size vs SLURM_NTASKS). */
+    } else {
+        args[k++] = "mpirun";
+        args[k++] = "-np";
+        args[k++] = np;
+        if (ranks > cores) args[k++] = "--oversubscribe";
+        if (geteuid() == 0) {
+            setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+            setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        }
+    }
+    if (!getenv("OPENBLAS_NUM_THREADS")) {
+        char t[24];
+        snprintf(t, sizeof t, "%ld", cores / ranks > 0 ? cores / ranks : 1);
+        setenv("OPENBLAS_NUM_THREADS", t, 1);
+    }
+    args[k++] = (char *)worker;
+    args[k++] = (char *)stage;
+    for (int i = 0; i < argc; i++) args[k++] = argv[i];
+    args[k] = NULL;
+    if (getenv("SAEV_LOG_LEVEL") && !strcmp(getenv("SAEV_LOG_LEVEL"), "debug")) {
+        fprintf(stderr, "debug: launching:");
+        for (int i = 0; i < k; i++) fprintf(stderr, " %s", args[i]);
+        fprintf(stderr, "\n");
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) saev_libc_fail(__FILE__, __LINE__, "fork()", NULL);
+    if (pid == 0) {
+        execvp(args[0], args);
+        fprintf(stderr, "error: cannot start %s: %s (is %s installed?)\n", args[0], strerror(errno),
+                in_slurm ? "Slurm" : "Open MPI (openmpi-bin)");
+        _exit(127);
+    }
+    g_child = pid;
+    signal(SIGINT, forward_signal);
+    signal(SIGTERM, forward_signal);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) saev_libc_fail(__FILE__, __LINE__, "waitpid()", NULL);
+    free(args);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) {
+        fprintf(stderr, "error: the workers were killed by signal %d\n", WTERMSIG(status));
+        return 128 + WTERMSIG(status);
+    }
+    return 1;
+}

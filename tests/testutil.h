@@ -1,0 +1,59 @@
+/*
+ * testutil.h: small helpers shared by the Check tests: where the fixtures are, a scratch
+ * directory, writing raw bytes to a file, and relative error of two float arrays.
+ */
+#ifndef SAEV_TESTUTIL_H
+#define SAEV_TESTUTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Fixture path: $SAEV_FIXTURES/<rel> (ctest sets it), else ../shared/fixtures/<rel>. */
+static inline const char *fixture_path(const char *rel) {
+    static char buf[8][4096];
+    static int slot = 0;
+    const char *root = getenv("SAEV_FIXTURES");
+    char *out = buf[slot++ % 8];
+    snprintf(out, 4096, "%s/%s", root ? root : "../shared/fixtures", rel);
+    return out;
+}
+
+/* A fresh scratch directory under /tmp, made once per process. */
+static inline const char *scratch_dir(void) {
+    static char dir[256] = "";
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/saev-test-XXXXXX");
+        if (!mkdtemp(dir)) { perror("mkdtemp"); exit(1); }
+    }
+    return dir;
+}
+
+static inline const char *scratch_file(const char *name) {
+    static char buf[8][512];
+    static int slot = 0;
+    char *out = buf[slot++ % 8];
+    snprintf(out, 512, "%s/%s", scratch_dir(), name);
+    return out;
+}
+
+static inline void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) { perror(path); exit(1); }
+}
+
+/* ||a - b|| / ||b|| in double precision. */
+static inline double rel_error(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * (double)b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+#endif
