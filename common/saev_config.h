@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "config_args.h"
+#include "slurm_config.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -32,7 +33,8 @@ typedef struct {
 extern const CfgSchema run_config_schema;
 
 #define SAEV_CONFIG_SECTIONS(X) \
-    X(run, RunConfig, run_config_schema, NULL, 0, "what every command shares: name, output directory, ranks, device, seed, logging")
+    X(run, RunConfig, run_config_schema, NULL, 0, "what every command shares: name, output directory, ranks, device, seed, logging") \
+    X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays")
 
 typedef struct {
 #define SAEV_CONFIG_MEMBER(key, type, schema, def, nullable, help) type key;

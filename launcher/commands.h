@@ -14,4 +14,10 @@ typedef struct {
 int cmd_inspect(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+/* 1 when `saev NAME` is a command (launcher/main.c's table); used by `saev submit`. */
+int launcher_has_command(const char *name);
+
 #endif

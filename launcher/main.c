@@ -12,8 +12,16 @@
 static const Command commands[] = {
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
+    {"submit", cmd_submit, "write the Slurm script for a command and sbatch it; sweeps become job arrays"},
+    {"status", cmd_status, "summarize a run's or job array's progress from its outputs"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+int launcher_has_command(const char *name) {
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(name, commands[i].name)) return 1;
+    return 0;
+}
 
 static void usage(FILE *out) {
     fprintf(out,
