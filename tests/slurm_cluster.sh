@@ -175,14 +175,15 @@ slurm_cluster_stop() {
             wait "$pid" 2>/dev/null || true
         done
     fi
-    # Job steps (slurmstepd and its tasks) detach from slurmd; any process whose working
-    # directory or command line is inside DIR was started by this cluster.
+    # Job steps (slurmstepd and its tasks) detach from slurmd; a process whose environment
+    # names this cluster's slurm.conf, or whose working directory is inside DIR, was
+    # started by this cluster (DIR is private to this test).
     local p cwd
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
-        [ "$p" = $$ ] && continue
+        [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] && continue
         cwd=$(readlink "/proc/$p/cwd" 2>/dev/null) || continue
-        if [[ "$cwd" == "$d" || "$cwd" == "$d"/* ]] || tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$d"; then
+        if [[ "$cwd" == "$d" || "$cwd" == "$d"/* ]] || { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "SLURM_CONF=$d/slurm.conf"; then
             kill -KILL "$p" 2>/dev/null || true
         fi
     done
