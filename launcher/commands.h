@@ -21,4 +21,10 @@ int cmd_import_saev(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_make_model(int argc, char **argv);
 
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+/* 1 when `saev NAME` is a command (launcher/main.c's table); used by `saev submit`. */
+int launcher_has_command(const char *name);
+
 #endif

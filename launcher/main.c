@@ -19,8 +19,16 @@ static const Command commands[] = {
     {"import-saev", cmd_import_saev, "read saev's protocol-2.1 shards into an activation store"},
     {"forward", cmd_forward, "one ViT forward on a pixel tensor file, writing every block's output"},
     {"make-model", cmd_make_model, "write a ViT checkpoint with random weights (transformers layout + config.json)"},
+    {"submit", cmd_submit, "write the Slurm script for a command and sbatch it; sweeps become job arrays"},
+    {"status", cmd_status, "summarize a run's or job array's progress from its outputs"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+int launcher_has_command(const char *name) {
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(name, commands[i].name)) return 1;
+    return 0;
+}
 
 static void usage(FILE *out) {
     fprintf(out,
