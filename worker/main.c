@@ -12,6 +12,7 @@
 
 static const Stage stages[] = {
     {"comm-selftest", stage_comm_selftest, "exercise all-reduce, broadcast and failure propagation (tests)"},
+    {"train", stage_train, "train one SAE or a sweep of SAEs on the same batches (data parallel)"},
 };
 static const int n_stages = (int)(sizeof stages / sizeof stages[0]);
 

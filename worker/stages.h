@@ -12,5 +12,6 @@ typedef struct {
 } Stage;
 
 int stage_comm_selftest(int argc, char **argv);
+int stage_train(int argc, char **argv);
 
 #endif

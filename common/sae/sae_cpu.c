@@ -320,7 +320,7 @@ static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
     /* count of local candidates >= v */
     uint32_t lo = 0, hi = 0xFFFFFFFFu; /* invariant: count(>= key_float(lo)) >= want > count(> hi) */
     while (lo < hi) {
-        uint32_t mid = lo + (hi - lo + 1) / 2;
+        uint32_t mid = (uint32_t)(((uint64_t)lo + hi + 1) / 2);
         float v = key_float(mid);
         size_t a = 0, b = m; /* first index with value < v */
         while (a < b) { size_t c = (a + b) / 2; if (sae->sel_buf[c] >= v) a = c + 1; else b = c; }
