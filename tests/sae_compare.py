@@ -3,7 +3,7 @@
   fixture CASE_DIR RUN_DIR           per-step loss terms (metrics.jsonl) and final weights
                                      (sae.safetensors) against expected.safetensors, 1e-4 relative
   same RUN_A RUN_B TOL               two runs' weights and per-step losses agree within TOL relative
-  make-data PATH N D SEED [NAN_ROW]  random activations [N,D] (a NaN at NAN_ROW)
+  make-data PATH N D SEED [NAN_ROW [SCALE]]  random activations [N,D] (a NaN at NAN_ROW >= 0, times SCALE)
 """
 import json, struct, sys
 import numpy as np
@@ -77,8 +77,10 @@ def main():
         path, n, d, seed = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
         rng = np.random.default_rng(seed)
         x = (rng.standard_normal((n, d)) * rng.uniform(0.5, 2.0, d) + rng.standard_normal(d)).astype(np.float32)
-        if len(sys.argv) > 6:
+        if len(sys.argv) > 6 and int(sys.argv[6]) >= 0:
             x[int(sys.argv[6]), 3] = np.nan
+        if len(sys.argv) > 7:
+            x *= np.float32(sys.argv[7])
         save(path, {"activations": x})
         return 0
     print(f"  worst {worst:.2e} (tolerance {tol:g})")

@@ -6,7 +6,7 @@
 #  2. the same cases on 2 ranks (mpirun -np 2, same global batch) agree with 1 rank within 1e-5;
 #  3. a run killed after its step-6 checkpoint and resumed (shuffled data, sampled
 #     Matryoshka prefixes, a 2-SAE sweep) ends bit for bit equal to an uninterrupted run;
-#  4. NaN in the data and a diverging loss stop the run naming the step (and the SAE),
+#  4. NaN in the data and an infinite loss stop the run naming the step (and the SAE),
 #     and the last good checkpoint stays.
 set -euo pipefail
 ROOT=${SAEV_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -75,8 +75,9 @@ fi
 grep -q "step 3: NaN or Inf in the training data" "$TMP/nan.log" || { echo "NaN data: no message naming step 3"; cat "$TMP/nan.log"; fail=1; }
 $PY -c "import json,struct,sys; f=open(sys.argv[1],'rb'); n=struct.unpack('<Q',f.read(8))[0]; m=json.loads(f.read(n))['__metadata__']; sys.exit(0 if m['step']=='2' else 1)" "$TMP/nan/sae.safetensors" \
   || { echo "NaN data: the step-2 checkpoint did not stay"; fail=1; }
-# A diverging loss (lr 1e30) stops naming the step and the SAE.
-if $W train data="$TMP/data.safetensors" out_dir="$TMP/diverge" batch_size=64 steps=8 lr=1e30 lr_schedule=constant sae.d_sae=32 sae.activation=relu > "$TMP/diverge.log" 2>&1; then
+# Finite data whose squares overflow float32 (x·1e25): the loss is Inf; the run stops naming step and SAE.
+$CMP make-data "$TMP/huge.safetensors" 700 16 4 -1 1e25
+if $W train data="$TMP/huge.safetensors" out_dir="$TMP/diverge" batch_size=64 steps=8 sae.d_sae=32 sae.activation=relu > "$TMP/diverge.log" 2>&1; then
   echo "diverging run succeeded"; fail=1
 fi
 grep -Eq "step [0-9]+: SAE 0 .*not finite" "$TMP/diverge.log" || { echo "diverge: no message naming step and SAE"; cat "$TMP/diverge.log"; fail=1; }
