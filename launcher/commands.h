@@ -12,5 +12,6 @@ typedef struct {
 } Command;
 
 int cmd_inspect(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 #include "log.h"
 
 static const Command commands[] = {
+    {"train", cmd_train, "train one SAE or a sweep of them (saev-worker train on N ranks)"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
