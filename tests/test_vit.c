@@ -11,7 +11,7 @@
  * as the full forward and never touches later blocks; missing and mis-shaped tensors
  * are reported by name.
  */
-#include </usr/include/check.h> /* Check; plain <check.h> would find common/check.h */
+#include <check.h> /* Check; plain <check.h> would find common/check.h */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,5 +14,6 @@ typedef struct {
 int stage_comm_selftest(int argc, char **argv);
 int stage_activations(int argc, char **argv);
 int stage_store_selftest(int argc, char **argv);
+int stage_train(int argc, char **argv);
 
 #endif

@@ -1,0 +1,663 @@
+/*
+ * sae_cpu.c: the CPU implementation of sae.h.
+ *
+ * Dense GEMMs go to OpenBLAS (the encoder always; relu's decoder and its backward). The
+ * top-k variants never form the dense [B,S] code: each row's active latents are kept as
+ * a sparse list (latent, value), the decoder gathers those rows of W_dec, and the
+ * backward scatters into W_dec, W_enc and b_enc latent by latent (entries grouped by
+ * latent, so no two writers touch the same row). W_enc's sparse gradient is built
+ * transposed ([S,d], contiguous per latent) and transposed once at the end.
+ */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "comm.h"
+#include "rng.h"
+#include "sae.h"
+
+void sae_config_default(SaeConfig *c, int d_model, int d_sae) {
+    memset(c, 0, sizeof *c);
+    c->d_model = d_model;
+    c->d_sae = d_sae;
+    c->activation = SAE_TOPK;
+    c->k = 32;
+    c->l1_coeff = 4e-4f;
+    c->momentum = 0.1f;
+    c->k_aux = 512;
+    c->aux_alpha = 0.03125f;
+    c->n_prefixes = 1;
+    c->prefixes[0] = d_sae;
+    c->dead_threshold_tokens = 10000000;
+    c->normalize_w_dec = 1;
+    c->remove_parallel_grads = 1;
+}
+
+const char *sae_config_check(const SaeConfig *c) {
+    static char msg[256];
+    if (c->d_model < 1 || c->d_sae < 1) return "d_model and d_sae must be positive";
+    if (c->activation != SAE_RELU && (c->k < 1 || c->k > c->d_sae)) {
+        snprintf(msg, sizeof msg, "k = %d must be in [1, d_sae = %d]", c->k, c->d_sae);
+        return msg;
+    }
+    if (c->n_prefixes < 1 || c->n_prefixes > SAE_MAX_PREFIXES) {
+        snprintf(msg, sizeof msg, "the number of Matryoshka prefixes must be in [1, %d]", SAE_MAX_PREFIXES);
+        return msg;
+    }
+    if (c->sample_prefixes) {
+        if (c->n_prefixes > c->d_sae) return "more Matryoshka prefixes than latents";
+    } else {
+        for (int i = 0; i < c->n_prefixes; i++)
+            if (c->prefixes[i] < 1 || (i && c->prefixes[i] <= c->prefixes[i - 1])) return "Matryoshka prefixes must be positive and increasing";
+        if (c->prefixes[c->n_prefixes - 1] != c->d_sae) {
+            snprintf(msg, sizeof msg, "the last Matryoshka prefix (%d) must equal d_sae (%d)", c->prefixes[c->n_prefixes - 1], c->d_sae);
+            return msg;
+        }
+    }
+    if (c->k_aux < 0) return "k_aux must be >= 0";
+    return NULL;
+}
+
+size_t sae_n_stats(const SaeConfig *c) { return SAE_STAT_X_SUM0 + (size_t)c->d_model; }
+
+static void set_views(SaeTensors *t, float *base, int d, int S) {
+    t->w_enc = base;
+    t->b_enc = t->w_enc + (size_t)d * S;
+    t->w_dec = t->b_enc + S;
+    t->b_dec = t->w_dec + (size_t)S * d;
+}
+
+void sae_create(Sae *sae, const SaeConfig *cfg, int max_batch) {
+    memset(sae, 0, sizeof *sae);
+    const char *bad = sae_config_check(cfg);
+    if (bad) saev_usage_fail("SAE config: %s", bad);
+    sae->cfg = *cfg;
+    int d = cfg->d_model, S = cfg->d_sae;
+    size_t B = (size_t)max_batch;
+    sae->n_params = (size_t)d * S * 2 + S + d;
+    /* One allocation for parameters, gradients and Adam moments. */
+    float *all = callocCheck(4 * sae->n_params, sizeof(float));
+    sae->params = all;
+    sae->grads = all + sae->n_params;
+    sae->adam_m = all + 2 * sae->n_params;
+    sae->adam_v = all + 3 * sae->n_params;
+    set_views(&sae->p, sae->params, d, S);
+    set_views(&sae->g, sae->grads, d, S);
+    sae->since_fired = callocCheck(S, sizeof(int64_t));
+    sae->data_scale = 1.0f;
+    sae->max_batch = max_batch;
+    sae->h = mallocCheck(B * S * sizeof(float));
+    if (cfg->activation == SAE_RELU) sae->df = mallocCheck(B * S * sizeof(float));
+    sae->x_in = mallocCheck(B * d * sizeof(float));
+    sae->x_hat = mallocCheck(B * d * sizeof(float));
+    int P = cfg->n_prefixes;
+    sae->g_pref = mallocCheck((size_t)P * B * d * sizeof(float));
+    sae->tmp_bd = mallocCheck(B * d * sizeof(float));
+    sae->act_start = mallocCheck((B + 1) * sizeof(int));
+    if (cfg->activation != SAE_RELU) {
+        sae->act_cap = B * (size_t)cfg->k;
+        sae->act_idx = mallocCheck(sae->act_cap * sizeof(int));
+        sae->act_val = mallocCheck(sae->act_cap * sizeof(float));
+        sae->act_dh = mallocCheck(sae->act_cap * sizeof(float));
+        sae->act_row = mallocCheck(sae->act_cap * sizeof(int));
+        int ka = cfg->k_aux < S ? cfg->k_aux : S;
+        if (ka > 0) {
+            sae->aux_idx = mallocCheck(B * ka * sizeof(int));
+            sae->aux_val = mallocCheck(B * ka * sizeof(float));
+            sae->aux_dh = mallocCheck(B * ka * sizeof(float));
+            sae->aux_g = mallocCheck(B * d * sizeof(float));
+        }
+        sae->w_enc_t_grad = mallocCheck((size_t)S * d * sizeof(float));
+        sae->csc_start = mallocCheck((S + 1) * sizeof(int));
+        sae->csc_cap = sae->act_cap + B * (size_t)(ka > 0 ? ka : 0);
+        sae->csc_entry = mallocCheck(sae->csc_cap * sizeof(int));
+        if (cfg->activation == SAE_BATCH_TOPK) sae->sel_buf = mallocCheck(B * S * sizeof(float));
+    }
+    sae->fired = mallocCheck(S * sizeof(float));
+    sae->latent_block = mallocCheck(S * sizeof(int));
+    sae->n_step_prefixes = P;
+    memcpy(sae->step_prefixes, cfg->prefixes, sizeof cfg->prefixes);
+}
+
+void sae_destroy(Sae *sae) {
+    free(sae->params);
+    free(sae->since_fired);
+    free(sae->h); free(sae->df); free(sae->x_in); free(sae->x_hat); free(sae->g_pref); free(sae->tmp_bd);
+    free(sae->act_start); free(sae->act_idx); free(sae->act_val); free(sae->act_dh); free(sae->act_row);
+    free(sae->aux_idx); free(sae->aux_val); free(sae->aux_dh); free(sae->aux_g);
+    free(sae->w_enc_t_grad); free(sae->csc_start); free(sae->csc_entry); free(sae->sel_buf);
+    free(sae->fired); free(sae->latent_block);
+    memset(sae, 0, sizeof *sae);
+}
+
+/* ---- initialization ------------------------------------------------------------------ */
+
+/* torch.nn.init.kaiming_uniform_ defaults (a=0): U(-b, b), b = sqrt(6 / fan_in). */
+static void kaiming_uniform(float *w, size_t n, int fan_in, uint64_t *rng) {
+    double b = sqrt(6.0 / fan_in);
+    for (size_t i = 0; i < n; i++) w[i] = (float)((2.0 * rng_uniform(rng) - 1.0) * b);
+}
+
+void sae_init_kaiming(Sae *sae, uint64_t seed) {
+    int d = sae->cfg.d_model, S = sae->cfg.d_sae;
+    uint64_t rng = seed;
+    /* saev: W_enc is [d, S] (torch fan_in = S), W_dec is [S, d] (fan_in = d); biases zero. */
+    kaiming_uniform(sae->p.w_enc, (size_t)d * S, S, &rng);
+    kaiming_uniform(sae->p.w_dec, (size_t)S * d, d, &rng);
+    memset(sae->p.b_enc, 0, S * sizeof(float));
+    memset(sae->p.b_dec, 0, d * sizeof(float));
+    sae_normalize_w_dec(sae);
+}
+
+void sae_init_datapoint(Sae *sae, const float *rows, int n_rows, float blend, uint64_t seed) {
+    int d = sae->cfg.d_model, S = sae->cfg.d_sae;
+    if (n_rows < 1) saev_fail("datapoint init needs at least one data row");
+    sae_init_kaiming(sae, seed);
+    uint64_t rng = seed ^ 0xD1B54A32D192ED03ULL;
+    double *mean = callocCheck(d, sizeof(double));
+    for (int b = 0; b < n_rows; b++)
+        for (int i = 0; i < d; i++) mean[i] += rows[(size_t)b * d + i];
+    for (int i = 0; i < d; i++) sae->p.b_dec[i] = (float)(mean[i] / n_rows);
+    for (int s = 0; s < S; s++) {
+        const float *x = rows + (size_t)rng_below(&rng, n_rows) * d;
+        float *w = sae->p.w_dec + (size_t)s * d;
+        double nx = 0, nw = 0;
+        for (int i = 0; i < d; i++) {
+            double c = x[i] - sae->p.b_dec[i];
+            nx += c * c;
+            nw += (double)w[i] * w[i];
+        }
+        nx = nx > 0 ? sqrt(nx) : 1.0;
+        nw = nw > 0 ? sqrt(nw) : 1.0;
+        for (int i = 0; i < d; i++) w[i] = (float)(blend * (x[i] - sae->p.b_dec[i]) / nx + (1.0 - blend) * w[i] / nw);
+    }
+    sae_normalize_w_dec(sae);
+    /* Tied start: W_enc = W_dec^T. */
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i < d; i++) sae->p.w_enc[(size_t)i * S + s] = sae->p.w_dec[(size_t)s * d + i];
+    free(mean);
+}
+
+/* ---- step pieces --------------------------------------------------------------------- */
+
+void sae_normalize_w_dec(Sae *sae) {
+    int d = sae->cfg.d_model, S = sae->cfg.d_sae;
+    for (int s = 0; s < S; s++) {
+        float *w = sae->p.w_dec + (size_t)s * d;
+        float nn = 0;
+        for (int i = 0; i < d; i++) nn += w[i] * w[i];
+        float n = sqrtf(nn);
+        for (int i = 0; i < d; i++) w[i] /= n;
+    }
+}
+
+static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+
+void sae_choose_prefixes(Sae *sae, uint64_t *rng) {
+    const SaeConfig *c = &sae->cfg;
+    int S = c->d_sae, P = c->n_prefixes;
+    if (!c->sample_prefixes || P == 1) {
+        sae->n_step_prefixes = P;
+        memcpy(sae->step_prefixes, c->prefixes, sizeof c->prefixes);
+        if (!c->sample_prefixes) return;
+        sae->step_prefixes[0] = S;
+        return;
+    }
+    /* saev's sampler: lengths 1..S-1 with Pareto(power 0.5, min 1) probabilities,
+     * p(l) = cdf(l) - cdf(l-1), cdf(l) = 1 - l^-0.5 (so p(1) = 0); P-1 distinct draws plus
+     * S, sorted. Inverse-CDF draw with rejection of repeats. */
+    int n = 0;
+    while (n < P - 1) {
+        double u = rng_uniform(rng);
+        /* smallest l >= 2 with cdf(l) - cdf(1) >= u·(cdf(S-1) - cdf(1)) */
+        double total = 1.0 - 1.0 / sqrt((double)(S - 1));
+        double target = u * total;
+        double l = 1.0 / ((1.0 - target) * (1.0 - target));
+        int li = (int)ceil(l);
+        if (li < 2) li = 2;
+        if (li > S - 1) li = S - 1;
+        int dup = 0;
+        for (int i = 0; i < n; i++) dup |= sae->step_prefixes[i] == li;
+        if (!dup) sae->step_prefixes[n++] = li;
+    }
+    sae->step_prefixes[n++] = S;
+    qsort(sae->step_prefixes, n, sizeof(int), cmp_int);
+    sae->n_step_prefixes = n;
+}
+
+/* Ensures capacity for `n` active entries (batch-top-k rows vary in width). */
+static void act_reserve(Sae *sae, size_t n) {
+    if (n <= sae->act_cap) return;
+    size_t cap = n + n / 2;
+    sae->act_idx = reallocCheck(sae->act_idx, cap * sizeof(int));
+    sae->act_val = reallocCheck(sae->act_val, cap * sizeof(float));
+    sae->act_dh = reallocCheck(sae->act_dh, cap * sizeof(float));
+    sae->act_row = reallocCheck(sae->act_row, cap * sizeof(int));
+    sae->act_cap = cap;
+}
+
+/* Top-`k` of h[0..S) into idx/val (min-heap on value), then sorted by latent. */
+static void row_topk(const float *h, int S, int k, int *idx, float *val, const float *mask_ok) {
+    int n = 0;
+    for (int s = 0; s < S; s++) {
+        if (mask_ok && mask_ok[s] == 0.0f) continue;
+        float v = h[s];
+        if (n < k) {
+            /* sift up */
+            int i = n++;
+            while (i > 0) {
+                int p = (i - 1) / 2;
+                if (val[p] <= v) break;
+                val[i] = val[p]; idx[i] = idx[p]; i = p;
+            }
+            val[i] = v; idx[i] = s;
+        } else if (v > val[0]) {
+            int i = 0;
+            for (;;) {
+                int l = 2 * i + 1, r = l + 1, m = i;
+                float mv = v;
+                if (l < k && val[l] < mv) { m = l; mv = val[l]; }
+                if (r < k && val[r] < mv) { m = r; }
+                if (m == i) break;
+                val[i] = val[m]; idx[i] = idx[m]; i = m;
+            }
+            val[i] = v; idx[i] = s;
+        }
+    }
+    /* insertion sort by latent so Matryoshka blocks are contiguous */
+    for (int i = 1; i < n; i++) {
+        int ci = idx[i]; float cv = val[i]; int j = i - 1;
+        while (j >= 0 && idx[j] > ci) { idx[j + 1] = idx[j]; val[j + 1] = val[j]; j--; }
+        idx[j + 1] = ci; val[j + 1] = cv;
+    }
+}
+
+/* Inverse of the order-preserving map float -> uint32 (negative floats complemented,
+ * positive ones with the sign bit set), so bisection on keys is bisection on values. */
+static float key_float(uint32_t k) {
+    uint32_t u = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static int cmp_float_desc(const void *a, const void *b) { float x = *(const float *)a, y = *(const float *)b; return (x < y) - (x > y); }
+
+/* Quickselect with a three-way partition (robust to repeated values): rearranges a so
+ * that a[0..m) holds the m largest values. */
+static void select_largest(float *a, size_t n, size_t m) {
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        float p = a[lo + (hi - lo) / 2];
+        size_t lt = lo, i = lo, gt = hi; /* [lo,lt) > p, [lt,i) == p, [gt,hi) < p */
+        while (i < gt) {
+            float v = a[i];
+            if (v > p) { a[i] = a[lt]; a[lt++] = v; i++; }
+            else if (v < p) { a[i] = a[--gt]; a[gt] = v; }
+            else i++;
+        }
+        if (m <= lt) hi = lt;
+        else if (m <= gt) return;
+        else lo = gt;
+    }
+}
+
+/* The k·N-th largest value of h over the global batch (identical on every rank). Each
+ * rank keeps its local top-k·N candidates (a superset of its share of the global top),
+ * sorted; the value is found by bisection on the float order with one all-reduced count
+ * per probe, so no rank ever needs another rank's values. */
+static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
+    int S = sae->cfg.d_sae;
+    size_t n = (size_t)n_rows * S;
+    int64_t want = (int64_t)sae->cfg.k * global_batch;
+    size_t m = (size_t)want < n ? (size_t)want : n;
+    memcpy(sae->sel_buf, sae->h, n * sizeof(float));
+    if (m < n) select_largest(sae->sel_buf, n, m);
+    qsort(sae->sel_buf, m, sizeof(float), cmp_float_desc);
+    if (comm_size() == 1) return m > 0 ? sae->sel_buf[m - 1] : FLT_MAX;
+    /* count of local candidates >= v */
+    uint32_t lo = 0, hi = 0xFFFFFFFFu; /* invariant: count(>= key_float(lo)) >= want > count(> hi) */
+    while (lo < hi) {
+        uint32_t mid = (uint32_t)(((uint64_t)lo + hi + 1) / 2);
+        float v = key_float(mid);
+        size_t a = 0, b = m; /* first index with value < v */
+        while (a < b) { size_t c = (a + b) / 2; if (sae->sel_buf[c] >= v) a = c + 1; else b = c; }
+        int64_t cnt = (int64_t)a;
+        comm_allreduce(&cnt, 1, COMM_I64, COMM_SUM);
+        if (cnt >= want) lo = mid; else hi = mid - 1;
+    }
+    return key_float(lo);
+}
+
+void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *stats) {
+    const SaeConfig *c = &sae->cfg;
+    int d = c->d_model, S = c->d_sae, P = sae->n_step_prefixes;
+    const int *pref = sae->step_prefixes;
+    if (n > sae->max_batch) saev_fail("batch of %d rows exceeds the SAE workspace (%d)", n, sae->max_batch);
+    memset(stats, 0, sae_n_stats(c) * sizeof(double));
+    memset(sae->grads, 0, sae->n_params * sizeof(float));
+    for (int j = 0, s = 0; j < P; j++)
+        for (; s < pref[j]; s++) sae->latent_block[s] = j;
+
+    /* Data statistics (for NMSE and explained variance). */
+    for (int b = 0; b < n; b++)
+        for (int i = 0; i < d; i++) {
+            double v = x[(size_t)b * d + i];
+            stats[SAE_STAT_X_SQ] += v * v;
+            stats[SAE_STAT_X_SUM0 + i] += v;
+        }
+
+    /* Encoder: h = x_in W_enc + b_enc. */
+    const float *x_in = x;
+    if (c->center_input) {
+        for (int b = 0; b < n; b++)
+            for (int i = 0; i < d; i++) sae->x_in[(size_t)b * d + i] = x[(size_t)b * d + i] - sae->p.b_dec[i];
+        x_in = sae->x_in;
+    }
+    float *h = sae->h;
+    for (int b = 0; b < n; b++) memcpy(h + (size_t)b * S, sae->p.b_enc, S * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, d, 1.0f, x_in, d, sae->p.w_enc, S, 1.0f, h, S);
+
+    /* Activation, sparsity statistics and which latents fired. */
+    memset(sae->fired, 0, S * sizeof(float));
+    int sparse = c->activation != SAE_RELU;
+    if (!sparse) {
+        for (size_t e = 0; e < (size_t)n * S; e++) {
+            float v = h[e] > 0.0f ? h[e] : 0.0f;
+            h[e] = v;
+            if (v > 0.0f) { stats[SAE_STAT_L0] += 1; stats[SAE_STAT_L1] += v; sae->fired[e % S] = 1.0f; }
+        }
+    } else {
+        int *st = sae->act_start;
+        st[0] = 0;
+        if (c->activation == SAE_TOPK) {
+            int k = c->k;
+            for (int b = 0; b < n; b++) {
+                row_topk(h + (size_t)b * S, S, k, sae->act_idx + (size_t)b * k, sae->act_val + (size_t)b * k, NULL);
+                st[b + 1] = st[b] + k;
+            }
+        } else {
+            float cut = batch_topk_cut(sae, n, N);
+            size_t cnt = 0;
+            for (size_t e = 0; e < (size_t)n * S; e++) cnt += h[e] >= cut;
+            act_reserve(sae, cnt);
+            size_t e = 0;
+            for (int b = 0; b < n; b++) {
+                const float *hb = h + (size_t)b * S;
+                for (int s = 0; s < S; s++)
+                    if (hb[s] >= cut) { sae->act_idx[e] = s; sae->act_val[e] = hb[s]; e++; }
+                st[b + 1] = (int)e;
+            }
+            /* JumpReLU threshold: EMA of the smallest kept positive value (global). */
+            float mn = FLT_MAX;
+            for (size_t q = 0; q < e; q++)
+                if (sae->act_val[q] > 0.0f && sae->act_val[q] < mn) mn = sae->act_val[q];
+            float neg = -mn;
+            comm_allreduce(&neg, 1, COMM_F32, COMM_MAX);
+            mn = -neg;
+            if (mn < FLT_MAX) sae->threshold = (1.0f - c->momentum) * sae->threshold + c->momentum * mn;
+        }
+        for (int b = 0; b < n; b++)
+            for (int q = st[b]; q < st[b + 1]; q++) {
+                float v = sae->act_val[q];
+                sae->act_row[q] = b;
+                stats[SAE_STAT_L1] += fabsf(v);
+                if (v != 0.0f) { stats[SAE_STAT_L0] += 1; sae->fired[sae->act_idx[q]] = 1.0f; }
+            }
+    }
+
+    /* Dead counters (global): +N tokens, reset where any row of the batch fired. */
+    comm_allreduce(sae->fired, S, COMM_F32, COMM_MAX);
+    int n_dead = 0;
+    for (int s = 0; s < S; s++) {
+        sae->since_fired[s] = sae->fired[s] > 0 ? 0 : sae->since_fired[s] + N;
+        n_dead += sae->since_fired[s] >= c->dead_threshold_tokens;
+    }
+
+    /* Decoder per Matryoshka prefix; g_pref[j] = coef·(x̂_j - x), then suffix sums so
+     * g_pref[j] = Σ_{q>=j} dL/dx̂_q, the gradient that reaches block j's latents. */
+    float coef = 2.0f / ((float)N * d * P);
+    size_t Bd = (size_t)n * d;
+    float *G = sae->g_pref;
+    if (!sparse) {
+        float *acc = sae->x_hat;
+        for (int b = 0; b < n; b++) memcpy(acc + (size_t)b * d, sae->p.b_dec, d * sizeof(float));
+        for (int j = 0; j < P; j++) {
+            int s0 = j ? pref[j - 1] : 0, w = pref[j] - s0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, w, 1.0f, h + s0, S, sae->p.w_dec + (size_t)s0 * d, d, 1.0f, acc, d);
+            float *gj = G + (size_t)j * Bd;
+            for (size_t e = 0; e < Bd; e++) {
+                float r = acc[e] - x[e];
+                stats[SAE_STAT_MSE] += (double)r * r / P;
+                gj[e] = coef * r;
+            }
+        }
+    } else {
+        for (int b = 0; b < n; b++) {
+            float *acc = sae->x_hat + (size_t)b * d;
+            const float *xb = x + (size_t)b * d;
+            memcpy(acc, sae->p.b_dec, d * sizeof(float));
+            int q = sae->act_start[b], qe = sae->act_start[b + 1];
+            for (int j = 0; j < P; j++) {
+                for (; q < qe && sae->act_idx[q] < pref[j]; q++) {
+                    const float *w = sae->p.w_dec + (size_t)sae->act_idx[q] * d;
+                    float v = sae->act_val[q];
+                    for (int i = 0; i < d; i++) acc[i] += v * w[i];
+                }
+                float *gj = G + (size_t)j * Bd + (size_t)b * d;
+                double se = 0;
+                for (int i = 0; i < d; i++) {
+                    float r = acc[i] - xb[i];
+                    se += (double)r * r;
+                    gj[i] = coef * r;
+                }
+                stats[SAE_STAT_MSE] += se / P;
+            }
+        }
+    }
+    for (int j = P - 2; j >= 0; j--) {
+        float *gj = G + (size_t)j * Bd, *gn = G + (size_t)(j + 1) * Bd;
+        for (size_t e = 0; e < Bd; e++) gj[e] += gn[e];
+    }
+    for (size_t e = 0; e < Bd; e++) {
+        double r = (double)sae->x_hat[e] - x[e];
+        stats[SAE_STAT_SQERR_FULL] += r * r;
+    }
+    /* b_dec receives every prefix's gradient (it is in every x̂_p). */
+    for (int b = 0; b < n; b++)
+        for (int i = 0; i < d; i++) sae->g.b_dec[i] += G[(size_t)b * d + i];
+
+    if (!sparse) {
+        /* relu: dW_dec[blk j] = f[:,blk]^T G_j; df[:,blk] = G_j W_dec[blk]^T. */
+        float *df = sae->df;
+        for (int j = 0; j < P; j++) {
+            int s0 = j ? pref[j - 1] : 0, w = pref[j] - s0;
+            const float *gj = G + (size_t)j * Bd;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, d, n, 1.0f, h + s0, S, gj, d, 0.0f, sae->g.w_dec + (size_t)s0 * d, d);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w, d, 1.0f, gj, d, sae->p.w_dec + (size_t)s0 * d, d, 0.0f, df + s0, S);
+        }
+        /* dh = (df + l1_coeff/N)·[f > 0]; db_enc = Σ_b dh. */
+        float l1g = c->l1_coeff / (float)N;
+        for (int b = 0; b < n; b++) {
+            float *dfb = df + (size_t)b * S;
+            const float *fb = h + (size_t)b * S;
+            for (int s = 0; s < S; s++) {
+                float g = fb[s] > 0.0f ? dfb[s] + l1g : 0.0f;
+                dfb[s] = g;
+                sae->g.b_enc[s] += g;
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, S, n, 1.0f, x_in, d, df, S, 0.0f, sae->g.w_enc, S);
+    } else {
+        int n_act = sae->act_start[n];
+        /* dL/dh of each active entry: its block's gradient dotted with its W_dec row. */
+        for (int q = 0; q < n_act; q++) {
+            int s = sae->act_idx[q], b = sae->act_row[q];
+            const float *gq = G + (size_t)sae->latent_block[s] * Bd + (size_t)b * d;
+            const float *w = sae->p.w_dec + (size_t)s * d;
+            float acc = 0;
+            for (int i = 0; i < d; i++) acc += gq[i] * w[i];
+            sae->act_dh[q] = acc;
+        }
+        /* AuxK: the dead latents' top pre-activations reconstruct the residual. */
+        int ka = c->k_aux < n_dead ? c->k_aux : n_dead;
+        int n_aux = 0;
+        if (ka > 0) {
+            float inv = 2.0f * c->aux_alpha / ((float)N * d);
+            for (int s = 0; s < S; s++) sae->fired[s] = sae->since_fired[s] >= c->dead_threshold_tokens ? 1.0f : 0.0f;
+            double sq = 0;
+            for (int b = 0; b < n; b++) {
+                int *ai = sae->aux_idx + (size_t)b * ka;
+                float *av = sae->aux_val + (size_t)b * ka;
+                row_topk(h + (size_t)b * S, S, ka, ai, av, sae->fired);
+                float *e = sae->aux_g + (size_t)b * d;
+                const float *xb = x + (size_t)b * d, *xh = sae->x_hat + (size_t)b * d;
+                /* aux_recon - r = (b_dec + Σ h_s W_dec[s]) - (x - x̂) */
+                for (int i = 0; i < d; i++) e[i] = sae->p.b_dec[i] - (xb[i] - xh[i]);
+                for (int t = 0; t < ka; t++) {
+                    const float *w = sae->p.w_dec + (size_t)ai[t] * d;
+                    for (int i = 0; i < d; i++) e[i] += av[t] * w[i];
+                }
+                for (int i = 0; i < d; i++) { sq += (double)e[i] * e[i]; e[i] *= inv; }
+                for (int t = 0; t < ka; t++) {
+                    const float *w = sae->p.w_dec + (size_t)ai[t] * d;
+                    float acc = 0;
+                    for (int i = 0; i < d; i++) acc += e[i] * w[i];
+                    sae->aux_dh[(size_t)b * ka + t] = acc;
+                }
+                for (int i = 0; i < d; i++) sae->g.b_dec[i] += e[i];
+            }
+            stats[SAE_STAT_AUX] = c->aux_alpha * sq;
+            n_aux = n * ka;
+        }
+        /* Group entries (active, then aux) by latent, then accumulate per latent. */
+        int *cs = sae->csc_start;
+        memset(cs, 0, (S + 1) * sizeof(int));
+        for (int q = 0; q < n_act; q++) cs[sae->act_idx[q] + 1]++;
+        for (int t = 0; t < n_aux; t++) cs[sae->aux_idx[t] + 1]++;
+        for (int s = 0; s < S; s++) cs[s + 1] += cs[s];
+        size_t total = (size_t)n_act + n_aux;
+        if (total > sae->csc_cap) {
+            sae->csc_cap = total + total / 2;
+            sae->csc_entry = reallocCheck(sae->csc_entry, sae->csc_cap * sizeof(int));
+        }
+        /* cs[s] advances to the end of latent s while filling, then shifts back */
+        for (int q = 0; q < n_act; q++) sae->csc_entry[cs[sae->act_idx[q]]++] = q;
+        for (int t = 0; t < n_aux; t++) sae->csc_entry[cs[sae->aux_idx[t]]++] = n_act + t;
+        for (int s = S; s > 0; s--) cs[s] = cs[s - 1];
+        cs[0] = 0;
+        float *wt = sae->w_enc_t_grad;
+        for (int s = 0; s < S; s++) {
+            float *gw = sae->g.w_dec + (size_t)s * d, *gt = wt + (size_t)s * d;
+            memset(gt, 0, d * sizeof(float));
+            float gb = 0;
+            for (int e = cs[s]; e < cs[s + 1]; e++) {
+                int id = sae->csc_entry[e], b;
+                float v, dh;
+                const float *gv;
+                if (id < n_act) {
+                    b = sae->act_row[id]; v = sae->act_val[id]; dh = sae->act_dh[id];
+                    gv = G + (size_t)sae->latent_block[s] * Bd + (size_t)b * d;
+                } else {
+                    int t = id - n_act;
+                    b = t / ka; v = sae->aux_val[t]; dh = sae->aux_dh[t];
+                    gv = sae->aux_g + (size_t)b * d;
+                }
+                const float *xb = x_in + (size_t)b * d;
+                for (int i = 0; i < d; i++) { gw[i] += v * gv[i]; gt[i] += dh * xb[i]; }
+                gb += dh;
+            }
+            sae->g.b_enc[s] = gb;
+        }
+        /* W_enc gradient [d, S] from its transpose, in cache-sized tiles. */
+        for (int s0 = 0; s0 < S; s0 += 64)
+            for (int i0 = 0; i0 < d; i0 += 64)
+                for (int s = s0; s < s0 + 64 && s < S; s++)
+                    for (int i = i0; i < i0 + 64 && i < d; i++) sae->g.w_enc[(size_t)i * S + s] = wt[(size_t)s * d + i];
+    }
+    /* Centred input: x_in = x - b_dec, so b_dec also gets -W_enc·db_enc. */
+    if (c->center_input)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d, S, -1.0f, sae->p.w_enc, S, sae->g.b_enc, 1, 1.0f, sae->g.b_dec, 1);
+}
+
+void sae_remove_parallel_grads(Sae *sae) {
+    int d = sae->cfg.d_model, S = sae->cfg.d_sae;
+    for (int s = 0; s < S; s++) {
+        const float *w = sae->p.w_dec + (size_t)s * d;
+        float *g = sae->g.w_dec + (size_t)s * d;
+        float dot = 0;
+        for (int i = 0; i < d; i++) dot += g[i] * w[i];
+        for (int i = 0; i < d; i++) g[i] -= dot * w[i];
+    }
+}
+
+double sae_grad_norm(const Sae *sae) {
+    double s = 0;
+    for (size_t i = 0; i < sae->n_params; i++) s += (double)sae->grads[i] * sae->grads[i];
+    return sqrt(s);
+}
+
+void sae_clip_grads(Sae *sae, double norm, double max_norm) {
+    if (max_norm <= 0) return;
+    float coef = (float)(max_norm / (norm + 1e-6));
+    if (coef >= 1.0f) return;
+    for (size_t i = 0; i < sae->n_params; i++) sae->grads[i] *= coef;
+}
+
+void sae_adam_step(Sae *sae, float lr) {
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    sae->adam_t++;
+    /* torch.optim.Adam (single-tensor path): step_size = lr / bc1, denom = sqrt(v)/sqrt(bc2) + eps. */
+    double bc1 = 1.0 - pow(b1, (double)sae->adam_t), bc2 = 1.0 - pow(b2, (double)sae->adam_t);
+    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float *p = sae->params, *g = sae->grads, *m = sae->adam_m, *v = sae->adam_v;
+    for (size_t i = 0; i < sae->n_params; i++) {
+        m[i] = m[i] * b1 + g[i] * (1.0f - b1);
+        v[i] = v[i] * b2 + g[i] * g[i] * (1.0f - b2);
+        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+        p[i] -= step_size * (m[i] / denom);
+    }
+}
+
+int sae_n_dead(const Sae *sae) {
+    int n = 0;
+    for (int s = 0; s < sae->cfg.d_sae; s++) n += sae->since_fired[s] >= sae->cfg.dead_threshold_tokens;
+    return n;
+}
+
+void sae_encode_decode_eval(Sae *sae, const float *x, int n, float *f, float *x_hat) {
+    const SaeConfig *c = &sae->cfg;
+    int d = c->d_model, S = c->d_sae;
+    const float *x_in = x;
+    float *xc = NULL;
+    if (c->center_input) {
+        xc = mallocCheck((size_t)n * d * sizeof(float));
+        for (int b = 0; b < n; b++)
+            for (int i = 0; i < d; i++) xc[(size_t)b * d + i] = x[(size_t)b * d + i] - sae->p.b_dec[i];
+        x_in = xc;
+    }
+    for (int b = 0; b < n; b++) memcpy(f + (size_t)b * S, sae->p.b_enc, S * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, d, 1.0f, x_in, d, sae->p.w_enc, S, 1.0f, f, S);
+    if (c->activation == SAE_RELU) {
+        for (size_t e = 0; e < (size_t)n * S; e++) f[e] = f[e] > 0 ? f[e] : 0;
+    } else if (c->activation == SAE_BATCH_TOPK) {
+        /* JumpReLU with the learned threshold. */
+        for (size_t e = 0; e < (size_t)n * S; e++) f[e] = f[e] > sae->threshold ? f[e] : 0;
+    } else {
+        int k = c->k;
+        int *idx = mallocCheck(k * sizeof(int));
+        float *val = mallocCheck(k * sizeof(float));
+        for (int b = 0; b < n; b++) {
+            float *fb = f + (size_t)b * S;
+            row_topk(fb, S, k, idx, val, NULL);
+            memset(fb, 0, S * sizeof(float));
+            for (int t = 0; t < k; t++) fb[idx[t]] = val[t];
+        }
+        free(idx); free(val);
+    }
+    for (int b = 0; b < n; b++) memcpy(x_hat + (size_t)b * d, sae->p.b_dec, d * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, S, 1.0f, f, S, sae->p.w_dec, d, 1.0f, x_hat, d);
+    free(xc);
+}

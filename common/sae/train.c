@@ -1,0 +1,279 @@
+/*
+ * train.c: the training driver of train.h.
+ *
+ * Per step: read this rank's share of the next global batch (one loader for all K SAEs),
+ * check it for NaN/Inf (collectively), then for each SAE scale the rows by its data
+ * scale and run sae_train_step (which all-reduces the flat gradient and statistics).
+ * Rank 0 writes metrics lines, checkpoints and training state; every rank holds
+ * identical weights, so any rank could.
+ */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "checkpoint.h"
+#include "comm.h"
+#include "data_source.h"
+#include "log.h"
+#include "sae_step.h"
+
+static void mkdirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
+}
+
+char *train_member_dir(const TrainConfig *cfgs, int K, int i) {
+    char buf[4096];
+    if (K == 1) snprintf(buf, sizeof buf, "%s", cfgs[i].out_dir);
+    else snprintf(buf, sizeof buf, "%s/%d", cfgs[i].out_dir, i);
+    return strdupCheck(buf);
+}
+
+typedef struct {
+    Sae sae;
+    char *dir;
+    char ckpt[4200], state[4200], metrics[4200];
+    SaeLrSchedule schedule;
+    uint64_t prefix_rng;
+    int64_t last_checkpoint; // step of the last good checkpoint (-1: none)
+    SaeStepMetrics m;
+} Member;
+
+/* Same-batch training needs the keys that shape the batch stream to agree. */
+static void check_sweep(const TrainConfig *c, int K) {
+    for (int i = 1; i < K; i++) {
+        if (strcmp(c[i].data, c[0].data)) saev_usage_fail("sweep member %d: train.data differs (%s vs %s); a sweep trains on one data stream", i, c[i].data, c[0].data);
+        if (c[i].batch_size != c[0].batch_size) saev_usage_fail("sweep member %d: train.batch_size differs; a sweep trains on the same batches", i);
+        if (c[i].shuffle != c[0].shuffle || c[i].seed != c[0].seed) saev_usage_fail("sweep member %d: train.shuffle/seed differ; a sweep trains on the same batches", i);
+        if (train_config_steps(&c[i]) != train_config_steps(&c[0])) saev_usage_fail("sweep member %d: train.steps/n_tokens differ", i);
+        if (c[i].layer != c[0].layer) saev_usage_fail("sweep member %d: train.layer differs", i);
+    }
+}
+
+/* Mean-norm scale sqrt(d) / mean ‖x‖ over the first rows of the data (same on every rank). */
+static float compute_data_scale(DataSource *src) {
+    int n = src->n_rows < 8192 ? (int)src->n_rows : 8192;
+    float *rows = mallocCheck((size_t)n * src->d * sizeof(float));
+    int64_t *ids = mallocCheck(n * sizeof(int64_t));
+    for (int i = 0; i < n; i++) ids[i] = i;
+    src->read_rows(src, ids, n, rows);
+    double sum = 0;
+    for (int b = 0; b < n; b++) {
+        double s = 0;
+        for (int i = 0; i < src->d; i++) s += (double)rows[(size_t)b * src->d + i] * rows[(size_t)b * src->d + i];
+        sum += sqrt(s);
+    }
+    free(rows);
+    free(ids);
+    if (!(sum > 0) || !isfinite(sum)) saev_fail("%s: cannot scale data with mean norm %g", src->name, sum / n);
+    return (float)(sqrt((double)src->d) / (sum / n));
+}
+
+static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i) {
+    Sae *sae = &mb->sae;
+    const char *init = c->sae.init;
+    if (comm_rank() == 0) {
+        if (!strcmp(init, "kaiming")) {
+            sae_init_kaiming(sae, (uint64_t)c->seed * 1000003u + (uint64_t)i);
+        } else if (!strcmp(init, "datapoint")) {
+            int n = src->n_rows < 4096 ? (int)src->n_rows : 4096;
+            float *rows = mallocCheck((size_t)n * src->d * sizeof(float));
+            int64_t *ids = mallocCheck(n * sizeof(int64_t));
+            for (int r = 0; r < n; r++) ids[r] = r;
+            src->read_rows(src, ids, n, rows);
+            for (size_t e = 0; e < (size_t)n * src->d; e++) rows[e] *= sae->data_scale;
+            sae_init_datapoint(sae, rows, n, 0.8f, (uint64_t)c->seed * 1000003u + (uint64_t)i);
+            free(rows);
+            free(ids);
+        } else {
+            sae_load_weights(sae, init);
+        }
+    }
+    /* Every rank starts from rank 0's weights. */
+    comm_bcast(sae->params, sae->n_params * sizeof(float), 0);
+    comm_bcast(&sae->threshold, sizeof(float), 0);
+}
+
+static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s) {
+    FILE *f = fopen(mb->metrics, "a");
+    libcCheckPtr(f, mb->metrics);
+    const SaeStepMetrics *m = &mb->m;
+    fprintf(f,
+            "{\"step\": %lld, \"loss\": %.9g, \"mse\": %.9g, \"l1\": %.9g, \"l0\": %.9g, \"aux\": %.9g, \"nmse\": %.9g, "
+            "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g}\n",
+            (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->explained_variance, 100.0 * m->dead_frac, m->lr,
+            m->grad_norm, tokens_per_s);
+    if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
+}
+
+/* On resume, drop metrics lines the killed run wrote after its last saved step. */
+static void trim_metrics(const char *path, int64_t keep_below) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *o = fopen(tmp, "w");
+    libcCheckPtr(o, tmp);
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        long long s;
+        if (sscanf(line, "{\"step\": %lld", &s) == 1 && s < keep_below) fputs(line, o);
+    }
+    fclose(f);
+    if (fclose(o) != 0) saev_fail("%s: write failed", tmp);
+    libcCheck(rename(tmp, path));
+}
+
+static void save_member(Member *mb, int64_t steps_done, int64_t position) {
+    if (comm_rank() == 0) {
+        SaeTrainCounters cnt = {steps_done, position, mb->prefix_rng};
+        sae_state_write(&mb->sae, mb->state, &cnt);
+        sae_checkpoint_write(&mb->sae, mb->ckpt, steps_done);
+    }
+    mb->last_checkpoint = steps_done;
+}
+
+void train_run(const TrainConfig *cfgs, int K) {
+    if (K < 1) saev_usage_fail("train: no configs");
+    check_sweep(cfgs, K);
+    const TrainConfig *c0 = &cfgs[0];
+    int64_t T = train_config_steps(c0);
+    if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
+    int rank = comm_rank(), size = comm_size();
+    if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
+    DataSource *src = data_source_open(c0->data, (int)c0->layer);
+    int d = src->d;
+    int local_max = loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
+    if (loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = loader_local_rows(c0->batch_size, 0, size);
+
+    Member *mem = callocCheck(K, sizeof(Member));
+    int64_t start = 0, position = 0;
+    float scale = 0;
+    for (int i = 0; i < K; i++) {
+        Member *mb = &mem[i];
+        const TrainConfig *c = &cfgs[i];
+        SaeConfig sc;
+        const char *bad = train_config_sae(c, d, &sc);
+        if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
+        if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
+        sae_create(&mb->sae, &sc, local_max);
+        mb->dir = train_member_dir(cfgs, K, i);
+        snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
+        snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
+        snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
+        if (rank == 0) mkdirs(mb->dir);
+        mb->prefix_rng = (uint64_t)c->seed * 0x2545F4914F6CDD1DULL + (uint64_t)i + 7;
+        mb->last_checkpoint = -1;
+        if (c->sae.scale_data) {
+            if (scale == 0) scale = compute_data_scale(src);
+            mb->sae.data_scale = scale;
+        }
+        int resumed = 0;
+        if (c->resume && access(mb->state, R_OK) == 0) {
+            SaeTrainCounters cnt;
+            sae_state_read(&mb->sae, mb->state, &cnt);
+            if (i > 0 && (cnt.step != start || cnt.position != position))
+                saev_fail("%s: saved at step %lld, but sweep member 0 at step %lld; the sweep's states disagree", mb->state, (long long)cnt.step, (long long)start);
+            start = cnt.step;
+            position = cnt.position;
+            mb->prefix_rng = cnt.prefix_rng;
+            mb->last_checkpoint = start;
+            resumed = 1;
+            log_info("SAE %d (%s): resuming at step %lld", i, mb->dir, (long long)start);
+        } else if (c->resume && i > 0 && start > 0) {
+            saev_fail("%s: no training state, but sweep member 0 resumes at step %lld", mb->state, (long long)start);
+        }
+        if (!resumed) {
+            if (c->resume) log_warn("SAE %d: resume asked but %s does not exist; starting from step 0", i, mb->state);
+            init_member(mb, c, src, i);
+            if (rank == 0) unlink(mb->metrics);
+        } else if (rank == 0) {
+            trim_metrics(mb->metrics, start);
+        }
+    }
+    comm_barrier();
+
+    BatchLoader loader;
+    loader_init(&loader, src, c0->batch_size, c0->shuffle, (uint64_t)c0->seed);
+    loader.position = position;
+    int n_local = loader_local_rows(c0->batch_size, rank, size);
+    float *x = mallocCheck((size_t)local_max * d * sizeof(float));
+    float *xs = mallocCheck((size_t)local_max * d * sizeof(float));
+    log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s", K, K > 1 ? "s" : "", c0->data, d,
+             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "");
+    Progress prog;
+    progress_start(&prog, "steps", T);
+    progress_update(&prog, start);
+    double t_last = saev_now();
+    /* Tests simulate a killed job: the process dies after this many steps, without the
+     * end-of-run checkpoint. */
+    const char *kill_env = getenv("SAEV_TRAIN_KILL_AFTER_STEPS");
+    int64_t kill_after = kill_env ? atoll(kill_env) : -1;
+    int64_t steps_since = 0;
+    for (int64_t step = start; step < T; step++) {
+        int64_t batch_first_row = loader.position;
+        loader_next(&loader, x);
+        int ok = 1;
+        for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
+        if (!comm_all_true(ok))
+            saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
+                      c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
+        for (int i = 0; i < K; i++) {
+            Member *mb = &mem[i];
+            const TrainConfig *c = &cfgs[i];
+            const float *xi = x;
+            if (mb->sae.data_scale != 1.0f) {
+                for (size_t e = 0; e < (size_t)n_local * d; e++) xs[e] = x[e] * mb->sae.data_scale;
+                xi = xs;
+            }
+            float lr = (float)sae_lr_at(mb->schedule, c->lr, c->lr_warmup, T, step);
+            sae_train_step(&mb->sae, xi, n_local, c0->batch_size, lr, c->grad_clip, &mb->prefix_rng, &mb->m);
+            if (!mb->m.finite) {
+                char last[4400] = "no checkpoint was written yet";
+                if (mb->last_checkpoint >= 0) snprintf(last, sizeof last, "the last good checkpoint %s (step %lld) is kept", mb->ckpt, (long long)mb->last_checkpoint);
+                saev_fail("step %lld: SAE %d (%s): loss %g, gradient norm %g is not finite; stopping; %s", (long long)step, i, mb->dir,
+                          mb->m.loss, mb->m.grad_norm, last);
+            }
+        }
+        steps_since++;
+        int64_t done = step + 1;
+        int last = done == T;
+        if (rank == 0 && (done % c0->metrics_every == 0 || last)) {
+            double now = saev_now();
+            double tps = (double)steps_since * c0->batch_size / (now - t_last);
+            t_last = now;
+            steps_since = 0;
+            for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps);
+        }
+        if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
+            for (int i = 0; i < K; i++) save_member(&mem[i], done, loader.position);
+        progress_update(&prog, done);
+        if (done == kill_after) _exit(137);
+    }
+    progress_finish(&prog);
+    if (rank == 0)
+        for (int i = 0; i < K; i++) {
+            const SaeStepMetrics *m = &mem[i].m;
+            log_info("SAE %d (%s): loss %.5g, NMSE %.4g, L0 %.1f, dead %.1f%%", i, mem[i].dir, m->loss, m->nmse, m->l0, 100 * m->dead_frac);
+        }
+    free(x);
+    free(xs);
+    loader_free(&loader);
+    for (int i = 0; i < K; i++) { sae_destroy(&mem[i].sae); free(mem[i].dir); }
+    free(mem);
+    data_source_close(src);
+}

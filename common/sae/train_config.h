@@ -1,0 +1,106 @@
+/*
+ * train_config.h: the `train:` section of a saev-c config (plain structs + CfgSchema).
+ *
+ *   train:
+ *     data: PATH              # safetensors file with `activations` [N,d] (or a store with layer:)
+ *     layer: -2
+ *     shuffle: true
+ *     shuffle_buffer: 1000000 # rows (store reader)
+ *     batch_size: 16384
+ *     n_tokens: 100000000     # or steps:
+ *     lr: 4.0e-4
+ *     lr_schedule: warmup-cosine   # constant | warmup-constant | warmup-cosine
+ *     lr_warmup: 500
+ *     grad_clip: 1.0
+ *     seed: 42
+ *     out_dir: runs/NAME
+ *     checkpoint_every: 1000  # steps; 0 = only at the end
+ *     metrics_every: 10
+ *     resume: false
+ *     eval: {data: PATH, batch_size: 4096, max_tokens: 0}
+ *     sae: {d_sae | expansion, activation, l1_coeff, k, momentum, aux: {k_aux, alpha} | none,
+ *           matryoshka: {prefixes: [...]} | {n_prefixes: N} | none, dead_threshold_tokens,
+ *           init: kaiming | datapoint | PATH, normalize_w_dec, remove_parallel_grads,
+ *           center_input, scale_data}
+ *
+ * train_config_set applies one `key=value` (dotted keys inside train:) on top of the
+ * defaults; the worker receives resolved configs that way from the launcher.
+ */
+#ifndef SAEV_SAE_TRAIN_CONFIG_H
+#define SAEV_SAE_TRAIN_CONFIG_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "sae.h"
+
+typedef struct {
+    int enabled;       // 0 when `aux: none`
+    int64_t k_aux;     // dead latents per row
+    double alpha;      // loss weight
+} TrainAuxConfig;
+
+typedef struct {
+    int enabled;       // 0 when `matryoshka: none`
+    CfgList prefixes;  // fixed prefixes (ints, increasing, last = d_sae); n = 0 to sample
+    int64_t n_prefixes; // sampled each step (saev's Pareto sampler) when prefixes is empty
+} TrainMatryoshkaConfig;
+
+typedef struct {
+    int64_t d_sae;      // latents; CFG_UNSET_INT: expansion·d
+    int64_t expansion;
+    char *activation;   // relu | top-k | batch-top-k
+    double l1_coeff;
+    int64_t k;
+    double momentum;
+    TrainAuxConfig aux;
+    TrainMatryoshkaConfig matryoshka;
+    int64_t dead_threshold_tokens;
+    char *init;         // kaiming | datapoint | PATH.safetensors
+    int normalize_w_dec;
+    int remove_parallel_grads;
+    int center_input;
+    int scale_data;     // scale inputs to mean norm sqrt(d) (constant saved in the checkpoint)
+} TrainSaeConfig;
+
+typedef struct {
+    char *data;         // CFG_UNSET: no held-out evaluation after training
+    int64_t batch_size;
+    int64_t max_tokens; // 0 = all rows
+} TrainEvalConfig;
+
+typedef struct {
+    char *data;
+    int64_t layer;
+    int shuffle;
+    int64_t shuffle_buffer;
+    int64_t batch_size;
+    int64_t n_tokens;   // CFG_UNSET_INT when steps is given
+    int64_t steps;
+    double lr;
+    char *lr_schedule;
+    int64_t lr_warmup;
+    double grad_clip;
+    int64_t seed;
+    char *out_dir;
+    int64_t checkpoint_every;
+    int64_t metrics_every;
+    int resume;
+    TrainEvalConfig eval;
+    TrainSaeConfig sae;
+} TrainConfig;
+
+extern const CfgSchema train_config_schema;
+
+/* Defaults of every key (the schema's defaults). */
+void train_config_defaults(TrainConfig *c);
+/* One "key=value" (e.g. "sae.k=32", "sae.matryoshka.prefixes=[8,32,64]", "sae.aux=none").
+ * Returns NULL or an error message (static storage). */
+const char *train_config_set(TrainConfig *c, const char *assignment);
+void train_config_free(TrainConfig *c);
+/* The SaeConfig this TrainConfig describes for inputs of width d. NULL or a message. */
+const char *train_config_sae(const TrainConfig *c, int d_model, SaeConfig *out);
+/* Number of optimizer steps (from steps or n_tokens). */
+int64_t train_config_steps(const TrainConfig *c);
+
+#endif

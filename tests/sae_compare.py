@@ -1,0 +1,89 @@
+"""sae_compare.py: checks for tests/test_sae_train.sh (run with /usr/bin/python3).
+
+  fixture CASE_DIR RUN_DIR           per-step loss terms (metrics.jsonl) and final weights
+                                     (sae.safetensors) against expected.safetensors, 1e-4 relative
+  same RUN_A RUN_B TOL               two runs' weights and per-step losses agree within TOL relative
+  make-data PATH N D SEED [NAN_ROW [SCALE]]  random activations [N,D] (a NaN at NAN_ROW >= 0, times SCALE)
+"""
+import json, struct, sys
+import numpy as np
+
+DT = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
+
+def load(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        out[k] = np.frombuffer(data[a:b], dtype=DT[v["dtype"]]).reshape(v["shape"])
+    return out, h.get("__metadata__", {})
+
+def save(path, tensors):
+    header, off, blobs = {}, 0, []
+    for k, a in tensors.items():
+        b = a.tobytes()
+        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    hb = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    den = np.linalg.norm(b)
+    return np.linalg.norm(a - b) / (den if den > 0 else 1.0)
+
+def metrics(run):
+    return [json.loads(l) for l in open(run + "/metrics.jsonl")]
+
+def main():
+    cmd = sys.argv[1]
+    worst = 0.0
+    if cmd == "fixture":
+        case, run = sys.argv[2], sys.argv[3]
+        exp, _ = load(case + "/expected.safetensors")
+        got, _ = load(run + "/sae.safetensors")
+        m = metrics(run)
+        for key, mk in [("step_loss", "loss"), ("step_mse", "mse"), ("step_l0", "l0"), ("step_l1", "l1"),
+                        ("step_aux", "aux"), ("step_grad_norm", "grad_norm"), ("step_lr", "lr")]:
+            e = rel([r[mk] for r in m], exp[key])
+            print(f"  {key:15s} {e:.2e}")
+            worst = max(worst, e)
+        for k in ["W_enc", "b_enc", "W_dec", "b_dec"] + (["threshold"] if "threshold" in exp else []):
+            e = rel(got[k], exp[k])
+            print(f"  {k:15s} {e:.2e}")
+            worst = max(worst, e)
+        tol = 1e-4
+    elif cmd == "same":
+        a, b, tol = sys.argv[2], sys.argv[3], float(sys.argv[4])
+        ga, _ = load(a + "/sae.safetensors")
+        gb, _ = load(b + "/sae.safetensors")
+        for k in ga:
+            e = rel(ga[k], gb[k])
+            print(f"  {k:15s} {e:.2e}")
+            worst = max(worst, e)
+        ma, mb = metrics(a), metrics(b)
+        for key in ["loss", "mse", "l0", "l1", "aux", "grad_norm"]:
+            e = rel([r[key] for r in ma], [r[key] for r in mb])
+            print(f"  {key:15s} {e:.2e}")
+            worst = max(worst, e)
+    elif cmd == "make-data":
+        path, n, d, seed = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal((n, d)) * rng.uniform(0.5, 2.0, d) + rng.standard_normal(d)).astype(np.float32)
+        if len(sys.argv) > 6 and int(sys.argv[6]) >= 0:
+            x[int(sys.argv[6]), 3] = np.nan
+        if len(sys.argv) > 7:
+            x *= np.float32(sys.argv[7])
+        save(path, {"activations": x})
+        return 0
+    print(f"  worst {worst:.2e} (tolerance {tol:g})")
+    return 0 if worst <= tol else 1
+
+sys.exit(main())
