@@ -78,12 +78,12 @@ void data_source_close(DataSource *src) {
     if (src) src->close(src);
 }
 
-int loader_local_rows(int64_t global_batch, int rank, int size) {
+int batch_loader_local_rows(int64_t global_batch, int rank, int size) {
     int64_t lo = global_batch * rank / size, hi = global_batch * (rank + 1) / size;
     return (int)(hi - lo);
 }
 
-void loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, uint64_t seed) {
+void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, uint64_t seed) {
     memset(l, 0, sizeof *l);
     l->src = src;
     l->batch = global_batch;
@@ -93,7 +93,7 @@ void loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuf
     l->ids = mallocCheck((size_t)(global_batch + 1) * sizeof(int64_t));
 }
 
-void loader_free(BatchLoader *l) {
+void batch_loader_free(BatchLoader *l) {
     free(l->perm);
     free(l->ids);
     memset(l, 0, sizeof *l);
@@ -111,11 +111,11 @@ static void make_perm(BatchLoader *l, int64_t epoch) {
     l->perm_epoch = epoch;
 }
 
-int loader_next(BatchLoader *l, float *out) {
+int batch_loader_next(BatchLoader *l, float *out) {
     int rank = comm_rank(), size = comm_size();
     int64_t n = l->src->n_rows;
     int64_t lo = l->batch * rank / size;
-    int local = loader_local_rows(l->batch, rank, size);
+    int local = batch_loader_local_rows(l->batch, rank, size);
     for (int i = 0; i < local; i++) {
         int64_t g = l->position + lo + i;
         int64_t epoch = g / n, within = g % n;

@@ -45,11 +45,11 @@ typedef struct {
     int64_t *ids;       // [local rows] scratch
 } BatchLoader;
 
-void loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, uint64_t seed);
-void loader_free(BatchLoader *l);
+void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, uint64_t seed);
+void batch_loader_free(BatchLoader *l);
 /* Rows this rank takes from each global batch, and the largest share over ranks. */
-int loader_local_rows(int64_t global_batch, int rank, int size);
+int batch_loader_local_rows(int64_t global_batch, int rank, int size);
 /* Reads this rank's share of the next global batch into out [local, d] and advances. */
-int loader_next(BatchLoader *l, float *out);
+int batch_loader_next(BatchLoader *l, float *out);
 
 #endif

@@ -157,8 +157,8 @@ void train_run(const TrainConfig *cfgs, int K) {
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
     DataSource *src = data_source_open(c0->data, (int)c0->layer);
     int d = src->d;
-    int local_max = loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
-    if (loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = loader_local_rows(c0->batch_size, 0, size);
+    int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
+    if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
 
     Member *mem = callocCheck(K, sizeof(Member));
     int64_t start = 0, position = 0;
@@ -208,9 +208,9 @@ void train_run(const TrainConfig *cfgs, int K) {
     comm_barrier();
 
     BatchLoader loader;
-    loader_init(&loader, src, c0->batch_size, c0->shuffle, (uint64_t)c0->seed);
+    batch_loader_init(&loader, src, c0->batch_size, c0->shuffle, (uint64_t)c0->seed);
     loader.position = position;
-    int n_local = loader_local_rows(c0->batch_size, rank, size);
+    int n_local = batch_loader_local_rows(c0->batch_size, rank, size);
     float *x = mallocCheck((size_t)local_max * d * sizeof(float));
     float *xs = mallocCheck((size_t)local_max * d * sizeof(float));
     log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s", K, K > 1 ? "s" : "", c0->data, d,
@@ -226,7 +226,7 @@ void train_run(const TrainConfig *cfgs, int K) {
     int64_t steps_since = 0;
     for (int64_t step = start; step < T; step++) {
         int64_t batch_first_row = loader.position;
-        loader_next(&loader, x);
+        batch_loader_next(&loader, x);
         int ok = 1;
         for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
         if (!comm_all_true(ok))
@@ -272,7 +272,7 @@ void train_run(const TrainConfig *cfgs, int K) {
         }
     free(x);
     free(xs);
-    loader_free(&loader);
+    batch_loader_free(&loader);
     for (int i = 0; i < K; i++) { sae_destroy(&mem[i].sae); free(mem[i].dir); }
     free(mem);
     data_source_close(src);
