@@ -15,5 +15,6 @@ int stage_comm_selftest(int argc, char **argv);
 int stage_activations(int argc, char **argv);
 int stage_store_selftest(int argc, char **argv);
 int stage_train(int argc, char **argv);
+int stage_evaluate(int argc, char **argv);
 
 #endif
