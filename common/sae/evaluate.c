@@ -186,9 +186,11 @@ static void find_checkpoints(const char *dir, StrList *out) {
     closedir(dp);
     qsort(names.v, (size_t)names.n, sizeof(char *), cmp_str); /* a run's order must not depend on the file system */
     for (int i = 0; i < names.n; i++) {
-        size_t len = strlen(dir) + strlen(names.v[i]) + 2;
+        size_t dl = strlen(dir);
+        while (dl > 1 && dir[dl - 1] == '/') dl--; /* "run/" and "run" name the same files */
+        size_t len = dl + strlen(names.v[i]) + 2;
         char *p = mallocCheck(len);
-        snprintf(p, len, "%s/%s", dir, names.v[i]);
+        snprintf(p, len, "%.*s/%s", (int)dl, dir, names.v[i]);
         struct stat sb;
         if (stat(p, &sb) == 0) {
             if (S_ISDIR(sb.st_mode)) find_checkpoints(p, out);
