@@ -39,7 +39,7 @@
 #ifdef SAEV_CUDA
 /* One fixture case through the dispatch layer: sae_batch_rows / submit / sae_sweep_step. */
 static void run_case(const char *name, SaePrecision prec, double tol) {
-    char dir[4096], path[4200];
+    char dir[1024], path[1200];
     snprintf(dir, sizeof dir, "%s/%s", fixture_path("sae"), name);
     FxCase fc;
     fx_case_load(dir, &fc);

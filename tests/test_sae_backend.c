@@ -25,12 +25,13 @@
 
 /* Loads case `name`: config, init weights, rows. */
 static void load_case(const char *name, FxCase *fc, float **init, float **rows) {
-    const char *dir = fixture_path(name);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", fixture_path(name));
     fx_case_load(dir, fc);
     int d = fc->sae.d_model, S = fc->sae.d_sae;
     size_t n = (size_t)2 * d * S + S + d;
     *init = mallocCheck(n * sizeof(float));
-    char path[4300];
+    char path[1200];
     snprintf(path, sizeof path, "%s/init.safetensors", dir);
     SafeTensors in;
     st_open_or_die(&in, path);
