@@ -1,8 +1,9 @@
 /*
  * cmd_train.c: `saev train CONFIG.yaml [--set key.path=value ...] [--ranks N]`.
  *
- * Loads and checks the whole config here (schema, sweep, and train_prepare: data
- * present, run length, one batch stream for a sweep), so a bad config exits with status
+ * Loads and checks the whole config here (schema, sweep, train_prepare: data present,
+ * run length, one batch stream for a sweep; and opens the data: a store's layer, tokens
+ * and completeness), so a bad config exits with status
  * 2 before any rank starts or anything is written; then starts `saev-worker train` with
  * the same arguments on run.ranks ranks (launcher/mpirun.c).
  */
@@ -12,6 +13,7 @@
 #include "check.h"
 #include "commands.h"
 #include "mpirun.h"
+#include "sae/data_source.h"
 #include "sae/train.h"
 #include "saev_config.h"
 
@@ -40,6 +42,8 @@ int cmd_train(int argc, char **argv) {
     char msg[1024];
     const char *bad = train_prepare(cfgs, K, msg, sizeof msg);
     if (bad) saev_usage_fail("%s: %s", args.config_path, bad);
+    /* Opening the data checks it here: a store's layer, tokens and completeness. */
+    data_source_close(data_source_open(cfgs[0].train.data, cfgs[0].train.layer, cfgs[0].train.tokens));
     int ranks = (int)cfgs[0].run.ranks;
     saev_config_free(cfgs, K);
     cfg_args_free(&args);

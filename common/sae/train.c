@@ -113,7 +113,7 @@ static float compute_data_scale(DataSource *src) {
     float *rows = mallocCheck((size_t)n * src->d * sizeof(float));
     int64_t *ids = mallocCheck(n * sizeof(int64_t));
     for (int i = 0; i < n; i++) ids[i] = i;
-    src->read_rows(src, ids, n, rows);
+    data_source_read_rows(src, ids, n, rows);
     double sum = 0;
     for (int b = 0; b < n; b++) {
         double s = 0;
@@ -137,7 +137,7 @@ static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i
             float *rows = mallocCheck((size_t)n * src->d * sizeof(float));
             int64_t *ids = mallocCheck(n * sizeof(int64_t));
             for (int r = 0; r < n; r++) ids[r] = r;
-            src->read_rows(src, ids, n, rows);
+            data_source_read_rows(src, ids, n, rows);
             for (size_t e = 0; e < (size_t)n * src->d; e++) rows[e] *= sae->data_scale;
             sae_init_datapoint(sae, rows, n, 0.8f, (uint64_t)c->seed * 1000003u + (uint64_t)i);
             free(rows);
@@ -219,7 +219,7 @@ void train_run(const SaevConfig *cfgs, int K) {
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
-    DataSource *src = data_source_open(c0->data, (int)c0->layer);
+    DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
@@ -277,8 +277,7 @@ void train_run(const SaevConfig *cfgs, int K) {
     comm_barrier();
 
     BatchLoader loader;
-    batch_loader_init(&loader, src, c0->batch_size, c0->shuffle, (uint64_t)c0->seed);
-    loader.position = position;
+    batch_loader_init(&loader, src, c0->batch_size, c0->shuffle, c0->shuffle_buffer, (uint64_t)c0->seed, position);
     int n_local = batch_loader_local_rows(c0->batch_size, rank, size);
     float *x = mallocCheck((size_t)local_max * d * sizeof(float));
     float *xs = mallocCheck((size_t)local_max * d * sizeof(float));
