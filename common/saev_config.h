@@ -22,6 +22,7 @@
 #include "image/dataset.h"
 #include "image/loader.h"
 #include "image/preprocess.h"
+#include "sae/train_config.h"
 #include "store/activations_config.h"
 #include "vit/model_config.h"
 #include "slurm_config.h"
@@ -45,8 +46,9 @@ extern const CfgSchema run_config_schema;
     X(loader, LoaderConfig, loader_config_schema, NULL, 0, "decoding threads and read-ahead") \
     X(model, ModelSection, model_schema, NULL, 0, "the ViT: weights, architecture overrides, layers to record, device") \
     X(activations, ActivationsConfig, activations_config_schema, NULL, 0, "the activation store: where, dtype, batching, resume") \
-    X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays") \
-    X(evaluate, EvaluateConfig, evaluate_config_schema, NULL, 0, "metrics of trained SAEs on held-out activations: checkpoints, data, output")
+    X(train, TrainConfig, train_config_schema, NULL, 0, "SAE training: data, schedule, the SAE, checkpoints; train.sweep trains a grid together") \
+    X(evaluate, EvaluateConfig, evaluate_config_schema, NULL, 0, "metrics of trained SAEs on held-out activations: checkpoints, data, output") \
+    X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays")
 
 typedef struct {
 #define SAEV_CONFIG_MEMBER(key, type, schema, def, nullable, help) type key;
