@@ -33,6 +33,8 @@ static const CfgField evaluate_fields[] = {
     F(CFG_STRING_LIST, sae, "[]", 1, 0, "SAE checkpoints (sae.safetensors) or run directories (every sae.safetensors under them)"),
     F(CFG_STRING, data, CFG_UNSET, 1, 0, "held-out activations: safetensors file with `activations` [N,d], or a store directory"),
     F(CFG_INT, layer, "-2", -1e6, 1e6, "store layer (negative counts from the end)"),
+    {.key = "tokens", .type = CFG_STRING, .offset = offsetof(EvaluateConfig, tokens), .def = "patches", .min = 1, .max = 0,
+     .choices = "patches|all|cls", .help = "store: rows are patch tokens, all tokens (CLS too), or CLS only (as train.tokens)"},
     F(CFG_INT, first_row, "0", 0, 1e15, "first row of the data to evaluate"),
     F(CFG_INT, max_tokens, "0", 0, 1e15, "rows to evaluate from first_row; 0: all the rest"),
     F(CFG_INT, batch_size, "1024", 1, 1 << 20, "rows per rank per forward pass (memory: batch_size x d_sae floats)"),
@@ -240,7 +242,7 @@ void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
         for (int j = 0; j < i; j++)
             if (!strcmp(ckpts.v[i], ckpts.v[j])) saev_usage_fail("evaluate.sae: %s is listed twice", ckpts.v[i]);
 
-    DataSource *src = data_source_open(c->data, (int)c->layer);
+    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
     plan->d = src->d;
     int64_t n_data = src->n_rows;
     data_source_close(src);
@@ -499,7 +501,7 @@ void evaluate_run(const EvaluateConfig *c) {
     float *x_hat = mallocCheck((size_t)B * d * sizeof(float));
     float *f = mallocCheck((size_t)B * max_S * sizeof(float));
     int64_t *ids = mallocCheck((size_t)B * sizeof(int64_t));
-    DataSource *src = data_source_open(c->data, (int)c->layer);
+    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
     log_info("evaluate: %d SAE(s) on rows [%" PRId64 ", %" PRId64 ") of %s, %d rank(s)", K, plan.first_row,
              plan.first_row + plan.n_rows, c->data, size);
     Progress prog;
@@ -507,7 +509,7 @@ void evaluate_run(const EvaluateConfig *c) {
     for (int64_t pos = lo; pos < hi;) {
         int n = (int)(hi - pos < B ? hi - pos : B);
         for (int b = 0; b < n; b++) ids[b] = pos + b;
-        src->read_rows(src, ids, n, x);
+        data_source_read_rows(src, ids, n, x);
         for (size_t e = 0; e < (size_t)n * d; e++)
             if (!isfinite(x[e])) saev_fail("%s: row %" PRId64 " holds NaN or Inf", c->data, pos + (int64_t)(e / (size_t)d));
         for (int i = 0; i < K; i++) {

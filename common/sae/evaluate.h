@@ -50,6 +50,7 @@
  *                            # sae.safetensors under them, sorted)
  *     data: held_out.safetensors   # or a store directory, with layer:
  *     layer: -2
+ *     tokens: patches        # store rows: patches | all | cls (as train.tokens)
  *     first_row: 0           # evaluate rows [first_row, first_row + max_tokens)
  *     max_tokens: 0          # 0: to the end of the data
  *     batch_size: 4096       # rows per rank per forward pass
@@ -61,6 +62,7 @@ typedef struct {
     CfgList sae;         // CFG_STRING_LIST: checkpoint files or run directories
     char *data;          // activations: safetensors file or store directory (NULL: unset)
     int64_t layer;       // store layer
+    char *tokens;        // store rows: patches | all | cls
     int64_t first_row;   // first evaluated row
     int64_t max_tokens;  // rows to evaluate; 0 = all from first_row
     int64_t batch_size;  // rows per rank per forward pass
