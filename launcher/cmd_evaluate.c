@@ -37,7 +37,7 @@ int cmd_evaluate(int argc, char **argv) {
     if (args.argc > 1) saev_usage_fail("saev evaluate: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
     int n = saev_config_load_or_die(&args, &cfgs);
-    if (n != 1) saev_usage_fail("saev evaluate: a sweep expands to %d configs; list the checkpoints in evaluate.sae instead", n);
+    saev_config_one_or_die(cfgs, n, "evaluate", "train"); /* evaluate.sae lists the sweep's checkpoints */
     EvalPlan plan;
     eval_plan_or_die(&cfgs[0].evaluate, &plan);
     eval_plan_free(&plan);

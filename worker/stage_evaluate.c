@@ -18,7 +18,7 @@ int stage_evaluate(int argc, char **argv) {
     if (args.argc > 1) saev_usage_fail("evaluate: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
     int n_cfg = saev_config_load_or_die(&args, &cfgs);
-    if (n_cfg != 1) saev_usage_fail("evaluate: a sweep expands to %d configs; list the checkpoints in evaluate.sae instead", n_cfg);
+    saev_config_one_or_die(cfgs, n_cfg, "evaluate", "train"); /* evaluate.sae lists the sweep's checkpoints */
     if (cfgs[0].run.device && !strcmp(cfgs[0].run.device, "cuda")) log_warn("evaluate runs on the CPU (OpenBLAS); run.device=cuda is ignored");
     evaluate_run(&cfgs[0].evaluate);
     saev_config_free(cfgs, n_cfg);
