@@ -156,9 +156,9 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s) {
     libcCheckPtr(f, mb->metrics);
     const SaeStepMetrics *m = &mb->m;
     fprintf(f,
-            "{\"step\": %lld, \"loss\": %.9g, \"mse\": %.9g, \"l1\": %.9g, \"l0\": %.9g, \"aux\": %.9g, \"nmse\": %.9g, "
+            "{\"step\": %lld, \"loss\": %.9g, \"mse\": %.9g, \"l1\": %.9g, \"l0\": %.9g, \"aux\": %.9g, \"nmse\": %.9g, \"nmse_uncentered\": %.9g, "
             "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g}\n",
-            (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->explained_variance, 100.0 * m->dead_frac, m->lr,
+            (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->nmse_uncentered, m->explained_variance, 100.0 * m->dead_frac, m->lr,
             m->grad_norm, tokens_per_s);
     if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
 }
