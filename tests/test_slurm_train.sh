@@ -36,11 +36,11 @@ run:
   device: cpu
 train:
   data: acts.safetensors
-  steps: 20000
-  batch_size: 64
-  checkpoint_every: 250
+  steps: 4000
+  batch_size: 256
+  checkpoint_every: 100
   metrics_every: 100
-  sae: {d_sae: 512, k: 8}
+  sae: {d_sae: 1024, k: 8}
 slurm:
   tasks_per_node: 1
   time: "10"
@@ -61,14 +61,20 @@ echo "ok 1: sweep of 4 configs as a 2-task array"
 ref=$("$SAEV" submit train train.yaml --set run.name=ref)
 cut=$("$SAEV" submit train train.yaml --set run.name=cut)
 slurm_wait_job "$ref" 300 || fail "reference did not finish"
+# Cancel once the job has written its first checkpoint (squeue's output is captured, not
+# piped into grep -q, whose early exit would SIGPIPE squeue under pipefail).
+seen=0
 for _ in $(seq 1 600); do
-    ls runs/cut/sae.safetensors >/dev/null 2>&1 && break
-    squeue -h -j "$cut" | grep -q . || break
+    [ -f runs/cut/sae.safetensors ] && { seen=1; break; }
+    [ -n "$(squeue -h -j "$cut" 2>/dev/null)" ] || break
     sleep 0.1
 done
+[ $seen = 1 ] || fail "job $cut ended before its first checkpoint"
 scancel "$cut"
 slurm_wait_job "$cut" 60 || fail "cancelled job did not end"
-[ "$(slurm_job_state "$cut" | cut -d' ' -f1)" = CANCELLED ] || echo "note: job $cut finished before it was cancelled; the check below is then weaker" >&2
+# 4000 steps take ~10 s here and the cancel lands right after the first checkpoint (step
+# 100), so the job must really have been cut short.
+[ "$(slurm_job_state "$cut" | cut -d' ' -f1)" = CANCELLED ] || fail "job $cut finished before it was cancelled"
 again=$("$SAEV" submit train train.yaml --set run.name=cut)
 slurm_wait_job "$again" 300 || fail "resubmitted job did not finish"
 [ "$(slurm_job_state "$again")" = "COMPLETED 0:0" ] || fail "resubmitted job failed"
