@@ -3,8 +3,10 @@
  * next to the same step in PyTorch (bench/bench_sae_torch.py, Debian python3-torch) run
  * in the same invocation with the same thread count.
  *
- * usage: bench_sae [STEPS] [D] [S] [B]   (defaults 2 timed steps after one warm-up,
- *        d=768, S=12288, B=4096). Threads: OPENBLAS_NUM_THREADS (torch gets the same).
+ * usage: bench_sae [STEPS] [D] [S] [B] [VARIANTS]   (defaults 2 timed steps after one
+ *        warm-up, d=768, S=12288, B=4096, VARIANTS relu,topk,matryoshka).
+ *        Threads: OPENBLAS_NUM_THREADS (torch gets the same). SAEV_BENCH_PEER=0 skips
+ *        the torch peer (for profiling our step alone).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,8 @@ static double run_torch(const char *variant, int d, int S, int B, int steps, int
 int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 2, d = argc > 2 ? atoi(argv[2]) : 768, S = argc > 3 ? atoi(argv[3]) : 12288,
         B = argc > 4 ? atoi(argv[4]) : 4096;
+    const char *only = argc > 5 ? argv[5] : "relu,topk,matryoshka";
+    int with_peer = !(getenv("SAEV_BENCH_PEER") && !strcmp(getenv("SAEV_BENCH_PEER"), "0"));
     const char *thr = getenv("OPENBLAS_NUM_THREADS");
     int threads = thr ? atoi(thr) : 2;
     printf("SAE training step, d=%d S=%d batch=%d, %d timed steps, %d threads; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", d, S, B, steps,
@@ -58,6 +62,7 @@ int main(int argc, char **argv) {
     const char *labels[3] = {"relu+L1", "top-k(32)", "top-k(32)+Matryoshka(10)"};
     printf("%-26s %14s %14s %8s\n", "variant", "saev-c tok/s", "torch tok/s", "ratio");
     for (int v = 0; v < 3; v++) {
+        if (!strstr(only, names[v])) continue;
         SaeConfig c;
         sae_config_default(&c, d, S);
         c.activation = v == 0 ? SAE_RELU : SAE_TOPK;
@@ -68,7 +73,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < 10; i++) c.prefixes[i] = (int)((int64_t)S * (i + 1) / 10);
         }
         double ours = run_ours(&c, x, B, steps);
-        double peer = run_torch(names[v], d, S, B, steps, threads);
+        double peer = with_peer ? run_torch(names[v], d, S, B, steps, threads) : -1;
         printf("%-26s %14.0f %14.0f %7.2fx\n", labels[v], ours, peer, peer > 0 ? ours / peer : 0);
         fflush(stdout);
     }
