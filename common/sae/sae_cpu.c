@@ -41,7 +41,8 @@ static void par_for(int64_t n, PoolFn fn, void *ctx) { pool_run(sae_pool(), n, f
 
 /* Fixed work granules (independent of the thread count, so sums are too). */
 #define ROW_CHUNK 32     /* rows per chunk of a per-row pass with float64 partials */
-#define COL_CHUNK 256    /* columns per chunk of a column-sum pass */
+#define COL_CHUNK 256    /* columns per chunk of a column-sum pass over [n, d] */
+#define LAT_CHUNK 2048   /* latents per chunk of a column pass over [n, S] (whole pages per row) */
 #define ELEM_CHUNK 65536 /* elements per chunk of the gradient norm */
 
 static int64_t n_chunks(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
@@ -365,6 +366,12 @@ static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
     return key_float(lo);
 }
 
+/* The elementwise passes below select with comparisons (relu, masks); GCC if-converts
+ * and vectorizes those only without trapping-math, which changes no result (nothing here
+ * reads the floating-point exception flags). */
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+
 /* Everything one forward/backward pass needs, shared by its parallel phases. */
 typedef struct {
     Sae *sae;
@@ -421,27 +428,37 @@ static void phase_relu(void *ctx_, int64_t c0, int64_t c1) {
     Fb *c = ctx_;
     Sae *sae = c->sae;
     for (int64_t ch = c0; ch < c1; ch++) {
-        int s0 = (int)ch * COL_CHUNK, s1 = s0 + COL_CHUNK < c->S ? s0 + COL_CHUNK : c->S, w = s1 - s0;
-        float fired[COL_CHUNK] = {0};
-        double l0 = 0, l1 = 0;
+        int s0 = (int)ch * LAT_CHUNK, s1 = s0 + LAT_CHUNK < c->S ? s0 + LAT_CHUNK : c->S, w = s1 - s0;
+        float fired[LAT_CHUNK] = {0};
+        double l0_sum = 0, l1_sum = 0;
         const float *be = sae->p.b_enc + s0;
         for (int b = 0; b < c->n; b++) {
             float *hb = sae->h + (size_t)b * c->S + s0;
-            float rl1 = 0; int rl0 = 0; /* per-row partials keep the float64 adds few */
-            for (int s = 0; s < w; s++) {
+            /* 16 lanes so the loop vectorizes; per-row lane sums then go to float64 */
+            float l1[16] = {0}, l0[16] = {0};
+            int s = 0;
+            for (; s + 16 <= w; s += 16)
+                for (int j = 0; j < 16; j++) {
+                    float v = hb[s + j] + be[s + j];
+                    v = v > 0.0f ? v : 0.0f;
+                    hb[s + j] = v;
+                    l1[j] += v;
+                    l0[j] += v > 0.0f ? 1.0f : 0.0f;
+                    fired[s + j] = v > 0.0f ? 1.0f : fired[s + j];
+                }
+            for (int j = 0; s < w; s++, j++) {
                 float v = hb[s] + be[s];
                 v = v > 0.0f ? v : 0.0f;
                 hb[s] = v;
-                rl0 += v > 0.0f;
-                rl1 += v;
+                l1[j] += v;
+                l0[j] += v > 0.0f ? 1.0f : 0.0f;
                 fired[s] = v > 0.0f ? 1.0f : fired[s];
             }
-            l0 += rl0;
-            l1 += rl1;
+            for (int j = 0; j < 16; j++) { l0_sum += l0[j]; l1_sum += l1[j]; }
         }
         memcpy(sae->fired + s0, fired, w * sizeof(float));
-        c->part[ch * 2] = l0;
-        c->part[ch * 2 + 1] = l1;
+        c->part[ch * 2] = l0_sum;
+        c->part[ch * 2 + 1] = l1_sum;
     }
 }
 
@@ -554,13 +571,14 @@ static void phase_relu_back(void *ctx_, int64_t c0, int64_t c1) {
     Fb *c = ctx_;
     Sae *sae = c->sae;
     for (int64_t ch = c0; ch < c1; ch++) {
-        int s0 = (int)ch * COL_CHUNK, s1 = s0 + COL_CHUNK < c->S ? s0 + COL_CHUNK : c->S, w = s1 - s0;
-        float gb[COL_CHUNK] = {0};
+        int s0 = (int)ch * LAT_CHUNK, s1 = s0 + LAT_CHUNK < c->S ? s0 + LAT_CHUNK : c->S, w = s1 - s0;
+        float gb[LAT_CHUNK] = {0};
         for (int b = 0; b < c->n; b++) {
             float *dfb = sae->df + (size_t)b * c->S + s0;
             const float *fb = sae->h + (size_t)b * c->S + s0;
-            for (int s = 0; s < w; s++) {
-                float g = fb[s] > 0.0f ? dfb[s] + c->l1g : 0.0f;
+            for (int s = 0; s < w; s++) { /* branch-free so it vectorizes */
+                float g = dfb[s] + c->l1g;
+                g = fb[s] > 0.0f ? g : 0.0f;
                 dfb[s] = g;
                 gb[s] += g;
             }
@@ -653,6 +671,8 @@ static void phase_transpose(void *ctx_, int64_t t0, int64_t t1) {
     }
 }
 
+#pragma GCC pop_options
+
 static double sum_parts(const double *part, int64_t n, int stride) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += part[i * stride];
@@ -668,7 +688,7 @@ void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *st
     for (int j = 0, s = 0; j < P; j++)
         for (; s < pref[j]; s++) sae->latent_block[s] = j;
     size_t Bd = (size_t)n * d;
-    int64_t row_chunks = n_chunks(n, ROW_CHUNK), d_chunks = n_chunks(d, COL_CHUNK), s_chunks = n_chunks(S, COL_CHUNK);
+    int64_t row_chunks = n_chunks(n, ROW_CHUNK), d_chunks = n_chunks(d, COL_CHUNK), s_chunks = n_chunks(S, LAT_CHUNK);
     /* float64 partials: the largest phase needs d_chunks·(1 + COL_CHUNK) or one per row chunk (or two per S chunk). */
     size_t n_part_max = (size_t)d_chunks * (1 + COL_CHUNK);
     if ((size_t)row_chunks > n_part_max) n_part_max = row_chunks;
