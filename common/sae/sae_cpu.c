@@ -869,9 +869,12 @@ static void sumsq_chunks(void *ctx_, int64_t c0, int64_t c1) {
     FlatCtx *c = ctx_;
     for (int64_t ch = c0; ch < c1; ch++) {
         size_t a = (size_t)ch * ELEM_CHUNK, b = a + ELEM_CHUNK < c->n ? a + ELEM_CHUNK : c->n;
-        double s = 0;
-        for (size_t i = a; i < b; i++) s += (double)c->g[i] * c->g[i];
-        c->part[ch] = s;
+        double lane[8] = {0}; /* 8 float64 lanes so the sum vectorizes */
+        size_t i = a;
+        for (; i + 8 <= b; i += 8)
+            for (int j = 0; j < 8; j++) lane[j] += (double)c->g[i + j] * c->g[i + j];
+        for (int j = 0; i < b; i++, j++) lane[j] += (double)c->g[i] * c->g[i];
+        c->part[ch] = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
     }
 }
 
