@@ -1,86 +1,148 @@
 /*
- * bench_sae_cuda.c: SAE training steps on the GPU, tokens/s at saev's sizes (d 768,
- * d_sae 12288, batch 16384, tf32), next to the same step written in PyTorch
+ * bench_sae_cuda.c: SAE training steps on the GPU through the trainer's dispatch layer
+ * (common/sae/sae_backend.h, device cuda, tf32), tokens/s at saev's sizes (d 768, d_sae
+ * 12288, batch 16384), next to the same step written in PyTorch
  * (bench/sae_cuda_torch_peer.py) measured in the same run.
  *
  * Variants: relu + L1; top-k 32 + AuxK (k_aux 512, dead threshold 0 so every latent
- * counts as dead: AuxK's worst case); top-k 32 + Matryoshka (10 fixed prefixes).
- * Timing: 2 warm-up steps, then --steps steps between two synchronizations (the steps
- * themselves never wait for the host). Data: uniform random rows already on the GPU.
+ * counts as dead: AuxK's worst case); top-k 32 + Matryoshka (10 fixed prefixes);
+ * batch-top-k 32. Timing: 2 warm-up steps, then --steps steps, each as the trainer runs
+ * it, pipelined (step t begun, batch t+1 submitted, step t ended with its metrics). Data:
+ * uniform random rows in the pinned staging buffer.
  *
- * usage: bench_sae_cuda [--steps 10] [--batch 16384] [--no-peer]
+ * Also printed, for the scaling model (docs/scaling.md): the step time in ms, the
+ * host-to-device staging rate of a batch through pinned memory, and with --allreduce the
+ * time of one NCCL all-reduce of the flat gradient (2·d·S + S + d floats) on a
+ * communicator of one (MPI singleton; run it on its own, as scripts/gpu-check.sh does).
+ *
+ * usage: bench_sae_cuda [--steps 10] [--batch 16384] [--no-peer] [--allreduce]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm.h"
 #include "cuda/sae_cuda.h"
 #include "log.h"
+#include "sae/sae_backend.h"
+
+#define N_VARIANTS 4
+
+/* Mean time of `reps` all-reduces of the flat gradient of saev's SAE on the NCCL communicator. */
+static void bench_allreduce(int d, int S) {
+    comm_gpu_init();
+    size_t n = (size_t)2 * d * S + S + d;
+    float *g = cuda_malloc(n * sizeof(float));
+    void *stream = cuda_stream_create();
+    for (int i = 0; i < 3; i++) comm_allreduce_device(g, n, COMM_F32, COMM_SUM, stream);
+    cuda_stream_sync(stream);
+    int reps = 20;
+    double t0 = saev_now();
+    for (int i = 0; i < reps; i++) comm_allreduce_device(g, n, COMM_F32, COMM_SUM, stream);
+    cuda_stream_sync(stream);
+    double t = (saev_now() - t0) / reps;
+    printf("allreduce: %zu floats (%.1f MB) on %d rank(s): %.3f ms, algorithm bandwidth %.1f GB/s\n", n, n * 4 / 1e6,
+           comm_size(), t * 1e3, n * 4 / t / 1e9);
+    printf("| all-reduce of the flat gradient (%d GPU) | %.3f ms |\n", comm_size(), t * 1e3);
+    cuda_free(g);
+    cuda_stream_destroy(stream);
+}
 
 int main(int argc, char **argv) {
-    int steps = 10, B = 16384, peer = 1, d = 768, S = 12288;
+    int steps = 10, B = 16384, peer = 1, allreduce = 0, d = 768, S = 12288;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer")) peer = 0;
-        else saev_usage_fail("usage: bench_sae_cuda [--steps N] [--batch N] [--no-peer]");
+        else if (!strcmp(argv[i], "--allreduce")) allreduce = 1;
+        else saev_usage_fail("usage: bench_sae_cuda [--steps N] [--batch N] [--no-peer] [--allreduce]");
     }
     if (steps < 1 || B < 1) saev_usage_fail("--steps and --batch must be positive");
-    log_init(0, 1);
+    if (allreduce) comm_init(&argc, &argv);
+    else log_init(0, 1);
     if (cuda_gpu_count() < 1) {
         printf("skipped: no GPU\n");
+        if (allreduce) comm_finalize();
+        return 0;
+    }
+    if (allreduce) {
+        bench_allreduce(d, S);
+        comm_gpu_finalize();
+        comm_finalize();
         return 0;
     }
     char dev[256], err[512];
     cuda_device_describe(dev, sizeof dev);
-    printf("bench_sae_cuda on %s: d %d, d_sae %d, batch %d, tf32, %d timed steps\n", dev, d, S, B, steps);
-    float *hx = mallocCheck((size_t)B * d * sizeof(float));
+    printf("bench_sae_cuda on %s: d %d, d_sae %d, batch %d, tf32, %d timed steps through sae_backend\n", dev, d, S, B, steps);
+    SaeBackendSpec spec = {SAE_DEVICE_CUDA, SAE_PREC_TF32};
+    const char *names[N_VARIANTS] = {"relu+L1", "topk32+AuxK", "topk32+Matryoshka10", "batchtopk32"};
+    double ours[N_VARIANTS], ms[N_VARIANTS], theirs[N_VARIANTS] = {0, 0, 0, 0};
     uint64_t z = 5;
-    for (size_t i = 0; i < (size_t)B * d; i++) {
-        z = z * 6364136223846793005ULL + 1442695040888963407ULL;
-        hx[i] = (float)((z >> 40) / 16777216.0 * 2.0 - 1.0);
-    }
-    float *x = cuda_malloc((size_t)B * d * sizeof(float));
-    cuda_upload(x, hx, (size_t)B * d * sizeof(float));
-    const char *names[3] = {"relu+L1", "topk32+AuxK", "topk32+Matryoshka10"};
-    double ours[3], theirs[3] = {0, 0, 0};
-    for (int v = 0; v < 3; v++) {
-        SaeCudaConfig c;
-        memset(&c, 0, sizeof c);
-        c.d_model = d;
-        c.d_sae = S;
-        c.activation = v == 0 ? SAE_CUDA_RELU : SAE_CUDA_TOPK;
+    double stage_gbs = 0;
+    for (int v = 0; v < N_VARIANTS; v++) {
+        SaeConfig c;
+        sae_config_default(&c, d, S);
+        c.activation = v == 0 ? SAE_RELU : v == 3 ? SAE_BATCH_TOPK : SAE_TOPK;
         c.k = 32;
         c.l1_coeff = 4e-4f;
         c.k_aux = v == 1 ? 512 : 0;
-        c.aux_alpha = 0.03125f;
         c.dead_threshold_tokens = v == 1 ? 0 : 10000000;
-        c.normalize_w_dec = 1;
-        c.remove_parallel_grads = 1;
         c.n_prefixes = v == 2 ? 10 : 1;
         for (int j = 0; j < c.n_prefixes; j++) c.prefixes[j] = (int)((long)S * (j + 1) / c.n_prefixes);
-        SaeCuda sae;
-        if (sae_cuda_create(&sae, &c, B, CUDA_TF32, err, sizeof err)) saev_fail("%s", err);
-        float *p = mallocCheck(sae.n_params * sizeof(float));
-        for (size_t i = 0; i < sae.n_params; i++) {
+        SaeBackend be;
+        if (sae_backend_create(&be, &c, B, &spec, err, sizeof err)) saev_fail("%s", err);
+        Sae *h = sae_backend_host(&be);
+        for (size_t i = 0; i < h->n_params; i++) {
             z = z * 6364136223846793005ULL + 1442695040888963407ULL;
-            p[i] = (float)(((z >> 40) / 16777216.0 - 0.5) * 0.05);
+            h->params[i] = (float)(((z >> 40) / 16777216.0 - 0.5) * 0.05);
         }
-        sae_cuda_set_params(&sae, p);
-        free(p);
-        for (int i = 0; i < 2; i++) sae_cuda_train_step(&sae, x, B, B, 1e-4f, 1.0, NULL, 0);
-        cuda_stream_sync(sae.stream);
+        sae_backend_push(&be);
+        SaeBatch batch;
+        sae_batch_init(&batch, SAE_DEVICE_CUDA, B, d);
+        for (int slot = 0; slot < 2; slot++) { /* fill both pinned slots once */
+            float *rows = sae_batch_rows(&batch);
+            for (size_t i = 0; i < (size_t)B * d; i++) {
+                z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+                rows[i] = (float)((z >> 40) / 16777216.0 * 2.0 - 1.0);
+            }
+            SaeBackend *one[1] = {&be};
+            double t0 = saev_now();
+            sae_batch_submit(&batch, B, one, 1);
+            cuda_stream_sync(((SaeCudaStage *)batch.stage)->copy_stream);
+            if (v == 0 && slot == 1) stage_gbs = (double)B * d * 4 / (saev_now() - t0) / 1e9;
+            if (slot == 0) { /* consume it so the next submit is legal */
+                float lr = 1e-4f;
+                double clip = 1.0;
+                uint64_t r = 1, *rp[1] = {&r};
+                SaeStepMetrics m;
+                sae_sweep_step(one, 1, &batch, B, &lr, &clip, rp, &m);
+            }
+        }
+        SaeBackend *one[1] = {&be};
+        float lr = 1e-4f;
+        double clip = 1.0;
+        uint64_t r = 1, *rp[1] = {&r};
+        SaeStepMetrics m;
+        sae_sweep_step(one, 1, &batch, B, &lr, &clip, rp, &m);
+        /* the trainer's pipelined loop: the next batch's copy is submitted while this step
+         * computes (the same pinned rows again: a real host-to-device copy every step) */
         double t0 = saev_now();
-        for (int i = 0; i < steps; i++) sae_cuda_train_step(&sae, x, B, B, 1e-4f, 1.0, NULL, 0);
-        cuda_stream_sync(sae.stream);
-        ours[v] = (double)B * steps / (saev_now() - t0);
-        SaeCudaMetrics m;
-        sae_cuda_metrics(&sae, B, &m);
-        printf("saev-c %-20s %.3f M tokens/s (loss %.4g, L0 %.1f, finite %d, gemm fallbacks %ld)\n", names[v], ours[v] / 1e6,
-               m.loss, m.l0, m.finite, cuda_gemm_fallbacks(sae.gemm));
+        sae_batch_submit(&batch, B, one, 1);
+        for (int i = 0; i < steps; i++) {
+            sae_sweep_step_begin(one, 1, &batch, B, &lr, &clip, rp);
+            if (i + 1 < steps) sae_batch_submit(&batch, B, one, 1);
+            sae_sweep_step_end(one, 1, &m);
+        }
+        double dt = saev_now() - t0;
+        ours[v] = (double)B * steps / dt;
+        ms[v] = dt / steps * 1e3;
+        printf("saev-c %-20s %.3f M tokens/s, %.2f ms/step (loss %.4g, L0 %.1f, finite %d, gemm fallbacks %ld)\n", names[v],
+               ours[v] / 1e6, ms[v], m.loss, m.l0, m.finite, cuda_gemm_fallbacks(((SaeCuda *)be.dev)->gemm));
         fflush(stdout);
-        sae_cuda_destroy(&sae);
+        sae_batch_free(&batch);
+        sae_backend_destroy(&be);
     }
+    printf("batch staging (pinned host -> device, %.1f MB): %.1f GB/s\n", (double)B * d * 4 / 1e6, stage_gbs);
     if (peer) {
         char cmd[1024];
         const char *root = getenv("SAEV_ROOT");
@@ -89,16 +151,15 @@ int main(int argc, char **argv) {
         char line[512];
         while (f && fgets(line, sizeof line, f)) {
             int v;
-            double r;
+            double rate;
             fputs(line, stdout);
-            if (sscanf(line, "torch %d %lf", &v, &r) == 2 && v >= 0 && v < 3) theirs[v] = r;
+            if (sscanf(line, "torch %d %lf", &v, &rate) == 2 && v >= 0 && v < N_VARIANTS) theirs[v] = rate;
         }
         if (f) pclose(f);
     }
-    printf("\n| SAE step (tf32) | saev-c M tok/s | torch M tok/s | x |\n|---|---|---|---|\n");
-    for (int v = 0; v < 3; v++)
-        printf("| %s | %.3f | %.3f | %.2f |\n", names[v], ours[v] / 1e6, theirs[v] / 1e6, theirs[v] > 0 ? ours[v] / theirs[v] : 0);
-    cuda_free(x);
-    free(hx);
+    printf("\n| SAE step (tf32, batch %d) | saev-c M tok/s | saev-c ms/step | torch M tok/s | x |\n|---|---|---|---|---|\n", B);
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf("| %s | %.3f | %.2f | %.3f | %.2f |\n", names[v], ours[v] / 1e6, ms[v], theirs[v] / 1e6,
+               theirs[v] > 0 ? ours[v] / theirs[v] : 0);
     return 0;
 }

@@ -1,8 +1,8 @@
 """sae_cuda_torch_peer.py: the PyTorch peer of bench_sae_cuda: saev's training step written
 in torch on the same GPU (TF32 on, fused Adam): normalize W_dec rows, encode, relu or
-top-k (dense code by scatter, as saev), AuxK over dead latents, Matryoshka prefixes
+top-k or batch-top-k (dense code by scatter, as saev), AuxK over dead latents, Matryoshka prefixes
 decoded cumulatively, MSE (+ L1), backward, parallel-gradient removal, clip, Adam.
-Same sizes and variants as bench_sae_cuda. Prints: torch <variant 0..2> <tokens/s>
+Same sizes and variants as bench_sae_cuda (3: batch-top-k 32). Prints: torch <variant 0..3> <tokens/s>
 usage: python3 sae_cuda_torch_peer.py BATCH STEPS
 """
 import sys, time
@@ -31,6 +31,9 @@ def run(variant, B, steps):
         h = x @ W_enc + b_enc
         if variant == 0:
             f = torch.relu(h)
+        elif variant == 3:  # batch-top-k: the k·B largest of the whole batch (saev's BatchTopK)
+            v, i = h.flatten().topk(k * B)
+            f = torch.zeros_like(h).flatten().scatter(0, i, v).view(B, S)
         else:
             v, i = h.topk(k, dim=1)
             f = torch.zeros_like(h).scatter(1, i, v)
@@ -67,7 +70,7 @@ def run(variant, B, steps):
 
 def main():
     B, steps = int(sys.argv[1]), int(sys.argv[2])
-    for v in range(3):
+    for v in range(4):
         print(f'torch {v} {run(v, B, steps):.0f}', flush=True)
         torch.cuda.empty_cache()
 

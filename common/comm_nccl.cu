@@ -13,6 +13,7 @@ extern "C" {
 static ncclComm_t g_nccl = nullptr;
 
 extern "C" void comm_gpu_init(void) {
+    if (g_nccl) return; /* idempotent: the ViT and SAE paths may both ask for it */
     int n_dev = 0;
     cudaCheck(cudaGetDeviceCount(&n_dev));
     if (n_dev < 1) saev_fail("no CUDA device on this node");

@@ -71,6 +71,7 @@ void progress_start(Progress *p, const char *label, int64_t total) {
     const char *iv = getenv("SAEV_PROGRESS_INTERVAL");
     if (iv) p->interval = atof(iv);
     p->active = g_rank == 0;
+    p->printed = -1;
 }
 
 static void progress_print(Progress *p, int final) {
@@ -92,6 +93,7 @@ static void progress_print(Progress *p, int final) {
     }
     fflush(stderr);
     p->t_last_print = now;
+    p->printed = p->done;
 }
 
 void progress_update(Progress *p, int64_t done) {
@@ -101,5 +103,6 @@ void progress_update(Progress *p, int64_t done) {
 }
 
 void progress_finish(Progress *p) {
-    if (p->active) progress_print(p, 1);
+    /* Off a terminal the final count may have just been printed; on one the bar needs its newline. */
+    if (p->active && (p->is_tty || p->printed != p->done)) progress_print(p, 1);
 }

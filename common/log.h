@@ -32,6 +32,7 @@ typedef struct {
     const char *label;     /* what is counted, e.g. "images" */
     int64_t total;         /* expected count, 0 if unknown */
     int64_t done;          /* count so far */
+    int64_t printed;       /* count at the last printed update (-1: none yet) */
     double t_start;        /* seconds (monotonic) at start */
     double t_last_print;   /* seconds at the last printed update */
     double interval;       /* seconds between plain-line updates */

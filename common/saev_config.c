@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 
@@ -60,4 +61,22 @@ int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out) {
 void saev_config_free(SaevConfig *configs, int n) {
     for (int i = 0; i < n; i++) cfg_free_obj(&saev_config_schema, &configs[i]);
     free(configs);
+}
+
+const SaevConfig *saev_config_one_or_die(const SaevConfig *configs, int n, const char *stage, const char *swept) {
+    for (int f = 0; f < saev_config_schema.n_fields; f++) {
+        const CfgField *field = &saev_config_schema.fields[f];
+        if (swept && !strcmp(field->key, swept)) continue;
+        char *first = cfg_dump(field->section, (const char *)&configs[0] + field->offset);
+        for (int i = 1; i < n; i++) {
+            char *other = cfg_dump(field->section, (const char *)&configs[i] + field->offset);
+            int same = !strcmp(first, other);
+            free(other);
+            if (!same)
+                saev_usage_fail("%s: the sweep changes section %s, which %s does not sweep (only %s.sweep expands)", stage,
+                                field->key, stage, swept ? swept : "train");
+        }
+        free(first);
+    }
+    return &configs[0];
 }

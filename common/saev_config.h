@@ -22,9 +22,11 @@
 #include "image/dataset.h"
 #include "image/loader.h"
 #include "image/preprocess.h"
+#include "sae/train_config.h"
 #include "store/activations_config.h"
 #include "vit/model_config.h"
 #include "slurm_config.h"
+#include "sae/evaluate.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -44,6 +46,8 @@ extern const CfgSchema run_config_schema;
     X(loader, LoaderConfig, loader_config_schema, NULL, 0, "decoding threads and read-ahead") \
     X(model, ModelSection, model_schema, NULL, 0, "the ViT: weights, architecture overrides, layers to record, device") \
     X(activations, ActivationsConfig, activations_config_schema, NULL, 0, "the activation store: where, dtype, batching, resume") \
+    X(train, TrainConfig, train_config_schema, NULL, 0, "SAE training: data, schedule, the SAE, checkpoints; train.sweep trains a grid together") \
+    X(evaluate, EvaluateConfig, evaluate_config_schema, NULL, 0, "metrics of trained SAEs on held-out activations: checkpoints, data, output") \
     X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays")
 
 typedef struct {
@@ -59,5 +63,9 @@ extern const CfgSchema saev_config_schema;
  * "error: file:line:col: key.path: problem" and exits with status 2. */
 int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out);
 void saev_config_free(SaevConfig *configs, int n);
+/* For stages other than train, which run once whatever the sweep: checks that the n
+ * configs of a sweep differ only inside the section named `swept` (e.g. "train") and
+ * returns the first; otherwise a usage error naming the stage and the section. */
+const SaevConfig *saev_config_one_or_die(const SaevConfig *configs, int n, const char *stage, const char *swept);
 
 #endif

@@ -5,11 +5,12 @@
  * squeue when the job is still known to Slurm. Outputs: every folder below RUN_DIR
  * (the slurm/ folder excepted, four levels deep at most) holding a training output:
  *   metrics.jsonl                one JSON object per logged step, with a "step" field;
- *   checkpoint*.safetensors      the resumable state, its step in metadata "step"
- *                                (else the digits in its name);
+ *   checkpoint*.safetensors or   the checkpoint (sae.safetensors is the name the train
+ *   sae.safetensors              stage writes), its step in metadata "step" (else the
+ *                                digits in its name);
  *   metrics.json                 the final metrics, written when that SAE is finished.
- * These names are what the train stage writes per SAE (assumed here; they are the only
- * coupling). The summary counts finished SAEs against the configs submitted.
+ * These names are what the train stage writes per SAE (common/sae/train.h; they are
+ * the only coupling). The summary counts finished SAEs against the configs submitted.
  */
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -78,8 +79,8 @@ static void scan(const char *dir, const char *rel, int depth, Totals *t) {
             subs[n_subs++] = strdupCheck(e->d_name);
         } else if (!strcmp(e->d_name, "metrics.jsonl")) has_metrics = 1;
         else if (!strcmp(e->d_name, "metrics.json")) has_final = 1;
-        else if (!strncmp(e->d_name, "checkpoint", 10) && strstr(e->d_name, ".safetensors") &&
-                 !strstr(e->d_name, ".tmp")) {
+        else if (!strcmp(e->d_name, "sae.safetensors") ||
+                 (!strncmp(e->d_name, "checkpoint", 10) && strstr(e->d_name, ".safetensors") && !strstr(e->d_name, ".tmp"))) {
             n_ckpt++;
             long long step = -1;
             SafeTensors st;
@@ -181,7 +182,7 @@ int cmd_status(int argc, char **argv) {
     } else printf("jobs: none recorded (no %s)\n", jobs);
     printf("outputs:\n  %-40s %10s %8s %12s  %s\n", "folder", "last step", "lines", "checkpoint", "state");
     scan(run, "", 0, &t);
-    if (t.n_sae == 0) printf("  (no metrics.jsonl or checkpoint*.safetensors yet)\n");
+    if (t.n_sae == 0) printf("  (no metrics.jsonl, sae.safetensors or checkpoint*.safetensors yet)\n");
     printf("summary: %d of %d SAE output(s) finished", t.n_done, t.n_sae);
     if (t.n_configs > 0) printf(", %d config(s) submitted", t.n_configs);
     printf("%s\n", t.n_configs > 0 && t.n_done >= t.n_configs ? ": complete" : "");

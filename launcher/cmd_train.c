@@ -1,55 +1,51 @@
 /*
- * cmd_train.c: `saev train [--ranks N] --set train.KEY=VALUE... [--member train.KEY=VALUE...]...`
+ * cmd_train.c: `saev train CONFIG.yaml [--set key.path=value ...] [--ranks N]`.
  *
- * Starts `saev-worker train` on N ranks (launcher/mpirun.c) with the resolved train keys.
- * Keys given before the first --member apply to every sweep member; each --member opens
- * one member of a sweep trained together on the same batches.
+ * Loads and checks the whole config here (schema, sweep, train_prepare: data present,
+ * run length, one batch stream for a sweep; and opens the data: a store's layer, tokens
+ * and completeness), so a bad config exits with status
+ * 2 before any rank starts or anything is written; then starts `saev-worker train` with
+ * the same arguments on run.ranks ranks (launcher/mpirun.c).
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "commands.h"
 #include "mpirun.h"
-#include "sae/train_config.h"
+#include "sae/data_source.h"
+#include "sae/train.h"
+#include "saev_config.h"
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: saev train [--ranks N] --set train.KEY=VALUE... [--member --set train.KEY=VALUE...]...\n\n"
-            "Trains one SAE (or a sweep: each --member starts one) on a safetensors file holding\n"
-            "`activations` [N,d]. Required keys: train.data, train.out_dir. Example:\n"
-            "  saev train --ranks 2 --set train.data=acts.safetensors --set train.out_dir=runs/a \\\n"
-            "    --set train.steps=1000 --set train.sae.k=32 --member --set train.lr=3e-4 --member --set train.lr=1e-3\n");
-}
+static const char usage[] =
+    "usage: saev train CONFIG.yaml [--set key.path=value ...] [--ranks N]\n\n"
+    "Trains the SAE of the config's train: section on train.data (an activation store\n"
+    "directory with train.layer, or a safetensors file holding `activations` [N,d]), split\n"
+    "across N ranks. A sweep (train.sweep: {lr: [3e-4, 1e-3], sae.l1_coeff: [4e-4, 8e-4]})\n"
+    "trains its grid together on the same batches, each SAE in train.out_dir/sae-<hash>.\n"
+    "Outputs (train.out_dir, default <run.out_dir>/<run.name>): config.resolved.yaml,\n"
+    "sae.safetensors, train_state.safetensors, metrics.jsonl, and metrics.json when done.\n"
+    "train.resume=true continues from the training state. Keys: saev config --reference.\n";
 
 int cmd_train(int argc, char **argv) {
-    int ranks = 1;
-    char **args = callocCheck((size_t)argc + 1, sizeof(char *));
-    int n = 0;
-    TrainConfig probe;
-    train_config_defaults(&probe);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
-        if (!strcmp(argv[i], "--ranks") && i + 1 < argc) {
-            ranks = atoi(argv[++i]);
-            if (ranks < 1) saev_usage_fail("--ranks: expected a positive integer, got \"%s\"", argv[i]);
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            const char *kv = argv[++i];
-            if (strncmp(kv, "train.", 6)) saev_usage_fail("--set %s: `saev train` takes train.* keys", kv);
-            /* Check the key and value here so a typo fails before any rank starts. */
-            const char *err = train_config_set(&probe, kv);
-            if (err) saev_usage_fail("--set %s", err);
-            args[n++] = (char *)kv + 6;
-        } else if (!strcmp(argv[i], "--member")) {
-            args[n++] = "--member";
-        } else {
-            usage(stderr);
-            saev_usage_fail("saev train: unexpected argument \"%s\" (YAML files are read once the config layer is merged; pass keys with --set)", argv[i]);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("%s", usage);
+            return 0;
         }
-    }
-    train_config_free(&probe);
-    int rc = launch_worker(ranks, "train", n, args);
-    free(args);
-    return rc;
+    CfgArgs args;
+    cfg_args_parse_or_die(argc, argv, NULL, &args);
+    if (!args.config_path) saev_usage_fail("saev train: missing CONFIG.yaml (see saev train --help)");
+    if (args.argc > 1) saev_usage_fail("saev train: unexpected argument \"%s\"", args.argv[1]);
+    SaevConfig *cfgs;
+    int K = saev_config_load_or_die(&args, &cfgs);
+    char msg[1024];
+    const char *bad = train_prepare(cfgs, K, msg, sizeof msg);
+    if (bad) saev_usage_fail("%s: %s", args.config_path, bad);
+    /* Opening the data checks it here: a store's layer, tokens and completeness. */
+    data_source_close(data_source_open(cfgs[0].train.data, cfgs[0].train.layer, cfgs[0].train.tokens));
+    int ranks = (int)cfgs[0].run.ranks;
+    saev_config_free(cfgs, K);
+    cfg_args_free(&args);
+    return launch_worker(ranks, "train", argc - 1, argv + 1);
 }

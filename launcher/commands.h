@@ -27,5 +27,6 @@ int cmd_status(int argc, char **argv);
 /* 1 when `saev NAME` is a command (launcher/main.c's table); used by `saev submit`. */
 int launcher_has_command(const char *name);
 int cmd_train(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
 
 #endif

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu-check.sh: the CUDA path on a GPU machine in one command: the GPU tests (CUDA ViT
 # against the transformers fixtures in fp32/tf32/bf16, CUDA SAE against saev's steps,
-# top-k selection), then bench_vit_cuda and bench_sae_cuda next to PyTorch on the same
-# GPU, ending with their tables. Runs in well under 5 minutes on an H100.
+# top-k selection, all through the SAE dispatch layer), then bench_vit_cuda and bench_sae_cuda
+# next to PyTorch on the same GPU, plus the scaling-model inputs (docs/scaling.md), ending with
+# their tables. Runs in well under 5 minutes on an H100.
 #
 # The GPU machine (Ubuntu 24.04, CUDA 13, PyTorch, serial HDF5 only) cannot build
 # saev-c, so build here and carry the build:
@@ -58,6 +59,10 @@ for t in test_cuda_vit test_cuda_sae; do
 done
 timeout 200 "$CARRY/bench/bench_vit_cuda" --iters 3 > "$OUTDIR/bench_vit_cuda.log" 2>&1 || status=1
 timeout 120 "$CARRY/bench/bench_sae_cuda" --steps 5 > "$OUTDIR/bench_sae_cuda.log" 2>&1 || status=1
+# scaling-model inputs (docs/scaling.md): step time at half the batch (t_tok, t_opt) and one
+# all-reduce of the flat gradient on an NCCL communicator of one
+timeout 60 "$CARRY/bench/bench_sae_cuda" --steps 5 --batch 8192 --no-peer > "$OUTDIR/bench_sae_cuda_8192.log" 2>&1 || status=1
+timeout 60 "$CARRY/bench/bench_sae_cuda" --allreduce > "$OUTDIR/bench_sae_cuda_allreduce.log" 2>&1 || status=1
 echo
 echo "| GPU test | result | time |"
 echo "|---|---|---|"
@@ -66,4 +71,7 @@ echo
 grep '^|' "$OUTDIR/bench_vit_cuda.log" || tail -5 "$OUTDIR/bench_vit_cuda.log"
 echo
 grep '^|' "$OUTDIR/bench_sae_cuda.log" || tail -5 "$OUTDIR/bench_sae_cuda.log"
+echo
+grep '^|' "$OUTDIR/bench_sae_cuda_8192.log" || tail -5 "$OUTDIR/bench_sae_cuda_8192.log"
+grep -h 'staging\|^| all-reduce' "$OUTDIR/bench_sae_cuda.log" "$OUTDIR/bench_sae_cuda_allreduce.log" || tail -5 "$OUTDIR/bench_sae_cuda_allreduce.log"
 exit $status

@@ -86,4 +86,5 @@ def main():
     print(f"  worst {worst:.2e} (tolerance {tol:g})")
     return 0 if worst <= tol else 1
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

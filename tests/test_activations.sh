@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The activations stage end to end on a small demo set with a tiny random CLIP:
-#  - 1 rank and 2 ranks give bit-identical stores (same float32 code path per image);
+#  - 1 rank and 2 ranks give bit-identical stores (work is dealt in whole global batches,
+#    so each image is computed in the same batch), also when one rank has no work;
 #  - a stored row equals `saev forward` on the same preprocessed image (rel. error < 1e-5);
 #  - h5py reads the layout and attributes; bad images are skipped and listed (skip), or
 #    stop the job naming the file (fail);
@@ -36,6 +37,12 @@ $PY "$CHK" layout store2 "$n" 17 48
 $PY "$CHK" skipped store2 $bad
 grep -q "zz_empty.png" store2/bad_images.tsv && grep -q "zz_truncated.jpg" store2/bad_images.tsv
 test -f store2/config.resolved.yaml
+
+# One global batch for 2 ranks: rank 0 has nothing to do and must still join every
+# collective write (and match a 1-rank run of the same batch size).
+"$S" activations a.yaml --ranks 2 --set activations.batch_size=64 --set activations.out=store5 > log5.txt 2>&1 || { cat log5.txt; exit 1; }
+"$S" activations a.yaml --ranks 1 --set activations.batch_size=64 --set activations.out=store6 > log6.txt 2>&1 || { cat log6.txt; exit 1; }
+$PY "$CHK" same store5 store6
 
 # A stored row against `saev forward` on the same image (the first image of class 04).
 i=$(IMAGES | grep -n "/04_coat/" | head -1 | cut -d: -f1); i=$((i-1))

@@ -50,7 +50,7 @@ again=$("$S" config "$T/resolved.yaml")
 # A 2x2 sweep: four documents, first key slowest.
 out=$("$S" config "$T/ok.yaml" --set 'run.sweep={seed: [1, 2], log_level: [debug, warn]}')
 [ "$(grep -c '^--- # config' <<<"$out")" -eq 4 ] || fail "sweep did not give 4 configs"
-[ "$(grep -E '^  (seed|log_level):' <<<"$out" | tr -d ' ' | paste -sd,)" = "seed:1,log_level:debug,seed:1,log_level:warn,seed:2,log_level:debug,seed:2,log_level:warn" ] \
+[ "$(awk '/^[a-z]/ {sec = $1} sec == "run:" && /^  (seed|log_level):/' <<<"$out" | tr -d ' ' | paste -sd,)" = "seed:1,log_level:debug,seed:1,log_level:warn,seed:2,log_level:debug,seed:2,log_level:warn" ] \
   || fail "sweep order"
 
 # Usage errors: a missing CONFIG and a flag without a value.

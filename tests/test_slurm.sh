@@ -81,7 +81,8 @@ sweep:
   run.seed: [10, 20]
   run.log_level: [info, debug]
 YAML
-"$SAEV" config sweep.yaml --set run.ranks=1 >reference.txt
+# (saev submit sets train.resume=true so that a resubmitted job resumes; the reference too)
+"$SAEV" config sweep.yaml --set run.ranks=1 --set train.resume=true >reference.txt
 id=$("$SAEV" submit config sweep.yaml)
 slurm_wait_job "$id" 120 || fail "array job did not end"
 for t in 0 1; do

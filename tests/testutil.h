@@ -5,6 +5,7 @@
 #ifndef SAEV_TESTUTIL_H
 #define SAEV_TESTUTIL_H
 
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +23,29 @@ static inline const char *fixture_path(const char *rel) {
     return out;
 }
 
+static char scratch_dir_path[256] = "";
+static pid_t scratch_dir_owner = 0;
+
+static inline int scratch_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Removed when the process that made it exits (Check forks a process per test). */
+static inline void scratch_dir_cleanup(void) {
+    if (scratch_dir_path[0] && scratch_dir_owner == getpid()) nftw(scratch_dir_path, scratch_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* A fresh scratch directory under /tmp, made once per process. */
 static inline const char *scratch_dir(void) {
-    static char dir[256] = "";
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/saev-test-XXXXXX");
-        if (!mkdtemp(dir)) { perror("mkdtemp"); exit(1); }
+    if (!scratch_dir_path[0] || scratch_dir_owner != getpid()) {
+        snprintf(scratch_dir_path, sizeof scratch_dir_path, "/tmp/saev-test-XXXXXX");
+        if (!mkdtemp(scratch_dir_path)) { perror("mkdtemp"); exit(1); }
+        scratch_dir_owner = getpid();
+        atexit(scratch_dir_cleanup);
     }
-    return dir;
+    return scratch_dir_path;
 }
 
 static inline const char *scratch_file(const char *name) {

@@ -8,8 +8,8 @@
  * the one shared store collectively. Bad images follow data.on_bad_image: skipped ones
  * are recorded in the store (status + reason) and listed in <store>/bad_images.tsv.
  *
- * store_write is collective, so every rank makes the same number of calls: after its
- * own batches a rank with less work joins with empty writes.
+ * store_write is collective, so every rank makes the same number of calls (agreed on
+ * before the first): after its own batches a rank with less work joins with empty writes.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -85,8 +85,7 @@ int stage_activations(int argc, char **argv) {
     cfg_args_parse_or_die(argc, argv, NULL, &args);
     SaevConfig *cfgs;
     int n_cfg = saev_config_load_or_die(&args, &cfgs);
-    if (n_cfg != 1) saev_usage_fail("activations: a sweep expands to %d configs; sweeps belong to train", n_cfg);
-    SaevConfig *c = &cfgs[0];
+    const SaevConfig *c = saev_config_one_or_die(cfgs, n_cfg, "activations", "train");
     int rank = comm_rank(), size = comm_size();
     if (!c->model.path) saev_usage_fail("%s: model.path is required for activations", args.config_path ? args.config_path : "config");
     if (!c->activations.out) saev_usage_fail("%s: activations.out (the store directory) is required", args.config_path ? args.config_path : "config");
@@ -190,6 +189,19 @@ int stage_activations(int argc, char **argv) {
     int n_patches_lbl = meta.has_patch_labels ? meta.n_patches : 0;
     uint8_t *plabels = n_patches_lbl ? callocCheck((size_t)B * (size_t)n_patches_lbl, 1) : NULL;
 
+    /* store_write is collective: every rank must make the same number of calls, so the
+     * count (one per loader batch: ceil(run length / B) per contiguous run) is agreed on
+     * before the first write and ranks with less work pad with empty writes. */
+    int64_t my_writes = 0;
+    for (int64_t run = 0; run < n_mine;) {
+        int64_t end = run + 1;
+        while (end < n_mine && mine[end] == mine[end - 1] + 1) end++;
+        my_writes += (end - run + B - 1) / B;
+        run = end;
+    }
+    int64_t max_writes = my_writes;
+    comm_allreduce(&max_writes, 1, COMM_I64, COMM_MAX);
+
     Progress prog;
     progress_start(&prog, "images", pending_total);
     double t0 = saev_now();
@@ -232,9 +244,7 @@ int stage_activations(int argc, char **argv) {
         loader_close(ld);
         run = end;
     }
-    /* Collective balance: ranks with fewer batches join the others' writes empty-handed. */
-    int64_t max_writes = n_writes;
-    comm_allreduce(&max_writes, 1, COMM_I64, COMM_MAX);
+    if (n_writes != my_writes) saev_fail("activations: made %" PRId64 " writes, planned %" PRId64, n_writes, my_writes);
     for (; n_writes < max_writes; n_writes++) {
         store_write(store, 0, idx, acts, NULL, labels, plabels, NULL);
         int64_t step = 0;

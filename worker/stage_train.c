@@ -1,45 +1,28 @@
 /*
- * stage_train.c: `saev-worker train KEY=VALUE... [--member KEY=VALUE...]...`
+ * stage_train.c: `saev-worker train CONFIG.yaml [--set key.path=value ...]`, on every rank.
  *
- * Trains one SAE, or a sweep of K SAEs on the same batches. Keys are those of the
- * `train:` section (dotted inside it: lr=1e-3, sae.k=32, sae.aux=none,
- * sae.matryoshka.prefixes=[8,32,64]); the launcher resolves the YAML file, --set
- * overrides and the sweep grid and passes every resolved config this way. Keys before
- * the first --member are common to all members; each --member starts one sweep member.
+ * Every rank reads the same config (the YAML file plus the --set overrides, as
+ * `saev train` checked them), expands train.sweep into its K grid configs and trains
+ * them together on the same batches (common/sae/train.c).
  */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "check.h"
+#include "saev_config.h"
 #include "sae/train.h"
 #include "stages.h"
 
 int stage_train(int argc, char **argv) {
-    int K = 0;
-    for (int i = 1; i < argc; i++) K += !strcmp(argv[i], "--member");
-    int n = K > 0 ? K : 1;
-    TrainConfig *cfgs = callocCheck(n, sizeof(TrainConfig));
-    for (int m = 0; m < n; m++) train_config_defaults(&cfgs[m]);
-    int member = -1; /* -1: common keys */
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            printf("usage: saev-worker train KEY=VALUE... [--member KEY=VALUE...]...\n");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--member")) { member++; continue; }
-        for (int m = 0; m < n; m++) {
-            if (member >= 0 && m != member) continue;
-            const char *err = train_config_set(&cfgs[m], argv[i]);
-            if (err) saev_usage_fail("train: %s", err);
-        }
-    }
-    for (int m = 0; m < n; m++) {
-        if (!cfgs[m].data) saev_usage_fail("train: train.data is required");
-        if (!cfgs[m].out_dir) saev_usage_fail("train: train.out_dir is required");
-    }
-    train_run(cfgs, n);
-    for (int m = 0; m < n; m++) train_config_free(&cfgs[m]);
-    free(cfgs);
+    CfgArgs args;
+    cfg_args_parse_or_die(argc, argv, NULL, &args);
+    if (args.argc > 1) saev_usage_fail("train: unexpected argument \"%s\"", args.argv[1]);
+    SaevConfig *cfgs;
+    int K = saev_config_load_or_die(&args, &cfgs);
+    char msg[1024];
+    const char *bad = train_prepare(cfgs, K, msg, sizeof msg);
+    if (bad) saev_usage_fail("%s: %s", args.config_path ? args.config_path : "(no config)", bad);
+    train_run(cfgs, K);
+    saev_config_free(cfgs, K);
+    cfg_args_free(&args);
     return 0;
 }

@@ -14,6 +14,8 @@ typedef struct {
 int stage_comm_selftest(int argc, char **argv);
 int stage_activations(int argc, char **argv);
 int stage_store_selftest(int argc, char **argv);
+int stage_data_dump(int argc, char **argv);
 int stage_train(int argc, char **argv);
+int stage_evaluate(int argc, char **argv);
 
 #endif

@@ -9,6 +9,11 @@
  * by latent (stable) -> one block per latent accumulates its W_dec row, W_enc column
  * and b_enc -> W_enc gradient transposed into place; b_dec's gradient is a column sum
  * (a GEMV with a ones vector). ReLU uses dense GEMMs throughout, one per prefix block.
+ * Batch-top-k: four 8-bit radix passes over the whole [n,S] block of h find the key of the
+ * global (k·N)-th largest value (each pass's 256-bin histogram is all-reduced over NCCL, so
+ * every rank picks the same bin); the entries >= it are compacted row by row (count,
+ * scan, ordered fill), and from there the decode and the sparse backward are top-k's,
+ * with per-row entry ranges. The JumpReLU threshold follows sae_cpu.c's EMA.
  * Optimizer: warp-per-row normalization and parallel removal, a two-stage float64 norm,
  * then one fused clip + Adam kernel that reads the norm from device memory.
  */
@@ -28,7 +33,7 @@ extern "C" {
 
 typedef struct {
     int n;
-    int p[SAE_CUDA_MAX_PREFIXES];
+    int p[SAE_MAX_PREFIXES];
 } Prefixes;
 
 __device__ __forceinline__ int block_of(const Prefixes &pf, int s) {
@@ -83,8 +88,8 @@ __global__ void x_stats_kernel(const float *x, int n, int d, double *stats) {
             s += ss[y][threadIdx.x];
             q += qq[y][threadIdx.x];
         }
-        atomicAdd(&stats[SAE_CUDA_STAT_X_SUM0 + c], s);
-        atomicAdd(&stats[SAE_CUDA_STAT_X_SQ], q);
+        atomicAdd(&stats[SAE_STAT_X_SUM0 + c], s);
+        atomicAdd(&stats[SAE_STAT_X_SQ], q);
     }
 }
 
@@ -188,8 +193,8 @@ __global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_
     if (stats) {
         double L1 = block_sum_double(l1), L0 = block_sum_double(l0);
         if (tid == 0) {
-            atomicAdd(&stats[SAE_CUDA_STAT_L1], L1);
-            atomicAdd(&stats[SAE_CUDA_STAT_L0], L0);
+            atomicAdd(&stats[SAE_STAT_L1], L1);
+            atomicAdd(&stats[SAE_STAT_L0], L0);
         }
     }
 }
@@ -208,8 +213,8 @@ __global__ void relu_kernel(float *h, size_t total, int S, float *fired, double 
     }
     double L1 = block_sum_double(l1), L0 = block_sum_double(l0);
     if (threadIdx.x == 0) {
-        atomicAdd(&stats[SAE_CUDA_STAT_L1], L1);
-        atomicAdd(&stats[SAE_CUDA_STAT_L0], L0);
+        atomicAdd(&stats[SAE_STAT_L1], L1);
+        atomicAdd(&stats[SAE_STAT_L0], L0);
     }
 }
 
@@ -230,7 +235,7 @@ __global__ void dead_update_kernel(const float *fired, int64_t *since, float *de
 /* One block per row (top-k): reconstruction by prefix, per-prefix gradients and their
  * suffix sums, dL/dh of the active entries, and AuxK. Shared memory: acc[d]. */
 __global__ void decode_topk_kernel(const float *x, const float *w_dec, const float *b_dec, const int *act_idx,
-                                   const float *act_val, int k, const int *aux_idx, const float *aux_val, int ka,
+                                   const float *act_val, int k, const int *act_start, const int *aux_idx, const float *aux_val, int ka,
                                    const int *n_dead, float *x_hat, float *G, float *act_dh, float *aux_g, float *aux_dh,
                                    double *stats, int n, int d, Prefixes pf, float coef, float aux_inv, float aux_alpha) {
     extern __shared__ float acc[];
@@ -238,14 +243,17 @@ __global__ void decode_topk_kernel(const float *x, const float *w_dec, const flo
     const int warp = tid / 32, lane = tid & 31, nw = nt / 32;
     const size_t Bd = (size_t)n * d;
     const float *xb = x + (size_t)b * d;
-    const int *ai = act_idx + (size_t)b * k;
-    const float *av = act_val + (size_t)b * k;
+    /* top-k: k entries per row; batch-top-k: the row's range of the compacted entries */
+    const size_t q0 = act_start ? (size_t)act_start[b] : (size_t)b * k;
+    const int na = act_start ? act_start[b + 1] - act_start[b] : k;
+    const int *ai = act_idx + q0;
+    const float *av = act_val + q0;
     const int P = pf.n;
     for (int i = tid; i < d; i += nt) acc[i] = b_dec[i];
     double mse = 0.0, sq_full = 0.0, aux_sq = 0.0;
     int q = 0;
     for (int j = 0; j < P; j++) {
-        for (; q < k && ai[q] < pf.p[j]; q++) {
+        for (; q < na && ai[q] < pf.p[j]; q++) {
             const float *w = w_dec + (size_t)ai[q] * d;
             float v = av[q];
             for (int i = tid; i < d; i += nt) acc[i] += v * w[i];
@@ -267,13 +275,13 @@ __global__ void decode_topk_kernel(const float *x, const float *w_dec, const flo
     for (int j = P - 2; j >= 0; j--)
         for (int i = tid; i < d; i += nt) G[(size_t)j * Bd + (size_t)b * d + i] += G[(size_t)(j + 1) * Bd + (size_t)b * d + i];
     __syncthreads(); /* G of this row complete for every thread */
-    for (int t = warp; t < k; t += nw) {
+    for (int t = warp; t < na; t += nw) {
         int s = ai[t];
         const float *g = G + (size_t)block_of(pf, s) * Bd + (size_t)b * d, *w = w_dec + (size_t)s * d;
         float dot = 0.0f;
         for (int i = lane; i < d; i += 32) dot += g[i] * w[i];
         dot = warp_sum(dot);
-        if (lane == 0) act_dh[(size_t)b * k + t] = dot;
+        if (lane == 0) act_dh[q0 + t] = dot;
     }
     if (ka > 0) {
         const int nd = *n_dead;
@@ -303,9 +311,9 @@ __global__ void decode_topk_kernel(const float *x, const float *w_dec, const flo
     }
     double M = block_sum_double(mse), Q = block_sum_double(sq_full), A = block_sum_double(aux_sq);
     if (tid == 0) {
-        atomicAdd(&stats[SAE_CUDA_STAT_MSE], M);
-        atomicAdd(&stats[SAE_CUDA_STAT_SQERR_FULL], Q);
-        if (ka > 0) atomicAdd(&stats[SAE_CUDA_STAT_AUX], (double)aux_alpha * A);
+        atomicAdd(&stats[SAE_STAT_MSE], M);
+        atomicAdd(&stats[SAE_STAT_SQERR_FULL], Q);
+        if (ka > 0) atomicAdd(&stats[SAE_STAT_AUX], (double)aux_alpha * A);
     }
 }
 
@@ -325,8 +333,8 @@ __global__ void residual_grad_kernel(const float *x_hat, const float *x, float *
     }
     double S = block_sum_double(se);
     if (threadIdx.x == 0) {
-        atomicAdd(&stats[SAE_CUDA_STAT_MSE], S / P);
-        if (last) atomicAdd(&stats[SAE_CUDA_STAT_SQERR_FULL], S);
+        atomicAdd(&stats[SAE_STAT_MSE], S / P);
+        if (last) atomicAdd(&stats[SAE_STAT_SQERR_FULL], S);
     }
 }
 
@@ -372,12 +380,12 @@ __global__ void seg_start_kernel(const int *keys_sorted, int E, int S, int *seg_
 template <int PER>
 __global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted, const int *seg_start, const int *act_idx,
                                                           const float *act_val, const float *act_dh, int k,
-                                                          const float *aux_val, const float *aux_dh, int ka,
+                                                          size_t n_act, const int *act_row, const float *aux_val, const float *aux_dh, int ka,
                                                           const float *G, const float *aux_g, const float *x_in, int n,
                                                           int d, Prefixes pf, float *g_w_dec, float *g_w_enc_t,
                                                           float *g_b_enc) {
     const int s = blockIdx.x, tid = threadIdx.x;
-    const size_t n_act = (size_t)n * k, Bd = (size_t)n * d;
+    const size_t Bd = (size_t)n * d;
     float gw[PER], gt[PER];
 #pragma unroll
     for (int j = 0; j < PER; j++) gw[j] = gt[j] = 0.0f;
@@ -389,7 +397,7 @@ __global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted
         float v, dh;
         const float *gv;
         if (id < n_act) {
-            b = (int)(id / k);
+            b = act_row ? act_row[id] : (int)(id / k);
             v = act_val[id];
             dh = act_dh[id];
             gv = Gblk + (size_t)b * d;
@@ -497,6 +505,130 @@ __global__ void clip_adam_kernel(float *p, float *g, float *m, float *v, size_t 
     }
 }
 
+/* ---- batch-top-k ---- */
+
+/* Inverse of fkey. */
+__device__ __forceinline__ float key_to_float(unsigned k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
+}
+
+struct MinOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return a < b ? a : b; }
+};
+
+/* Start of the global select: no key bits fixed yet; the cut is the want-th largest. */
+__global__ void bt_init_kernel(unsigned *key, long long *rank, long long want, int *min_bits) {
+    key[0] = 0;
+    key[1] = 0;
+    *rank = want;
+    *min_bits = 0x7F7FFFFF; /* FLT_MAX */
+}
+
+/* 256-bin histogram of bits [shift, shift+8) of the keys that match the prefix so far. */
+__global__ void bt_hist_kernel(const float *h, size_t total, const unsigned *key, int shift, unsigned long long *hist) {
+    __shared__ unsigned sh[256];
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) sh[i] = 0;
+    __syncthreads();
+    const unsigned prefix = key[0], mask = key[1];
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        unsigned k = fkey(h[e]);
+        if ((k & mask) == prefix) atomicAdd(&sh[(k >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x)
+        if (sh[i]) atomicAdd(&hist[i], (unsigned long long)sh[i]);
+}
+
+/* The bin holding the rank-th largest key (the histogram is global, so every rank picks
+ * the same one); fixes those 8 bits of the prefix. */
+__global__ void bt_pick_kernel(const unsigned long long *hist, unsigned *key, long long *rank, int shift) {
+    long long r = *rank, cum = 0;
+    int bin = 255;
+    for (; bin > 0; bin--) {
+        if (cum + (long long)hist[bin] >= r) break;
+        cum += (long long)hist[bin];
+    }
+    *rank = r - cum;
+    key[0] |= (unsigned)bin << shift;
+    key[1] |= 255u << shift;
+}
+
+/* Entries of each row at or above the cut (count[b]); one block per row. */
+__global__ void bt_count_kernel(const float *h, int S, const unsigned *key, int *count) {
+    const float cut = key_to_float(key[0]);
+    const float *hr = h + (size_t)blockIdx.x * S;
+    int c = 0;
+    for (int s = threadIdx.x; s < S; s += blockDim.x) c += hr[s] >= cut;
+    typedef cub::BlockReduce<int, 256> Reduce;
+    __shared__ typename Reduce::TempStorage tmp;
+    int t = Reduce(tmp).Sum(c);
+    if (threadIdx.x == 0) count[blockIdx.x] = t;
+}
+
+/* Row b's entries at or above the cut, in latent order, to [start[b], start[b+1]); with
+ * L0, L1, fired flags and the smallest kept positive value. One block of 256 per row. */
+__global__ void __launch_bounds__(256) bt_fill_kernel(const float *h, int S, const unsigned *key, const int *start,
+                                                      int *out_idx, float *out_val, int *out_row, float *fired,
+                                                      double *stats, int *min_bits) {
+    typedef cub::BlockScan<int, 256> Scan;
+    __shared__ typename Scan::TempStorage scan_tmp;
+    __shared__ int run;
+    const int tid = threadIdx.x, b = blockIdx.x;
+    const float cut = key_to_float(key[0]);
+    const float *hr = h + (size_t)b * S;
+    const int base_pos = start[b];
+    if (tid == 0) run = 0;
+    __syncthreads();
+    float l1 = 0.0f, l0 = 0.0f, mn = 3.402823466e38f;
+    for (int base = 0; base < S; base += 256) {
+        int s = base + tid, keep = 0;
+        float v = 0.0f;
+        if (s < S) {
+            v = hr[s];
+            keep = v >= cut;
+        }
+        int excl, total;
+        Scan(scan_tmp).ExclusiveSum(keep, excl, total);
+        if (keep) {
+            int pos = base_pos + run + excl;
+            out_idx[pos] = s;
+            out_val[pos] = v;
+            out_row[pos] = b;
+            l1 += fabsf(v);
+            if (v != 0.0f) {
+                l0 += 1.0f;
+                fired[s] = 1.0f;
+            }
+            if (v > 0.0f && v < mn) mn = v;
+        }
+        __syncthreads();
+        if (tid == 0) run += total;
+        __syncthreads();
+    }
+    double L1 = block_sum_double(l1), L0 = block_sum_double(l0);
+    typedef cub::BlockReduce<float, 256> MinReduce;
+    __shared__ typename MinReduce::TempStorage min_tmp;
+    float m = MinReduce(min_tmp).Reduce(mn, MinOp());
+    if (tid == 0) {
+        atomicAdd(&stats[SAE_STAT_L1], L1);
+        atomicAdd(&stats[SAE_STAT_L0], L0);
+        atomicMin(min_bits, __float_as_int(m)); /* positive floats order as their bit patterns */
+    }
+}
+
+__global__ void bt_neg_min_kernel(const int *min_bits, float *neg_min) { *neg_min = -__int_as_float(*min_bits); }
+
+/* threshold <- (1 - momentum)·threshold + momentum·min, when anything positive was kept. */
+__global__ void bt_threshold_kernel(const float *neg_min, float *threshold, float momentum) {
+    float mn = -*neg_min;
+    if (mn < 3.402823466e38f) *threshold = (1.0f - momentum) * *threshold + momentum * mn;
+}
+
+__global__ void scale_kernel(const float *x, float *out, size_t n, float scale) {
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
+        out[e] = x[e] * scale;
+}
+
 /* ---- host side ---- */
 
 static unsigned grid_for(size_t n) {
@@ -506,28 +638,65 @@ static unsigned grid_for(size_t n) {
 
 static cudaStream_t stream_of(const SaeCuda *s) { return (cudaStream_t)s->stream; }
 
-extern "C" int sae_cuda_create(SaeCuda *sae, const SaeCudaConfig *cfg, int max_batch, CudaPrecision prec, char *err,
+/* Entry arrays (active + AuxK) and the sort scratch for n_act active entries per step. */
+static void reserve_entries(SaeCuda *sae, size_t n_act) {
+    size_t B = (size_t)sae->max_batch, nx = B * (size_t)sae->cfg.k_aux;
+    if (n_act > sae->act_cap) {
+        size_t cap = sae->act_cap ? n_act + n_act / 2 : n_act; /* exact at creation, headroom when growing */
+        cuda_free(sae->act_idx);
+        cuda_free(sae->act_val);
+        cuda_free(sae->act_dh);
+        cuda_free(sae->act_row);
+        sae->act_idx = (int *)cuda_malloc(cap * sizeof(int));
+        sae->act_val = (float *)cuda_malloc(cap * sizeof(float));
+        sae->act_dh = (float *)cuda_malloc(cap * sizeof(float));
+        if (sae->cfg.activation == SAE_BATCH_TOPK) sae->act_row = (int *)cuda_malloc(cap * sizeof(int));
+        sae->act_cap = cap;
+    }
+    size_t E = sae->act_cap + nx;
+    if (E > sae->sort_cap) {
+        cuda_free(sae->keys);
+        cuda_free(sae->keys_sorted);
+        cuda_free(sae->ents);
+        cuda_free(sae->ents_sorted);
+        cuda_free(sae->sort_tmp);
+        sae->keys = (int *)cuda_malloc(E * sizeof(int));
+        sae->keys_sorted = (int *)cuda_malloc(E * sizeof(int));
+        sae->ents = (int *)cuda_malloc(E * sizeof(int));
+        sae->ents_sorted = (int *)cuda_malloc(E * sizeof(int));
+        size_t bytes = 0;
+        cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, bytes, sae->keys, sae->keys_sorted, sae->ents, sae->ents_sorted,
+                                                  (int)E, 0, 32, stream_of(sae)));
+        sae->sort_tmp_bytes = bytes;
+        sae->sort_tmp = cuda_malloc(bytes);
+        sae->sort_cap = E;
+    }
+}
+
+extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, CudaPrecision prec, char *err,
                                size_t errlen) {
     memset(sae, 0, sizeof *sae);
-    const SaeCudaConfig *c = cfg;
-    if (c->d_model < 1 || c->d_sae < 1) return snprintf(err, errlen, "SAE: d_model and d_sae must be positive"), -1;
-    if (c->d_model > 16 * 256) return snprintf(err, errlen, "SAE (CUDA): d_model %d > 4096 is not supported", c->d_model), -1;
-    if (c->activation != SAE_CUDA_RELU && c->activation != SAE_CUDA_TOPK)
-        return snprintf(err, errlen, "SAE (CUDA): only relu and top-k run on the GPU (batch-top-k: use device cpu)"), -1;
-    if (c->activation == SAE_CUDA_TOPK && (c->k < 1 || c->k > c->d_sae))
-        return snprintf(err, errlen, "SAE: k = %d must be in [1, d_sae = %d]", c->k, c->d_sae), -1;
-    if (c->n_prefixes < 1 || c->n_prefixes > SAE_CUDA_MAX_PREFIXES || c->prefixes[c->n_prefixes - 1] != c->d_sae)
-        return snprintf(err, errlen, "SAE: Matryoshka prefixes must be 1..%d values ending at d_sae", SAE_CUDA_MAX_PREFIXES), -1;
-    if (c->k_aux < 0) return snprintf(err, errlen, "SAE: k_aux must be >= 0"), -1;
-    if (prec == CUDA_BF16) return snprintf(err, errlen, "SAE (CUDA): precision bf16 is not implemented; use fp32 or tf32"), -1;
+    const SaeConfig *c = cfg;
+    const char *bad = sae_config_check(c);
+    if (bad) return snprintf(err, errlen, "SAE config: %s", bad), -1;
+    if (c->d_model > 16 * 256)
+        return snprintf(err, errlen, "SAE (CUDA): d_model %d > 4096 is not supported on the GPU (use device cpu)", c->d_model), -1;
+    if (c->activation != SAE_RELU && c->activation != SAE_TOPK && c->activation != SAE_BATCH_TOPK)
+        return snprintf(err, errlen, "SAE (CUDA): activation %d is unknown", (int)c->activation), -1;
+    if (c->activation == SAE_BATCH_TOPK && !(c->momentum >= 0.0f && c->momentum <= 1.0f))
+        return snprintf(err, errlen, "SAE: momentum %g must be in [0, 1]", c->momentum), -1;
+    if (prec == CUDA_BF16)
+        return snprintf(err, errlen, "SAE (CUDA): precision bf16 is not implemented for SAE training; use fp32 or tf32"), -1;
     if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive"), -1;
+    if ((double)max_batch * c->d_sae > 2147483647.0 / 2)
+        return snprintf(err, errlen, "SAE (CUDA): batch %d x d_sae %d is too large for one step's index range", max_batch, c->d_sae), -1;
     sae->cfg = *cfg;
     sae->prec = prec;
     sae->max_batch = max_batch;
     int d = c->d_model, S = c->d_sae, P = c->n_prefixes;
     size_t B = (size_t)max_batch;
-    int topk = c->activation == SAE_CUDA_TOPK;
-    int ka = topk ? (c->k_aux < S ? c->k_aux : S) : 0;
+    int sparse = c->activation != SAE_RELU;
+    int ka = sparse ? (c->k_aux < S ? c->k_aux : S) : 0;
     sae->cfg.k_aux = ka;
     sae->stream = cuda_stream_create();
     sae->comm_stream = cuda_stream_create();
@@ -558,41 +727,53 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeCudaConfig *cfg, int max_b
     sae->dead = (float *)cuda_malloc(S * sizeof(float));
     sae->n_dead = (int *)cuda_malloc(sizeof(int));
     cudaCheck(cudaMemset(sae->n_dead, 0, sizeof(int)));
-    sae->stats = (double *)cuda_malloc((SAE_CUDA_STAT_X_SUM0 + d) * sizeof(double));
+    sae->stats = (double *)cuda_malloc((SAE_STAT_X_SUM0 + d) * sizeof(double));
+    cudaCheck(cudaMemset(sae->stats, 0, (SAE_STAT_X_SUM0 + d) * sizeof(double)));
     sae->norm_sq = (double *)cuda_malloc(sizeof(double));
+    cudaCheck(cudaMemset(sae->norm_sq, 0, sizeof(double)));
     sae->partials = (double *)cuda_malloc(NORM_BLOCKS * sizeof(double));
+    sae->threshold = (float *)cuda_malloc(sizeof(float));
+    cudaCheck(cudaMemset(sae->threshold, 0, sizeof(float)));
     sae->ones = (float *)cuda_malloc(B * sizeof(float));
     float *ones = (float *)mallocCheck(B * sizeof(float));
     for (size_t i = 0; i < B; i++) ones[i] = 1.0f;
     cuda_upload(sae->ones, ones, B * sizeof(float));
     free(ones);
     sae->h = (float *)cuda_malloc(B * S * sizeof(float));
-    if (!topk) sae->df = (float *)cuda_malloc(B * S * sizeof(float));
+    if (!sparse) sae->df = (float *)cuda_malloc(B * S * sizeof(float));
     if (c->center_input) sae->x_in = (float *)cuda_malloc(B * d * sizeof(float));
     sae->x_hat = (float *)cuda_malloc(B * d * sizeof(float));
     sae->g_pref = (float *)cuda_malloc((size_t)P * B * d * sizeof(float));
-    if (topk) {
-        size_t na = B * c->k, nx = B * (size_t)ka, E = na + nx;
-        sae->act_idx = (int *)cuda_malloc(na * sizeof(int));
-        sae->act_val = (float *)cuda_malloc(na * sizeof(float));
-        sae->act_dh = (float *)cuda_malloc(na * sizeof(float));
+    if (sparse) {
+        size_t nx = B * (size_t)ka;
         if (ka > 0) {
             sae->aux_idx = (int *)cuda_malloc(nx * sizeof(int));
             sae->aux_val = (float *)cuda_malloc(nx * sizeof(float));
             sae->aux_dh = (float *)cuda_malloc(nx * sizeof(float));
             sae->aux_g = (float *)cuda_malloc(B * d * sizeof(float));
         }
-        sae->keys = (int *)cuda_malloc(E * sizeof(int));
-        sae->keys_sorted = (int *)cuda_malloc(E * sizeof(int));
-        sae->ents = (int *)cuda_malloc(E * sizeof(int));
-        sae->ents_sorted = (int *)cuda_malloc(E * sizeof(int));
         sae->seg_start = (int *)cuda_malloc((S + 1) * sizeof(int));
         sae->g_w_enc_t = (float *)cuda_malloc((size_t)S * d * sizeof(float));
-        size_t bytes = 0;
-        cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, bytes, sae->keys, sae->keys_sorted, sae->ents, sae->ents_sorted,
-                                                  (int)E, 0, 32, stream_of(sae)));
-        sae->sort_tmp_bytes = bytes;
-        sae->sort_tmp = cuda_malloc(bytes);
+        /* top-k: exactly B·k entries; batch-top-k: k·B on average, room for twice that first */
+        size_t first = B * (size_t)c->k;
+        if (c->activation == SAE_BATCH_TOPK) {
+            first *= 2;
+            if (first > B * (size_t)S) first = B * (size_t)S;
+            sae->act_start = (int *)cuda_malloc((B + 1) * sizeof(int));
+            sae->row_count = (int *)cuda_malloc((B + 1) * sizeof(int));
+            cudaCheck(cudaMemset(sae->row_count, 0, (B + 1) * sizeof(int)));
+            size_t bytes = 0;
+            cudaCheck(cub::DeviceScan::ExclusiveSum(NULL, bytes, sae->row_count, sae->act_start, (int)B + 1, stream_of(sae)));
+            sae->scan_tmp_bytes = bytes;
+            sae->scan_tmp = cuda_malloc(bytes);
+            sae->total_host = (int *)cuda_host_alloc(sizeof(int));
+            sae->bt_hist = (unsigned long long *)cuda_malloc(256 * sizeof(unsigned long long));
+            sae->bt_key = (unsigned *)cuda_malloc(2 * sizeof(unsigned));
+            sae->bt_rank = (long long *)cuda_malloc(sizeof(long long));
+            sae->bt_min_bits = (int *)cuda_malloc(sizeof(int));
+            sae->bt_neg_min = (float *)cuda_malloc(sizeof(float));
+        }
+        reserve_entries(sae, first);
     }
     return 0;
 }
@@ -603,10 +784,13 @@ extern "C" void sae_cuda_destroy(SaeCuda *sae) {
     cuda_stream_sync(sae->comm_stream);
     cuda_gemm_destroy(sae->gemm);
     void *bufs[] = {sae->params, sae->since_fired, sae->fired, sae->dead, sae->n_dead, sae->stats, sae->norm_sq,
-                    sae->partials, sae->ones, sae->h, sae->df, sae->x_in, sae->x_hat, sae->g_pref, sae->act_idx,
-                    sae->act_val, sae->act_dh, sae->aux_idx, sae->aux_val, sae->aux_dh, sae->aux_g, sae->keys,
-                    sae->keys_sorted, sae->ents, sae->ents_sorted, sae->seg_start, sae->g_w_enc_t, sae->sort_tmp};
+                    sae->partials, sae->threshold, sae->ones, sae->h, sae->df, sae->x_in, sae->x_hat, sae->g_pref,
+                    sae->act_idx, sae->act_val, sae->act_dh, sae->act_start, sae->act_row, sae->row_count, sae->scan_tmp,
+                    sae->bt_hist, sae->bt_key, sae->bt_rank, sae->bt_min_bits, sae->bt_neg_min, sae->aux_idx,
+                    sae->aux_val, sae->aux_dh, sae->aux_g, sae->keys, sae->keys_sorted, sae->ents, sae->ents_sorted,
+                    sae->seg_start, sae->g_w_enc_t, sae->sort_tmp};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cuda_free(bufs[i]);
+    cuda_host_free(sae->total_host);
     cudaCheck(cudaEventDestroy((cudaEvent_t)sae->reduced));
     cudaCheck(cudaEventDestroy((cudaEvent_t)sae->computed));
     cuda_stream_destroy(sae->stream);
@@ -622,6 +806,32 @@ extern "C" void sae_cuda_set_params(SaeCuda *sae, const float *host) {
 extern "C" void sae_cuda_get_params(SaeCuda *sae, float *host) {
     cuda_stream_sync(sae->stream);
     cuda_download(host, sae->params, sae->n_params * sizeof(float));
+}
+
+extern "C" void sae_cuda_upload_state(SaeCuda *sae, const float *params, const float *adam_m, const float *adam_v,
+                                      const int64_t *since_fired, float threshold, int64_t adam_t) {
+    size_t bytes = sae->n_params * sizeof(float);
+    cuda_stream_sync(sae->stream);
+    cuda_stream_sync(sae->comm_stream);
+    cuda_upload(sae->params, params, bytes);
+    cuda_upload(sae->adam_m, adam_m, bytes);
+    cuda_upload(sae->adam_v, adam_v, bytes);
+    cuda_upload(sae->since_fired, since_fired, sae->cfg.d_sae * sizeof(int64_t));
+    cuda_upload(sae->threshold, &threshold, sizeof(float));
+    sae->adam_t = adam_t;
+}
+
+extern "C" void sae_cuda_download_state(SaeCuda *sae, float *params, float *adam_m, float *adam_v, int64_t *since_fired,
+                                        float *threshold, int64_t *adam_t) {
+    size_t bytes = sae->n_params * sizeof(float);
+    cuda_stream_sync(sae->stream);
+    cuda_stream_sync(sae->comm_stream);
+    cuda_download(params, sae->params, bytes);
+    cuda_download(adam_m, sae->adam_m, bytes);
+    cuda_download(adam_v, sae->adam_v, bytes);
+    cuda_download(since_fired, sae->since_fired, sae->cfg.d_sae * sizeof(int64_t));
+    cuda_download(threshold, sae->threshold, sizeof(float));
+    *adam_t = sae->adam_t;
 }
 
 extern "C" void sae_cuda_normalize_w_dec(SaeCuda *sae) {
@@ -653,32 +863,85 @@ extern "C" void sae_cuda_clip_adam(SaeCuda *sae, float lr, double grad_clip) {
     cudaLaunchCheck();
 }
 
+/* Batch-top-k activation: the global (k·N)-th largest h by radix select (histograms
+ * all-reduced), the entries >= it compacted by row, the threshold EMA. Returns the
+ * number of this rank's entries (read back to the host: the one sync of the step). */
+static size_t batch_topk_select(SaeCuda *sae, int n, int64_t N) {
+    const SaeConfig *c = &sae->cfg;
+    cudaStream_t st = stream_of(sae);
+    int S = c->d_sae;
+    size_t BS = (size_t)n * S;
+    long long want = (long long)c->k * N, all = (long long)N * S;
+    if (want > all) want = all;
+    bt_init_kernel<<<1, 1, 0, st>>>(sae->bt_key, sae->bt_rank, want, sae->bt_min_bits);
+    cudaLaunchCheck();
+    for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        cudaCheck(cudaMemsetAsync(sae->bt_hist, 0, 256 * sizeof(unsigned long long), st));
+        bt_hist_kernel<<<grid_for(BS) < 1024 ? grid_for(BS) : 1024, 256, 0, st>>>(sae->h, BS, sae->bt_key, shift, sae->bt_hist);
+        cudaLaunchCheck();
+        if (sae->distributed) comm_allreduce_device(sae->bt_hist, 256, COMM_I64, COMM_SUM, sae->stream);
+        bt_pick_kernel<<<1, 1, 0, st>>>(sae->bt_hist, sae->bt_key, sae->bt_rank, shift);
+        cudaLaunchCheck();
+    }
+    bt_count_kernel<<<n, 256, 0, st>>>(sae->h, S, sae->bt_key, sae->row_count);
+    cudaLaunchCheck();
+    cudaCheck(cudaMemsetAsync(sae->row_count + n, 0, sizeof(int), st));
+    size_t bytes = sae->scan_tmp_bytes;
+    cudaCheck(cub::DeviceScan::ExclusiveSum(sae->scan_tmp, bytes, sae->row_count, sae->act_start, n + 1, st));
+    cudaCheck(cudaMemcpyAsync(sae->total_host, sae->act_start + n, sizeof(int), cudaMemcpyDeviceToHost, st));
+    cuda_stream_sync(sae->stream);
+    size_t total = (size_t)*sae->total_host;
+    reserve_entries(sae, total);
+    bt_fill_kernel<<<n, 256, 0, st>>>(sae->h, S, sae->bt_key, sae->act_start, sae->act_idx, sae->act_val, sae->act_row,
+                                      sae->fired, sae->stats, sae->bt_min_bits);
+    cudaLaunchCheck();
+    bt_neg_min_kernel<<<1, 1, 0, st>>>(sae->bt_min_bits, sae->bt_neg_min);
+    cudaLaunchCheck();
+    if (sae->distributed) comm_allreduce_device(sae->bt_neg_min, 1, COMM_F32, COMM_MAX, sae->stream);
+    bt_threshold_kernel<<<1, 1, 0, st>>>(sae->bt_neg_min, sae->threshold, c->momentum);
+    cudaLaunchCheck();
+    return total;
+}
+
 extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, int64_t N, const int *prefixes,
                                           int n_prefixes) {
-    const SaeCudaConfig *c = &sae->cfg;
+    const SaeConfig *c = &sae->cfg;
     if (n > sae->max_batch) saev_fail("SAE (CUDA): batch of %d rows exceeds the workspace (%d)", n, sae->max_batch);
-    if (n < 1) return;
     cudaStream_t st = stream_of(sae);
     CudaPrecision prec = sae->prec;
     int d = c->d_model, S = c->d_sae, k = c->k, ka = c->k_aux;
     Prefixes pf;
     memset(&pf, 0, sizeof pf);
     if (!prefixes) {
+        if (c->sample_prefixes && c->n_prefixes > 1)
+            saev_fail("SAE (CUDA): sample_prefixes is set, so each step needs its drawn prefixes (sae_draw_prefixes)");
         prefixes = c->prefixes;
         n_prefixes = c->n_prefixes;
     }
-    if (n_prefixes < 1 || n_prefixes > SAE_CUDA_MAX_PREFIXES || prefixes[n_prefixes - 1] != S)
+    if (n_prefixes < 1 || n_prefixes > SAE_MAX_PREFIXES || prefixes[n_prefixes - 1] != S)
         saev_fail("SAE (CUDA): a step's prefixes must end at d_sae");
     pf.n = n_prefixes;
     memcpy(pf.p, prefixes, n_prefixes * sizeof(int));
     const int P = pf.n;
     size_t Bd = (size_t)n * d, BS = (size_t)n * S;
-    size_t n_stats = SAE_CUDA_STAT_X_SUM0 + (size_t)d;
+    size_t n_stats = SAE_STAT_X_SUM0 + (size_t)d;
 
     cudaCheck(cudaMemsetAsync(sae->stats, 0, n_stats * sizeof(double), st));
     cudaCheck(cudaMemsetAsync(sae->grads, 0, sae->n_params * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(sae->fired, 0, S * sizeof(float), st));
     cudaCheck(cudaMemsetAsync(sae->n_dead, 0, sizeof(int), st));
+    if (n < 1) {
+        /* a rank without rows still joins the collectives with zero contributions */
+        if (sae->distributed) {
+            if (c->activation == SAE_BATCH_TOPK) saev_fail("SAE (CUDA): batch-top-k needs rows on every rank");
+            comm_allreduce_device(sae->fired, S, COMM_F32, COMM_MAX, sae->stream);
+        }
+        dead_update_kernel<<<cuda_blocks(S, 256), 256, 0, st>>>(sae->fired, sae->since_fired, sae->dead, sae->n_dead, S, N,
+                                                                c->dead_threshold_tokens);
+        cudaLaunchCheck();
+        return;
+    }
     dim3 xs_grid((d + 31) / 32, (n + 255) / 256), xs_block(32, 8);
     x_stats_kernel<<<xs_grid, xs_block, 0, st>>>(x, n, d, sae->stats);
     cudaLaunchCheck();
@@ -693,9 +956,18 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     cuda_gemm(sae->gemm, prec, 0, 0, n, S, d, 1.0f, x_in, d, sae->w_enc, S, 0.0f, sae->h, S, sae->b_enc);
 
     /* activation, sparsity statistics, fired flags, dead counters */
-    int topk = c->activation == SAE_CUDA_TOPK;
-    if (topk) topk_kernel<<<n, 256, 0, st>>>(sae->h, S, k, NULL, NULL, sae->act_idx, sae->act_val, sae->fired, sae->stats);
-    else relu_kernel<<<grid_for(BS), 256, 0, st>>>(sae->h, BS, S, sae->fired, sae->stats);
+    int sparse = c->activation != SAE_RELU, batch = c->activation == SAE_BATCH_TOPK;
+    const int *act_start = NULL, *act_row = NULL;
+    if (c->activation == SAE_TOPK) {
+        topk_kernel<<<n, 256, 0, st>>>(sae->h, S, k, NULL, NULL, sae->act_idx, sae->act_val, sae->fired, sae->stats);
+        sae->n_act = (size_t)n * k;
+    } else if (batch) {
+        sae->n_act = batch_topk_select(sae, n, N);
+        act_start = sae->act_start;
+        act_row = sae->act_row;
+    } else {
+        relu_kernel<<<grid_for(BS), 256, 0, st>>>(sae->h, BS, S, sae->fired, sae->stats);
+    }
     cudaLaunchCheck();
     if (sae->distributed) comm_allreduce_device(sae->fired, S, COMM_F32, COMM_MAX, sae->stream);
     dead_update_kernel<<<cuda_blocks(S, 256), 256, 0, st>>>(sae->fired, sae->since_fired, sae->dead, sae->n_dead, S, N,
@@ -703,33 +975,36 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     cudaLaunchCheck();
 
     float coef = 2.0f / ((float)N * d * P);
-    if (topk) {
+    if (sparse) {
         if (ka > 0) {
             topk_kernel<<<n, 256, 0, st>>>(sae->h, S, ka, sae->n_dead, sae->dead, sae->aux_idx, sae->aux_val, NULL, NULL);
             cudaLaunchCheck();
         }
         float aux_inv = 2.0f * c->aux_alpha / ((float)N * d);
         decode_topk_kernel<<<n, 256, d * sizeof(float), st>>>(x, sae->w_dec, sae->b_dec, sae->act_idx, sae->act_val, k,
-                                                             sae->aux_idx, sae->aux_val, ka, sae->n_dead, sae->x_hat,
-                                                             sae->g_pref, sae->act_dh, sae->aux_g, sae->aux_dh, sae->stats,
-                                                             n, d, pf, coef, aux_inv, c->aux_alpha);
+                                                             act_start, sae->aux_idx, sae->aux_val, ka, sae->n_dead,
+                                                             sae->x_hat, sae->g_pref, sae->act_dh, sae->aux_g, sae->aux_dh,
+                                                             sae->stats, n, d, pf, coef, aux_inv, c->aux_alpha);
         cudaLaunchCheck();
         /* group entries by latent: stable sort, so each latent sums in entry order */
-        size_t n_act = (size_t)n * k, n_aux = (size_t)n * ka, E = n_act + n_aux;
-        make_keys_kernel<<<grid_for(E), 256, 0, st>>>(sae->act_idx, n_act, sae->aux_idx, n_aux, S, sae->keys, sae->ents);
-        cudaLaunchCheck();
-        int end_bit = 1;
-        while ((1LL << end_bit) <= S) end_bit++; /* keys are 0..S */
-        size_t bytes = sae->sort_tmp_bytes;
-        cudaCheck(cub::DeviceRadixSort::SortPairs(sae->sort_tmp, bytes, sae->keys, sae->keys_sorted, sae->ents,
-                                                  sae->ents_sorted, (int)E, 0, end_bit, st));
+        size_t n_act = sae->n_act, n_aux = (size_t)n * ka, E = n_act + n_aux;
+        if (E > 0) {
+            make_keys_kernel<<<grid_for(E), 256, 0, st>>>(sae->act_idx, n_act, sae->aux_idx, n_aux, S, sae->keys, sae->ents);
+            cudaLaunchCheck();
+            int end_bit = 1;
+            while ((1LL << end_bit) <= S) end_bit++; /* keys are 0..S */
+            size_t bytes = sae->sort_tmp_bytes;
+            cudaCheck(cub::DeviceRadixSort::SortPairs(sae->sort_tmp, bytes, sae->keys, sae->keys_sorted, sae->ents,
+                                                      sae->ents_sorted, (int)E, 0, end_bit, st));
+        }
         seg_start_kernel<<<cuda_blocks((size_t)S + 1, 256), 256, 0, st>>>(sae->keys_sorted, (int)E, S, sae->seg_start);
         cudaLaunchCheck();
         int per = (d + 255) / 256;
 #define LATENT_GRAD(PER)                                                                                              \
     latent_grad_kernel<PER><<<S, 256, 0, st>>>(sae->ents_sorted, sae->seg_start, sae->act_idx, sae->act_val,          \
-                                               sae->act_dh, k, sae->aux_val, sae->aux_dh, ka, sae->g_pref, sae->aux_g, \
-                                               x_in, n, d, pf, sae->g_w_dec, sae->g_w_enc_t, sae->g_b_enc)
+                                               sae->act_dh, k, n_act, act_row, sae->aux_val, sae->aux_dh, ka,          \
+                                               sae->g_pref, sae->aux_g, x_in, n, d, pf, sae->g_w_dec, sae->g_w_enc_t,  \
+                                               sae->g_b_enc)
         if (per <= 1) LATENT_GRAD(1);
         else if (per <= 2) LATENT_GRAD(2);
         else if (per <= 4) LATENT_GRAD(4);
@@ -779,7 +1054,7 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
 }
 
 static void allreduce_grads(SaeCuda *sae) {
-    size_t n_stats = SAE_CUDA_STAT_X_SUM0 + (size_t)sae->cfg.d_model;
+    size_t n_stats = SAE_STAT_X_SUM0 + (size_t)sae->cfg.d_model;
     comm_allreduce_device(sae->grads, sae->n_params, COMM_F32, COMM_SUM, sae->comm_stream);
     comm_allreduce_device(sae->stats, n_stats, COMM_F64, COMM_SUM, sae->comm_stream);
 }
@@ -793,30 +1068,21 @@ static void optimizer_part(SaeCuda *sae, float lr, double grad_clip) {
 extern "C" void sae_cuda_train_step(SaeCuda *sae, const float *x, int n, int64_t N, float lr, double grad_clip,
                                     const int *prefixes, int n_prefixes) {
     SaeCuda *one[1] = {sae};
-    if (!prefixes) {
-        sae_cuda_sweep_step(one, 1, x, n, N, &lr, grad_clip);
-        return;
-    }
-    if (sae->cfg.normalize_w_dec) sae_cuda_normalize_w_dec(sae);
-    sae_cuda_forward_backward(sae, x, n, N, prefixes, n_prefixes);
-    if (sae->distributed) {
-        cudaCheck(cudaEventRecord((cudaEvent_t)sae->computed, stream_of(sae)));
-        cudaCheck(cudaStreamWaitEvent((cudaStream_t)sae->comm_stream, (cudaEvent_t)sae->computed, 0));
-        allreduce_grads(sae);
-        cudaCheck(cudaEventRecord((cudaEvent_t)sae->reduced, (cudaStream_t)sae->comm_stream));
-        cudaCheck(cudaStreamWaitEvent(stream_of(sae), (cudaEvent_t)sae->reduced, 0));
-    }
-    optimizer_part(sae, lr, grad_clip);
+    const float *xs[1] = {x};
+    const int *pp[1] = {prefixes};
+    sae_cuda_sweep_step(one, 1, xs, n, N, &lr, &grad_clip, pp, &n_prefixes);
 }
 
-extern "C" void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *x, int n, int64_t N, const float *lr,
-                                    double grad_clip) {
+extern "C" void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *const *x, int n, int64_t N, const float *lr,
+                                    const double *grad_clip, const int *const *prefixes, const int *n_prefixes) {
     for (int i = 0; i < K; i++) {
         SaeCuda *s = saes[i];
         if (s->cfg.normalize_w_dec) sae_cuda_normalize_w_dec(s);
-        sae_cuda_forward_backward(s, x, n, N, NULL, 0);
-        if (s->distributed) { /* the all-reduce runs while the next SAE computes */
-            cudaCheck(cudaEventRecord((cudaEvent_t)s->computed, stream_of(s)));
+        const int *p = prefixes ? prefixes[i] : NULL;
+        sae_cuda_forward_backward(s, x[i], n, N, p, p ? n_prefixes[i] : 0);
+        /* x may be overwritten once every consumer has recorded this (the stage waits on it) */
+        cudaCheck(cudaEventRecord((cudaEvent_t)s->computed, stream_of(s)));
+        if (s->distributed) { /* the all-reduce runs on the comm stream while the next SAE computes */
             cudaCheck(cudaStreamWaitEvent((cudaStream_t)s->comm_stream, (cudaEvent_t)s->computed, 0));
             allreduce_grads(s);
             cudaCheck(cudaEventRecord((cudaEvent_t)s->reduced, (cudaStream_t)s->comm_stream));
@@ -825,32 +1091,34 @@ extern "C" void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *x, int n
     for (int i = 0; i < K; i++) {
         SaeCuda *s = saes[i];
         if (s->distributed) cudaCheck(cudaStreamWaitEvent(stream_of(s), (cudaEvent_t)s->reduced, 0));
-        optimizer_part(s, lr[i], grad_clip);
+        optimizer_part(s, lr[i], grad_clip[i]);
     }
 }
 
-extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, SaeCudaMetrics *out) {
-    const SaeCudaConfig *c = &sae->cfg;
+extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetrics *out) {
+    const SaeConfig *c = &sae->cfg;
     int d = c->d_model;
-    size_t n_stats = SAE_CUDA_STAT_X_SUM0 + (size_t)d;
+    size_t n_stats = SAE_STAT_X_SUM0 + (size_t)d;
     double *stats = (double *)mallocCheck(n_stats * sizeof(double)), norm_sq = 0;
     int n_dead = 0;
     cuda_stream_sync(sae->stream);
     cuda_download(stats, sae->stats, n_stats * sizeof(double));
     cuda_download(&norm_sq, sae->norm_sq, sizeof(double));
     cuda_download(&n_dead, sae->n_dead, sizeof(int));
+    /* the same arithmetic as sae_train_step */
     double Nd = (double)N, elems = Nd * d;
     memset(out, 0, sizeof *out);
-    out->mse = stats[SAE_CUDA_STAT_MSE] / elems;
-    out->l1 = stats[SAE_CUDA_STAT_L1] / Nd;
-    out->l0 = stats[SAE_CUDA_STAT_L0] / Nd;
-    out->aux = stats[SAE_CUDA_STAT_AUX] / elems;
-    out->loss = out->mse + out->aux + (c->activation == SAE_CUDA_RELU ? c->l1_coeff * out->l1 : 0.0);
-    double xsq = stats[SAE_CUDA_STAT_X_SQ], var = xsq;
-    out->nmse = xsq > 0 ? stats[SAE_CUDA_STAT_SQERR_FULL] / xsq : 0.0;
-    for (int i = 0; i < d; i++) var -= stats[SAE_CUDA_STAT_X_SUM0 + i] * stats[SAE_CUDA_STAT_X_SUM0 + i] / Nd;
-    out->explained_variance = var > 0 ? 1.0 - stats[SAE_CUDA_STAT_SQERR_FULL] / var : 0.0;
+    out->mse = stats[SAE_STAT_MSE] / elems;
+    out->l1 = stats[SAE_STAT_L1] / Nd;
+    out->l0 = stats[SAE_STAT_L0] / Nd;
+    out->aux = stats[SAE_STAT_AUX] / elems;
+    out->loss = out->mse + out->aux + (c->activation == SAE_RELU ? c->l1_coeff * out->l1 : 0.0);
+    double xsq = stats[SAE_STAT_X_SQ], var = xsq;
+    out->nmse = xsq > 0 ? stats[SAE_STAT_SQERR_FULL] / xsq : 0.0;
+    for (int i = 0; i < d; i++) var -= stats[SAE_STAT_X_SUM0 + i] * stats[SAE_STAT_X_SUM0 + i] / Nd;
+    out->explained_variance = var > 0 ? 1.0 - stats[SAE_STAT_SQERR_FULL] / var : 0.0;
     out->grad_norm = sqrt(norm_sq);
+    out->lr = lr;
     out->dead_frac = (double)n_dead / c->d_sae;
     out->finite = isfinite(out->loss) && isfinite(out->grad_norm);
     free(stats);
@@ -860,4 +1128,59 @@ extern "C" void sae_cuda_topk_rows(const float *h, int n, int S, int k, int *idx
     if (n < 1) return;
     topk_kernel<<<n, 256, 0, (cudaStream_t)stream>>>(h, S, k, NULL, NULL, idx, val, NULL, NULL);
     cudaLaunchCheck();
+}
+
+extern "C" void sae_cuda_scale(const float *x, float *out, size_t n, float scale, void *stream) {
+    if (n == 0) return;
+    scale_kernel<<<grid_for(n), 256, 0, (cudaStream_t)stream>>>(x, out, n, scale);
+    cudaLaunchCheck();
+}
+
+/* ---- batch staging ---- */
+
+extern "C" void sae_cuda_stage_create(SaeCudaStage *st, int max_rows, int d) {
+    memset(st, 0, sizeof *st);
+    st->max_rows = max_rows;
+    st->d = d;
+    size_t bytes = (size_t)max_rows * d * sizeof(float);
+    st->copy_stream = cuda_stream_create();
+    for (int i = 0; i < 2; i++) {
+        st->host[i] = (float *)cuda_host_alloc(bytes);
+        st->dev[i] = (float *)cuda_malloc(bytes);
+        cudaEvent_t e;
+        cudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        cudaCheck(cudaEventRecord(e, (cudaStream_t)st->copy_stream)); /* "done" before the first copy */
+        st->copied[i] = e;
+    }
+}
+
+extern "C" void sae_cuda_stage_destroy(SaeCudaStage *st) {
+    if (!st->copy_stream) return;
+    cuda_stream_sync(st->copy_stream);
+    for (int i = 0; i < 2; i++) {
+        cuda_host_free(st->host[i]);
+        cuda_free(st->dev[i]);
+        cudaCheck(cudaEventDestroy((cudaEvent_t)st->copied[i]));
+    }
+    cuda_stream_destroy(st->copy_stream);
+    memset(st, 0, sizeof *st);
+}
+
+extern "C" float *sae_cuda_stage_host(SaeCudaStage *st) {
+    cudaCheck(cudaEventSynchronize((cudaEvent_t)st->copied[st->slot])); /* its last copy has left the buffer */
+    return st->host[st->slot];
+}
+
+extern "C" void sae_cuda_stage_submit(SaeCudaStage *st, int n_rows, SaeCuda *const *consumers, int K) {
+    if (n_rows < 0 || n_rows > st->max_rows) saev_fail("batch stage: %d rows, room for %d", n_rows, st->max_rows);
+    cudaStream_t cs = (cudaStream_t)st->copy_stream;
+    int i = st->slot;
+    /* dev[i] may still be read by the step before last: wait for the consumers' latest forward/backward */
+    for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(cs, (cudaEvent_t)consumers[c]->computed, 0));
+    cudaCheck(cudaMemcpyAsync(st->dev[i], st->host[i], (size_t)n_rows * st->d * sizeof(float), cudaMemcpyHostToDevice, cs));
+    cudaCheck(cudaEventRecord((cudaEvent_t)st->copied[i], cs));
+    for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(stream_of(consumers[c]), (cudaEvent_t)st->copied[i], 0));
+    st->current = st->dev[i];
+    st->n_rows = n_rows;
+    st->slot = 1 - i;
 }

@@ -15,10 +15,17 @@
  * block own each latent's W_dec row, W_enc column and b_enc entry: no atomics on
  * gradients, the same bits every run.
  *
- * SaeCudaConfig carries the fields of sae.h's SaeConfig with the same names and
- * meanings, so the trainer fills it field by field (batch-top-k is not implemented on
- * the GPU yet; sae_cuda_create rejects it). Precision: fp32 or tf32 GEMMs (bf16 is
- * rejected); parameters, gradients and Adam state are float32.
+ * The configuration is sae.h's SaeConfig. Every option runs on the GPU: relu, top-k and
+ * batch-top-k (the global k·B-th largest pre-activation found by a radix select whose
+ * per-pass histograms are all-reduced over NCCL, then the JumpReLU threshold EMA as in
+ * sae_cpu.c), AuxK, fixed or sampled Matryoshka prefixes (drawn on the host by the caller
+ * with sae_draw_prefixes, the CPU path's RNG), centred input, normalization and parallel
+ * removal switches. What is refused, with the option named: d_model > 4096 (the sparse
+ * backward keeps a row in registers) and precision bf16. Precision: fp32 or tf32 GEMMs;
+ * parameters, gradients and Adam state are float32.
+ *
+ * Batch-top-k keeps a variable number of entries per row; the step reads the total back
+ * to the host once (a stream sync inside the forward) to size the entry arrays.
  */
 #ifndef SAEV_SAE_CUDA_H
 #define SAEV_SAE_CUDA_H
@@ -32,37 +39,11 @@
 extern "C" {
 #endif
 
-#define SAE_CUDA_MAX_PREFIXES 64
-enum { SAE_CUDA_RELU = 0, SAE_CUDA_TOPK = 1, SAE_CUDA_BATCH_TOPK = 2 }; /* = SaeActivation */
+#include "sae/sae.h"
+#include "sae/sae_step.h"
 
 typedef struct {
-    int d_model;                          // d
-    int d_sae;                            // S
-    int activation;                       // SAE_CUDA_RELU | SAE_CUDA_TOPK
-    int k;                                // top-k: active latents per row
-    float l1_coeff;                       // relu: sparsity coefficient
-    int k_aux;                            // AuxK latents per row among the dead (0: off)
-    float aux_alpha;                      // AuxK loss weight
-    int n_prefixes;                       // Matryoshka prefixes (1 = plain SAE)
-    int prefixes[SAE_CUDA_MAX_PREFIXES];  // [n_prefixes] increasing, last == d_sae
-    int64_t dead_threshold_tokens;        // silent this many tokens -> dead
-    int normalize_w_dec;                  // unit-norm W_dec rows before every step
-    int remove_parallel_grads;            // drop W_dec row gradients' component along the row
-    int center_input;                     // encoder sees x - b_dec
-} SaeCudaConfig;
-
-/* Per-step sums (float64, device), same order as sae.h's SAE_STAT_*. */
-enum { SAE_CUDA_STAT_MSE = 0, SAE_CUDA_STAT_L1, SAE_CUDA_STAT_L0, SAE_CUDA_STAT_AUX, SAE_CUDA_STAT_SQERR_FULL,
-       SAE_CUDA_STAT_X_SQ, SAE_CUDA_STAT_X_SUM0 };
-
-typedef struct {
-    double loss, mse, l1, l0, aux, nmse, explained_variance, grad_norm;
-    double dead_frac;
-    int finite;
-} SaeCudaMetrics;
-
-typedef struct {
-    SaeCudaConfig cfg;
+    SaeConfig cfg;
     CudaPrecision prec;       // fp32 | tf32
     void *stream;             // cudaStream_t all work is enqueued on
     void *comm_stream;        // cudaStream_t for the gradient all-reduce
@@ -81,7 +62,7 @@ typedef struct {
     float *fired;             // [S] 1 where a row fired this step (all-reduced with max)
     float *dead;              // [S] 1 for dead latents after this step's counters
     int *n_dead;              // [1]
-    double *stats;            // [SAE_CUDA_STAT_X_SUM0 + d]
+    double *stats;            // [SAE_STAT_X_SUM0 + d]
     double *norm_sq;          // [1] squared global gradient norm before clipping
     double *partials;         // [norm_blocks] per-block partial sums for the norm
     float *ones;              // [max_batch] 1.0 (column sums as GEMVs)
@@ -90,9 +71,23 @@ typedef struct {
     float *x_in;              // [B, d] encoder input when centred
     float *x_hat;             // [B, d] full reconstruction
     float *g_pref;            // [P, B, d] per prefix: Σ_{q>=p} dL/dx̂_q
-    int *act_idx;             // [B, k] active latents of each row, increasing (top-k)
-    float *act_val;           // [B, k]
-    float *act_dh;            // [B, k] dL/dh of each active entry
+    int *act_idx;             // [act_cap] active latents, row by row, increasing within a row (top-k: [B, k])
+    float *act_val;           // [act_cap]
+    float *act_dh;            // [act_cap] dL/dh of each active entry
+    size_t act_cap;           // entry capacity (top-k: B·k; batch-top-k grows it)
+    size_t n_act;             // active entries of the current step (host copy)
+    int *act_start;           // [B + 1] batch-top-k: row b's entries are [act_start[b], act_start[b+1])
+    int *act_row;             // [act_cap] batch-top-k: row of each entry
+    int *row_count;           // [B + 1] batch-top-k: entries per row (last slot 0, for the scan)
+    void *scan_tmp;           // cub scan scratch
+    size_t scan_tmp_bytes;
+    int *total_host;          // [1] pinned: act_start[n] read back to size the entry arrays
+    unsigned long long *bt_hist; // [256] radix histogram of the global select (int64 for NCCL)
+    unsigned *bt_key;         // [2] key prefix and mask found so far; [0] ends as the cut's key
+    long long *bt_rank;       // [1] rank of the cut among the keys under the prefix
+    int *bt_min_bits;         // [1] smallest kept positive value (float bits; positive floats order as ints)
+    float *bt_neg_min;        // [1] its negation (all-reduced with max = global min)
+    float *threshold;         // [1] JumpReLU threshold (EMA of the smallest kept positive value)
     int *aux_idx;             // [B, k_aux] AuxK latents (-1 pads rows when fewer are dead)
     float *aux_val;           // [B, k_aux]
     float *aux_dh;            // [B, k_aux]
@@ -103,33 +98,70 @@ typedef struct {
     float *g_w_enc_t;         // [S, d] W_enc gradient transposed (one row per latent)
     void *sort_tmp;           // cub radix-sort scratch
     size_t sort_tmp_bytes;
+    size_t sort_cap;          // entries sort_tmp and keys/ents hold
     int distributed;          // 1: all-reduce gradients, statistics and fired flags over NCCL
 } SaeCuda;
 
-/* cfg is checked (message names the field); 0, or -1 with err. */
-int sae_cuda_create(SaeCuda *sae, const SaeCudaConfig *cfg, int max_batch, CudaPrecision prec, char *err, size_t errlen);
+/* cfg is checked (sae_config_check, then the GPU limits; the message names the option);
+ * 0, or -1 with err. */
+int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, CudaPrecision prec, char *err, size_t errlen);
 void sae_cuda_destroy(SaeCuda *sae);
 /* Host <-> device parameters in the flat layout ([n_params] floats). Synchronous. */
 void sae_cuda_set_params(SaeCuda *sae, const float *host);
 void sae_cuda_get_params(SaeCuda *sae, float *host);
+/* The whole training state: parameters, Adam m and v ([n_params] each), dead counters
+ * ([S]), batch-top-k threshold and Adam step count. Synchronous. */
+void sae_cuda_upload_state(SaeCuda *sae, const float *params, const float *adam_m, const float *adam_v,
+                           const int64_t *since_fired, float threshold, int64_t adam_t);
+void sae_cuda_download_state(SaeCuda *sae, float *params, float *adam_m, float *adam_v, int64_t *since_fired,
+                             float *threshold, int64_t *adam_t);
 
 /* Step pieces, enqueued on sae->stream. x: device [n, d]; N: global batch rows. */
 void sae_cuda_normalize_w_dec(SaeCuda *sae);
+/* prefixes NULL: the configured ones; else the step's (last == d_sae). */
 void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, int64_t N, const int *prefixes, int n_prefixes);
 void sae_cuda_remove_parallel_grads(SaeCuda *sae);
 void sae_cuda_grad_norm(SaeCuda *sae);                        /* into sae->norm_sq */
 void sae_cuda_clip_adam(SaeCuda *sae, float lr, double grad_clip); /* torch clip_grad_norm_, then Adam */
-/* One whole step (normalize, forward/backward, [all-reduce], parallel removal, norm,
- * clip, Adam). prefixes NULL: the configured ones. */
+/* One whole step: normalize, forward/backward, [all-reduce], parallel removal, norm, clip,
+ * Adam (sae_step.c's order). prefixes NULL: the configured ones. */
 void sae_cuda_train_step(SaeCuda *sae, const float *x, int n, int64_t N, float lr, double grad_clip, const int *prefixes,
                          int n_prefixes);
-/* K SAEs on the same batch, each on its own stream: every forward/backward, each followed by
- * its all-reduce on the comm stream, then every optimizer step. */
-void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *x, int n, int64_t N, const float *lr, double grad_clip);
-/* Waits for the SAE's stream and turns the device sums into saev's metrics. */
-void sae_cuda_metrics(SaeCuda *sae, int64_t N, SaeCudaMetrics *out);
+/* K SAEs, each on its own stream, x[i] its (device) input: every forward/backward, each
+ * followed by its gradient all-reduce on its comm stream (overlapping the next SAE's
+ * compute), then every optimizer step. prefixes / n_prefixes may be NULL (configured). */
+void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *const *x, int n, int64_t N, const float *lr,
+                         const double *grad_clip, const int *const *prefixes, const int *n_prefixes);
+/* Waits for the SAE's stream and turns the device sums into saev's metrics (sae_step.c's
+ * definitions); lr is recorded as given. */
+void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetrics *out);
 /* The per-row top-k selection alone (for tests): idx/val [n, k] device, latents increasing. */
 void sae_cuda_topk_rows(const float *h, int n, int S, int k, int *idx, float *val, void *stream);
+/* out[i] = x[i]·scale on `stream` (the data scale, the same float product as the CPU path). */
+void sae_cuda_scale(const float *x, float *out, size_t n, float scale, void *stream);
+
+/* Batches staged through pinned host memory: the loader writes rows into
+ * sae_cuda_stage_host (pinned), sae_cuda_stage_submit copies them to the device on the copy
+ * stream and makes the consumers' streams wait for the copy; two slots alternate so the
+ * next batch can be loaded and copied while the current step computes. */
+typedef struct {
+    int max_rows, d;
+    float *host[2];           // [max_rows, d] pinned
+    float *dev[2];            // [max_rows, d] device
+    void *copy_stream;        // cudaStream_t
+    void *copied[2];          // cudaEvent_t: dev[i] holds host[i]'s rows
+    int slot;                 // slot the next batch goes to
+    int n_rows;               // rows of the last submitted batch
+    const float *current;     // device rows of the last submitted batch
+} SaeCudaStage;
+
+void sae_cuda_stage_create(SaeCudaStage *st, int max_rows, int d);
+void sae_cuda_stage_destroy(SaeCudaStage *st);
+/* Pinned buffer for the next batch (waits until its previous copy has finished). */
+float *sae_cuda_stage_host(SaeCudaStage *st);
+/* Starts the copy of n_rows rows; it waits for the consumers' last forward/backward (which
+ * may still read the slot's previous batch), and their streams wait for it. */
+void sae_cuda_stage_submit(SaeCudaStage *st, int n_rows, SaeCuda *const *consumers, int K);
 
 #ifdef __cplusplus
 }

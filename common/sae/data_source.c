@@ -1,40 +1,46 @@
 /*
- * data_source.c: the safetensors DataSource and the BatchLoader of data_source.h.
+ * data_source.c: the safetensors and activation-store DataSources and the BatchLoader of
+ * data_source.h (window-shuffled chunk stream, read ahead on a prefetch thread).
  */
 #include "data_source.h"
 
+#include <hdf5.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "check.h"
 #include "comm.h"
+#include "config.h"
 #include "dtype.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "store/store.h"
+
+/* ---- safetensors ----------------------------------------------------------------------- */
+
+enum { ST_CHUNK_ROWS = 1024 };
 
 typedef struct {
     SafeTensors st;
     const StTensor *t;
 } StSource;
 
-static void st_read_rows(DataSource *src, const int64_t *ids, int n, float *out) {
+static void st_read_range(DataSource *src, int64_t row0, int64_t n, float *out) {
     StSource *s = src->impl;
-    int d = src->d;
+    size_t d = (size_t)src->d;
+    if (row0 < 0 || n < 0 || row0 + n > src->n_rows) saev_fail("%s: rows [%lld, %lld) out of range", src->name, (long long)row0, (long long)(row0 + n));
     const char *base = s->t->data;
-    for (int r = 0; r < n; r++) {
-        if (ids[r] < 0 || ids[r] >= src->n_rows) saev_fail("%s: row %lld out of range", src->name, (long long)ids[r]);
-        float *o = out + (size_t)r * d;
-        if (s->t->dtype == ST_F32) {
-            memcpy(o, base + (size_t)ids[r] * d * 4, (size_t)d * 4);
-        } else {
-            const char *p = base + (size_t)ids[r] * d * 2;
-            for (int i = 0; i < d; i++) {
-                uint16_t u;
-                memcpy(&u, p + 2 * i, 2);
-                o[i] = s->t->dtype == ST_F16 ? f16_to_f32(u) : bf16_to_f32(u);
-            }
-        }
+    if (s->t->dtype == ST_F32) {
+        memcpy(out, base + (size_t)row0 * d * 4, (size_t)n * d * 4);
+        return;
+    }
+    const char *p = base + (size_t)row0 * d * 2;
+    for (size_t i = 0; i < (size_t)n * d; i++) {
+        uint16_t u;
+        memcpy(&u, p + 2 * i, 2);
+        out[i] = s->t->dtype == ST_F16 ? f16_to_f32(u) : bf16_to_f32(u);
     }
 }
 
@@ -42,6 +48,7 @@ static void st_source_close(DataSource *src) {
     StSource *s = src->impl;
     st_close(&s->st);
     free(s);
+    free(src->chunk_first);
     free((char *)src->name);
     free(src);
 }
@@ -59,18 +66,176 @@ DataSource *data_source_open_safetensors(const char *path) {
     src->d = (int)s->t->shape[1];
     if (src->n_rows < 1 || src->d < 1) saev_usage_fail("%s: \"activations\" is empty", path);
     src->name = strdupCheck(path);
-    src->read_rows = st_read_rows;
+    src->n_chunks = (src->n_rows + ST_CHUNK_ROWS - 1) / ST_CHUNK_ROWS;
+    src->chunk_first = mallocCheck((size_t)(src->n_chunks + 1) * sizeof(int64_t));
+    for (int64_t c = 0; c < src->n_chunks; c++) src->chunk_first[c] = c * ST_CHUNK_ROWS;
+    src->chunk_first[src->n_chunks] = src->n_rows;
+    src->read_range = st_read_range;
     src->close = st_source_close;
     src->impl = s;
     return src;
 }
 
-DataSource *data_source_open(const char *path, int layer) {
-    (void)layer; /* selects the layer of a store */
+/* ---- activation store ------------------------------------------------------------------ */
+
+typedef struct {
+    Store *store;
+    int layer_idx;   // position in the store's layers
+    int tok0, n_tok; // tokens [tok0, tok0 + n_tok) of every image
+    int64_t n_img;   // images used (written, not skipped)
+    int64_t *img;    // [n_img] their store positions, ascending
+    float *scratch;  // [scratch_rows, d]
+    int64_t scratch_rows;
+} StoreSource;
+
+/* Rows [row0, row0+n): images img[row0/n_tok ..], read as runs of consecutive store
+ * positions (one store_read_layer each), then the wanted rows copied out. */
+static void store_read_range(DataSource *src, int64_t row0, int64_t n, float *out) {
+    StoreSource *s = src->impl;
+    size_t d = (size_t)src->d;
+    if (row0 < 0 || n < 0 || row0 + n > src->n_rows) saev_fail("%s: rows [%lld, %lld) out of range", src->name, (long long)row0, (long long)(row0 + n));
+    int64_t row = row0, end = row0 + n;
+    while (row < end) {
+        int64_t a = row / s->n_tok, b = a + 1; /* used-image indices [a, b) of one run */
+        int64_t last = (end - 1) / s->n_tok;
+        int64_t max_rows = ((int64_t)1 << 24) / (int64_t)d; /* scratch of at most 64 MiB */
+        while (b <= last && s->img[b] == s->img[b - 1] + 1 && (b + 1 - a) * s->n_tok <= max_rows) b++;
+        int64_t rows_in_run = (b - a) * s->n_tok;
+        if (rows_in_run > s->scratch_rows) {
+            free(s->scratch);
+            s->scratch = mallocCheck((size_t)rows_in_run * d * sizeof(float));
+            s->scratch_rows = rows_in_run;
+        }
+        store_read_layer(s->store, s->layer_idx, s->img[a], b - a, s->tok0, s->n_tok, s->scratch);
+        int64_t from = row - a * s->n_tok, to = end - a * s->n_tok < rows_in_run ? end - a * s->n_tok : rows_in_run;
+        memcpy(out + (size_t)(row - row0) * d, s->scratch + (size_t)from * d, (size_t)(to - from) * d * sizeof(float));
+        row = a * s->n_tok + to;
+    }
+}
+
+static void store_source_close(DataSource *src) {
+    StoreSource *s = src->impl;
+    store_close(s->store);
+    free(s->img);
+    free(s->scratch);
+    free(s);
+    free(src->chunk_first);
+    free((char *)src->name);
+    free(src);
+}
+
+/* The ViT depth implied by the store's recorded config: a model.layers entry given as
+ * -m that resolved to block b means depth b + m. -1 when the config does not tell. */
+static int64_t store_vit_depth(const StoreMeta *m) {
+    const char *y = m->config_yaml;
+    if (!y) return -1;
+    const char *model = !strncmp(y, "model:\n", 7) ? y : strstr(y, "\nmodel:\n");
+    if (!model) return -1;
+    const char *p = strchr(model + 1, '\n');
+    while (p && p[1] == ' ') { /* lines of the model: mapping */
+        if (!strncmp(p + 1, "  layers: [", 11)) {
+            const char *q = p + 12;
+            int64_t depth = -1;
+            for (int i = 0; *q && *q != ']'; i++) {
+                char *e;
+                long long v = strtoll(q, &e, 10);
+                if (e == q || i >= m->n_layers) return -1;
+                if (v < 0) {
+                    int64_t dd = m->layers[i] - v;
+                    if (depth >= 0 && dd != depth) return -1;
+                    depth = dd;
+                }
+                q = e;
+                while (*q == ',' || *q == ' ') q++;
+            }
+            return depth;
+        }
+        p = strchr(p + 1, '\n');
+    }
+    return -1;
+}
+
+DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens) {
+    char err[1024];
+    Store *st = store_open_read(dir, err, sizeof err);
+    if (!st) saev_usage_fail("train.data: %s", err);
+    const StoreMeta *m = &st->meta;
+    char listed[512] = "";
+    for (int i = 0; i < m->n_layers; i++) snprintf(listed + strlen(listed), sizeof listed - strlen(listed), "%s%d", i ? ", " : "", m->layers[i]);
+    if (!st->complete) {
+        int64_t pending = 0;
+        for (int64_t i = 0; i < m->n_images; i++) pending += st->status[i] == STORE_PENDING;
+        saev_usage_fail("train.data: store %s is incomplete (%lld of %lld images not yet written); finish `saev activations` first", dir,
+                        (long long)pending, (long long)m->n_images);
+    }
+    StoreSource *s = callocCheck(1, sizeof *s);
+    s->store = st;
+    s->layer_idx = -1;
+    if (layer == CFG_UNSET_INT) {
+        if (m->n_layers != 1) saev_usage_fail("train.layer: store %s holds blocks [%s]; say which one to train on (train.layer)", dir, listed);
+        s->layer_idx = 0;
+    } else {
+        int64_t block = layer;
+        if (layer < 0) {
+            int64_t depth = store_vit_depth(m);
+            if (depth < 0)
+                saev_usage_fail("train.layer: %lld counts from the end of the ViT, but store %s does not record the ViT's depth; "
+                                "give the block number, one of [%s]", (long long)layer, dir, listed);
+            block = depth + layer;
+        }
+        for (int i = 0; i < m->n_layers; i++)
+            if (m->layers[i] == block) s->layer_idx = i;
+        if (s->layer_idx < 0)
+            saev_usage_fail("train.layer: block %lld%s is not in store %s, which holds blocks [%s]", (long long)block,
+                            layer < 0 ? " (counted from the end)" : "", dir, listed);
+    }
+    if (!strcmp(tokens, "patches")) {
+        s->tok0 = m->has_cls, s->n_tok = m->n_patches;
+        if (s->n_tok < 1) saev_usage_fail("train.tokens: store %s holds no patch tokens", dir);
+    } else if (!strcmp(tokens, "cls")) {
+        if (!m->has_cls) saev_usage_fail("train.tokens: cls, but store %s has no CLS token", dir);
+        s->tok0 = 0, s->n_tok = 1;
+    } else if (!strcmp(tokens, "all")) {
+        s->tok0 = 0, s->n_tok = m->n_tokens;
+    } else {
+        saev_usage_fail("train.tokens: \"%s\" is not patches, all or cls", tokens);
+    }
+    s->img = mallocCheck((size_t)(m->n_images > 0 ? m->n_images : 1) * sizeof(int64_t));
+    for (int64_t i = 0; i < m->n_images; i++)
+        if (st->status[i] == STORE_WRITTEN) s->img[s->n_img++] = i;
+    if (s->n_img == 0) saev_usage_fail("train.data: store %s holds no written images", dir);
+
+    /* Chunks: the HDF5 chunk's image count, aligned within each file. */
+    hid_t dcpl = H5Dget_create_plist(st->d_acts[0]);
+    h5Check(dcpl);
+    hsize_t chunk[4] = {0, 0, 0, 0};
+    int64_t per_chunk = H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 4, chunk) >= 1 && chunk[0] > 0 ? (int64_t)chunk[0] : 1;
+    h5Check(H5Pclose(dcpl));
+    DataSource *src = callocCheck(1, sizeof *src);
+    src->n_rows = s->n_img * s->n_tok;
+    src->d = m->d_model;
+    src->name = strdupCheck(dir);
+    src->chunk_first = mallocCheck((size_t)(s->n_img + 1) * sizeof(int64_t));
+    int f = 0;
+    int64_t prev = -1;
+    for (int64_t j = 0; j < s->n_img; j++) {
+        int64_t i = s->img[j];
+        while (i >= st->file_first[f + 1]) f++;
+        int64_t id = (int64_t)f << 40 | (i - st->file_first[f]) / per_chunk;
+        if (id != prev) src->chunk_first[src->n_chunks++] = j * s->n_tok;
+        prev = id;
+    }
+    src->chunk_first[src->n_chunks] = src->n_rows;
+    src->read_range = store_read_range;
+    src->close = store_source_close;
+    src->impl = s;
+    return src;
+}
+
+DataSource *data_source_open(const char *path, int64_t layer, const char *tokens) {
     struct stat sb;
-    if (stat(path, &sb) != 0) saev_usage_fail("%s: training data not found", path);
-    if (S_ISDIR(sb.st_mode))
-        saev_usage_fail("%s: activation stores (directories) are read by the store reader; pass a safetensors file with `activations` [N, d]", path);
+    if (stat(path, &sb) != 0) saev_usage_fail("train.data: %s not found", path);
+    if (S_ISDIR(sb.st_mode)) return data_source_open_store(path, layer, tokens);
     return data_source_open_safetensors(path);
 }
 
@@ -78,55 +243,216 @@ void data_source_close(DataSource *src) {
     if (src) src->close(src);
 }
 
+void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *out) {
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && ids[j] == ids[j - 1] + 1) j++;
+        src->read_range(src, ids[i], j - i, out + (size_t)i * src->d);
+        i = j;
+    }
+}
+
+/* ---- batch loader ---------------------------------------------------------------------- */
+
 int batch_loader_local_rows(int64_t global_batch, int rank, int size) {
     int64_t lo = global_batch * rank / size, hi = global_batch * (rank + 1) / size;
     return (int)(hi - lo);
 }
 
-void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, uint64_t seed) {
+/* Positions p in [a, b) with p mod B in [lo, hi): this rank's rows there. */
+static int64_t count_mine(const BatchLoader *l, int64_t a, int64_t b) {
+    if (b <= a) return 0;
+    int64_t B = l->batch, n = 0;
+    for (int64_t q = a / B; q * B < b; q++) {
+        int64_t x = q * B + l->lo > a ? q * B + l->lo : a, y = q * B + l->hi < b ? q * B + l->hi : b;
+        if (y > x) n += y - x;
+    }
+    return n;
+}
+
+static int64_t windows_per_epoch(const BatchLoader *l) { return (l->src->n_rows + l->window - 1) / l->window; }
+
+/* Fisher-Yates of [0, n) from a stream seeded by (seed, a, b). */
+static void permutation(int64_t *p, int64_t n, uint64_t seed, uint64_t a, uint64_t b) {
+    for (int64_t i = 0; i < n; i++) p[i] = i;
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ULL ^ (a + 1) * 0xBF58476D1CE4E5B9ULL ^ (b + 1) * 0x94D049BB133111EBULL;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)rng_below(&rng, (uint64_t)i + 1);
+        int64_t t = p[i]; p[i] = p[j]; p[j] = t;
+    }
+}
+
+typedef struct { int64_t j, q; } StreamPick; /* stream element j goes to local slot q */
+
+static int pick_cmp(const void *a, const void *b) {
+    int64_t x = ((const StreamPick *)a)->j, y = ((const StreamPick *)b)->j;
+    return (x > y) - (x < y);
+}
+
+/* Thread-private state of the window filler. */
+typedef struct {
+    int64_t epoch;    // epoch whose chunk order is cached (-1: none)
+    int64_t *order;   // [n_chunks] chunk order of that epoch
+    int64_t *cum;     // [n_chunks + 1] stream offset of each chunk in that order
+    int64_t *perm;    // [W] window permutation
+    StreamPick *picks; // [cap]
+    float *chunk;     // [rows of the largest chunk, d]
+} Filler;
+
+static void fill_window(BatchLoader *l, Filler *f, LoaderWindow *w, int64_t k) {
+    DataSource *src = l->src;
+    int64_t N = src->n_rows, W = l->window, nw = windows_per_epoch(l);
+    int64_t e = k / nw, wi = k % nw, P0 = e * N + wi * W, L = W < N - wi * W ? W : N - wi * W;
+    if (f->epoch != e) {
+        if (l->shuffle) permutation(f->order, src->n_chunks, l->seed, (uint64_t)e, UINT64_MAX - 1);
+        else for (int64_t c = 0; c < src->n_chunks; c++) f->order[c] = c;
+        f->cum[0] = 0;
+        for (int64_t c = 0; c < src->n_chunks; c++) f->cum[c + 1] = f->cum[c] + src->chunk_first[f->order[c] + 1] - src->chunk_first[f->order[c]];
+        f->epoch = e;
+    }
+    if (l->shuffle) permutation(f->perm, L, l->seed, (uint64_t)e, (uint64_t)wi);
+    /* My positions in [P0, P0 + L), in order, and the stream element each emits. */
+    int64_t m = 0, B = l->batch;
+    for (int64_t q = P0 / B; q * B < P0 + L; q++)
+        for (int64_t p = q * B + l->lo; p < q * B + l->hi; p++) {
+            if (p < P0 || p >= P0 + L) continue;
+            int64_t o = p - P0;
+            f->picks[m].j = wi * W + (l->shuffle ? f->perm[o] : o);
+            f->picks[m].q = m;
+            m++;
+        }
+    if (m > l->cap) saev_fail("loader: window holds %lld rows, more than its %lld slots", (long long)m, (long long)l->cap);
+    qsort(f->picks, (size_t)m, sizeof *f->picks, pick_cmp);
+    /* Walk the stream: per chunk, one sequential read of the span holding my rows. */
+    size_t d = (size_t)src->d;
+    int64_t c = 0;
+    for (int64_t a = 0; a < m;) {
+        while (f->cum[c + 1] <= f->picks[a].j) c++;
+        int64_t b = a + 1;
+        while (b < m && f->picks[b].j < f->cum[c + 1]) b++;
+        int64_t first = src->chunk_first[f->order[c]];
+        int64_t r0 = first + f->picks[a].j - f->cum[c], r1 = first + f->picks[b - 1].j - f->cum[c] + 1;
+        src->read_range(src, r0, r1 - r0, f->chunk);
+        for (int64_t i = a; i < b; i++) {
+            int64_t row = first + f->picks[i].j - f->cum[c];
+            memcpy(w->rows + (size_t)f->picks[i].q * d, f->chunk + (size_t)(row - r0) * d, d * sizeof(float));
+            w->ids[f->picks[i].q] = row;
+        }
+        a = b;
+    }
+    w->n = m;
+    w->k = k;
+}
+
+static void *prefetch_main(void *arg) {
+    BatchLoader *l = arg;
+    DataSource *src = l->src;
+    Filler f = {.epoch = -1};
+    f.order = mallocCheck((size_t)src->n_chunks * sizeof(int64_t));
+    f.cum = mallocCheck((size_t)(src->n_chunks + 1) * sizeof(int64_t));
+    f.perm = mallocCheck((size_t)l->window * sizeof(int64_t));
+    f.picks = mallocCheck((size_t)l->cap * sizeof(StreamPick));
+    int64_t biggest = 1;
+    for (int64_t c = 0; c < src->n_chunks; c++)
+        if (src->chunk_first[c + 1] - src->chunk_first[c] > biggest) biggest = src->chunk_first[c + 1] - src->chunk_first[c];
+    f.chunk = mallocCheck((size_t)biggest * src->d * sizeof(float));
+    for (int64_t k = l->first_k;; k++) {
+        LoaderWindow *w = &l->slot[k % 2];
+        pthread_mutex_lock(&l->mu);
+        while (w->ready && !l->stop) pthread_cond_wait(&l->cv, &l->mu);
+        int stop = l->stop;
+        pthread_mutex_unlock(&l->mu);
+        if (stop) break;
+        fill_window(l, &f, w, k);
+        pthread_mutex_lock(&l->mu);
+        w->ready = 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+    }
+    free(f.order);
+    free(f.cum);
+    free(f.perm);
+    free(f.picks);
+    free(f.chunk);
+    return NULL;
+}
+
+void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
+                       int64_t position) {
     memset(l, 0, sizeof *l);
+    int rank = comm_rank(), size = comm_size();
     l->src = src;
     l->batch = global_batch;
     l->shuffle = shuffle;
     l->seed = seed;
-    l->perm_epoch = -1;
-    l->ids = mallocCheck((size_t)(global_batch + 1) * sizeof(int64_t));
+    l->window = shuffle_buffer < src->n_rows ? shuffle_buffer : src->n_rows;
+    if (l->window < 1) l->window = 1;
+    l->lo = global_batch * rank / size;
+    l->hi = global_batch * (rank + 1) / size;
+    l->position = position;
+    l->ids = mallocCheck((size_t)(l->hi - l->lo + 1) * sizeof(int64_t));
+    /* A window of W positions meets at most ceil(W/B) + 1 batches. */
+    int64_t share = l->hi - l->lo, by_batches = ((l->window + global_batch - 1) / global_batch + 1) * share;
+    l->cap = by_batches < l->window ? by_batches : l->window;
+    for (int i = 0; i < 2; i++) {
+        l->slot[i].rows = mallocCheck((size_t)l->cap * src->d * sizeof(float));
+        l->slot[i].ids = mallocCheck((size_t)l->cap * sizeof(int64_t));
+        l->slot[i].k = -1;
+    }
+    /* The window holding this rank's next position, and how far into it we are. */
+    int64_t next = position + l->lo, N = src->n_rows, nw = windows_per_epoch(l);
+    int64_t e = next / N, wi = (next % N) / l->window;
+    l->first_k = l->cur_k = e * nw + wi;
+    l->cur_off = count_mine(l, e * N + wi * l->window, next);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    if (pthread_create(&l->thread, NULL, prefetch_main, l) != 0) saev_fail("loader: cannot start the prefetch thread");
+    l->started = 1;
 }
 
 void batch_loader_free(BatchLoader *l) {
-    free(l->perm);
+    if (l->started) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->thread, NULL);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->cv);
+    }
+    for (int i = 0; i < 2; i++) {
+        free(l->slot[i].rows);
+        free(l->slot[i].ids);
+    }
     free(l->ids);
     memset(l, 0, sizeof *l);
 }
 
-static void make_perm(BatchLoader *l, int64_t epoch) {
-    int64_t n = l->src->n_rows;
-    if (!l->perm) l->perm = mallocCheck((size_t)n * sizeof(int64_t));
-    for (int64_t i = 0; i < n; i++) l->perm[i] = i;
-    uint64_t rng = l->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)epoch + 1;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)rng_below(&rng, (uint64_t)i + 1);
-        int64_t t = l->perm[i]; l->perm[i] = l->perm[j]; l->perm[j] = t;
-    }
-    l->perm_epoch = epoch;
-}
-
 int batch_loader_next(BatchLoader *l, float *out) {
-    int rank = comm_rank(), size = comm_size();
-    int64_t n = l->src->n_rows;
-    int64_t lo = l->batch * rank / size;
-    int local = batch_loader_local_rows(l->batch, rank, size);
-    for (int i = 0; i < local; i++) {
-        int64_t g = l->position + lo + i;
-        int64_t epoch = g / n, within = g % n;
-        if (l->shuffle) {
-            if (epoch != l->perm_epoch) make_perm(l, epoch);
-            l->ids[i] = l->perm[within];
-        } else {
-            l->ids[i] = within;
+    int64_t local = l->hi - l->lo, got = 0;
+    size_t d = (size_t)l->src->d;
+    while (got < local) {
+        LoaderWindow *w = &l->slot[l->cur_k % 2];
+        pthread_mutex_lock(&l->mu);
+        while (!w->ready) pthread_cond_wait(&l->cv, &l->mu);
+        pthread_mutex_unlock(&l->mu);
+        if (w->k != l->cur_k) saev_fail("loader: window %lld expected, slot holds %lld", (long long)l->cur_k, (long long)w->k);
+        int64_t take = w->n - l->cur_off < local - got ? w->n - l->cur_off : local - got;
+        if (take > 0) {
+            memcpy(out + (size_t)got * d, w->rows + (size_t)l->cur_off * d, (size_t)take * d * sizeof(float));
+            memcpy(l->ids + got, w->ids + l->cur_off, (size_t)take * sizeof(int64_t));
+            got += take;
+            l->cur_off += take;
+        }
+        if (l->cur_off >= w->n) { /* done with this window: hand the slot back */
+            pthread_mutex_lock(&l->mu);
+            w->ready = 0;
+            pthread_cond_broadcast(&l->cv);
+            pthread_mutex_unlock(&l->mu);
+            l->cur_k++;
+            l->cur_off = 0;
         }
     }
-    l->src->read_rows(l->src, l->ids, local, out);
     l->position += l->batch;
-    return local;
+    return (int)local;
 }

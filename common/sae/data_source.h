@@ -1,55 +1,105 @@
 /*
- * data_source.h: where SAE training and evaluation get activation rows.
+ * data_source.h: where SAE training and evaluation get activation rows, and the batch
+ * loader that walks them.
  *
- * A DataSource is an interface (struct of function pointers): `read_rows` fetches rows by
- * global index into float32. The safetensors implementation here reads an `activations`
- * [N, d] tensor (F32, F16 or BF16) from an mmapped file; an activation-store (HDF5)
- * reader provides the same interface.
+ * A DataSource is an interface (struct of function pointers) over N rows of width d,
+ * converted to float32: `read_range` reads consecutive rows (the large sequential reads
+ * the loader makes), `read_rows` any rows (initialization, evaluation). Its rows are cut
+ * into chunks, runs of consecutive rows that are stored together. Two implementations:
+ *  - a safetensors file holding `activations` [N, d] (F32, F16 or BF16), mmapped;
+ *    chunks of 1024 rows;
+ *  - an activation store (common/store/store.h), one layer of it: rows are tokens,
+ *    image-major then token (train.tokens: the patch tokens, all tokens with CLS first,
+ *    or CLS only), over the images the store holds (skipped bad images are left out).
+ *    Chunks are the store's HDF5 chunks: runs of consecutive images of one file.
+ *    train.layer is the ViT block as recorded in the store's `layers` attribute; a
+ *    negative value counts from the end of the ViT (saev's convention), resolved with
+ *    the depth the store's recorded config implies (model.layers given negative).
  *
- * A BatchLoader walks a source in global batches: in file order, or shuffled (a seeded
- * permutation per epoch). Each rank takes a disjoint contiguous share of every global
- * batch (rank r: rows [r·N/size, (r+1)·N/size) of the batch), so the union over ranks
- * is the whole batch whatever the rank count. Its whole state is `position` (rows
- * consumed), which checkpoints save.
+ * A BatchLoader turns a source into global batches of B rows, position after position.
+ * The stream of an epoch e is the source's chunks in an order drawn from (seed, e) (store
+ * order when not shuffling), each chunk's rows in order; the stream is cut into windows
+ * of W = shuffle_buffer rows, and the rows of window w are emitted in a permutation
+ * drawn from (seed, e, w) (identity when not shuffling). Global position p is therefore
+ * a pure function of (seed, p): the loader's whole state is its position, which
+ * checkpoints save, and a resumed loader continues bit for bit. Each rank takes a
+ * disjoint contiguous share of every global batch (rank r: positions [r·B/size,
+ * (r+1)·B/size) of the batch), so the union over ranks is the same batch whatever the
+ * rank count. Windows are read on a prefetch thread (pthread) while the previous one is
+ * consumed: each rank reads a window's chunks in stream order with large sequential
+ * reads and keeps only its own rows, so a rank holds at most 2 windows' worth of its
+ * share (about 2·W/size rows). While the loader runs, only its thread touches the source.
  */
 #ifndef SAEV_SAE_DATA_SOURCE_H
 #define SAEV_SAE_DATA_SOURCE_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 typedef struct DataSource DataSource;
 struct DataSource {
-    int64_t n_rows;  // N
-    int d;           // row width
-    const char *name; // for messages (file path)
-    /* rows[i] = row ids[i] for i < n, as float32, into out [n, d]. */
-    void (*read_rows)(DataSource *src, const int64_t *ids, int n, float *out);
+    int64_t n_rows;       // N
+    int d;                // row width
+    const char *name;     // for messages (file or store path)
+    int64_t n_chunks;
+    int64_t *chunk_first; // [n_chunks + 1] first row of each chunk; chunk_first[n_chunks] = N
+    /* Rows [row0, row0 + n) as float32 into out [n, d]. */
+    void (*read_range)(DataSource *src, int64_t row0, int64_t n, float *out);
     void (*close)(DataSource *src);
     void *impl;
 };
 
 /* Opens a safetensors file holding `activations` [N, d]; fails naming the file. */
 DataSource *data_source_open_safetensors(const char *path);
-/* Opens by path: safetensors files now; stores (directories) through the store reader. */
-DataSource *data_source_open(const char *path, int layer);
+/* Opens one layer of an activation store. layer: a block number recorded in the store's
+ * `layers`, negative from the ViT's end, or CFG_UNSET_INT for the store's only layer;
+ * tokens: "patches" | "all" | "cls". Fails (exit 2) naming the store and the problem. */
+DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens);
+/* A directory is a store, anything else a safetensors file. */
+DataSource *data_source_open(const char *path, int64_t layer, const char *tokens);
 void data_source_close(DataSource *src);
+/* Rows ids[0..n) (any order) into out [n, d]; consecutive ids are read as one range. */
+void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *out);
+
+typedef struct {
+    int64_t k;       // global window index (epoch · windows per epoch + window); -1: empty
+    int64_t n;       // this rank's rows in the window
+    float *rows;     // [cap, d] in emission order
+    int64_t *ids;    // [cap] their row ids
+    int ready;       // filled by the thread, not yet consumed
+} LoaderWindow;
 
 typedef struct {
     DataSource *src;
     int shuffle;
     uint64_t seed;
-    int64_t batch;      // global batch size
-    int64_t position;   // global rows consumed so far
-    int64_t *perm;      // [n_rows] permutation of the current epoch (shuffle)
-    int64_t perm_epoch; // epoch the permutation belongs to (-1: none)
-    int64_t *ids;       // [local rows] scratch
+    int64_t batch;        // global batch size B
+    int64_t window;       // W: rows shuffled together (<= N)
+    int64_t lo, hi;       // this rank's share [lo, hi) of every global batch
+    int64_t position;     // global rows consumed so far (a multiple of B)
+    int64_t *ids;         // [hi - lo] row ids of the rows the last batch_loader_next returned
+    int64_t cap;          // rows a window slot holds
+    LoaderWindow slot[2]; // slot k % 2 holds window k
+    int64_t cur_k;        // window being consumed
+    int64_t cur_off;      // next row of it
+    /* prefetch thread */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop;
+    int64_t first_k;      // window the thread starts with
 } BatchLoader;
 
-void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, uint64_t seed);
+/* A loader at global position `position` (0, or a checkpoint's) for this rank of
+ * comm_size(); starts the prefetch thread. shuffle_buffer is W (capped at N). */
+void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
+                       int64_t position);
+/* Stops the thread and frees; the source is usable again afterwards. */
 void batch_loader_free(BatchLoader *l);
-/* Rows this rank takes from each global batch, and the largest share over ranks. */
+/* Rows rank `rank` of `size` takes from each global batch. */
 int batch_loader_local_rows(int64_t global_batch, int rank, int size);
-/* Reads this rank's share of the next global batch into out [local, d] and advances. */
+/* Reads this rank's share of the next global batch into out [local, d] (row ids in
+ * l->ids) and advances position by B. Returns the local row count. */
 int batch_loader_next(BatchLoader *l, float *out);
 
 #endif

@@ -123,6 +123,9 @@ void sae_init_datapoint(Sae *sae, const float *rows, int n_rows, float blend, ui
 void sae_normalize_w_dec(Sae *sae);
 /* Draws the step's Matryoshka prefixes (or copies the fixed ones). */
 void sae_choose_prefixes(Sae *sae, uint64_t *rng);
+/* The same draw for any implementation: writes the step's prefixes into out
+ * [SAE_MAX_PREFIXES] and returns their number (the CUDA path draws on the host with it). */
+int sae_draw_prefixes(const SaeConfig *c, uint64_t *rng, int *out);
 /* Forward + backward on this rank's `n_rows` rows of x [n_rows, d] (already scaled);
  * writes sae->grads (overwritten) and stats[sae_n_stats] (local sums). Updates the dead
  * counters and the batch-top-k threshold (collectively, identical on every rank). */

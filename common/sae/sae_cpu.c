@@ -231,15 +231,12 @@ void sae_normalize_w_dec(Sae *sae) {
 
 static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
 
-void sae_choose_prefixes(Sae *sae, uint64_t *rng) {
-    const SaeConfig *c = &sae->cfg;
+int sae_draw_prefixes(const SaeConfig *c, uint64_t *rng, int *out) {
     int S = c->d_sae, P = c->n_prefixes;
     if (!c->sample_prefixes || P == 1) {
-        sae->n_step_prefixes = P;
-        memcpy(sae->step_prefixes, c->prefixes, sizeof c->prefixes);
-        if (!c->sample_prefixes) return;
-        sae->step_prefixes[0] = S;
-        return;
+        memcpy(out, c->prefixes, P * sizeof(int));
+        if (c->sample_prefixes) out[0] = S;
+        return P;
     }
     /* saev's sampler: lengths 1..S-1 with Pareto(power 0.5, min 1) probabilities,
      * p(l) = cdf(l) - cdf(l-1), cdf(l) = 1 - l^-0.5 (so p(1) = 0); P-1 distinct draws plus
@@ -255,12 +252,17 @@ void sae_choose_prefixes(Sae *sae, uint64_t *rng) {
         if (li < 2) li = 2;
         if (li > S - 1) li = S - 1;
         int dup = 0;
-        for (int i = 0; i < n; i++) dup |= sae->step_prefixes[i] == li;
-        if (!dup) sae->step_prefixes[n++] = li;
+        for (int i = 0; i < n; i++) dup |= out[i] == li;
+        if (!dup) out[n++] = li;
     }
-    sae->step_prefixes[n++] = S;
-    qsort(sae->step_prefixes, n, sizeof(int), cmp_int);
-    sae->n_step_prefixes = n;
+    out[n++] = S;
+    qsort(out, n, sizeof(int), cmp_int);
+    return n;
+}
+
+void sae_choose_prefixes(Sae *sae, uint64_t *rng) {
+    if (!sae->cfg.sample_prefixes || sae->cfg.n_prefixes == 1) memcpy(sae->step_prefixes, sae->cfg.prefixes, sizeof sae->cfg.prefixes);
+    sae->n_step_prefixes = sae_draw_prefixes(&sae->cfg, rng, sae->step_prefixes);
 }
 
 /* Ensures capacity for `n` active entries (batch-top-k rows vary in width). */

@@ -59,10 +59,12 @@ void sae_train_step(Sae *sae, const float *x, int n_rows, int64_t global_batch, 
     out->l0 = stats[SAE_STAT_L0] / N;
     out->aux = stats[SAE_STAT_AUX] / elems;
     out->loss = out->mse + out->aux + (c->activation == SAE_RELU ? c->l1_coeff * out->l1 : 0.0);
-    out->nmse = stats[SAE_STAT_X_SQ] > 0 ? stats[SAE_STAT_SQERR_FULL] / stats[SAE_STAT_X_SQ] : 0.0;
+    out->nmse_uncentered = stats[SAE_STAT_X_SQ] > 0 ? stats[SAE_STAT_SQERR_FULL] / stats[SAE_STAT_X_SQ] : 0.0;
+    /* saev's NMSE (and `saev evaluate`'s): the error over the variance around the batch mean. */
     double var = stats[SAE_STAT_X_SQ];
     for (int i = 0; i < d; i++) var -= stats[SAE_STAT_X_SUM0 + i] * stats[SAE_STAT_X_SUM0 + i] / N;
-    out->explained_variance = var > 0 ? 1.0 - stats[SAE_STAT_SQERR_FULL] / var : 0.0;
+    out->nmse = var > 0 ? stats[SAE_STAT_SQERR_FULL] / var : 0.0;
+    out->explained_variance = 1.0 - out->nmse;
     out->grad_norm = norm;
     out->lr = lr;
     out->dead_frac = (double)sae_n_dead(sae) / c->d_sae;

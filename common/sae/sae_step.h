@@ -12,7 +12,8 @@ typedef enum { SAE_LR_CONSTANT = 0, SAE_LR_WARMUP_CONSTANT, SAE_LR_WARMUP_COSINE
 
 typedef struct {
     double loss, mse, l1, l0, aux; // the step's loss terms (global batch means, saev's definitions)
-    double nmse;                   // Σ(x̂-x)² / Σx² of the full reconstruction (float64 sums)
+    double nmse;                   // Σ‖x̂-x‖² / Σ‖x-x̄‖² (saev's, centred on the batch mean; float64 sums)
+    double nmse_uncentered;        // Σ‖x̂-x‖² / Σ‖x‖²
     double explained_variance;     // 1 - Σ(x̂-x)² / Σ(x-mean)²
     double grad_norm;              // before clipping
     double lr;

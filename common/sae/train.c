@@ -36,33 +36,76 @@ static void mkdirs(const char *path) {
     if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
 }
 
-char *train_member_dir(const TrainConfig *cfgs, int K, int i) {
+/* The member's identity: its train: section without the keys that leave its weights
+ * unchanged, dumped as YAML and hashed. */
+static uint64_t member_hash(const TrainConfig *c) {
+    TrainConfig t = *c; /* shallow: cfg_dump only reads */
+    t.out_dir = NULL;
+    t.resume = 0;
+    t.checkpoint_every = 0;
+    t.metrics_every = 0;
+    memset(&t.eval, 0, sizeof t.eval);
+    char *yaml = cfg_dump(&train_config_schema, &t);
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)yaml; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    free(yaml);
+    return h;
+}
+
+char *train_member_dir(const SaevConfig *cfgs, int K, int i) {
     char buf[4096];
-    if (K == 1) snprintf(buf, sizeof buf, "%s", cfgs[i].out_dir);
-    else snprintf(buf, sizeof buf, "%s/%d", cfgs[i].out_dir, i);
+    if (K == 1) snprintf(buf, sizeof buf, "%s", cfgs[i].train.out_dir);
+    else snprintf(buf, sizeof buf, "%s/sae-%08llx", cfgs[i].train.out_dir, (unsigned long long)(member_hash(&cfgs[i].train) >> 32));
     return strdupCheck(buf);
+}
+
+const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
+    for (int i = 0; i < K; i++) {
+        TrainConfig *c = &cfgs[i].train;
+        if (!c->out_dir) {
+            char *d = mallocCheck(strlen(cfgs[i].run.out_dir) + strlen(cfgs[i].run.name) + 2);
+            sprintf(d, "%s/%s", cfgs[i].run.out_dir, cfgs[i].run.name);
+            c->out_dir = d;
+        }
+    }
+    const TrainConfig *c0 = &cfgs[0].train;
+    if (!c0->data) return "train.data is required: an activation store directory or a safetensors file holding `activations` [N,d]";
+    struct stat sb;
+    if (stat(c0->data, &sb) != 0) { snprintf(buf, len, "train.data: %s: %s", c0->data, strerror(errno)); return buf; }
+    if (train_config_steps(c0) < 1) return "train.steps or train.n_tokens is required";
+    for (int i = 1; i < K; i++) {
+        const TrainConfig *c = &cfgs[i].train;
+        const char *what = NULL;
+        if (strcmp(c->data, c0->data)) what = "train.data";
+        else if (c->batch_size != c0->batch_size) what = "train.batch_size";
+        else if (c->shuffle != c0->shuffle || c->seed != c0->seed || c->shuffle_buffer != c0->shuffle_buffer) what = "train.shuffle/shuffle_buffer/seed";
+        else if (train_config_steps(c) != train_config_steps(c0)) what = "train.steps/n_tokens";
+        else if (c->layer != c0->layer || strcmp(c->tokens, c0->tokens)) what = "train.layer/tokens";
+        else if (strcmp(c->out_dir, c0->out_dir)) what = "train.out_dir";
+        else if (c->checkpoint_every != c0->checkpoint_every || c->metrics_every != c0->metrics_every || c->resume != c0->resume)
+            what = "train.checkpoint_every/metrics_every/resume";
+        if (what) {
+            snprintf(buf, len, "sweep config %d: %s differs from config 1; the configs of a sweep train together on one batch stream", i + 1, what);
+            return buf;
+        }
+        for (int j = 0; j < i; j++)
+            if (member_hash(c) == member_hash(&cfgs[j].train)) {
+                snprintf(buf, len, "sweep configs %d and %d train the same SAE", j + 1, i + 1);
+                return buf;
+            }
+    }
+    return NULL;
 }
 
 typedef struct {
     Sae sae;
     char *dir;
-    char ckpt[4200], state[4200], metrics[4200];
+    char ckpt[4200], state[4200], metrics[4200], final[4200];
     SaeLrSchedule schedule;
     uint64_t prefix_rng;
     int64_t last_checkpoint; // step of the last good checkpoint (-1: none)
     SaeStepMetrics m;
 } Member;
-
-/* Same-batch training needs the keys that shape the batch stream to agree. */
-static void check_sweep(const TrainConfig *c, int K) {
-    for (int i = 1; i < K; i++) {
-        if (strcmp(c[i].data, c[0].data)) saev_usage_fail("sweep member %d: train.data differs (%s vs %s); a sweep trains on one data stream", i, c[i].data, c[0].data);
-        if (c[i].batch_size != c[0].batch_size) saev_usage_fail("sweep member %d: train.batch_size differs; a sweep trains on the same batches", i);
-        if (c[i].shuffle != c[0].shuffle || c[i].seed != c[0].seed) saev_usage_fail("sweep member %d: train.shuffle/seed differ; a sweep trains on the same batches", i);
-        if (train_config_steps(&c[i]) != train_config_steps(&c[0])) saev_usage_fail("sweep member %d: train.steps/n_tokens differ", i);
-        if (c[i].layer != c[0].layer) saev_usage_fail("sweep member %d: train.layer differs", i);
-    }
-}
 
 /* Mean-norm scale sqrt(d) / mean ‖x‖ over the first rows of the data (same on every rank). */
 static float compute_data_scale(DataSource *src) {
@@ -70,7 +113,7 @@ static float compute_data_scale(DataSource *src) {
     float *rows = mallocCheck((size_t)n * src->d * sizeof(float));
     int64_t *ids = mallocCheck(n * sizeof(int64_t));
     for (int i = 0; i < n; i++) ids[i] = i;
-    src->read_rows(src, ids, n, rows);
+    data_source_read_rows(src, ids, n, rows);
     double sum = 0;
     for (int b = 0; b < n; b++) {
         double s = 0;
@@ -94,7 +137,7 @@ static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i
             float *rows = mallocCheck((size_t)n * src->d * sizeof(float));
             int64_t *ids = mallocCheck(n * sizeof(int64_t));
             for (int r = 0; r < n; r++) ids[r] = r;
-            src->read_rows(src, ids, n, rows);
+            data_source_read_rows(src, ids, n, rows);
             for (size_t e = 0; e < (size_t)n * src->d; e++) rows[e] *= sae->data_scale;
             sae_init_datapoint(sae, rows, n, 0.8f, (uint64_t)c->seed * 1000003u + (uint64_t)i);
             free(rows);
@@ -113,9 +156,9 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s) {
     libcCheckPtr(f, mb->metrics);
     const SaeStepMetrics *m = &mb->m;
     fprintf(f,
-            "{\"step\": %lld, \"loss\": %.9g, \"mse\": %.9g, \"l1\": %.9g, \"l0\": %.9g, \"aux\": %.9g, \"nmse\": %.9g, "
+            "{\"step\": %lld, \"loss\": %.9g, \"mse\": %.9g, \"l1\": %.9g, \"l0\": %.9g, \"aux\": %.9g, \"nmse\": %.9g, \"nmse_uncentered\": %.9g, "
             "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g}\n",
-            (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->explained_variance, 100.0 * m->dead_frac, m->lr,
+            (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->nmse_uncentered, m->explained_variance, 100.0 * m->dead_frac, m->lr,
             m->grad_norm, tokens_per_s);
     if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
 }
@@ -138,6 +181,28 @@ static void trim_metrics(const char *path, int64_t keep_below) {
     libcCheck(rename(tmp, path));
 }
 
+/* metrics.json, the finished SAE's summary: the last metrics line's fields plus the run's
+ * totals (written tmp + rename; `saev status` counts an SAE finished when it exists). */
+static void write_final_metrics(const Member *mb, int64_t steps, int64_t batch) {
+    FILE *f = fopen(mb->metrics, "r");
+    libcCheckPtr(f, mb->metrics);
+    char line[4096], last[4096] = "";
+    while (fgets(line, sizeof line, f))
+        if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
+    fclose(f);
+    char *open = strchr(last, '{'), *close = strrchr(last, '}');
+    if (!open || !close || close <= open + 1) saev_fail("%s: no metrics line to summarize", mb->metrics);
+    *close = 0;
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", mb->final);
+    FILE *o = fopen(tmp, "w");
+    libcCheckPtr(o, tmp);
+    fprintf(o, "{\"finished\": true, \"steps\": %lld, \"tokens\": %lld, \"checkpoint\": \"sae.safetensors\", \"last\": {%s}}\n",
+            (long long)steps, (long long)(steps * batch), open + 1);
+    if (fclose(o) != 0) saev_fail("%s: write failed", tmp);
+    libcCheck(rename(tmp, mb->final));
+}
+
 static void save_member(Member *mb, int64_t steps_done, int64_t position) {
     if (comm_rank() == 0) {
         SaeTrainCounters cnt = {steps_done, position, mb->prefix_rng};
@@ -147,15 +212,14 @@ static void save_member(Member *mb, int64_t steps_done, int64_t position) {
     mb->last_checkpoint = steps_done;
 }
 
-void train_run(const TrainConfig *cfgs, int K) {
+void train_run(const SaevConfig *cfgs, int K) {
     if (K < 1) saev_usage_fail("train: no configs");
-    check_sweep(cfgs, K);
-    const TrainConfig *c0 = &cfgs[0];
+    const TrainConfig *c0 = &cfgs[0].train;
     int64_t T = train_config_steps(c0);
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
-    DataSource *src = data_source_open(c0->data, (int)c0->layer);
+    DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
@@ -165,7 +229,7 @@ void train_run(const TrainConfig *cfgs, int K) {
     float scale = 0;
     for (int i = 0; i < K; i++) {
         Member *mb = &mem[i];
-        const TrainConfig *c = &cfgs[i];
+        const TrainConfig *c = &cfgs[i].train;
         SaeConfig sc;
         const char *bad = train_config_sae(c, d, &sc);
         if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
@@ -175,7 +239,11 @@ void train_run(const TrainConfig *cfgs, int K) {
         snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
         snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
         snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
-        if (rank == 0) mkdirs(mb->dir);
+        if (rank == 0) {
+            mkdirs(mb->dir);
+            cfg_write_resolved(&saev_config_schema, &cfgs[i], mb->dir);
+        }
+        snprintf(mb->final, sizeof mb->final, "%s/metrics.json", mb->dir);
         mb->prefix_rng = (uint64_t)c->seed * 0x2545F4914F6CDD1DULL + (uint64_t)i + 7;
         mb->last_checkpoint = -1;
         if (c->sae.scale_data) {
@@ -204,12 +272,12 @@ void train_run(const TrainConfig *cfgs, int K) {
         } else if (rank == 0) {
             trim_metrics(mb->metrics, start);
         }
+        if (rank == 0 && start < T) unlink(mb->final); /* not finished (again) */
     }
     comm_barrier();
 
     BatchLoader loader;
-    batch_loader_init(&loader, src, c0->batch_size, c0->shuffle, (uint64_t)c0->seed);
-    loader.position = position;
+    batch_loader_init(&loader, src, c0->batch_size, c0->shuffle, c0->shuffle_buffer, (uint64_t)c0->seed, position);
     int n_local = batch_loader_local_rows(c0->batch_size, rank, size);
     float *x = mallocCheck((size_t)local_max * d * sizeof(float));
     float *xs = mallocCheck((size_t)local_max * d * sizeof(float));
@@ -234,7 +302,7 @@ void train_run(const TrainConfig *cfgs, int K) {
                       c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
         for (int i = 0; i < K; i++) {
             Member *mb = &mem[i];
-            const TrainConfig *c = &cfgs[i];
+            const TrainConfig *c = &cfgs[i].train;
             const float *xi = x;
             if (mb->sae.data_scale != 1.0f) {
                 for (size_t e = 0; e < (size_t)n_local * d; e++) xs[e] = x[e] * mb->sae.data_scale;
@@ -266,6 +334,8 @@ void train_run(const TrainConfig *cfgs, int K) {
     }
     progress_finish(&prog);
     if (rank == 0)
+        for (int i = 0; i < K; i++) write_final_metrics(&mem[i], T, c0->batch_size);
+    if (rank == 0 && start < T)
         for (int i = 0; i < K; i++) {
             const SaeStepMetrics *m = &mem[i].m;
             log_info("SAE %d (%s): loss %.5g, NMSE %.4g, L0 %.1f, dead %.1f%%", i, mem[i].dir, m->loss, m->nmse, m->l0, 100 * m->dead_frac);

@@ -2,10 +2,11 @@
  * train_config.h: the `train:` section of a saev-c config (plain structs + CfgSchema).
  *
  *   train:
- *     data: PATH              # safetensors file with `activations` [N,d] (or a store with layer:)
- *     layer: -2
+ *     data: PATH              # an activation store directory, or safetensors with `activations` [N,d]
+ *     layer: 10               # store: the ViT block as recorded in its `layers` (-2: from the end)
+ *     tokens: patches         # store: patches | all | cls
  *     shuffle: true
- *     shuffle_buffer: 1000000 # rows (store reader)
+ *     shuffle_buffer: 262144  # rows shuffled together
  *     batch_size: 16384
  *     n_tokens: 100000000     # or steps:
  *     lr: 4.0e-4
@@ -23,8 +24,9 @@
  *           init: kaiming | datapoint | PATH, normalize_w_dec, remove_parallel_grads,
  *           center_input, scale_data}
  *
- * train_config_set applies one `key=value` (dotted keys inside train:) on top of the
- * defaults; the worker receives resolved configs that way from the launcher.
+ * Every key lives in this schema; the YAML layer (common/config.c) binds it as the
+ * `train:` section of SaevConfig (common/saev_config.h), with --set overrides and
+ * sweeps (`train.sweep: {lr: [..], sae.l1_coeff: [..]}`) expanded there.
  */
 #ifndef SAEV_SAE_TRAIN_CONFIG_H
 #define SAEV_SAE_TRAIN_CONFIG_H
@@ -70,8 +72,9 @@ typedef struct {
 } TrainEvalConfig;
 
 typedef struct {
-    char *data;
-    int64_t layer;
+    char *data;         // CFG_UNSET (NULL) outside `saev train`
+    int64_t layer;      // CFG_UNSET_INT: the store's only layer
+    char *tokens;       // patches | all | cls
     int shuffle;
     int64_t shuffle_buffer;
     int64_t batch_size;
@@ -92,12 +95,6 @@ typedef struct {
 
 extern const CfgSchema train_config_schema;
 
-/* Defaults of every key (the schema's defaults). */
-void train_config_defaults(TrainConfig *c);
-/* One "key=value" (e.g. "sae.k=32", "sae.matryoshka.prefixes=[8,32,64]", "sae.aux=none").
- * Returns NULL or an error message (static storage). */
-const char *train_config_set(TrainConfig *c, const char *assignment);
-void train_config_free(TrainConfig *c);
 /* The SaeConfig this TrainConfig describes for inputs of width d. NULL or a message. */
 const char *train_config_sae(const TrainConfig *c, int d_model, SaeConfig *out);
 /* Number of optimizer steps (from steps or n_tokens). */

@@ -1,0 +1,258 @@
+/*
+ * sae_backend.c: the cpu and cuda implementations of sae_backend.h, side by side.
+ *
+ * cpu is sae_train_step on the host Sae, with the rows scaled exactly as the trainer
+ * scaled them; cuda drives common/cuda/sae_cuda.h: Matryoshka prefixes drawn on the host
+ * with sae_draw_prefixes (the CPU path's generator and draw), rows staged through pinned
+ * memory, the K SAEs' steps enqueued back to back without host round trips (batch-top-k
+ * reads one count back inside its forward), metrics read when the steps end.
+ */
+#include "sae_backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "comm.h"
+#include "log.h"
+#ifdef SAEV_CUDA
+#include "cuda/sae_cuda.h"
+#endif
+
+const char *sae_device_name(SaeDevice d) { return d == SAE_DEVICE_CUDA ? "cuda" : "cpu"; }
+
+const char *sae_backend_resolve(const char *device, const char *precision, SaeBackendSpec *out) {
+    static char msg[256];
+    memset(out, 0, sizeof *out);
+    if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "float32")) out->precision = SAE_PREC_FP32;
+    else if (!strcmp(precision, "tf32")) out->precision = SAE_PREC_TF32;
+    else if (!strcmp(precision, "bf16") || !strcmp(precision, "bfloat16")) out->precision = SAE_PREC_BF16;
+    else {
+        snprintf(msg, sizeof msg, "precision \"%s\" is not fp32, tf32 or bf16", precision);
+        return msg;
+    }
+    if (out->precision == SAE_PREC_BF16)
+        return "precision bf16 is not implemented for SAE training (fp32 master weights with bf16 GEMMs are future "
+               "work); use fp32 or tf32";
+    int have_gpu = 0;
+#ifdef SAEV_CUDA
+    have_gpu = cuda_gpu_count() > 0;
+#endif
+    if (!device || !strcmp(device, "auto")) {
+        out->device = have_gpu ? SAE_DEVICE_CUDA : SAE_DEVICE_CPU;
+        if (!have_gpu && out->precision != SAE_PREC_FP32) {
+            log_warn("device auto found no GPU: training the SAE on the CPU in fp32 (precision %s applies to cuda only)", precision);
+            out->precision = SAE_PREC_FP32;
+        }
+    } else if (!strcmp(device, "cpu")) {
+        out->device = SAE_DEVICE_CPU;
+        if (out->precision != SAE_PREC_FP32) {
+            snprintf(msg, sizeof msg, "precision %s needs device cuda (the CPU trains in fp32)", precision);
+            return msg;
+        }
+    } else if (!strcmp(device, "cuda")) {
+#ifndef SAEV_CUDA
+        return "device cuda: this saev-c was built without CUDA (configure with nvcc present, or use device cpu)";
+#else
+        if (!have_gpu) return "device cuda: no usable GPU on this node (nvidia-smi shows why; or use device cpu)";
+        out->device = SAE_DEVICE_CUDA;
+#endif
+    } else {
+        snprintf(msg, sizeof msg, "device \"%s\" is not auto, cpu or cuda", device);
+        return msg;
+    }
+    return NULL;
+}
+
+int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec, char *err,
+                       size_t errlen) {
+    memset(b, 0, sizeof *b);
+    b->spec = *spec;
+    b->max_batch = max_batch;
+    const char *bad = sae_config_check(cfg);
+    if (bad) return snprintf(err, errlen, "SAE config: %s", bad), -1;
+    if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive (got %d)", max_batch), -1;
+    if (spec->device == SAE_DEVICE_CPU) {
+        if (spec->precision != SAE_PREC_FP32) return snprintf(err, errlen, "SAE on the CPU trains in fp32 only"), -1;
+        sae_create(&b->host, cfg, max_batch);
+        return 0;
+    }
+#ifndef SAEV_CUDA
+    return snprintf(err, errlen, "device cuda: this saev-c was built without CUDA"), -1;
+#else
+    if (comm_size() > 1) comm_gpu_init(); /* picks the GPU of this local rank before any allocation */
+    SaeCuda *dev = callocCheck(1, sizeof(SaeCuda));
+    if (sae_cuda_create(dev, cfg, max_batch, (CudaPrecision)spec->precision, err, errlen)) {
+        free(dev);
+        return -1;
+    }
+    dev->distributed = comm_size() > 1;
+    b->dev = dev;
+    sae_create(&b->host, cfg, 1); /* the mirror: state only, workspace for one row */
+    sae_backend_push(b);          /* zero optimizer and counters, whatever the mirror holds */
+    return 0;
+#endif
+}
+
+void sae_backend_destroy(SaeBackend *b) {
+#ifdef SAEV_CUDA
+    if (b->dev) {
+        sae_cuda_destroy((SaeCuda *)b->dev);
+        free(b->dev);
+        cuda_free(b->dev_scaled);
+    }
+#endif
+    sae_destroy(&b->host);
+    memset(b, 0, sizeof *b);
+}
+
+void sae_backend_push(SaeBackend *b) {
+    if (b->spec.device == SAE_DEVICE_CPU) return;
+#ifdef SAEV_CUDA
+    Sae *h = &b->host;
+    sae_cuda_upload_state((SaeCuda *)b->dev, h->params, h->adam_m, h->adam_v, h->since_fired, h->threshold, h->adam_t);
+#endif
+}
+
+void sae_backend_pull(SaeBackend *b) {
+    if (b->spec.device == SAE_DEVICE_CPU) return;
+#ifdef SAEV_CUDA
+    Sae *h = &b->host;
+    sae_cuda_download_state((SaeCuda *)b->dev, h->params, h->adam_m, h->adam_v, h->since_fired, &h->threshold, &h->adam_t);
+#endif
+}
+
+/* ---- batches ---- */
+
+void sae_batch_init(SaeBatch *bt, SaeDevice device, int max_rows, int d) {
+    memset(bt, 0, sizeof *bt);
+    bt->device = device;
+    bt->max_rows = max_rows;
+    bt->d = d;
+    if (device == SAE_DEVICE_CPU) {
+        bt->rows = mallocCheck((size_t)max_rows * d * sizeof(float));
+        bt->scaled = mallocCheck((size_t)max_rows * d * sizeof(float));
+        return;
+    }
+#ifdef SAEV_CUDA
+    SaeCudaStage *st = callocCheck(1, sizeof(SaeCudaStage));
+    sae_cuda_stage_create(st, max_rows, d);
+    bt->stage = st;
+#else
+    saev_fail("SAE batches on cuda: this saev-c was built without CUDA");
+#endif
+}
+
+void sae_batch_free(SaeBatch *bt) {
+    free(bt->rows);
+    free(bt->scaled);
+#ifdef SAEV_CUDA
+    if (bt->stage) {
+        sae_cuda_stage_destroy((SaeCudaStage *)bt->stage);
+        free(bt->stage);
+    }
+#endif
+    memset(bt, 0, sizeof *bt);
+}
+
+float *sae_batch_rows(SaeBatch *bt) {
+#ifdef SAEV_CUDA
+    if (bt->stage) return sae_cuda_stage_host((SaeCudaStage *)bt->stage);
+#endif
+    return bt->rows;
+}
+
+void sae_batch_submit(SaeBatch *bt, int n_rows, SaeBackend *const *consumers, int K) {
+    if (n_rows < 0 || n_rows > bt->max_rows) saev_fail("SAE batch: %d rows, room for %d", n_rows, bt->max_rows);
+    bt->n_rows = n_rows;
+    bt->submitted = 1;
+#ifdef SAEV_CUDA
+    if (bt->stage) {
+        SaeCuda *devs[64];
+        if (K > 64) saev_fail("SAE sweep: %d members on one GPU, at most 64", K);
+        for (int i = 0; i < K; i++) {
+            if (!consumers[i]->dev) saev_fail("SAE batch: a cuda batch fed to a cpu SAE");
+            devs[i] = (SaeCuda *)consumers[i]->dev;
+        }
+        sae_cuda_stage_submit((SaeCudaStage *)bt->stage, n_rows, devs, K);
+    }
+#else
+    (void)consumers;
+    (void)K;
+#endif
+}
+
+/* ---- steps ---- */
+
+void sae_sweep_step_begin(SaeBackend *const *b, int K, SaeBatch *bt, int64_t global_batch, const float *lr,
+                          const double *grad_clip, uint64_t *const *prefix_rng) {
+    if (!bt->submitted) saev_fail("SAE step: no batch submitted (sae_batch_submit)");
+    bt->submitted = 0;
+    int n = bt->n_rows, d = bt->d;
+    for (int i = 0; i < K; i++) {
+        if (b[i]->pending) saev_fail("SAE step: the previous step of SAE %d was not ended", i);
+        if (b[i]->spec.device != bt->device) saev_fail("SAE step: SAE %d is on %s, its batch on %s", i, sae_device_name(b[i]->spec.device), sae_device_name(bt->device));
+        if (b[i]->host.cfg.d_model != d) saev_fail("SAE step: SAE %d has d_model %d, the batch %d", i, b[i]->host.cfg.d_model, d);
+        b[i]->pending = 1;
+        b[i]->step_lr = lr[i];
+        b[i]->step_rows = global_batch;
+    }
+    if (bt->device == SAE_DEVICE_CPU) {
+        /* exactly the trainer's former loop: scale (when the SAE has a data scale), then sae_train_step */
+        for (int i = 0; i < K; i++) {
+            Sae *sae = &b[i]->host;
+            const float *x = bt->rows;
+            if (sae->data_scale != 1.0f) {
+                for (size_t e = 0; e < (size_t)n * d; e++) bt->scaled[e] = bt->rows[e] * sae->data_scale;
+                x = bt->scaled;
+            }
+            sae_train_step(sae, x, n, global_batch, lr[i], grad_clip[i], prefix_rng[i], &b[i]->cpu_metrics);
+        }
+        return;
+    }
+#ifdef SAEV_CUDA
+    SaeCudaStage *st = (SaeCudaStage *)bt->stage;
+    SaeCuda *devs[64];
+    const float *xs[64];
+    int prefs[64][SAE_MAX_PREFIXES], n_prefs[64];
+    const int *pp[64];
+    if (K > 64) saev_fail("SAE sweep: %d members on one GPU, at most 64", K);
+    for (int i = 0; i < K; i++) {
+        SaeBackend *be = b[i];
+        SaeCuda *dev = (SaeCuda *)be->dev;
+        devs[i] = dev;
+        /* the CPU path's draw, from the same generator state */
+        n_prefs[i] = sae_draw_prefixes(&be->host.cfg, prefix_rng[i], prefs[i]);
+        memcpy(be->host.step_prefixes, prefs[i], n_prefs[i] * sizeof(int));
+        be->host.n_step_prefixes = n_prefs[i];
+        pp[i] = prefs[i];
+        xs[i] = st->current;
+        if (be->host.data_scale != 1.0f) {
+            if (!be->dev_scaled) be->dev_scaled = cuda_malloc((size_t)be->max_batch * d * sizeof(float));
+            sae_cuda_scale(st->current, be->dev_scaled, (size_t)n * d, be->host.data_scale, dev->stream);
+            xs[i] = be->dev_scaled;
+        }
+    }
+    sae_cuda_sweep_step(devs, K, xs, n, global_batch, lr, grad_clip, pp, n_prefs);
+#endif
+}
+
+void sae_sweep_step_end(SaeBackend *const *b, int K, SaeStepMetrics *out) {
+    for (int i = 0; i < K; i++) {
+        if (!b[i]->pending) saev_fail("SAE step: SAE %d has no step in flight", i);
+        b[i]->pending = 0;
+        if (b[i]->spec.device == SAE_DEVICE_CPU) {
+            out[i] = b[i]->cpu_metrics;
+            continue;
+        }
+#ifdef SAEV_CUDA
+        sae_cuda_metrics((SaeCuda *)b[i]->dev, b[i]->step_rows, b[i]->step_lr, &out[i]);
+#endif
+    }
+}
+
+void sae_sweep_step(SaeBackend *const *b, int K, SaeBatch *bt, int64_t global_batch, const float *lr,
+                    const double *grad_clip, uint64_t *const *prefix_rng, SaeStepMetrics *out) {
+    sae_sweep_step_begin(b, K, bt, global_batch, lr, grad_clip, prefix_rng);
+    sae_sweep_step_end(b, K, out);
+}

@@ -1,0 +1,27 @@
+/*
+ * stage_evaluate.c: `saev-worker evaluate [CONFIG.yaml] [--set evaluate.KEY=VALUE ...]`,
+ * run on every rank: reads the config's `evaluate:` section and runs the evaluation
+ * (common/sae/evaluate.c); each rank takes a contiguous share of the rows, rank 0 writes
+ * eval.json and eval.svg per checkpoint.
+ */
+#include <string.h>
+
+#include "check.h"
+#include "log.h"
+#include "sae/evaluate.h"
+#include "saev_config.h"
+#include "stages.h"
+
+int stage_evaluate(int argc, char **argv) {
+    CfgArgs args;
+    cfg_args_parse_or_die(argc, argv, NULL, &args);
+    if (args.argc > 1) saev_usage_fail("evaluate: unexpected argument \"%s\"", args.argv[1]);
+    SaevConfig *cfgs;
+    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    saev_config_one_or_die(cfgs, n_cfg, "evaluate", "train"); /* evaluate.sae lists the sweep's checkpoints */
+    if (cfgs[0].run.device && !strcmp(cfgs[0].run.device, "cuda")) log_warn("evaluate runs on the CPU (OpenBLAS); run.device=cuda is ignored");
+    evaluate_run(&cfgs[0].evaluate);
+    saev_config_free(cfgs, n_cfg);
+    cfg_args_free(&args);
+    return 0;
+}
