@@ -71,6 +71,15 @@ void saev_hdf5_fail(const char *file, int line, const char *expr) {
     saev_exit(SAEV_EXIT_FAIL);
 }
 
+int saev_errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 void *saev_malloc_at(const char *file, int line, size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) saev_fail_at(file, line, SAEV_EXIT_FAIL, "out of memory allocating %zu bytes", n);

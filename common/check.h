@@ -43,6 +43,10 @@ void saev_libc_fail(const char *file, int line, const char *expr, const char *hi
 void saev_mpi_fail(const char *file, int line, int err, const char *expr) SAEV_NORETURN;
 void saev_hdf5_fail(const char *file, int line, const char *expr) SAEV_NORETURN;
 
+/* Writes a printf-style message into err[errlen] (when err is not NULL) and returns -1,
+ * for functions that report problems to their caller: `return saev_errf(err, n, ...)`. */
+int saev_errf(char *err, size_t errlen, const char *fmt, ...) SAEV_PRINTF(3, 4);
+
 /* Memory helpers that never return NULL. */
 void *saev_malloc_at(const char *file, int line, size_t n);
 void *saev_calloc_at(const char *file, int line, size_t n, size_t size);

@@ -16,15 +16,21 @@
 #include "log.h"
 #include "saev_config.h"
 
+const char *launcher_dir(void) {
+    static char dir[PATH_MAX];
+    if (!dir[0]) {
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+        if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find the launcher's folder");
+        dir[n] = 0;
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+    }
+    return dir;
+}
+
 const char *launcher_sibling(const char *program) {
     static char path[PATH_MAX + 64];
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find the launcher's folder");
-    self[n] = 0;
-    char *slash = strrchr(self, '/');
-    if (slash) *slash = 0;
-    snprintf(path, sizeof path, "%s/%s", self, program);
+    snprintf(path, sizeof path, "%s/%s", launcher_dir(), program);
     if (access(path, X_OK) != 0) saev_fail("%s not found beside saev (%s); rebuild with `make`", program, path);
     return path;
 }

@@ -12,6 +12,8 @@
 
 #include "saev_config.h"
 
+/* The folder holding the running `saev` binary. */
+const char *launcher_dir(void);
 /* Path of a program installed beside the running `saev` (e.g. "saev-worker"). */
 const char *launcher_sibling(const char *program);
 /* Runs the worker stage on `ranks` ranks; argv (argc entries) follow the stage name.

@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "mpirun.h"
 
 // ---- growing strings ----------------------------------------------------------------
 
@@ -57,12 +58,7 @@ const char *slurm_template_dir(void) {
         if (!has_file(env, "single.sbatch")) saev_usage_fail("SAEV_SLURM_TEMPLATES=%s has no single.sbatch", env);
         return env;
     }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find the launcher's folder");
-    self[n] = 0;
-    char *slash = strrchr(self, '/');
-    if (slash) *slash = 0;
+    const char *self = launcher_dir();
     const char *tries[] = {"../../slurm", "../share/saev-c/slurm", "../slurm"};
     for (int i = 0; i < 3; i++) {
         if (snprintf(dir, sizeof dir, "%s/%s", self, tries[i]) >= (int)sizeof dir) continue;

@@ -31,13 +31,6 @@ static const CfgField data_fields[] = {
      "segmentation sets: a patch's label is its most common class, or its most common non-zero class"},
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const char *data_validate(void *section, const CfgNode *node, char *buf, size_t buflen) {
     const DataConfig *c = section;
@@ -62,21 +55,21 @@ int data_resolve(const DataConfig *c, DataSpec *s, char *err, size_t errlen) {
     if (!strcmp(kind, "folder")) s->kind = DATA_FOLDER;
     else if (!strcmp(kind, "list")) s->kind = DATA_LIST;
     else if (!strcmp(kind, "ade20k")) s->kind = DATA_ADE20K;
-    else { set_err(err, errlen, "kind: \"%s\" is not folder, list or ade20k", kind); return -1; }
+    else { saev_errf(err, errlen, "kind: \"%s\" is not folder, list or ade20k", kind); return -1; }
     s->root = c->root;
     s->path = c->path;
     s->split = c->split ? c->split : "training";
-    if (s->kind == DATA_LIST && !s->path) { set_err(err, errlen, "kind list needs data.path (the list file)"); return -1; }
-    if (s->kind != DATA_LIST && !s->root) { set_err(err, errlen, "kind %s needs data.root (the top folder)", kind); return -1; }
+    if (s->kind == DATA_LIST && !s->path) { saev_errf(err, errlen, "kind list needs data.path (the list file)"); return -1; }
+    if (s->kind != DATA_LIST && !s->root) { saev_errf(err, errlen, "kind %s needs data.root (the top folder)", kind); return -1; }
     const char *bad = c->on_bad_image ? c->on_bad_image : "skip";
     if (!strcmp(bad, "skip")) s->on_bad = BAD_SKIP;
     else if (!strcmp(bad, "fail")) s->on_bad = BAD_FAIL;
-    else { set_err(err, errlen, "on_bad_image: \"%s\" is not skip or fail", bad); return -1; }
+    else { saev_errf(err, errlen, "on_bad_image: \"%s\" is not skip or fail", bad); return -1; }
     s->max_pixels = c->max_pixels;
     const char *pl = c->patch_label ? c->patch_label : "majority";
     if (!strcmp(pl, "majority")) s->patch_label = PATCH_MAJORITY;
     else if (!strcmp(pl, "prefer-fg")) s->patch_label = PATCH_PREFER_FG;
-    else { set_err(err, errlen, "patch_label: \"%s\" is not majority or prefer-fg", pl); return -1; }
+    else { saev_errf(err, errlen, "patch_label: \"%s\" is not majority or prefer-fg", pl); return -1; }
     return 0;
 }
 
@@ -112,7 +105,7 @@ static int has_image_ext(const char *name) {
 /* Entries of dir (sorted): want_dirs = 1 for subfolders, 0 for image files. */
 static int list_dir(const char *dir, int want_dirs, Names *out, char *err, size_t errlen) {
     DIR *d = opendir(dir);
-    if (!d) { set_err(err, errlen, "%s: cannot open folder: %s", dir, strerror(errno)); return -1; }
+    if (!d) { saev_errf(err, errlen, "%s: cannot open folder: %s", dir, strerror(errno)); return -1; }
     struct dirent *e;
     char full[4096];
     while ((e = readdir(d))) {
@@ -153,7 +146,7 @@ static void items_push(Items *it, char *path, int32_t label, char *mask) {
 static int open_folder(const DataSpec *s, Dataset *ds, Items *it, char *err, size_t errlen) {
     Names classes = {0};
     if (list_dir(s->root, 1, &classes, err, errlen)) return -1;
-    if (classes.n == 0) { set_err(err, errlen, "%s: no class subfolders (expected root/<class>/<image>)", s->root); names_free(&classes); return -1; }
+    if (classes.n == 0) { saev_errf(err, errlen, "%s: no class subfolders (expected root/<class>/<image>)", s->root); names_free(&classes); return -1; }
     for (int c = 0; c < classes.n; c++) {
         char *dir = join(s->root, classes.v[c]);
         Names files = {0};
@@ -170,7 +163,7 @@ static int open_folder(const DataSpec *s, Dataset *ds, Items *it, char *err, siz
 
 static int open_list(const DataSpec *s, Dataset *ds, Items *it, char *err, size_t errlen) {
     FILE *f = fopen(s->path, "r");
-    if (!f) { set_err(err, errlen, "%s: cannot open list file: %s", s->path, strerror(errno)); return -1; }
+    if (!f) { saev_errf(err, errlen, "%s: cannot open list file: %s", s->path, strerror(errno)); return -1; }
     char *base = strdupCheck(s->path);
     char *slash = strrchr(base, '/');
     if (slash) *slash = 0; else strcpy(base, ".");
@@ -193,7 +186,7 @@ static int open_list(const DataSpec *s, Dataset *ds, Items *it, char *err, size_
             long v = strtol(sp, &end, 10);
             if (*end == 0 && end != sp) {
                 if (v < 0 || v > INT32_MAX || errno) {
-                    set_err(err, errlen, "%s:%d: label %s must be an integer >= 0", s->path, lineno, sp);
+                    saev_errf(err, errlen, "%s:%d: label %s must be an integer >= 0", s->path, lineno, sp);
                     rc = -1;
                     break;
                 }
@@ -229,7 +222,7 @@ static int open_ade20k(const DataSpec *s, Items *it, char *err, size_t errlen) {
         free(stem);
         struct stat st;
         if (stat(mask, &st) != 0) {
-            set_err(err, errlen, "%s: no annotation for %s/%s (expected annotations/<split>/<stem>.png)", mask, imgdir, files.v[i]);
+            saev_errf(err, errlen, "%s: no annotation for %s/%s (expected annotations/<split>/<stem>.png)", mask, imgdir, files.v[i]);
             free(mask);
             rc = -1;
             break;
@@ -255,7 +248,7 @@ int dataset_open(const DataSpec *s, Dataset *ds, char *err, size_t errlen) {
     if (s->kind == DATA_ADE20K) ds->mask_paths = it.masks;
     else free(it.masks);
     if (rc == 0 && ds->n == 0) {
-        set_err(err, errlen, "%s: the data set is empty (no images found)", s->kind == DATA_LIST ? s->path : s->root);
+        saev_errf(err, errlen, "%s: the data set is empty (no images found)", s->kind == DATA_LIST ? s->path : s->root);
         rc = -1;
     }
     if (rc) dataset_free(ds);

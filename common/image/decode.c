@@ -28,18 +28,11 @@ void image8_free(Image8 *im) {
     memset(im, 0, sizeof *im);
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int pixels_ok(int64_t w, int64_t h, int64_t max_pixels, char *err, size_t errlen) {
-    if (w <= 0 || h <= 0) { set_err(err, errlen, "image has no pixels (%lldx%lld)", (long long)w, (long long)h); return 0; }
+    if (w <= 0 || h <= 0) { saev_errf(err, errlen, "image has no pixels (%lldx%lld)", (long long)w, (long long)h); return 0; }
     if (max_pixels > 0 && w * h > max_pixels) {
-        set_err(err, errlen, "image is %lldx%lld = %lld pixels, over the limit of %lld (data.max_pixels; a decompression bomb?)",
+        saev_errf(err, errlen, "image is %lldx%lld = %lld pixels, over the limit of %lld (data.max_pixels; a decompression bomb?)",
                 (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
         return 0;
     }
@@ -82,7 +75,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, int64_t max_pixels, Image
     jerr.pub.error_exit = jpeg_error_exit_cb;
     jerr.pub.emit_message = jpeg_emit_message_cb;
     if (setjmp(jerr.jump)) {
-        set_err(err, errlen, "corrupt JPEG: %s", jerr.msg);
+        saev_errf(err, errlen, "corrupt JPEG: %s", jerr.msg);
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
         free(row);
@@ -91,18 +84,18 @@ static int decode_jpeg(const uint8_t *buf, size_t len, int64_t max_pixels, Image
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
-    if (jerr.truncated) { set_err(err, errlen, "truncated JPEG (data ends inside the header)"); goto fail; }
+    if (jerr.truncated) { saev_errf(err, errlen, "truncated JPEG (data ends inside the header)"); goto fail; }
     if (!pixels_ok(cinfo.image_width, cinfo.image_height, max_pixels, err, errlen)) goto fail;
     int ncomp = cinfo.num_components;
     if (ncomp == 1) cinfo.out_color_space = JCS_GRAYSCALE;
     else if (ncomp == 3) cinfo.out_color_space = JCS_RGB;
     else if (ncomp == 4) cinfo.out_color_space = JCS_CMYK; /* libjpeg converts YCCK to CMYK */
-    else { set_err(err, errlen, "unsupported JPEG with %d components", ncomp); goto fail; }
+    else { saev_errf(err, errlen, "unsupported JPEG with %d components", ncomp); goto fail; }
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height, oc = cinfo.output_components;
     pixels = malloc((size_t)w * h * 3);
     row = malloc((size_t)w * oc);
-    if (!pixels || !row) { set_err(err, errlen, "out of memory for a %dx%d JPEG", w, h); goto fail; }
+    if (!pixels || !row) { saev_errf(err, errlen, "out of memory for a %dx%d JPEG", w, h); goto fail; }
     while (cinfo.output_scanline < cinfo.output_height) {
         uint8_t *dst = pixels + (size_t)cinfo.output_scanline * w * 3;
         if (oc == 3) {
@@ -124,7 +117,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, int64_t max_pixels, Image
             }
         }
     }
-    if (jerr.truncated) { set_err(err, errlen, "truncated JPEG (data ends before the image does)"); goto fail; }
+    if (jerr.truncated) { saev_errf(err, errlen, "truncated JPEG (data ends before the image does)"); goto fail; }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     free(row);
@@ -164,14 +157,14 @@ static void png_warning_cb(png_structp png, png_const_charp msg) { (void)png; (v
 static int decode_png(const uint8_t *buf, size_t len, int64_t max_pixels, int mask, Image8 *out, char *err, size_t errlen) {
     PngSrc src = {buf, len, 0, ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb, png_warning_cb);
-    if (!png) { set_err(err, errlen, "out of memory (libpng)"); return -1; }
+    if (!png) { saev_errf(err, errlen, "out of memory (libpng)"); return -1; }
     png_infop info = png_create_info_struct(png);
     uint8_t *volatile raw = NULL;
     uint8_t *volatile pixels = NULL;
     png_bytep *volatile rows = NULL;
-    if (!info) { png_destroy_read_struct(&png, NULL, NULL); set_err(err, errlen, "out of memory (libpng)"); return -1; }
+    if (!info) { png_destroy_read_struct(&png, NULL, NULL); saev_errf(err, errlen, "out of memory (libpng)"); return -1; }
     if (setjmp(png_jmpbuf(png))) {
-        set_err(err, errlen, "corrupt PNG: %s", src.msg);
+        saev_errf(err, errlen, "corrupt PNG: %s", src.msg);
         goto fail;
     }
     png_set_read_fn(png, &src, png_read_cb);
@@ -182,7 +175,7 @@ static int decode_png(const uint8_t *buf, size_t len, int64_t max_pixels, int ma
     int gray16 = 0; /* Pillow: mode "I", clipped to 255 when converted */
     if (mask) {
         if (!(ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_PALETTE) || depth != 8) {
-            set_err(err, errlen, "segmentation mask must be an 8-bit greyscale or palette PNG of class ids (got colour type %d, %d bits)", ctype, depth);
+            saev_errf(err, errlen, "segmentation mask must be an 8-bit greyscale or palette PNG of class ids (got colour type %d, %d bits)", ctype, depth);
             goto fail;
         }
     } else {
@@ -199,7 +192,7 @@ static int decode_png(const uint8_t *buf, size_t len, int64_t max_pixels, int ma
     rows = malloc(sizeof(png_bytep) * h);
     int oc = mask ? 1 : 3;
     pixels = malloc((size_t)w * h * oc);
-    if (!raw || !rows || !pixels) { set_err(err, errlen, "out of memory for a %ux%u PNG", (unsigned)w, (unsigned)h); goto fail; }
+    if (!raw || !rows || !pixels) { saev_errf(err, errlen, "out of memory for a %ux%u PNG", (unsigned)w, (unsigned)h); goto fail; }
     for (png_uint_32 y = 0; y < h; y++) rows[y] = raw + y * rowbytes;
     png_read_image(png, rows);
     png_read_end(png, NULL);
@@ -232,7 +225,7 @@ fail:
 /* ---- dispatch -------------------------------------------------------------------------- */
 
 static int sniff(const uint8_t *buf, size_t len, char *err, size_t errlen) {
-    if (len == 0) { set_err(err, errlen, "empty file (0 bytes)"); return -1; }
+    if (len == 0) { saev_errf(err, errlen, "empty file (0 bytes)"); return -1; }
     if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return 'J';
     if (len >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8)) return 'P';
     const char *what = "not a JPEG or PNG image";
@@ -240,7 +233,7 @@ static int sniff(const uint8_t *buf, size_t len, char *err, size_t errlen) {
     else if (len >= 2 && !memcmp(buf, "BM", 2)) what = "BMP images are not supported (JPEG and PNG are)";
     else if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "WEBP", 4)) what = "WebP images are not supported (JPEG and PNG are)";
     else if (len >= 4 && (!memcmp(buf, "II*\0", 4) || !memcmp(buf, "MM\0*", 4))) what = "TIFF images are not supported (JPEG and PNG are)";
-    set_err(err, errlen, "%s", what);
+    saev_errf(err, errlen, "%s", what);
     return -1;
 }
 
@@ -256,13 +249,13 @@ int decode_rgb_mem(const uint8_t *buf, size_t len, int64_t max_pixels, Image8 *o
 static int read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) {
     *buf = NULL; *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) { set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
+    if (!f) { saev_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) { set_err(err, errlen, "%s: not a regular file", path); fclose(f); return -1; }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) { saev_errf(err, errlen, "%s: not a regular file", path); fclose(f); return -1; }
     size_t n = (size_t)st.st_size;
     uint8_t *b = malloc(n ? n : 1);
-    if (!b) { set_err(err, errlen, "%s: out of memory for %zu bytes", path, n); fclose(f); return -1; }
-    if (n && fread(b, 1, n, f) != n) { set_err(err, errlen, "%s: read error: %s", path, strerror(errno)); free(b); fclose(f); return -1; }
+    if (!b) { saev_errf(err, errlen, "%s: out of memory for %zu bytes", path, n); fclose(f); return -1; }
+    if (n && fread(b, 1, n, f) != n) { saev_errf(err, errlen, "%s: read error: %s", path, strerror(errno)); free(b); fclose(f); return -1; }
     fclose(f);
     *buf = b; *len = n;
     return 0;
@@ -275,7 +268,7 @@ int decode_rgb_file(const char *path, int64_t max_pixels, Image8 *out, char *err
     char why[512];
     int rc = decode_rgb_mem(buf, len, max_pixels, out, why, sizeof why);
     free(buf);
-    if (rc) set_err(err, errlen, "%s: %s", path, why);
+    if (rc) saev_errf(err, errlen, "%s: %s", path, why);
     return rc;
 }
 
@@ -289,16 +282,16 @@ int decode_mask_file(const char *path, int64_t max_pixels, Image8 *out, char *er
     if (kind == 'P') rc = decode_png(buf, len, max_pixels, 1, out, why, sizeof why);
     else if (kind == 'J') snprintf(why, sizeof why, "segmentation masks must be PNG (JPEG compression would change class ids)");
     free(buf);
-    if (rc) set_err(err, errlen, "%s: %s", path, why);
+    if (rc) saev_errf(err, errlen, "%s: %s", path, why);
     return rc;
 }
 
 /* ---- writers --------------------------------------------------------------------------- */
 
 static int finish_tmp(FILE *f, const char *tmp, const char *path, char *err, size_t errlen) {
-    if (fflush(f) != 0 || ferror(f)) { set_err(err, errlen, "%s: write error: %s", tmp, strerror(errno)); fclose(f); unlink(tmp); return -1; }
-    if (fclose(f) != 0) { set_err(err, errlen, "%s: close error: %s", tmp, strerror(errno)); unlink(tmp); return -1; }
-    if (rename(tmp, path) != 0) { set_err(err, errlen, "%s: rename failed: %s", path, strerror(errno)); unlink(tmp); return -1; }
+    if (fflush(f) != 0 || ferror(f)) { saev_errf(err, errlen, "%s: write error: %s", tmp, strerror(errno)); fclose(f); unlink(tmp); return -1; }
+    if (fclose(f) != 0) { saev_errf(err, errlen, "%s: close error: %s", tmp, strerror(errno)); unlink(tmp); return -1; }
+    if (rename(tmp, path) != 0) { saev_errf(err, errlen, "%s: rename failed: %s", path, strerror(errno)); unlink(tmp); return -1; }
     return 0;
 }
 
@@ -306,12 +299,12 @@ int write_png(const char *path, const Image8 *im, char *err, size_t errlen) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) { set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
+    if (!f) { saev_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
     PngSrc src = {0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb, png_warning_cb);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info || setjmp(png_jmpbuf(png))) {
-        set_err(err, errlen, "%s: PNG write failed: %s", path, src.msg);
+        saev_errf(err, errlen, "%s: PNG write failed: %s", path, src.msg);
         png_destroy_write_struct(&png, &info);
         fclose(f);
         unlink(tmp);
@@ -331,14 +324,14 @@ int write_jpeg(const char *path, const Image8 *im, int quality, char *err, size_
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) { set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
+    if (!f) { saev_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
     struct jpeg_compress_struct cinfo;
     JpegErr jerr;
     memset(&jerr, 0, sizeof jerr);
     cinfo.err = jpeg_std_error(&jerr.pub);
     jerr.pub.error_exit = jpeg_error_exit_cb;
     if (setjmp(jerr.jump)) {
-        set_err(err, errlen, "%s: JPEG write failed: %s", path, jerr.msg);
+        saev_errf(err, errlen, "%s: JPEG write failed: %s", path, jerr.msg);
         jpeg_destroy_compress(&cinfo);
         fclose(f);
         unlink(tmp);

@@ -48,13 +48,6 @@ const CfgSchema preprocess_config_schema = {
     (int)(sizeof preprocess_fields / sizeof preprocess_fields[0]), preprocess_validate,
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 const char *interp_name(Interp i) { return i == INTERP_NEAREST ? "nearest" : i == INTERP_BILINEAR ? "bilinear" : "bicubic"; }
 const char *resize_name(ResizeMode r) { return r == RESIZE_NONE ? "none" : r == RESIZE_SHORTEST ? "shortest" : "exact"; }
@@ -70,7 +63,7 @@ int preprocess_family(const char *name, PreprocessSpec *s, char *err, size_t err
     } else if (!strcmp(name, "siglip")) {
         *s = (PreprocessSpec){RESIZE_EXACT, 224, 224, 224, INTERP_BICUBIC, 0, 0, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}};
     } else {
-        set_err(err, errlen, "unknown pipeline \"%s\" (expected clip, dinov2 or siglip)", name);
+        saev_errf(err, errlen, "unknown pipeline \"%s\" (expected clip, dinov2 or siglip)", name);
         return -1;
     }
     return 0;
@@ -82,15 +75,15 @@ int preprocess_resolve(const PreprocessConfig *c, PreprocessSpec *s, char *err, 
         if (!strcmp(c->resize, "shortest")) s->resize = RESIZE_SHORTEST;
         else if (!strcmp(c->resize, "exact")) s->resize = RESIZE_EXACT;
         else if (!strcmp(c->resize, "none")) s->resize = RESIZE_NONE;
-        else { set_err(err, errlen, "resize: \"%s\" is not shortest, exact or none", c->resize); return -1; }
+        else { saev_errf(err, errlen, "resize: \"%s\" is not shortest, exact or none", c->resize); return -1; }
     }
     if (c->size != CFG_UNSET_INT) { s->size = (int)c->size; s->width = s->height = (int)c->size; }
     if ((c->width != CFG_UNSET_INT) != (c->height != CFG_UNSET_INT)) {
-        set_err(err, errlen, "width and height go together (give both)");
+        saev_errf(err, errlen, "width and height go together (give both)");
         return -1;
     }
     if (c->width != CFG_UNSET_INT) {
-        if (s->resize != RESIZE_EXACT) { set_err(err, errlen, "width/height need resize: exact"); return -1; }
+        if (s->resize != RESIZE_EXACT) { saev_errf(err, errlen, "width/height need resize: exact"); return -1; }
         s->width = (int)c->width;
         s->height = (int)c->height;
     }
@@ -98,25 +91,25 @@ int preprocess_resolve(const PreprocessConfig *c, PreprocessSpec *s, char *err, 
         if (!strcmp(c->interpolation, "bicubic")) s->interp = INTERP_BICUBIC;
         else if (!strcmp(c->interpolation, "bilinear")) s->interp = INTERP_BILINEAR;
         else if (!strcmp(c->interpolation, "nearest")) s->interp = INTERP_NEAREST;
-        else { set_err(err, errlen, "interpolation: \"%s\" is not bicubic, bilinear or nearest", c->interpolation); return -1; }
+        else { saev_errf(err, errlen, "interpolation: \"%s\" is not bicubic, bilinear or nearest", c->interpolation); return -1; }
     }
     if (c->crop != CFG_UNSET_INT) s->crop_w = s->crop_h = (int)c->crop;
     const CfgList *lists[2] = {&c->mean, &c->std};
     float *dst[2] = {s->mean, s->std};
     for (int l = 0; l < 2; l++) {
         if (lists[l]->n == 0) continue;
-        if (lists[l]->n != 3) { set_err(err, errlen, "%s: needs 3 values (r, g, b), got %d", l ? "std" : "mean", lists[l]->n); return -1; }
+        if (lists[l]->n != 3) { saev_errf(err, errlen, "%s: needs 3 values (r, g, b), got %d", l ? "std" : "mean", lists[l]->n); return -1; }
         for (int i = 0; i < 3; i++) dst[l][i] = (float)lists[l]->f[i];
     }
     return preprocess_check(s, err, errlen);
 }
 
 int preprocess_check(const PreprocessSpec *s, char *err, size_t errlen) {
-    if (s->resize == RESIZE_SHORTEST && s->size <= 0) { set_err(err, errlen, "size must be positive"); return -1; }
-    if (s->resize == RESIZE_EXACT && (s->width <= 0 || s->height <= 0)) { set_err(err, errlen, "exact resize needs a positive width and height"); return -1; }
-    if (s->crop_w < 0 || s->crop_h < 0) { set_err(err, errlen, "crop must be >= 0"); return -1; }
+    if (s->resize == RESIZE_SHORTEST && s->size <= 0) { saev_errf(err, errlen, "size must be positive"); return -1; }
+    if (s->resize == RESIZE_EXACT && (s->width <= 0 || s->height <= 0)) { saev_errf(err, errlen, "exact resize needs a positive width and height"); return -1; }
+    if (s->crop_w < 0 || s->crop_h < 0) { saev_errf(err, errlen, "crop must be >= 0"); return -1; }
     for (int i = 0; i < 3; i++)
-        if (!(s->std[i] > 0) || !isfinite(s->mean[i])) { set_err(err, errlen, "std must be positive and mean finite (channel %d: mean %g, std %g)", i, s->mean[i], s->std[i]); return -1; }
+        if (!(s->std[i] > 0) || !isfinite(s->mean[i])) { saev_errf(err, errlen, "std must be positive and mean finite (channel %d: mean %g, std %g)", i, s->mean[i], s->std[i]); return -1; }
     return 0;
 }
 
