@@ -60,7 +60,6 @@ echo "ok 1: sweep of 4 configs as a 2-task array"
 # 2. uninterrupted reference, then cancel after the first checkpoint and resubmit.
 ref=$("$SAEV" submit train train.yaml --set run.name=ref)
 cut=$("$SAEV" submit train train.yaml --set run.name=cut)
-slurm_wait_job "$ref" 300 || fail "reference did not finish"
 # Cancel once the job has written its first checkpoint (squeue's output is captured, not
 # piped into grep -q, whose early exit would SIGPIPE squeue under pipefail).
 seen=0
@@ -72,6 +71,9 @@ done
 [ $seen = 1 ] || fail "job $cut ended before its first checkpoint"
 scancel "$cut"
 slurm_wait_job "$cut" 60 || fail "cancelled job did not end"
+# Only now wait for the reference: ref and cut run side by side on the two nodes, so
+# waiting for ref first let cut run to its end before the cancel came.
+slurm_wait_job "$ref" 300 || fail "reference did not finish"
 # 4000 steps take ~10 s here and the cancel lands right after the first checkpoint (step
 # 100), so the job must really have been cut short.
 [ "$(slurm_job_state "$cut" | cut -d' ' -f1)" = CANCELLED ] || fail "job $cut finished before it was cancelled"
