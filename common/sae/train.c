@@ -124,6 +124,18 @@ const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
                 return buf;
             }
     }
+    /* The device/precision choices that do not depend on the node (bf16 anywhere, tf32 on
+     * the CPU): refused here, before any rank starts. Whether cuda is usable is the
+     * compute node's to say (train_run resolves the device again there). */
+    const char *dev = cfgs[0].run.device ? cfgs[0].run.device : "auto";
+    if (!strcmp(dev, "cpu") || !strcmp(c0->precision, "bf16")) {
+        SaeBackendSpec spec;
+        const char *e = sae_backend_resolve(dev, c0->precision, &spec);
+        if (e) {
+            snprintf(buf, len, "%s (run.device %s, train.precision %s)", e, dev, c0->precision);
+            return buf;
+        }
+    }
     return NULL;
 }
 
@@ -343,12 +355,16 @@ void train_run(const SaevConfig *cfgs, int K) {
      * end-of-run checkpoint. */
     const char *kill_env = getenv("SAEV_TRAIN_KILL_AFTER_STEPS");
     int64_t kill_after = kill_env ? atoll(kill_env) : -1;
+    /* Tests simulate a slow disk: the loader takes this many more milliseconds a batch. */
+    const char *delay_env = getenv("SAEV_TRAIN_LOADER_DELAY_MS");
+    int64_t loader_delay_ms = delay_env ? atoll(delay_env) : 0;
     int64_t steps_since = 0;
     for (int64_t step = start; step < T; step++) {
         int64_t batch_first_row = loader.position;
         float *x = sae_batch_rows(&batch);
         double t_load = saev_now();
         batch_loader_next(&loader, x);
+        if (loader_delay_ms > 0) usleep((useconds_t)(loader_delay_ms * 1000));
         loader_s += saev_now() - t_load;
         int ok = 1;
         for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
