@@ -13,6 +13,7 @@
  * unsets an optional key; quoted scalars are strings and never numbers or booleans;
  * string keys accept any unquoted scalar as its text.
  */
+#include "fsutil.h"
 #include "config.h"
 
 #include <ctype.h>
@@ -912,21 +913,11 @@ char *cfg_reference(const CfgSchema *schema) {
 }
 
 void cfg_write_resolved(const CfgSchema *schema, const void *obj, const char *dir) {
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/config.resolved.yaml", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     char *text = cfg_dump(schema, obj);
-    FILE *f = fopen(tmp, "w");
-    if (!f) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
+    write_file_atomic_or_die(path, text, strlen(text));
     free(text);
-    if (bad || rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        saev_fail("cannot write %s: %s", path, strerror(e));
-    }
 }
 
 // ---- *_or_die -----------------------------------------------------------------------

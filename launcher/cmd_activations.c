@@ -12,4 +12,4 @@ static const char usage[] =
     "N ranks. A rerun after a crash continues where the store left off; a rerun with a\n"
     "different model or setting is refused, naming the setting.\n";
 
-int cmd_activations(int argc, char **argv) { return launch_config_stage("activations", usage, argc, argv); }
+int cmd_activations(int argc, char **argv) { return launch_config_stage("activations", usage, 1, NULL, argc, argv); }

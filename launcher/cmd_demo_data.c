@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "check.h"
 #include "commands.h"
 #include "image/decode.h"
@@ -69,13 +70,6 @@ static uint8_t *read_idx_gz(const char *path, int want_dims, int *dims) {
     return data;
 }
 
-static void mkdir_p(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') { *p = 0; if (mkdir(buf, 0755) && errno != EEXIST) saev_fail("%s: cannot create: %s", buf, strerror(errno)); *p = '/'; }
-    if (mkdir(buf, 0755) && errno != EEXIST) saev_fail("%s: cannot create: %s", buf, strerror(errno));
-}
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -175,7 +169,7 @@ int cmd_demo_data(int argc, char **argv) {
 
     /* ---- image folder ---- */
     int taken[10] = {0};
-    for (int c = 0; c < 10; c++) { snprintf(path, sizeof path, "%s/fashion/%02d_%s", part, c, class_names[c]); mkdir_p(path); }
+    for (int c = 0; c < 10; c++) { snprintf(path, sizeof path, "%s/fashion/%02d_%s", part, c, class_names[c]); make_dirs_or_die(path); }
     int next = 0;
     for (int i = 0; i < n_fm && next < 10 * per_class; i++) {
         int k = perm[i], c = labels[k];
@@ -206,8 +200,8 @@ int cmd_demo_data(int argc, char **argv) {
     int n_train = (int)(n_seg * 8 / 10);
     for (int split = 0; split < 2; split++) {
         const char *sname = split ? "validation" : "training";
-        snprintf(path, sizeof path, "%s/segmentation/images/%s", part, sname); mkdir_p(path);
-        snprintf(path, sizeof path, "%s/segmentation/annotations/%s", part, sname); mkdir_p(path);
+        snprintf(path, sizeof path, "%s/segmentation/images/%s", part, sname); make_dirs_or_die(path);
+        snprintf(path, sizeof path, "%s/segmentation/annotations/%s", part, sname); make_dirs_or_die(path);
     }
     Image8 bg = {S, S, 3, mallocCheck((size_t)S * S * 3)}, mask = {S, S, 1, mallocCheck((size_t)S * S)};
     for (int i = 0; i < n_seg; i++) {

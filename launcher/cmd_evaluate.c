@@ -26,23 +26,13 @@ static const char usage[] =
     "Keys: evaluate.first_row, evaluate.max_tokens (0: all), evaluate.batch_size,\n"
     "evaluate.hist_bins, evaluate.out (see `saev config --reference`).\n";
 
-int cmd_evaluate(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s", usage);
-            return 0;
-        }
-    CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (args.argc > 1) saev_usage_fail("saev evaluate: unexpected argument \"%s\"", args.argv[1]);
-    SaevConfig *cfgs;
-    int n = saev_config_load_or_die(&args, &cfgs);
+static void check_evaluate(SaevConfig *cfgs, int n, const char *config_path) {
+    (void)config_path;
     saev_config_one_or_die(cfgs, n, "evaluate", "train"); /* evaluate.sae lists the sweep's checkpoints */
     EvalPlan plan;
     eval_plan_or_die(&cfgs[0].evaluate, &plan);
     eval_plan_free(&plan);
-    int ranks = (int)cfgs[0].run.ranks;
-    saev_config_free(cfgs, n);
-    cfg_args_free(&args);
-    return launch_worker(ranks, "evaluate", argc - 1, argv + 1);
 }
+
+/* No config needed: `--set evaluate.sae=[...] --set evaluate.data=...` is enough. */
+int cmd_evaluate(int argc, char **argv) { return launch_config_stage("evaluate", usage, 0, check_evaluate, argc, argv); }

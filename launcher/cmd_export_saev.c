@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "check.h"
 #include "commands.h"
 #include "log.h"
@@ -76,14 +77,17 @@ static unsigned char *pickle_str_dict(const char *const *kv, int n_pairs, size_t
     return b;
 }
 
-static void write_text_atomic(const char *dir, const char *name, const char *text) {
-    char path[4096], tmp[4200];
+
+/* dir/name holding text and a final newline, written atomically. */
+static void write_json_file(const char *dir, const char *name, const char *text) {
+    char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    libcCheckPtr(f, tmp);
-    if (fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f)) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-    if (rename(tmp, path)) saev_fail("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    size_t n = strlen(text);
+    char *buf = mallocCheck(n + 1);
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    write_file_atomic_or_die(path, buf, n + 1);
+    free(buf);
 }
 
 static const char *saev_families[] = {"bird-mae", "clip", "dinov2", "dinov3", "fake-clip", "pe-core", "pe-spatial", "siglip"};
@@ -175,7 +179,7 @@ int cmd_export_saev(int argc, char **argv) {
         free(lab);
     }
     char *text = cJSON_Print(shards);
-    write_text_atomic(dir, "shards.json", text);
+    write_json_file(dir, "shards.json", text);
     free(text);
     cJSON_Delete(shards);
 
@@ -200,7 +204,7 @@ int cmd_export_saev(int argc, char **argv) {
     cJSON_AddStringToObject(md, "dtype", "float32");
     cJSON_AddStringToObject(md, "protocol", "2.1");
     text = cJSON_Print(md);
-    write_text_atomic(dir, "metadata.json", text);
+    write_json_file(dir, "metadata.json", text);
     free(text);
     free(data);
     cJSON_Delete(md);

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "check.h"
 #include "commands.h"
 #include "config_args.h"
@@ -73,29 +74,7 @@ static int schema_has(const CfgSchema *s, const char *path) {
     return 0;
 }
 
-static void make_dirs(const char *path) {
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s", path);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", p, strerror(errno));
-            *s = '/';
-        }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", p, strerror(errno));
-}
 
-static void write_atomic(const char *path, const char *text, mode_t mode) {
-    char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fclose(f) != 0;
-    if (bad) { unlink(tmp); saev_fail("cannot write %s (disk full?)", tmp); }
-    libcCheck(chmod(tmp, mode));
-    if (rename(tmp, path) != 0) { unlink(tmp); saev_fail("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
-}
 
 static char *absolute(const char *path) {
     if (path[0] == '/') return strdupCheck(path);
@@ -299,15 +278,16 @@ int cmd_submit(int argc, char **argv) {
             }
         }
     } else {
-        make_dirs(slurm_dir);
-        make_dirs(log_dir);
+        make_dirs_or_die(slurm_dir);
+        make_dirs_or_die(log_dir);
         char path[PATH_MAX];
         for (int g = 0; g < n_groups; g++) {
             snprintf(path, sizeof path, "%s/group_%d.yaml", slurm_dir, g);
-            write_atomic(path, groups[g], 0644);
+            write_file_atomic_or_die(path, groups[g], strlen(groups[g]));
         }
         snprintf(path, sizeof path, "%s/%s.sbatch", slurm_dir, job_name);
-        write_atomic(path, script, 0755);
+        write_file_atomic_or_die(path, script, strlen(script));
+        libcCheck(chmod(path, 0755));
         char *id = sbatch(path);
         /* jobs.tsv: one line per submission, appended (O_APPEND keeps lines whole). */
         char line[PATH_MAX + 512];

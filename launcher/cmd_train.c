@@ -27,25 +27,12 @@ static const char usage[] =
     "sae.safetensors, train_state.safetensors, metrics.jsonl, and metrics.json when done.\n"
     "train.resume=true continues from the training state. Keys: saev config --reference.\n";
 
-int cmd_train(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s", usage);
-            return 0;
-        }
-    CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (!args.config_path) saev_usage_fail("saev train: missing CONFIG.yaml (see saev train --help)");
-    if (args.argc > 1) saev_usage_fail("saev train: unexpected argument \"%s\"", args.argv[1]);
-    SaevConfig *cfgs;
-    int K = saev_config_load_or_die(&args, &cfgs);
+static void check_train(SaevConfig *cfgs, int K, const char *config_path) {
     char msg[1024];
     const char *bad = train_prepare(cfgs, K, msg, sizeof msg);
-    if (bad) saev_usage_fail("%s: %s", args.config_path, bad);
+    if (bad) saev_usage_fail("%s: %s", config_path, bad);
     /* Opening the data checks it here: a store's layer, tokens and completeness. */
     data_source_close(data_source_open(cfgs[0].train.data, cfgs[0].train.layer, cfgs[0].train.tokens));
-    int ranks = (int)cfgs[0].run.ranks;
-    saev_config_free(cfgs, K);
-    cfg_args_free(&args);
-    return launch_worker(ranks, "train", argc - 1, argv + 1);
 }
+
+int cmd_train(int argc, char **argv) { return launch_config_stage("train", usage, 1, check_train, argc, argv); }

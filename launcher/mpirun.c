@@ -99,7 +99,7 @@ int launch_worker(int ranks, const char *stage, int argc, char **argv) {
     return 1;
 }
 
-int launch_config_stage(const char *stage, const char *usage, int argc, char **argv) {
+int launch_config_stage(const char *stage, const char *usage, int config_required, StageCheck check, int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("%s", usage);
@@ -107,10 +107,11 @@ int launch_config_stage(const char *stage, const char *usage, int argc, char **a
         }
     CfgArgs args;
     cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (!args.config_path) saev_usage_fail("saev %s: missing CONFIG.yaml (see saev %s --help)", stage, stage);
+    if (config_required && !args.config_path) saev_usage_fail("saev %s: missing CONFIG.yaml (see saev %s --help)", stage, stage);
     if (args.argc > 1) saev_usage_fail("saev %s: unexpected argument \"%s\"", stage, args.argv[1]);
     SaevConfig *cfgs;
     int n = saev_config_load_or_die(&args, &cfgs);
+    if (check) check(cfgs, n, args.config_path ? args.config_path : "(no config)");
     int ranks = (int)cfgs[0].run.ranks;
     saev_config_free(cfgs, n);
     cfg_args_free(&args);

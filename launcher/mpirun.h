@@ -10,17 +10,22 @@
 #ifndef SAEV_LAUNCHER_MPIRUN_H
 #define SAEV_LAUNCHER_MPIRUN_H
 
+#include "saev_config.h"
+
 /* Path of a program installed beside the running `saev` (e.g. "saev-worker"). */
 const char *launcher_sibling(const char *program);
 /* Runs the worker stage on `ranks` ranks; argv (argc entries) follow the stage name.
  * Returns the exit status to pass on (0 on success). */
 int launch_worker(int ranks, const char *stage, int argc, char **argv);
 
-/* For a config-driven stage (`saev STAGE CONFIG [--set ...] [--ranks N] [--device D]`):
+/* For a config-driven stage (`saev STAGE [CONFIG] [--set ...] [--ranks N] [--device D]`):
  * loads and checks the whole config here first, so a bad config fails with status 2
  * before any rank starts or anything is written, then runs the stage on run.ranks ranks
- * with the same arguments (every rank reads the same config). `usage` is printed for
- * --help. Returns the exit status. */
-int launch_config_stage(const char *stage, const char *usage, int argc, char **argv);
+ * with the same arguments (every rank reads the same config). `check`, when given, adds
+ * the stage's own checks of the loaded configs (a missing data file, ...) and ends the
+ * job with a usage error when they fail. `usage` is printed for --help. Returns the
+ * exit status. */
+typedef void (*StageCheck)(SaevConfig *configs, int n, const char *config_path);
+int launch_config_stage(const char *stage, const char *usage, int config_required, StageCheck check, int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
  * from the schema's defaults table.
  */
 #include <check.h>
+#include "testutil.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -721,9 +722,5 @@ int main(void) {
     tcase_add_test(tc, test_saev_config_load);
     tcase_add_exit_test(tc, test_bind_or_die_exits_2, 2);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s, 1);
 }

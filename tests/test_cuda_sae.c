@@ -271,11 +271,6 @@ int main(void) {
     tcase_add_loop_test(tc, test_fixture_tf32, 0, 5);
     tcase_add_test(tc, test_cuda_vs_cpu_all_options);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s, 0);
 #endif
 }

@@ -206,11 +206,6 @@ int main(void) {
     tcase_add_test(tc, test_siglip);
     tcase_add_test(tc, test_vit_b16_vs_cpu);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s, 0);
 #endif
 }

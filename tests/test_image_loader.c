@@ -5,7 +5,8 @@
  * exactly what decoding + preprocessing each image alone gives).
  * Images are generated here with write_png/write_jpeg into a fresh temporary folder.
  */
-#include <check.h> /* Check; plain <check.h> would find common/check.h */
+#include <check.h>
+#include "testutil.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +48,6 @@ static void rm_tmpdir_at_exit(void) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    if (n) ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 static uint8_t *read_bytes(const char *path, size_t *n) {
@@ -405,9 +399,5 @@ int main(void) {
     tcase_add_test(tc, test_patch_labels);
     tcase_add_test(tc, test_ade20k_loader);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return run_suite(s, 1);
 }

@@ -6,7 +6,8 @@
  * Also checks the geometry rules (shortest-side size, half-to-even crop offsets) on
  * closed-form cases.
  */
-#include <check.h> /* Check; plain <check.h> would find common/check.h */
+#include <check.h>
+#include "testutil.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,9 +118,5 @@ int main(void) {
     tcase_add_test(tc, test_geometry);
     tcase_add_test(tc, test_resolve_overrides);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return run_suite(s, 1);
 }

@@ -77,6 +77,7 @@ slurm_wait_job "$ref" 300 || fail "reference did not finish"
 # 4000 steps take ~10 s here and the cancel lands right after the first checkpoint (step
 # 100), so the job must really have been cut short.
 [ "$(slurm_job_state "$cut" | cut -d' ' -f1)" = CANCELLED ] || fail "job $cut finished before it was cancelled"
+slurm_wait_job "$ref" 300 || fail "reference did not finish"
 again=$("$SAEV" submit train train.yaml --set run.name=cut)
 slurm_wait_job "$again" 300 || fail "resubmitted job did not finish"
 [ "$(slurm_job_state "$again")" = "COMPLETED 0:0" ] || fail "resubmitted job failed"

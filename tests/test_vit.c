@@ -11,7 +11,8 @@
  * as the full forward and never touches later blocks; missing and mis-shaped tensors
  * are reported by name.
  */
-#include <check.h> /* Check; plain <check.h> would find common/check.h */
+#include <check.h>
+#include "testutil.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,9 +435,5 @@ int main(void) {
     tcase_add_test(tc, test_batch_reuse);
     tcase_add_test(tc, test_hub_configs);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s, 1);
 }

@@ -1,10 +1,12 @@
 /*
  * testutil.h: small helpers shared by the Check tests: where the fixtures are, a scratch
- * directory, writing raw bytes to a file, and relative error of two float arrays.
+ * directory, writing raw bytes to a file, relative error of two float arrays, and
+ * running a suite.
  */
 #ifndef SAEV_TESTUTIL_H
 #define SAEV_TESTUTIL_H
 
+#include <check.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -70,6 +72,17 @@ static inline double rel_error(const float *a, const float *b, size_t n) {
         den += (double)b[i] * (double)b[i];
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Runs a Check suite (forking per test unless fork = 0, which CUDA code needs) and
+ * returns the process exit status: 0 when every test passed. */
+static inline int run_suite(Suite *s, int fork) {
+    SRunner *sr = srunner_create(s);
+    if (!fork) srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
 }
 
 #endif

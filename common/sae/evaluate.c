@@ -4,6 +4,7 @@
  * scale it, encode/decode it (sae_encode_decode_eval: JumpReLU threshold for
  * batch-top-k) and add to that SAE's float64 sums; one all-reduce per SAE at the end.
  */
+#include "fsutil.h"
 #include "evaluate.h"
 
 #include <cjson/cJSON.h>
@@ -449,30 +450,7 @@ char *eval_svg(const EvalMetrics *m, const char *title) {
     return t.s;
 }
 
-void eval_write_file_atomic(const char *path, const char *text) {
-    size_t len = strlen(path) + 8;
-    char *tmp = mallocCheck(len);
-    snprintf(tmp, len, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    if (fwrite(text, 1, n, f) != n) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-    if (fclose(f) != 0) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0) saev_fail("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    free(tmp);
-}
 
-static void mkdirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
-}
 
 /* ---------------------------------------------------------------- the pass */
 
@@ -535,12 +513,12 @@ void evaluate_run(const EvaluateConfig *c) {
             eval_metrics_compute(&sums[i], (int)c->hist_bins, &m);
             char *json = eval_json(&m, &saes[i], plan.ckpt[i], c, &plan);
             char *svg = eval_svg(&m, plan.ckpt[i]);
-            mkdirs(plan.out_dir[i]);
+            make_dirs_or_die(plan.out_dir[i]);
             char path[4200];
             snprintf(path, sizeof path, "%s/eval.json", plan.out_dir[i]);
-            eval_write_file_atomic(path, json);
+            write_file_atomic_or_die(path, json, strlen(json));
             snprintf(path, sizeof path, "%s/eval.svg", plan.out_dir[i]);
-            eval_write_file_atomic(path, svg);
+            write_file_atomic_or_die(path, svg, strlen(svg));
             log_info("evaluate: %s: L0 %.4g, L1 %.4g, MSE %.4g, NMSE %.4g, explained variance %.4g, dead %d, almost dead %d, dense %d of %d -> %s/eval.{json,svg}",
                      plan.ckpt[i], m.l0, m.l1, m.mse, m.nmse, m.explained_variance, m.n_dead, m.n_almost_dead, m.n_dense, m.S, plan.out_dir[i]);
             free(json);

@@ -139,7 +139,5 @@ void evaluate_run(const EvaluateConfig *c);
 /* Outputs (rank 0). JSON as text (malloc'd); SVG as text (malloc'd). */
 char *eval_json(const EvalMetrics *m, const Sae *sae, const char *ckpt, const EvaluateConfig *c, const EvalPlan *plan);
 char *eval_svg(const EvalMetrics *m, const char *title);
-/* Writes text to path atomically (path.tmp then rename); fails naming the file. */
-void eval_write_file_atomic(const char *path, const char *text);
 
 #endif

@@ -7,6 +7,15 @@
  * backward scatters into W_dec, W_enc and b_enc latent by latent (entries grouped by
  * latent, so no two writers touch the same row). W_enc's sparse gradient is built
  * transposed ([S,d], contiguous per latent) and transposed once at the end.
+ *
+ * Threads: the passes OpenBLAS does not cover (bias + activation, top-k selection, the
+ * sparse decode and scatter, the optimizer) run on a persistent pthread pool
+ * (vit/cpu_pool.h) of OPENBLAS_NUM_THREADS threads. Every pass is split so that results
+ * do not depend on the thread count or on scheduling: per-row work by rows, per-latent
+ * work by latents (each latent's gradient summed by one thread over its entries in a
+ * fixed order), column sums over the batch by column ranges (each column summed over
+ * rows in row order), and float64 statistics as fixed-size chunk partials added in chunk
+ * order.
  */
 #include <cblas.h>
 #include <float.h>
@@ -18,6 +27,25 @@
 #include "comm.h"
 #include "rng.h"
 #include "sae.h"
+#include "vit/cpu_pool.h"
+
+/* ---- the thread pool ------------------------------------------------------------------ */
+
+static CpuPool *sae_pool(void) {
+    static CpuPool *pool; /* created on first use by the (single) stepping thread */
+    if (!pool) pool = pool_create(openblas_get_num_threads());
+    return pool;
+}
+
+static void par_for(int64_t n, PoolFn fn, void *ctx) { pool_run(sae_pool(), n, fn, ctx); }
+
+/* Fixed work granules (independent of the thread count, so sums are too). */
+#define ROW_CHUNK 32     /* rows per chunk of a per-row pass with float64 partials */
+#define COL_CHUNK 256    /* columns per chunk of a column-sum pass over [n, d] */
+#define LAT_CHUNK 2048   /* latents per chunk of a column pass over [n, S] (whole pages per row) */
+#define ELEM_CHUNK 65536 /* elements per chunk of the gradient norm */
+
+static int64_t n_chunks(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
 
 void sae_config_default(SaeConfig *c, int d_model, int d_sae) {
     memset(c, 0, sizeof *c);
@@ -183,15 +211,22 @@ void sae_init_datapoint(Sae *sae, const float *rows, int n_rows, float blend, ui
 
 /* ---- step pieces --------------------------------------------------------------------- */
 
-void sae_normalize_w_dec(Sae *sae) {
-    int d = sae->cfg.d_model, S = sae->cfg.d_sae;
-    for (int s = 0; s < S; s++) {
-        float *w = sae->p.w_dec + (size_t)s * d;
+typedef struct { float *w; const float *g; int d; } RowsCtx;
+
+static void normalize_rows(void *ctx_, int64_t s0, int64_t s1) {
+    const RowsCtx *c = ctx_;
+    for (int64_t s = s0; s < s1; s++) {
+        float *w = c->w + (size_t)s * c->d;
         float nn = 0;
-        for (int i = 0; i < d; i++) nn += w[i] * w[i];
+        for (int i = 0; i < c->d; i++) nn += w[i] * w[i];
         float n = sqrtf(nn);
-        for (int i = 0; i < d; i++) w[i] /= n;
+        for (int i = 0; i < c->d; i++) w[i] /= n;
     }
+}
+
+void sae_normalize_w_dec(Sae *sae) {
+    RowsCtx c = {sae->p.w_dec, NULL, sae->cfg.d_model};
+    par_for(sae->cfg.d_sae, normalize_rows, &c);
 }
 
 static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
@@ -333,54 +368,370 @@ static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
     return key_float(lo);
 }
 
+/* The elementwise passes below select with comparisons (relu, masks); GCC if-converts
+ * and vectorizes those only without trapping-math, which changes no result (nothing here
+ * reads the floating-point exception flags). */
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+
+/* Everything one forward/backward pass needs, shared by its parallel phases. */
+typedef struct {
+    Sae *sae;
+    const float *x, *x_in; // [n, d] data and encoder input
+    int n, d, S, P, ka, n_act, n_aux;
+    size_t Bd;             // n·d
+    float coef;            // 2 / (N·d·P): d mse / d x̂ per element
+    float l1g;             // relu: l1_coeff / N
+    float aux_inv;         // AuxK: 2·alpha / (N·d)
+    const float *dead;     // [S] AuxK mask (1 = dead)
+    double *part;          // [chunks, n_part] float64 partial sums of a phase
+    int n_part;
+} Fb;
+
+/* 16-lane dot product: vectorizes without -ffast-math (fixed order, lanes then tree). */
+static float dot16(const float *a, const float *b, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += a[i] * b[i];
+    for (int w = 8; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+/* x statistics by column chunks: per-dimension sums (rows in order) and Σx² partials. */
+static void phase_x_stats(void *ctx_, int64_t c0, int64_t c1) {
+    Fb *c = ctx_;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int i0 = (int)ch * COL_CHUNK, i1 = i0 + COL_CHUNK < c->d ? i0 + COL_CHUNK : c->d;
+        double *sum = c->part + (size_t)ch * c->n_part; /* [0] Σx², [1 + i - i0] Σ_b x_bi */
+        memset(sum, 0, c->n_part * sizeof(double));
+        for (int b = 0; b < c->n; b++) {
+            const float *xb = c->x + (size_t)b * c->d;
+            for (int i = i0; i < i1; i++) {
+                double v = xb[i];
+                sum[0] += v * v;
+                sum[1 + i - i0] += v;
+            }
+        }
+    }
+}
+
+static void phase_center(void *ctx_, int64_t b0, int64_t b1) {
+    Fb *c = ctx_;
+    const float *bd = c->sae->p.b_dec;
+    for (int64_t b = b0; b < b1; b++)
+        for (int i = 0; i < c->d; i++) c->sae->x_in[(size_t)b * c->d + i] = c->x[(size_t)b * c->d + i] - bd[i];
+}
+
+/* relu, by column chunks: h = max(h + b_enc, 0) in place; which latents fired; L0, L1 partials. */
+static void phase_relu(void *ctx_, int64_t c0, int64_t c1) {
+    Fb *c = ctx_;
+    Sae *sae = c->sae;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int s0 = (int)ch * LAT_CHUNK, s1 = s0 + LAT_CHUNK < c->S ? s0 + LAT_CHUNK : c->S, w = s1 - s0;
+        float fired[LAT_CHUNK] = {0};
+        double l0_sum = 0, l1_sum = 0;
+        const float *be = sae->p.b_enc + s0;
+        for (int b = 0; b < c->n; b++) {
+            float *hb = sae->h + (size_t)b * c->S + s0;
+            /* 16 lanes so the loop vectorizes; per-row lane sums then go to float64 */
+            float l1[16] = {0}, l0[16] = {0};
+            int s = 0;
+            for (; s + 16 <= w; s += 16)
+                for (int j = 0; j < 16; j++) {
+                    float v = hb[s + j] + be[s + j];
+                    v = v > 0.0f ? v : 0.0f;
+                    hb[s + j] = v;
+                    l1[j] += v;
+                    l0[j] += v > 0.0f ? 1.0f : 0.0f;
+                    fired[s + j] = v > 0.0f ? 1.0f : fired[s + j];
+                }
+            for (int j = 0; s < w; s++, j++) {
+                float v = hb[s] + be[s];
+                v = v > 0.0f ? v : 0.0f;
+                hb[s] = v;
+                l1[j] += v;
+                l0[j] += v > 0.0f ? 1.0f : 0.0f;
+                fired[s] = v > 0.0f ? 1.0f : fired[s];
+            }
+            for (int j = 0; j < 16; j++) { l0_sum += l0[j]; l1_sum += l1[j]; }
+        }
+        memcpy(sae->fired + s0, fired, w * sizeof(float));
+        c->part[ch * 2] = l0_sum;
+        c->part[ch * 2 + 1] = l1_sum;
+    }
+}
+
+/* top-k, by rows: add b_enc (h keeps the pre-activation, AuxK reads it) and select. */
+static void phase_topk(void *ctx_, int64_t b0, int64_t b1) {
+    Fb *c = ctx_;
+    Sae *sae = c->sae;
+    int k = sae->cfg.k;
+    for (int64_t b = b0; b < b1; b++) {
+        float *hb = sae->h + (size_t)b * c->S;
+        for (int s = 0; s < c->S; s++) hb[s] += sae->p.b_enc[s];
+        row_topk(hb, c->S, k, sae->act_idx + (size_t)b * k, sae->act_val + (size_t)b * k, NULL);
+    }
+}
+
+static void phase_add_b_enc(void *ctx_, int64_t b0, int64_t b1) {
+    Fb *c = ctx_;
+    for (int64_t b = b0; b < b1; b++) {
+        float *hb = c->sae->h + (size_t)b * c->S;
+        for (int s = 0; s < c->S; s++) hb[s] += c->sae->p.b_enc[s];
+    }
+}
+
+/* relu decoder residuals, by row chunks: G_j = coef·(x̂_j - x) (prefix j = part index). */
+typedef struct { Fb *fb; int j; } FbJ;
+static void phase_dense_resid(void *ctx_, int64_t c0, int64_t c1) {
+    FbJ *cj = ctx_;
+    Fb *c = cj->fb;
+    float *gj = c->sae->g_pref + (size_t)cj->j * c->Bd;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        size_t e0 = (size_t)ch * ROW_CHUNK * c->d, e1 = e0 + (size_t)ROW_CHUNK * c->d < c->Bd ? e0 + (size_t)ROW_CHUNK * c->d : c->Bd;
+        double se = 0;
+        for (size_t e = e0; e < e1; e++) {
+            float r = c->sae->x_hat[e] - c->x[e];
+            se += (double)r * r;
+            gj[e] = c->coef * r;
+        }
+        c->part[ch] += se / c->P;
+    }
+}
+
+/* Sparse decoder, by row chunks: gather the active W_dec rows prefix by prefix. */
+static void phase_sparse_decode(void *ctx_, int64_t c0, int64_t c1) {
+    Fb *c = ctx_;
+    Sae *sae = c->sae;
+    int d = c->d;
+    const int *pref = sae->step_prefixes;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int b0 = (int)ch * ROW_CHUNK, b1 = b0 + ROW_CHUNK < c->n ? b0 + ROW_CHUNK : c->n;
+        double mse = 0;
+        for (int b = b0; b < b1; b++) {
+            float *acc = sae->x_hat + (size_t)b * d;
+            const float *xb = c->x + (size_t)b * d;
+            memcpy(acc, sae->p.b_dec, d * sizeof(float));
+            int q = sae->act_start[b], qe = sae->act_start[b + 1];
+            for (int j = 0; j < c->P; j++) {
+                for (; q < qe && sae->act_idx[q] < pref[j]; q++) {
+                    const float *w = sae->p.w_dec + (size_t)sae->act_idx[q] * d;
+                    float v = sae->act_val[q];
+                    for (int i = 0; i < d; i++) acc[i] += v * w[i];
+                }
+                float *gj = sae->g_pref + (size_t)j * c->Bd + (size_t)b * d;
+                double se = 0;
+                for (int i = 0; i < d; i++) {
+                    float r = acc[i] - xb[i];
+                    se += (double)r * r;
+                    gj[i] = c->coef * r;
+                }
+                mse += se / c->P;
+            }
+        }
+        c->part[ch] = mse;
+    }
+}
+
+/* Matryoshka suffix sums G_j += G_{j+1} and Σ(x̂ - x)² of the full reconstruction, by row chunks. */
+static void phase_suffix(void *ctx_, int64_t c0, int64_t c1) {
+    Fb *c = ctx_;
+    float *G = c->sae->g_pref;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        size_t e0 = (size_t)ch * ROW_CHUNK * c->d, e1 = e0 + (size_t)ROW_CHUNK * c->d < c->Bd ? e0 + (size_t)ROW_CHUNK * c->d : c->Bd;
+        for (int j = c->P - 2; j >= 0; j--) {
+            float *gj = G + (size_t)j * c->Bd, *gn = G + (size_t)(j + 1) * c->Bd;
+            for (size_t e = e0; e < e1; e++) gj[e] += gn[e];
+        }
+        double sq = 0;
+        for (size_t e = e0; e < e1; e++) {
+            double r = (double)c->sae->x_hat[e] - c->x[e];
+            sq += r * r;
+        }
+        c->part[ch] = sq;
+    }
+}
+
+/* db_dec += Σ_b M[b, :] for a [n, d] matrix M, by column chunks (rows in order). */
+typedef struct { Fb *fb; const float *m; } FbM;
+static void phase_col_sum_d(void *ctx_, int64_t c0, int64_t c1) {
+    FbM *cm = ctx_;
+    Fb *c = cm->fb;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int i0 = (int)ch * COL_CHUNK, i1 = i0 + COL_CHUNK < c->d ? i0 + COL_CHUNK : c->d;
+        float *gb = c->sae->g.b_dec;
+        for (int b = 0; b < c->n; b++)
+            for (int i = i0; i < i1; i++) gb[i] += cm->m[(size_t)b * c->d + i];
+    }
+}
+
+/* relu backward, by column chunks: dh = (df + l1_coeff/N)·[f > 0] in place; db_enc = Σ_b dh. */
+static void phase_relu_back(void *ctx_, int64_t c0, int64_t c1) {
+    Fb *c = ctx_;
+    Sae *sae = c->sae;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int s0 = (int)ch * LAT_CHUNK, s1 = s0 + LAT_CHUNK < c->S ? s0 + LAT_CHUNK : c->S, w = s1 - s0;
+        float gb[LAT_CHUNK] = {0};
+        for (int b = 0; b < c->n; b++) {
+            float *dfb = sae->df + (size_t)b * c->S + s0;
+            const float *fb = sae->h + (size_t)b * c->S + s0;
+            for (int s = 0; s < w; s++) { /* branch-free so it vectorizes */
+                float g = dfb[s] + c->l1g;
+                g = fb[s] > 0.0f ? g : 0.0f;
+                dfb[s] = g;
+                gb[s] += g;
+            }
+        }
+        memcpy(sae->g.b_enc + s0, gb, w * sizeof(float));
+    }
+}
+
+/* dL/dh of each active entry: its block's gradient dotted with its W_dec row. */
+static void phase_act_dh(void *ctx_, int64_t q0, int64_t q1) {
+    Fb *c = ctx_;
+    Sae *sae = c->sae;
+    for (int64_t q = q0; q < q1; q++) {
+        int s = sae->act_idx[q], b = sae->act_row[q];
+        const float *gq = sae->g_pref + (size_t)sae->latent_block[s] * c->Bd + (size_t)b * c->d;
+        sae->act_dh[q] = dot16(gq, sae->p.w_dec + (size_t)s * c->d, c->d);
+    }
+}
+
+/* AuxK by row chunks: the dead latents' top pre-activations reconstruct the residual. */
+static void phase_aux(void *ctx_, int64_t c0, int64_t c1) {
+    Fb *c = ctx_;
+    Sae *sae = c->sae;
+    int d = c->d, ka = c->ka;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int b0 = (int)ch * ROW_CHUNK, b1 = b0 + ROW_CHUNK < c->n ? b0 + ROW_CHUNK : c->n;
+        double sq = 0;
+        for (int b = b0; b < b1; b++) {
+            int *ai = sae->aux_idx + (size_t)b * ka;
+            float *av = sae->aux_val + (size_t)b * ka;
+            row_topk(sae->h + (size_t)b * c->S, c->S, ka, ai, av, c->dead);
+            float *e = sae->aux_g + (size_t)b * d;
+            const float *xb = c->x + (size_t)b * d, *xh = sae->x_hat + (size_t)b * d;
+            /* aux_recon - r = (b_dec + Σ h_s W_dec[s]) - (x - x̂) */
+            for (int i = 0; i < d; i++) e[i] = sae->p.b_dec[i] - (xb[i] - xh[i]);
+            for (int t = 0; t < ka; t++) {
+                const float *w = sae->p.w_dec + (size_t)ai[t] * d;
+                for (int i = 0; i < d; i++) e[i] += av[t] * w[i];
+            }
+            for (int i = 0; i < d; i++) { sq += (double)e[i] * e[i]; e[i] *= c->aux_inv; }
+            for (int t = 0; t < ka; t++) sae->aux_dh[(size_t)b * ka + t] = dot16(e, sae->p.w_dec + (size_t)ai[t] * d, d);
+        }
+        c->part[ch] = sq;
+    }
+}
+
+/* Sparse backward by latents: W_dec rows, W_enc^T rows and b_enc, each latent's entries
+ * (active, then aux) summed by one thread in their grouped order. */
+static void phase_scatter(void *ctx_, int64_t s0, int64_t s1) {
+    Fb *c = ctx_;
+    Sae *sae = c->sae;
+    int d = c->d, n_act = c->n_act;
+    const int *cs = sae->csc_start;
+    for (int64_t s = s0; s < s1; s++) {
+        float *gw = sae->g.w_dec + (size_t)s * d, *gt = sae->w_enc_t_grad + (size_t)s * d;
+        memset(gw, 0, d * sizeof(float));
+        memset(gt, 0, d * sizeof(float));
+        float gb = 0;
+        for (int e = cs[s]; e < cs[s + 1]; e++) {
+            int id = sae->csc_entry[e], b;
+            float v, dh;
+            const float *gv;
+            if (id < n_act) {
+                b = sae->act_row[id]; v = sae->act_val[id]; dh = sae->act_dh[id];
+                gv = sae->g_pref + (size_t)sae->latent_block[s] * c->Bd + (size_t)b * d;
+            } else {
+                int t = id - n_act;
+                b = t / c->ka; v = sae->aux_val[t]; dh = sae->aux_dh[t];
+                gv = sae->aux_g + (size_t)b * d;
+            }
+            const float *xb = c->x_in + (size_t)b * d;
+            for (int i = 0; i < d; i++) { gw[i] += v * gv[i]; gt[i] += dh * xb[i]; }
+            gb += dh;
+        }
+        sae->g.b_enc[s] = gb;
+    }
+}
+
+/* W_enc gradient [d, S] from its transpose, 64×64 tiles, by tile rows of W_enc. */
+static void phase_transpose(void *ctx_, int64_t t0, int64_t t1) {
+    Fb *c = ctx_;
+    const float *wt = c->sae->w_enc_t_grad;
+    float *we = c->sae->g.w_enc;
+    int d = c->d, S = c->S;
+    for (int64_t t = t0; t < t1; t++) {
+        int i0 = (int)t * 64;
+        for (int s0 = 0; s0 < S; s0 += 64)
+            for (int s = s0; s < s0 + 64 && s < S; s++)
+                for (int i = i0; i < i0 + 64 && i < d; i++) we[(size_t)i * S + s] = wt[(size_t)s * d + i];
+    }
+}
+
+#pragma GCC pop_options
+
+static double sum_parts(const double *part, int64_t n, int stride) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += part[i * stride];
+    return s;
+}
+
 void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *stats) {
     const SaeConfig *c = &sae->cfg;
     int d = c->d_model, S = c->d_sae, P = sae->n_step_prefixes;
     const int *pref = sae->step_prefixes;
     if (n > sae->max_batch) saev_fail("batch of %d rows exceeds the SAE workspace (%d)", n, sae->max_batch);
     memset(stats, 0, sae_n_stats(c) * sizeof(double));
-    memset(sae->grads, 0, sae->n_params * sizeof(float));
     for (int j = 0, s = 0; j < P; j++)
         for (; s < pref[j]; s++) sae->latent_block[s] = j;
+    size_t Bd = (size_t)n * d;
+    int64_t row_chunks = n_chunks(n, ROW_CHUNK), d_chunks = n_chunks(d, COL_CHUNK), s_chunks = n_chunks(S, LAT_CHUNK);
+    /* float64 partials: the largest phase needs d_chunks·(1 + COL_CHUNK) or one per row chunk (or two per S chunk). */
+    size_t n_part_max = (size_t)d_chunks * (1 + COL_CHUNK);
+    if ((size_t)row_chunks > n_part_max) n_part_max = row_chunks;
+    if ((size_t)s_chunks * 2 > n_part_max) n_part_max = s_chunks * 2;
+    Fb fb = {.sae = sae, .x = x, .x_in = x, .n = n, .d = d, .S = S, .P = P, .Bd = Bd,
+             .coef = 2.0f / ((float)N * d * P), .l1g = c->l1_coeff / (float)N,
+             .part = mallocCheck(n_part_max * sizeof(double))};
 
     /* Data statistics (for NMSE and explained variance). */
-    for (int b = 0; b < n; b++)
-        for (int i = 0; i < d; i++) {
-            double v = x[(size_t)b * d + i];
-            stats[SAE_STAT_X_SQ] += v * v;
-            stats[SAE_STAT_X_SUM0 + i] += v;
-        }
+    fb.n_part = 1 + COL_CHUNK;
+    par_for(d_chunks, phase_x_stats, &fb);
+    for (int64_t ch = 0; ch < d_chunks; ch++) {
+        const double *p = fb.part + ch * fb.n_part;
+        stats[SAE_STAT_X_SQ] += p[0];
+        for (int i = (int)ch * COL_CHUNK; i < d && i < (ch + 1) * COL_CHUNK; i++) stats[SAE_STAT_X_SUM0 + i] = p[1 + i - ch * COL_CHUNK];
+    }
 
-    /* Encoder: h = x_in W_enc + b_enc. */
-    const float *x_in = x;
+    /* Encoder: h = x_in W_enc (+ b_enc, added by the activation pass). */
     if (c->center_input) {
-        for (int b = 0; b < n; b++)
-            for (int i = 0; i < d; i++) sae->x_in[(size_t)b * d + i] = x[(size_t)b * d + i] - sae->p.b_dec[i];
-        x_in = sae->x_in;
+        par_for(n, phase_center, &fb);
+        fb.x_in = sae->x_in;
     }
     float *h = sae->h;
-    for (int b = 0; b < n; b++) memcpy(h + (size_t)b * S, sae->p.b_enc, S * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, d, 1.0f, x_in, d, sae->p.w_enc, S, 1.0f, h, S);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, d, 1.0f, fb.x_in, d, sae->p.w_enc, S, 0.0f, h, S);
 
     /* Activation, sparsity statistics and which latents fired. */
-    memset(sae->fired, 0, S * sizeof(float));
     int sparse = c->activation != SAE_RELU;
     if (!sparse) {
-        for (size_t e = 0; e < (size_t)n * S; e++) {
-            float v = h[e] > 0.0f ? h[e] : 0.0f;
-            h[e] = v;
-            if (v > 0.0f) { stats[SAE_STAT_L0] += 1; stats[SAE_STAT_L1] += v; sae->fired[e % S] = 1.0f; }
-        }
+        par_for(s_chunks, phase_relu, &fb);
+        stats[SAE_STAT_L0] = sum_parts(fb.part, s_chunks, 2);
+        stats[SAE_STAT_L1] = sum_parts(fb.part + 1, s_chunks, 2);
     } else {
+        memset(sae->fired, 0, S * sizeof(float));
         int *st = sae->act_start;
         st[0] = 0;
         if (c->activation == SAE_TOPK) {
             int k = c->k;
-            for (int b = 0; b < n; b++) {
-                row_topk(h + (size_t)b * S, S, k, sae->act_idx + (size_t)b * k, sae->act_val + (size_t)b * k, NULL);
-                st[b + 1] = st[b] + k;
-            }
+            par_for(n, phase_topk, &fb);
+            for (int b = 0; b < n; b++) st[b + 1] = st[b] + k;
         } else {
+            par_for(n, phase_add_b_enc, &fb);
             float cut = batch_topk_cut(sae, n, N);
             size_t cnt = 0;
             for (size_t e = 0; e < (size_t)n * S; e++) cnt += h[e] >= cut;
@@ -420,56 +771,27 @@ void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *st
 
     /* Decoder per Matryoshka prefix; g_pref[j] = coef·(x̂_j - x), then suffix sums so
      * g_pref[j] = Σ_{q>=j} dL/dx̂_q, the gradient that reaches block j's latents. */
-    float coef = 2.0f / ((float)N * d * P);
-    size_t Bd = (size_t)n * d;
     float *G = sae->g_pref;
     if (!sparse) {
         float *acc = sae->x_hat;
         for (int b = 0; b < n; b++) memcpy(acc + (size_t)b * d, sae->p.b_dec, d * sizeof(float));
+        memset(fb.part, 0, row_chunks * sizeof(double));
         for (int j = 0; j < P; j++) {
             int s0 = j ? pref[j - 1] : 0, w = pref[j] - s0;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, w, 1.0f, h + s0, S, sae->p.w_dec + (size_t)s0 * d, d, 1.0f, acc, d);
-            float *gj = G + (size_t)j * Bd;
-            for (size_t e = 0; e < Bd; e++) {
-                float r = acc[e] - x[e];
-                stats[SAE_STAT_MSE] += (double)r * r / P;
-                gj[e] = coef * r;
-            }
+            FbJ cj = {&fb, j};
+            par_for(row_chunks, phase_dense_resid, &cj);
         }
     } else {
-        for (int b = 0; b < n; b++) {
-            float *acc = sae->x_hat + (size_t)b * d;
-            const float *xb = x + (size_t)b * d;
-            memcpy(acc, sae->p.b_dec, d * sizeof(float));
-            int q = sae->act_start[b], qe = sae->act_start[b + 1];
-            for (int j = 0; j < P; j++) {
-                for (; q < qe && sae->act_idx[q] < pref[j]; q++) {
-                    const float *w = sae->p.w_dec + (size_t)sae->act_idx[q] * d;
-                    float v = sae->act_val[q];
-                    for (int i = 0; i < d; i++) acc[i] += v * w[i];
-                }
-                float *gj = G + (size_t)j * Bd + (size_t)b * d;
-                double se = 0;
-                for (int i = 0; i < d; i++) {
-                    float r = acc[i] - xb[i];
-                    se += (double)r * r;
-                    gj[i] = coef * r;
-                }
-                stats[SAE_STAT_MSE] += se / P;
-            }
-        }
+        par_for(row_chunks, phase_sparse_decode, &fb);
     }
-    for (int j = P - 2; j >= 0; j--) {
-        float *gj = G + (size_t)j * Bd, *gn = G + (size_t)(j + 1) * Bd;
-        for (size_t e = 0; e < Bd; e++) gj[e] += gn[e];
-    }
-    for (size_t e = 0; e < Bd; e++) {
-        double r = (double)sae->x_hat[e] - x[e];
-        stats[SAE_STAT_SQERR_FULL] += r * r;
-    }
+    stats[SAE_STAT_MSE] = sum_parts(fb.part, row_chunks, 1);
+    par_for(row_chunks, phase_suffix, &fb);
+    stats[SAE_STAT_SQERR_FULL] = sum_parts(fb.part, row_chunks, 1);
     /* b_dec receives every prefix's gradient (it is in every x̂_p). */
-    for (int b = 0; b < n; b++)
-        for (int i = 0; i < d; i++) sae->g.b_dec[i] += G[(size_t)b * d + i];
+    memset(sae->g.b_dec, 0, d * sizeof(float));
+    FbM gm = {&fb, G};
+    par_for(d_chunks, phase_col_sum_d, &gm);
 
     if (!sparse) {
         /* relu: dW_dec[blk j] = f[:,blk]^T G_j; df[:,blk] = G_j W_dec[blk]^T. */
@@ -481,57 +803,24 @@ void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *st
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w, d, 1.0f, gj, d, sae->p.w_dec + (size_t)s0 * d, d, 0.0f, df + s0, S);
         }
         /* dh = (df + l1_coeff/N)·[f > 0]; db_enc = Σ_b dh. */
-        float l1g = c->l1_coeff / (float)N;
-        for (int b = 0; b < n; b++) {
-            float *dfb = df + (size_t)b * S;
-            const float *fb = h + (size_t)b * S;
-            for (int s = 0; s < S; s++) {
-                float g = fb[s] > 0.0f ? dfb[s] + l1g : 0.0f;
-                dfb[s] = g;
-                sae->g.b_enc[s] += g;
-            }
-        }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, S, n, 1.0f, x_in, d, df, S, 0.0f, sae->g.w_enc, S);
+        par_for(s_chunks, phase_relu_back, &fb);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, S, n, 1.0f, fb.x_in, d, df, S, 0.0f, sae->g.w_enc, S);
     } else {
         int n_act = sae->act_start[n];
-        /* dL/dh of each active entry: its block's gradient dotted with its W_dec row. */
-        for (int q = 0; q < n_act; q++) {
-            int s = sae->act_idx[q], b = sae->act_row[q];
-            const float *gq = G + (size_t)sae->latent_block[s] * Bd + (size_t)b * d;
-            const float *w = sae->p.w_dec + (size_t)s * d;
-            float acc = 0;
-            for (int i = 0; i < d; i++) acc += gq[i] * w[i];
-            sae->act_dh[q] = acc;
-        }
+        fb.n_act = n_act;
+        par_for(n_act, phase_act_dh, &fb);
         /* AuxK: the dead latents' top pre-activations reconstruct the residual. */
         int ka = c->k_aux < n_dead ? c->k_aux : n_dead;
         int n_aux = 0;
         if (ka > 0) {
-            float inv = 2.0f * c->aux_alpha / ((float)N * d);
             for (int s = 0; s < S; s++) sae->fired[s] = sae->since_fired[s] >= c->dead_threshold_tokens ? 1.0f : 0.0f;
-            double sq = 0;
-            for (int b = 0; b < n; b++) {
-                int *ai = sae->aux_idx + (size_t)b * ka;
-                float *av = sae->aux_val + (size_t)b * ka;
-                row_topk(h + (size_t)b * S, S, ka, ai, av, sae->fired);
-                float *e = sae->aux_g + (size_t)b * d;
-                const float *xb = x + (size_t)b * d, *xh = sae->x_hat + (size_t)b * d;
-                /* aux_recon - r = (b_dec + Σ h_s W_dec[s]) - (x - x̂) */
-                for (int i = 0; i < d; i++) e[i] = sae->p.b_dec[i] - (xb[i] - xh[i]);
-                for (int t = 0; t < ka; t++) {
-                    const float *w = sae->p.w_dec + (size_t)ai[t] * d;
-                    for (int i = 0; i < d; i++) e[i] += av[t] * w[i];
-                }
-                for (int i = 0; i < d; i++) { sq += (double)e[i] * e[i]; e[i] *= inv; }
-                for (int t = 0; t < ka; t++) {
-                    const float *w = sae->p.w_dec + (size_t)ai[t] * d;
-                    float acc = 0;
-                    for (int i = 0; i < d; i++) acc += e[i] * w[i];
-                    sae->aux_dh[(size_t)b * ka + t] = acc;
-                }
-                for (int i = 0; i < d; i++) sae->g.b_dec[i] += e[i];
-            }
-            stats[SAE_STAT_AUX] = c->aux_alpha * sq;
+            fb.ka = ka;
+            fb.dead = sae->fired;
+            fb.aux_inv = 2.0f * c->aux_alpha / ((float)N * d);
+            par_for(row_chunks, phase_aux, &fb);
+            stats[SAE_STAT_AUX] = c->aux_alpha * sum_parts(fb.part, row_chunks, 1);
+            FbM am = {&fb, sae->aux_g};
+            par_for(d_chunks, phase_col_sum_d, &am);
             n_aux = n * ka;
         }
         /* Group entries (active, then aux) by latent, then accumulate per latent. */
@@ -550,77 +839,91 @@ void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *st
         for (int t = 0; t < n_aux; t++) sae->csc_entry[cs[sae->aux_idx[t]]++] = n_act + t;
         for (int s = S; s > 0; s--) cs[s] = cs[s - 1];
         cs[0] = 0;
-        float *wt = sae->w_enc_t_grad;
-        for (int s = 0; s < S; s++) {
-            float *gw = sae->g.w_dec + (size_t)s * d, *gt = wt + (size_t)s * d;
-            memset(gt, 0, d * sizeof(float));
-            float gb = 0;
-            for (int e = cs[s]; e < cs[s + 1]; e++) {
-                int id = sae->csc_entry[e], b;
-                float v, dh;
-                const float *gv;
-                if (id < n_act) {
-                    b = sae->act_row[id]; v = sae->act_val[id]; dh = sae->act_dh[id];
-                    gv = G + (size_t)sae->latent_block[s] * Bd + (size_t)b * d;
-                } else {
-                    int t = id - n_act;
-                    b = t / ka; v = sae->aux_val[t]; dh = sae->aux_dh[t];
-                    gv = sae->aux_g + (size_t)b * d;
-                }
-                const float *xb = x_in + (size_t)b * d;
-                for (int i = 0; i < d; i++) { gw[i] += v * gv[i]; gt[i] += dh * xb[i]; }
-                gb += dh;
-            }
-            sae->g.b_enc[s] = gb;
-        }
-        /* W_enc gradient [d, S] from its transpose, in cache-sized tiles. */
-        for (int s0 = 0; s0 < S; s0 += 64)
-            for (int i0 = 0; i0 < d; i0 += 64)
-                for (int s = s0; s < s0 + 64 && s < S; s++)
-                    for (int i = i0; i < i0 + 64 && i < d; i++) sae->g.w_enc[(size_t)i * S + s] = wt[(size_t)s * d + i];
+        fb.n_aux = n_aux;
+        par_for(S, phase_scatter, &fb);
+        par_for(n_chunks(d, 64), phase_transpose, &fb);
     }
     /* Centred input: x_in = x - b_dec, so b_dec also gets -W_enc·db_enc. */
     if (c->center_input)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, d, S, -1.0f, sae->p.w_enc, S, sae->g.b_enc, 1, 1.0f, sae->g.b_dec, 1);
+    free(fb.part);
+}
+
+static void remove_parallel_rows(void *ctx_, int64_t s0, int64_t s1) {
+    const RowsCtx *c = ctx_;
+    for (int64_t s = s0; s < s1; s++) {
+        const float *w = c->g + (size_t)s * c->d; /* the parameter row */
+        float *g = c->w + (size_t)s * c->d;       /* its gradient */
+        float dot = 0;
+        for (int i = 0; i < c->d; i++) dot += g[i] * w[i];
+        for (int i = 0; i < c->d; i++) g[i] -= dot * w[i];
+    }
 }
 
 void sae_remove_parallel_grads(Sae *sae) {
-    int d = sae->cfg.d_model, S = sae->cfg.d_sae;
-    for (int s = 0; s < S; s++) {
-        const float *w = sae->p.w_dec + (size_t)s * d;
-        float *g = sae->g.w_dec + (size_t)s * d;
-        float dot = 0;
-        for (int i = 0; i < d; i++) dot += g[i] * w[i];
-        for (int i = 0; i < d; i++) g[i] -= dot * w[i];
+    RowsCtx c = {sae->g.w_dec, sae->p.w_dec, sae->cfg.d_model};
+    par_for(sae->cfg.d_sae, remove_parallel_rows, &c);
+}
+
+typedef struct { float *g; size_t n; double *part; float coef; } FlatCtx;
+
+static void sumsq_chunks(void *ctx_, int64_t c0, int64_t c1) {
+    FlatCtx *c = ctx_;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        size_t a = (size_t)ch * ELEM_CHUNK, b = a + ELEM_CHUNK < c->n ? a + ELEM_CHUNK : c->n;
+        double lane[8] = {0}; /* 8 float64 lanes so the sum vectorizes */
+        size_t i = a;
+        for (; i + 8 <= b; i += 8)
+            for (int j = 0; j < 8; j++) lane[j] += (double)c->g[i + j] * c->g[i + j];
+        for (int j = 0; i < b; i++, j++) lane[j] += (double)c->g[i] * c->g[i];
+        c->part[ch] = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
     }
 }
 
 double sae_grad_norm(const Sae *sae) {
+    int64_t nc = n_chunks((int64_t)sae->n_params, ELEM_CHUNK);
+    FlatCtx c = {sae->grads, sae->n_params, mallocCheck(nc * sizeof(double)), 0};
+    par_for(nc, sumsq_chunks, &c);
     double s = 0;
-    for (size_t i = 0; i < sae->n_params; i++) s += (double)sae->grads[i] * sae->grads[i];
+    for (int64_t ch = 0; ch < nc; ch++) s += c.part[ch];
+    free(c.part);
     return sqrt(s);
+}
+
+static void scale_range(void *ctx_, int64_t a, int64_t b) {
+    FlatCtx *c = ctx_;
+    for (int64_t i = a; i < b; i++) c->g[i] *= c->coef;
 }
 
 void sae_clip_grads(Sae *sae, double norm, double max_norm) {
     if (max_norm <= 0) return;
     float coef = (float)(max_norm / (norm + 1e-6));
     if (coef >= 1.0f) return;
-    for (size_t i = 0; i < sae->n_params; i++) sae->grads[i] *= coef;
+    FlatCtx c = {sae->grads, sae->n_params, NULL, coef};
+    par_for((int64_t)sae->n_params, scale_range, &c);
+}
+
+typedef struct { float *p, *g, *m, *v; float step_size, bc2_sqrt; } AdamCtx;
+
+static void adam_range(void *ctx_, int64_t a, int64_t b) {
+    const AdamCtx *c = ctx_;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    float *p = c->p, *g = c->g, *m = c->m, *v = c->v;
+    for (int64_t i = a; i < b; i++) {
+        m[i] = m[i] * b1 + g[i] * (1.0f - b1);
+        v[i] = v[i] * b2 + g[i] * g[i] * (1.0f - b2);
+        float denom = sqrtf(v[i]) / c->bc2_sqrt + eps;
+        p[i] -= c->step_size * (m[i] / denom);
+    }
 }
 
 void sae_adam_step(Sae *sae, float lr) {
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    const float b1 = 0.9f, b2 = 0.999f;
     sae->adam_t++;
     /* torch.optim.Adam (single-tensor path): step_size = lr / bc1, denom = sqrt(v)/sqrt(bc2) + eps. */
     double bc1 = 1.0 - pow(b1, (double)sae->adam_t), bc2 = 1.0 - pow(b2, (double)sae->adam_t);
-    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    float *p = sae->params, *g = sae->grads, *m = sae->adam_m, *v = sae->adam_v;
-    for (size_t i = 0; i < sae->n_params; i++) {
-        m[i] = m[i] * b1 + g[i] * (1.0f - b1);
-        v[i] = v[i] * b2 + g[i] * g[i] * (1.0f - b2);
-        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-        p[i] -= step_size * (m[i] / denom);
-    }
+    AdamCtx c = {sae->params, sae->grads, sae->adam_m, sae->adam_v, (float)(lr / bc1), (float)sqrt(bc2)};
+    par_for((int64_t)sae->n_params, adam_range, &c);
 }
 
 int sae_n_dead(const Sae *sae) {

@@ -3,6 +3,7 @@
  * store.h). Writers go through parallel HDF5 (MPI-IO driver, collective hyperslab writes)
  * or, for one process, the sec2 driver; readers always use sec2.
  */
+#include "fsutil.h"
 #include "store.h"
 
 #include <errno.h>
@@ -504,17 +505,6 @@ static int load_meta(Store *s, char *err, size_t errlen) {
 }
 
 
-static void mkdir_p(const char *dir) {
-    char *p = strdupCheck(dir);
-    for (char *q = p + 1; *q; q++)
-        if (*q == '/') {
-            *q = 0;
-            if (mkdir(p, 0777) && errno != EEXIST) saev_fail("cannot create directory %s: %s", p, strerror(errno));
-            *q = '/';
-        }
-    if (mkdir(p, 0777) && errno != EEXIST) saev_fail("cannot create directory %s: %s", p, strerror(errno));
-    free(p);
-}
 
 /* ---- writing ----------------------------------------------------------------------- */
 
@@ -566,7 +556,7 @@ Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int 
         s->file_first = mallocCheck(sizeof(int64_t) * (size_t)(s->n_files + 1));
         for (int f = 0; f < s->n_files; f++) s->file_first[f] = meta->images_per_file > 0 ? (int64_t)f * meta->images_per_file : 0;
         s->file_first[s->n_files] = meta->n_images;
-        if (rank == 0) mkdir_p(dir);
+        if (rank == 0) make_dirs_or_die(dir);
         barrier(use_mpi);
         for (int f = 0; f < s->n_files; f++) {
             char *tmp = file_path(dir, f, ".tmp");

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fsutil.h"
 #include "check.h"
 #include "vit.h"
 
@@ -96,23 +97,6 @@ static int write_config_json(const VitConfig *c, const char *path, char *err, si
     return 0;
 }
 
-static int make_dirs(const char *dir, char *err, size_t errlen) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *s = buf + 1;; s++) {
-        char ch = *s;
-        if (ch == '/' || ch == 0) {
-            *s = 0;
-            if (mkdir(buf, 0755) && errno != EEXIST) {
-                snprintf(err, errlen, "%s: cannot create folder: %s", buf, strerror(errno));
-                return -1;
-            }
-            *s = ch;
-        }
-        if (!ch) break;
-    }
-    return 0;
-}
 
 int vit_make_random(const VitConfig *cfg, uint64_t seed, const char *dir, char *err, size_t errlen) {
     if (vit_config_check(cfg, err, errlen) || make_dirs(dir, err, errlen)) return -1;
