@@ -400,7 +400,7 @@ void train_run(const SaevConfig *cfgs, int K) {
             double tps = rows / (now - t_last);
             double loader_tps = rows / (wait > 1e-9 ? wait : 1e-9);
             if (rank == 0) for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps, loader_tps);
-            if (!warned_loader && wait > 0.5 * (now - t_last)) {
+            if (rank == 0 && !warned_loader && wait > 0.5 * (now - t_last)) { /* once, not once a rank */
                 log_warn("step %lld: the data loader takes %.0f%% of the step time (loader %.4g tokens/s, training %.4g tokens/s): "
                          "this run is bound by reading %s, not by the SAE", (long long)done, 100 * wait / (now - t_last), loader_tps, tps, c0->data);
                 warned_loader = 1;
