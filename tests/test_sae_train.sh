@@ -12,7 +12,13 @@
 #  4. NaN in the data and an infinite loss stop the run naming the step (and the SAE),
 #     and the last good checkpoint stays;
 #  5. config errors (unknown key, a sweep whose configs disagree on the batch stream, no
-#     train.data) exit 2 naming the file and key before anything is written.
+#     train.data) exit 2 naming the file and key before anything is written;
+#  6. the device layer: unusable run.device / train.precision combinations exit 2 naming
+#     them; `--device cuda` either says why it cannot (no CUDA in this build, no GPU) or,
+#     on a GPU, trains a fixture case within 1e-4 of saev's reference like the CPU;
+#  7. metrics lines carry the loader's rate (loader_tokens_per_s), and a loader slowed to
+#     200 ms a batch (SAEV_TRAIN_LOADER_DELAY_MS, a slow disk) is reported as the
+#     bottleneck, with a rate no higher than batch_size / 0.2 s.
 set -euo pipefail
 ROOT=${SAEV_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${SAEV_BIN:-$ROOT/build/bin}
@@ -132,7 +138,40 @@ printf 'train:\n  data: %s\n  steps: 3\n  sweep: {batch_size: [32, 64]}\n' "$TMP
 expect_usage sweep-batch "badsweep.yaml: sweep config 2: train.batch_size differs" "$TMP/badsweep.yaml" --set train.out_dir="$TMP/bad2"
 printf 'train:\n  steps: 3\n' > "$TMP/nodata.yaml"
 expect_usage no-data "nodata.yaml: train.data is required" "$TMP/nodata.yaml" --set train.out_dir="$TMP/bad3"
-for d in bad1 bad2 bad3; do [ ! -e "$TMP/$d" ] || { echo "$d: a failed config wrote $TMP/$d"; fail=1; }; done
+expect_usage bf16 "sweep.yaml: precision bf16 is not implemented.*train.precision bf16" "$TMP/sweep.yaml" --set train.out_dir="$TMP/bad4" --set train.precision=bf16
+expect_usage tf32-cpu "sweep.yaml: precision tf32 needs device cuda" "$TMP/sweep.yaml" --set train.out_dir="$TMP/bad4" --set train.precision=tf32 --device cpu
+printf 'train:\n  data: %s\n  steps: 3\n  sweep: {precision: [fp32, tf32]}\n' "$TMP/data.safetensors" > "$TMP/badprec.yaml"
+expect_usage sweep-precision "badprec.yaml: sweep config 2: train.precision differs" "$TMP/badprec.yaml" --set train.out_dir="$TMP/bad4"
+for d in bad1 bad2 bad3 bad4; do [ ! -e "$TMP/$d" ] || { echo "$d: a failed config wrote $TMP/$d"; fail=1; }; done
+
+# --device cuda: a usage error saying why where it cannot run, else (a GPU) the fixture's numbers.
+set +e; "$SAEV" train "$TMP/$name.yaml" --device cuda --set train.out_dir="$TMP/$name-cuda" > "$TMP/$name-cuda.log" 2>&1; rc=$?; set -e
+if [ $rc = 2 ] && grep -Eq "train: device cuda: (this saev-c was built without CUDA|no usable GPU)" "$TMP/$name-cuda.log"; then
+  echo "$(grep -Eo 'device cuda: [^(;]*' "$TMP/$name-cuda.log" | head -1)(GPU training check skipped)"
+  [ ! -e "$TMP/$name-cuda" ] || { echo "device cuda: the refused run wrote $TMP/$name-cuda"; fail=1; }
+elif [ $rc = 0 ]; then
+  grep -q "device cuda" "$TMP/$name-cuda.log" || { echo "device cuda: the log does not say it trained on cuda"; fail=1; }
+  echo "fixture $name on cuda, against saev's reference:"
+  $CMP fixture "$FIX/sae/$name" "$TMP/$name-cuda" || fail=1
+else
+  echo "device cuda: exit $rc"; cat "$TMP/$name-cuda.log"; fail=1
+fi
+
+# The loader's rate beside the step rate; a slow loader is named as the bottleneck.
+$PY - "$TMP/$name-1/metrics.jsonl" <<'PYEOF' || { echo "metrics.jsonl: no positive loader_tokens_per_s on every line"; fail=1; }
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if lines and all(l["loader_tokens_per_s"] > 0 and l["tokens_per_s"] > 0 for l in lines) else 1)
+PYEOF
+SAEV_TRAIN_LOADER_DELAY_MS=200 "$SAEV" train "$TMP/nan.yaml" --set train.data="$TMP/data.safetensors" --set train.out_dir="$TMP/slow" \
+  --set train.steps=3 --set train.metrics_every=1 > "$TMP/slow.log" 2>&1 || { cat "$TMP/slow.log"; exit 1; }
+grep -q "the data loader takes .* of the step time .*bound by reading" "$TMP/slow.log" || { echo "slow loader: no bottleneck warning"; cat "$TMP/slow.log"; fail=1; }
+$PY - "$TMP/slow/metrics.jsonl" <<'PYEOF' || { echo "slow loader: loader_tokens_per_s above 64 rows / 0.2 s"; cat "$TMP/slow/metrics.jsonl"; fail=1; }
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if len(lines) == 3 and all(0 < l["loader_tokens_per_s"] <= 64 / 0.2 for l in lines) else 1)
+PYEOF
+grep -h "data loader takes" "$TMP/slow.log"
 
 [ $fail = 0 ] && echo "test_sae_train: all passed"
 exit $fail

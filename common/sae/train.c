@@ -1,11 +1,21 @@
 /*
  * train.c: the training driver of train.h.
  *
- * Per step: read this rank's share of the next global batch (one loader for all K SAEs),
- * check it for NaN/Inf (collectively), then for each SAE scale the rows by its data
- * scale and run sae_train_step (which all-reduces the flat gradient and statistics).
- * Rank 0 writes metrics lines, checkpoints and training state; every rank holds
- * identical weights, so any rank could.
+ * The K SAEs of a sweep train through the device layer sae_backend.h (run.device: cpu,
+ * cuda, or auto = cuda when a GPU is present; train.precision on cuda). Per step: read
+ * this rank's share of the next global batch into the shared SaeBatch (one loader for all
+ * K SAEs), check it for NaN/Inf (collectively), submit it, and step every SAE on it
+ * (sae_sweep_step: each SAE scales the rows by its data scale, and the step all-reduces
+ * the flat gradient and statistics). On cpu this is sae_train_step exactly as before the
+ * layer existed. Every SAE's host Sae (sae_backend_host) is what initialization, resume
+ * and checkpoints use; on cuda it is pushed to the GPU after init/resume and pulled back
+ * before each checkpoint. Rank 0 writes metrics lines, checkpoints and training state;
+ * every rank holds identical weights, so any rank could.
+ *
+ * The loader's own rate (rows per second of time spent waiting in batch_loader_next, the
+ * slowest rank's) goes next to the step rate in metrics.jsonl, and a warning says when
+ * the loader takes more than half of the step time: the run is then bound by its data
+ * (disk, decoding), not by the SAE.
  */
 #include "train.h"
 
@@ -22,6 +32,7 @@
 #include "comm.h"
 #include "data_source.h"
 #include "log.h"
+#include "sae_backend.h"
 #include "sae_step.h"
 
 static void mkdirs(const char *path) {
@@ -36,6 +47,24 @@ static void mkdirs(const char *path) {
     if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
 }
 
+/* The train: schema without `precision`: like run.device, where and how the SAE computes
+ * is not part of a member's identity (a sweep shares it), and leaving the key out keeps
+ * the sae-<hash> directories of runs from before the key existed (resume finds them). */
+static const CfgSchema *identity_schema(void) {
+    static CfgField fields[64];
+    static CfgSchema schema;
+    if (schema.fields) return &schema;
+    const CfgSchema *t = &train_config_schema;
+    if (t->n_fields > 64) saev_fail("train schema: %d fields, room for 64", t->n_fields);
+    int n = 0;
+    for (int j = 0; j < t->n_fields; j++)
+        if (strcmp(t->fields[j].key, "precision")) fields[n++] = t->fields[j];
+    schema = *t;
+    schema.fields = fields;
+    schema.n_fields = n;
+    return &schema;
+}
+
 /* The member's identity: its train: section without the keys that leave its weights
  * unchanged, dumped as YAML and hashed. */
 static uint64_t member_hash(const TrainConfig *c) {
@@ -45,7 +74,7 @@ static uint64_t member_hash(const TrainConfig *c) {
     t.checkpoint_every = 0;
     t.metrics_every = 0;
     memset(&t.eval, 0, sizeof t.eval);
-    char *yaml = cfg_dump(&train_config_schema, &t);
+    char *yaml = cfg_dump(identity_schema(), &t);
     uint64_t h = 1469598103934665603ULL;
     for (const unsigned char *p = (const unsigned char *)yaml; *p; p++) h = (h ^ *p) * 1099511628211ULL;
     free(yaml);
@@ -84,6 +113,7 @@ const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
         else if (strcmp(c->out_dir, c0->out_dir)) what = "train.out_dir";
         else if (c->checkpoint_every != c0->checkpoint_every || c->metrics_every != c0->metrics_every || c->resume != c0->resume)
             what = "train.checkpoint_every/metrics_every/resume";
+        else if (strcmp(c->precision, c0->precision)) what = "train.precision";
         if (what) {
             snprintf(buf, len, "sweep config %d: %s differs from config 1; the configs of a sweep train together on one batch stream", i + 1, what);
             return buf;
@@ -94,11 +124,23 @@ const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
                 return buf;
             }
     }
+    /* The device/precision choices that do not depend on the node (bf16 anywhere, tf32 on
+     * the CPU): refused here, before any rank starts. Whether cuda is usable is the
+     * compute node's to say (train_run resolves the device again there). */
+    const char *dev = cfgs[0].run.device ? cfgs[0].run.device : "auto";
+    if (!strcmp(dev, "cpu") || !strcmp(c0->precision, "bf16")) {
+        SaeBackendSpec spec;
+        const char *e = sae_backend_resolve(dev, c0->precision, &spec);
+        if (e) {
+            snprintf(buf, len, "%s (run.device %s, train.precision %s)", e, dev, c0->precision);
+            return buf;
+        }
+    }
     return NULL;
 }
 
 typedef struct {
-    Sae sae;
+    SaeBackend be;    // the SAE on its device; sae_backend_host(&be) is the host Sae
     char *dir;
     char ckpt[4200], state[4200], metrics[4200], final[4200];
     SaeLrSchedule schedule;
@@ -127,7 +169,7 @@ static float compute_data_scale(DataSource *src) {
 }
 
 static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i) {
-    Sae *sae = &mb->sae;
+    Sae *sae = sae_backend_host(&mb->be);
     const char *init = c->sae.init;
     if (comm_rank() == 0) {
         if (!strcmp(init, "kaiming")) {
@@ -151,15 +193,15 @@ static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i
     comm_bcast(&sae->threshold, sizeof(float), 0);
 }
 
-static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s) {
+static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, double loader_tokens_per_s) {
     FILE *f = fopen(mb->metrics, "a");
     libcCheckPtr(f, mb->metrics);
     const SaeStepMetrics *m = &mb->m;
     fprintf(f,
             "{\"step\": %lld, \"loss\": %.9g, \"mse\": %.9g, \"l1\": %.9g, \"l0\": %.9g, \"aux\": %.9g, \"nmse\": %.9g, \"nmse_uncentered\": %.9g, "
-            "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g}\n",
+            "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, \"loader_tokens_per_s\": %.6g}\n",
             (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->nmse_uncentered, m->explained_variance, 100.0 * m->dead_frac, m->lr,
-            m->grad_norm, tokens_per_s);
+            m->grad_norm, tokens_per_s, loader_tokens_per_s);
     if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
 }
 
@@ -205,9 +247,10 @@ static void write_final_metrics(const Member *mb, int64_t steps, int64_t batch) 
 
 static void save_member(Member *mb, int64_t steps_done, int64_t position) {
     if (comm_rank() == 0) {
+        sae_backend_pull(&mb->be); /* cuda: the device state into the host mirror */
         SaeTrainCounters cnt = {steps_done, position, mb->prefix_rng};
-        sae_state_write(&mb->sae, mb->state, &cnt);
-        sae_checkpoint_write(&mb->sae, mb->ckpt, steps_done);
+        sae_state_write(sae_backend_host(&mb->be), mb->state, &cnt);
+        sae_checkpoint_write(sae_backend_host(&mb->be), mb->ckpt, steps_done);
     }
     mb->last_checkpoint = steps_done;
 }
@@ -224,6 +267,10 @@ void train_run(const SaevConfig *cfgs, int K) {
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
 
+    SaeBackendSpec spec;
+    const char *bad_dev = sae_backend_resolve(cfgs[0].run.device, c0->precision, &spec);
+    if (bad_dev) saev_usage_fail("train: %s", bad_dev);
+
     Member *mem = callocCheck(K, sizeof(Member));
     int64_t start = 0, position = 0;
     float scale = 0;
@@ -234,7 +281,10 @@ void train_run(const SaevConfig *cfgs, int K) {
         const char *bad = train_config_sae(c, d, &sc);
         if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
         if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
-        sae_create(&mb->sae, &sc, local_max);
+        char err[512];
+        if (sae_backend_create(&mb->be, &sc, local_max, &spec, err, sizeof err))
+            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, sae_device_name(spec.device), err);
+        Sae *host = sae_backend_host(&mb->be);
         mb->dir = train_member_dir(cfgs, K, i);
         snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
         snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
@@ -248,12 +298,12 @@ void train_run(const SaevConfig *cfgs, int K) {
         mb->last_checkpoint = -1;
         if (c->sae.scale_data) {
             if (scale == 0) scale = compute_data_scale(src);
-            mb->sae.data_scale = scale;
+            host->data_scale = scale;
         }
         int resumed = 0;
         if (c->resume && access(mb->state, R_OK) == 0) {
             SaeTrainCounters cnt;
-            sae_state_read(&mb->sae, mb->state, &cnt);
+            sae_state_read(host, mb->state, &cnt);
             if (i > 0 && (cnt.step != start || cnt.position != position))
                 saev_fail("%s: saved at step %lld, but sweep member 0 at step %lld; the sweep's states disagree", mb->state, (long long)cnt.step, (long long)start);
             start = cnt.step;
@@ -273,43 +323,63 @@ void train_run(const SaevConfig *cfgs, int K) {
             trim_metrics(mb->metrics, start);
         }
         if (rank == 0 && start < T) unlink(mb->final); /* not finished (again) */
+        sae_backend_push(&mb->be); /* cuda: the initialized or resumed state to the GPU */
     }
     comm_barrier();
 
     BatchLoader loader;
     batch_loader_init(&loader, src, c0->batch_size, c0->shuffle, c0->shuffle_buffer, (uint64_t)c0->seed, position);
     int n_local = batch_loader_local_rows(c0->batch_size, rank, size);
-    float *x = mallocCheck((size_t)local_max * d * sizeof(float));
-    float *xs = mallocCheck((size_t)local_max * d * sizeof(float));
-    log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s", K, K > 1 ? "s" : "", c0->data, d,
-             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "");
+    SaeBatch batch;
+    sae_batch_init(&batch, spec.device, local_max, d);
+    SaeBackend **bes = mallocCheck(K * sizeof(SaeBackend *));
+    uint64_t **rngs = mallocCheck(K * sizeof(uint64_t *));
+    float *lrs = mallocCheck(K * sizeof(float));
+    double *clips = mallocCheck(K * sizeof(double));
+    SaeStepMetrics *ms = mallocCheck(K * sizeof(SaeStepMetrics));
+    for (int i = 0; i < K; i++) {
+        bes[i] = &mem[i].be;
+        rngs[i] = &mem[i].prefix_rng;
+        clips[i] = cfgs[i].train.grad_clip;
+    }
+    log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s, device %s%s", K, K > 1 ? "s" : "", c0->data, d,
+             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", sae_device_name(spec.device),
+             spec.device == SAE_DEVICE_CUDA && spec.precision == SAE_PREC_TF32 ? " (tf32)" : "");
     Progress prog;
     progress_start(&prog, "steps", T);
     progress_update(&prog, start);
     double t_last = saev_now();
+    double loader_s = 0, loader_s_total = 0, t_first = t_last; /* seconds inside batch_loader_next (this rank) */
+    int warned_loader = 0;
     /* Tests simulate a killed job: the process dies after this many steps, without the
      * end-of-run checkpoint. */
     const char *kill_env = getenv("SAEV_TRAIN_KILL_AFTER_STEPS");
     int64_t kill_after = kill_env ? atoll(kill_env) : -1;
+    /* Tests simulate a slow disk: the loader takes this many more milliseconds a batch. */
+    const char *delay_env = getenv("SAEV_TRAIN_LOADER_DELAY_MS");
+    int64_t loader_delay_ms = delay_env ? atoll(delay_env) : 0;
     int64_t steps_since = 0;
     for (int64_t step = start; step < T; step++) {
         int64_t batch_first_row = loader.position;
+        float *x = sae_batch_rows(&batch);
+        double t_load = saev_now();
         batch_loader_next(&loader, x);
+        if (loader_delay_ms > 0) usleep((useconds_t)(loader_delay_ms * 1000));
+        loader_s += saev_now() - t_load;
         int ok = 1;
         for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
         if (!comm_all_true(ok))
             saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
                       c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
+        sae_batch_submit(&batch, n_local, bes, K);
+        for (int i = 0; i < K; i++) {
+            const TrainConfig *c = &cfgs[i].train;
+            lrs[i] = (float)sae_lr_at(mem[i].schedule, c->lr, c->lr_warmup, T, step);
+        }
+        sae_sweep_step(bes, K, &batch, c0->batch_size, lrs, clips, rngs, ms);
         for (int i = 0; i < K; i++) {
             Member *mb = &mem[i];
-            const TrainConfig *c = &cfgs[i].train;
-            const float *xi = x;
-            if (mb->sae.data_scale != 1.0f) {
-                for (size_t e = 0; e < (size_t)n_local * d; e++) xs[e] = x[e] * mb->sae.data_scale;
-                xi = xs;
-            }
-            float lr = (float)sae_lr_at(mb->schedule, c->lr, c->lr_warmup, T, step);
-            sae_train_step(&mb->sae, xi, n_local, c0->batch_size, lr, c->grad_clip, &mb->prefix_rng, &mb->m);
+            mb->m = ms[i];
             if (!mb->m.finite) {
                 char last[4400] = "no checkpoint was written yet";
                 if (mb->last_checkpoint >= 0) snprintf(last, sizeof last, "the last good checkpoint %s (step %lld) is kept", mb->ckpt, (long long)mb->last_checkpoint);
@@ -320,12 +390,23 @@ void train_run(const SaevConfig *cfgs, int K) {
         steps_since++;
         int64_t done = step + 1;
         int last = done == T;
-        if (rank == 0 && (done % c0->metrics_every == 0 || last)) {
-            double now = saev_now();
-            double tps = (double)steps_since * c0->batch_size / (now - t_last);
+        if (done % c0->metrics_every == 0 || last) {
+            /* the slowest rank's loader sets the pace (a collective: every rank is here) */
+            double wait = loader_s;
+            comm_allreduce(&wait, 1, COMM_F64, COMM_MAX);
+            loader_s_total += loader_s;
+            loader_s = 0;
+            double now = saev_now(), rows = (double)steps_since * c0->batch_size;
+            double tps = rows / (now - t_last);
+            double loader_tps = rows / (wait > 1e-9 ? wait : 1e-9);
+            if (rank == 0) for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps, loader_tps);
+            if (rank == 0 && !warned_loader && wait > 0.5 * (now - t_last)) { /* once, not once a rank */
+                log_warn("step %lld: the data loader takes %.0f%% of the step time (loader %.4g tokens/s, training %.4g tokens/s): "
+                         "this run is bound by reading %s, not by the SAE", (long long)done, 100 * wait / (now - t_last), loader_tps, tps, c0->data);
+                warned_loader = 1;
+            }
             t_last = now;
             steps_since = 0;
-            for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps);
         }
         if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
             for (int i = 0; i < K; i++) save_member(&mem[i], done, loader.position);
@@ -333,6 +414,11 @@ void train_run(const SaevConfig *cfgs, int K) {
         if (done == kill_after) _exit(137);
     }
     progress_finish(&prog);
+    if (start < T) {
+        double wall = saev_now() - t_first, rows = (double)(T - start) * c0->batch_size;
+        log_info("%.4g tokens/s training, data loader %.4g tokens/s (%.0f%% of the time waiting for data on rank 0)", rows / wall,
+                 rows / (loader_s_total > 1e-9 ? loader_s_total : 1e-9), 100 * loader_s_total / wall);
+    }
     if (rank == 0)
         for (int i = 0; i < K; i++) write_final_metrics(&mem[i], T, c0->batch_size);
     if (rank == 0 && start < T)
@@ -340,10 +426,14 @@ void train_run(const SaevConfig *cfgs, int K) {
             const SaeStepMetrics *m = &mem[i].m;
             log_info("SAE %d (%s): loss %.5g, NMSE %.4g, L0 %.1f, dead %.1f%%", i, mem[i].dir, m->loss, m->nmse, m->l0, 100 * m->dead_frac);
         }
-    free(x);
-    free(xs);
+    sae_batch_free(&batch);
+    free(bes);
+    free(rngs);
+    free(lrs);
+    free(clips);
+    free(ms);
     batch_loader_free(&loader);
-    for (int i = 0; i < K; i++) { sae_destroy(&mem[i].sae); free(mem[i].dir); }
+    for (int i = 0; i < K; i++) { sae_backend_destroy(&mem[i].be); free(mem[i].dir); }
     free(mem);
     data_source_close(src);
 }

@@ -89,6 +89,7 @@ typedef struct {
     int64_t checkpoint_every;
     int64_t metrics_every;
     int resume;
+    char *precision;    // fp32 | tf32 | bf16: the SAE's GEMMs on cuda (the CPU trains in fp32)
     TrainEvalConfig eval;
     TrainSaeConfig sae;
 } TrainConfig;
