@@ -17,6 +17,7 @@
  * the loader takes more than half of the step time: the run is then bound by its data
  * (disk, decoding), not by the SAE.
  */
+#include "fsutil.h"
 #include "train.h"
 
 #include <errno.h>
@@ -34,18 +35,6 @@
 #include "log.h"
 #include "sae_backend.h"
 #include "sae_step.h"
-
-static void mkdirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) saev_fail("cannot create directory %s: %s", buf, strerror(errno));
-}
 
 /* The train: schema without `precision`: like run.device, where and how the SAE computes
  * is not part of a member's identity (a sweep shares it), and leaving the key out keeps
@@ -235,14 +224,10 @@ static void write_final_metrics(const Member *mb, int64_t steps, int64_t batch) 
     char *open = strchr(last, '{'), *close = strrchr(last, '}');
     if (!open || !close || close <= open + 1) saev_fail("%s: no metrics line to summarize", mb->metrics);
     *close = 0;
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", mb->final);
-    FILE *o = fopen(tmp, "w");
-    libcCheckPtr(o, tmp);
-    fprintf(o, "{\"finished\": true, \"steps\": %lld, \"tokens\": %lld, \"checkpoint\": \"sae.safetensors\", \"last\": {%s}}\n",
-            (long long)steps, (long long)(steps * batch), open + 1);
-    if (fclose(o) != 0) saev_fail("%s: write failed", tmp);
-    libcCheck(rename(tmp, mb->final));
+    char text[4600];
+    int n = snprintf(text, sizeof text, "{\"finished\": true, \"steps\": %lld, \"tokens\": %lld, \"checkpoint\": \"sae.safetensors\", \"last\": {%s}}\n",
+                     (long long)steps, (long long)(steps * batch), open + 1);
+    write_file_atomic_or_die(mb->final, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
 }
 
 static void save_member(Member *mb, int64_t steps_done, int64_t position) {
@@ -290,7 +275,7 @@ void train_run(const SaevConfig *cfgs, int K) {
         snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
         snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
         if (rank == 0) {
-            mkdirs(mb->dir);
+            make_dirs_or_die(mb->dir);
             cfg_write_resolved(&saev_config_schema, &cfgs[i], mb->dir);
         }
         snprintf(mb->final, sizeof mb->final, "%s/metrics.json", mb->dir);
