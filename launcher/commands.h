@@ -12,6 +12,7 @@ typedef struct {
 } Command;
 
 int cmd_inspect(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_activations(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);

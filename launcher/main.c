@@ -10,6 +10,7 @@
 #include "log.h"
 
 static const Command commands[] = {
+    {"run", cmd_run, "the whole pipeline of one config: activations, train, evaluate"},
     {"activations", cmd_activations, "record ViT activations of every image into an HDF5 store (many ranks)"},
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"train", cmd_train, "train one SAE or a sweep of them (saev-worker train on N ranks)"},

@@ -33,7 +33,7 @@
 static const CfgField evaluate_fields[] = {
     F(CFG_STRING_LIST, sae, "[]", 1, 0, "SAE checkpoints (sae.safetensors) or run directories (every sae.safetensors under them)"),
     F(CFG_STRING, data, CFG_UNSET, 1, 0, "held-out activations: safetensors file with `activations` [N,d], or a store directory"),
-    F(CFG_INT, layer, "-2", -1e6, 1e6, "store layer (negative counts from the end)"),
+    F(CFG_INT, layer, CFG_UNSET, -1e6, 1e6, "store: ViT block as recorded in the store's `layers` (negative counts from the ViT's end); unset: the store's only layer"),
     {.key = "tokens", .type = CFG_STRING, .offset = offsetof(EvaluateConfig, tokens), .def = "patches", .min = 1, .max = 0,
      .choices = "patches|all|cls", .help = "store: rows are patch tokens, all tokens (CLS too), or CLS only (as train.tokens)"},
     F(CFG_INT, first_row, "0", 0, 1e15, "first row of the data to evaluate"),
@@ -302,7 +302,8 @@ char *eval_json(const EvalMetrics *m, const Sae *sae, const char *ckpt, const Ev
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "checkpoint", ckpt);
     cJSON_AddStringToObject(j, "data", c->data);
-    cJSON_AddNumberToObject(j, "layer", (double)c->layer);
+    if (c->layer == CFG_UNSET_INT) cJSON_AddNullToObject(j, "layer");
+    else cJSON_AddNumberToObject(j, "layer", (double)c->layer);
     cJSON_AddNumberToObject(j, "first_row", (double)plan->first_row);
     cJSON_AddNumberToObject(j, "n_tokens", (double)m->n_tokens);
     cJSON_AddNumberToObject(j, "d_model", sae->cfg.d_model);

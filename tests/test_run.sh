@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `saev run`: one config through activations, train and evaluate (tiny CLIP on a small
+# demo set): every stage's outputs appear, evaluate defaults to the training outputs,
+# a second run resumes (nothing redone), and a config error stops before any stage with
+# status 2 and nothing written.
+set -euo pipefail
+S="$SAEV_BIN/saev"
+T="${SAEV_TEST_TMP:-$(mktemp -d)}"; rm -rf "$T"; mkdir -p "$T"; cd "$T"
+"$S" demo-data data --per-class 2 --seg-images 0 >/dev/null
+"$S" make-model --family clip --preset tiny --seed 3 --out model >/dev/null
+cat > run.yaml <<YAML
+run: {name: r, out_dir: runs, ranks: 2}
+data: {kind: folder, root: data/fashion}
+preprocess: {size: 32, crop: 32}
+model: {path: model, layers: [-1]}
+activations: {out: store, batch_size: 4}
+train:
+  data: store
+  batch_size: 64
+  steps: 12
+  lr_warmup: 2
+  sae: {d_sae: 96, k: 4}
+  sweep: {lr: [0.001, 0.003]}
+evaluate: {data: store}
+YAML
+# A config error: exit 2, nothing written.
+set +e
+"$S" run run.yaml --set train.sae.kk=3 > err.txt 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] || { cat err.txt; echo "FAIL: config error gave $rc"; exit 1; }
+grep -q "train.sae.kk: unknown key" err.txt
+[ ! -e store ] && [ ! -e runs ] || { echo "FAIL: a failed config wrote outputs"; exit 1; }
+
+"$S" run run.yaml > log1.txt 2>&1 || { cat log1.txt; exit 1; }
+grep -q "activation store store complete" log1.txt
+n_sae=$(find runs/r -name sae.safetensors | wc -l)
+n_eval=$(find runs/r -name eval.json | wc -l)
+[ "$n_sae" = 2 ] && [ "$n_eval" = 2 ] || { cat log1.txt; echo "FAIL: $n_sae checkpoints, $n_eval evaluations (want 2, 2)"; exit 1; }
+# Again: the store is complete (0 to do) and training resumes at its end.
+"$S" run run.yaml --set train.resume=true > log2.txt 2>&1 || { cat log2.txt; exit 1; }
+grep -q "(0 to do)" log2.txt || { cat log2.txt; echo "FAIL: the second run redid activations"; exit 1; }
+echo "test_run: ok"
