@@ -1097,30 +1097,14 @@ extern "C" void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *const *x
 
 extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetrics *out) {
     const SaeConfig *c = &sae->cfg;
-    int d = c->d_model;
-    size_t n_stats = SAE_STAT_X_SUM0 + (size_t)d;
+    size_t n_stats = SAE_STAT_X_SUM0 + (size_t)c->d_model;
     double *stats = (double *)mallocCheck(n_stats * sizeof(double)), norm_sq = 0;
     int n_dead = 0;
     cuda_stream_sync(sae->stream);
     cuda_download(stats, sae->stats, n_stats * sizeof(double));
     cuda_download(&norm_sq, sae->norm_sq, sizeof(double));
     cuda_download(&n_dead, sae->n_dead, sizeof(int));
-    /* the same arithmetic as sae_train_step */
-    double Nd = (double)N, elems = Nd * d;
-    memset(out, 0, sizeof *out);
-    out->mse = stats[SAE_STAT_MSE] / elems;
-    out->l1 = stats[SAE_STAT_L1] / Nd;
-    out->l0 = stats[SAE_STAT_L0] / Nd;
-    out->aux = stats[SAE_STAT_AUX] / elems;
-    out->loss = out->mse + out->aux + (c->activation == SAE_RELU ? c->l1_coeff * out->l1 : 0.0);
-    double xsq = stats[SAE_STAT_X_SQ], var = xsq;
-    out->nmse = xsq > 0 ? stats[SAE_STAT_SQERR_FULL] / xsq : 0.0;
-    for (int i = 0; i < d; i++) var -= stats[SAE_STAT_X_SUM0 + i] * stats[SAE_STAT_X_SUM0 + i] / Nd;
-    out->explained_variance = var > 0 ? 1.0 - stats[SAE_STAT_SQERR_FULL] / var : 0.0;
-    out->grad_norm = sqrt(norm_sq);
-    out->lr = lr;
-    out->dead_frac = (double)n_dead / c->d_sae;
-    out->finite = isfinite(out->loss) && isfinite(out->grad_norm);
+    sae_metrics_from_stats(c, stats, N, sqrt(norm_sq), lr, n_dead, out);
     free(stats);
 }
 

@@ -34,6 +34,28 @@ int sae_parse_lr_schedule(const char *name, SaeLrSchedule *out) {
     return 0;
 }
 
+void sae_metrics_from_stats(const SaeConfig *c, const double *stats, int64_t global_batch, double grad_norm, float lr,
+                            int n_dead, SaeStepMetrics *out) {
+    int d = c->d_model;
+    double N = (double)global_batch, elems = N * d;
+    memset(out, 0, sizeof *out);
+    out->mse = stats[SAE_STAT_MSE] / elems;
+    out->l1 = stats[SAE_STAT_L1] / N;
+    out->l0 = stats[SAE_STAT_L0] / N;
+    out->aux = stats[SAE_STAT_AUX] / elems;
+    out->loss = out->mse + out->aux + (c->activation == SAE_RELU ? c->l1_coeff * out->l1 : 0.0);
+    out->nmse_uncentered = stats[SAE_STAT_X_SQ] > 0 ? stats[SAE_STAT_SQERR_FULL] / stats[SAE_STAT_X_SQ] : 0.0;
+    /* saev's NMSE (and `saev evaluate`'s): the error over the variance around the batch mean. */
+    double var = stats[SAE_STAT_X_SQ];
+    for (int i = 0; i < d; i++) var -= stats[SAE_STAT_X_SUM0 + i] * stats[SAE_STAT_X_SUM0 + i] / N;
+    out->nmse = var > 0 ? stats[SAE_STAT_SQERR_FULL] / var : 0.0;
+    out->explained_variance = 1.0 - out->nmse;
+    out->grad_norm = grad_norm;
+    out->lr = lr;
+    out->dead_frac = (double)n_dead / c->d_sae;
+    out->finite = isfinite(out->loss) && isfinite(grad_norm);
+}
+
 void sae_train_step(Sae *sae, const float *x, int n_rows, int64_t global_batch, float lr, double grad_clip,
                     uint64_t *prefix_rng, SaeStepMetrics *out) {
     const SaeConfig *c = &sae->cfg;
@@ -52,21 +74,5 @@ void sae_train_step(Sae *sae, const float *x, int n_rows, int64_t global_batch, 
     sae_clip_grads(sae, norm, grad_clip);
     sae_adam_step(sae, lr);
 
-    double N = (double)global_batch, elems = N * d;
-    memset(out, 0, sizeof *out);
-    out->mse = stats[SAE_STAT_MSE] / elems;
-    out->l1 = stats[SAE_STAT_L1] / N;
-    out->l0 = stats[SAE_STAT_L0] / N;
-    out->aux = stats[SAE_STAT_AUX] / elems;
-    out->loss = out->mse + out->aux + (c->activation == SAE_RELU ? c->l1_coeff * out->l1 : 0.0);
-    out->nmse_uncentered = stats[SAE_STAT_X_SQ] > 0 ? stats[SAE_STAT_SQERR_FULL] / stats[SAE_STAT_X_SQ] : 0.0;
-    /* saev's NMSE (and `saev evaluate`'s): the error over the variance around the batch mean. */
-    double var = stats[SAE_STAT_X_SQ];
-    for (int i = 0; i < d; i++) var -= stats[SAE_STAT_X_SUM0 + i] * stats[SAE_STAT_X_SUM0 + i] / N;
-    out->nmse = var > 0 ? stats[SAE_STAT_SQERR_FULL] / var : 0.0;
-    out->explained_variance = 1.0 - out->nmse;
-    out->grad_norm = norm;
-    out->lr = lr;
-    out->dead_frac = (double)sae_n_dead(sae) / c->d_sae;
-    out->finite = isfinite(out->loss) && isfinite(norm);
+    sae_metrics_from_stats(c, stats, global_batch, norm, lr, sae_n_dead(sae), out);
 }

@@ -28,6 +28,10 @@ double sae_lr_at(SaeLrSchedule schedule, double lr, int64_t warmup, int64_t tota
 int sae_parse_lr_schedule(const char *name, SaeLrSchedule *out); // 0, or -1 if unknown
 
 /* One step on this rank's n_rows rows of x (global_batch rows over all ranks). */
+/* The step's metrics from its all-reduced statistics (sae_n_stats float64 sums), shared by
+ * the CPU step and the CUDA backend so both report the same quantities. */
+void sae_metrics_from_stats(const SaeConfig *c, const double *stats, int64_t global_batch, double grad_norm, float lr,
+                            int n_dead, SaeStepMetrics *out);
 void sae_train_step(Sae *sae, const float *x, int n_rows, int64_t global_batch, float lr, double grad_clip,
                     uint64_t *prefix_rng, SaeStepMetrics *out);
 
