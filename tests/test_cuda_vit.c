@@ -23,6 +23,7 @@
 
 #include "safetensors.h"
 #include "testutil.h"
+#include "vit_expected.h"
 #include "vit/vit.h"
 #ifdef SAEV_CUDA
 #include "cuda/vit_cuda.h"
@@ -30,42 +31,6 @@
 
 #ifdef SAEV_CUDA
 static const double TOL[CUDA_N_PRECISIONS] = {1e-4, 5e-3, 3e-2};
-
-typedef struct {
-    float *pixels, *hidden, *last; /* [B,3,H,W], [L+1,B,T_out,D], [B,T_out,D] */
-    int B, H, W, L, T_out, D;
-} Expected;
-
-/* expected.safetensors without the register tokens (rows 1..R), which saev never writes. */
-static void read_expected(const char *dir, int R, Expected *e) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    SafeTensors st;
-    st_open_or_die(&st, path);
-    const StTensor *px = st_require(&st, "pixel_values"), *hs = st_require(&st, "hidden_states");
-    e->B = (int)px->shape[0];
-    e->H = (int)px->shape[2];
-    e->W = (int)px->shape[3];
-    e->L = (int)hs->shape[0] - 1;
-    int T_ref = (int)hs->shape[2];
-    e->D = (int)hs->shape[3];
-    e->T_out = T_ref - R;
-    e->pixels = st_load_f32(&st, "pixel_values", 4, NULL);
-    float *h = st_load_f32(&st, "hidden_states", 4, NULL), *l = st_load_f32(&st, "last_hidden_state", 3, NULL);
-    int rows = (e->L + 1) * e->B, D = e->D;
-    e->hidden = mallocCheck(sizeof(float) * rows * e->T_out * D);
-    e->last = mallocCheck(sizeof(float) * e->B * e->T_out * D);
-    for (int r = 0; r < rows + e->B; r++) {
-        const float *src = r < rows ? h + (size_t)r * T_ref * D : l + (size_t)(r - rows) * T_ref * D;
-        float *dst = r < rows ? e->hidden + (size_t)r * e->T_out * D : e->last + (size_t)(r - rows) * e->T_out * D;
-        int k = 0;
-        for (int t = 0; t < T_ref; t++)
-            if (R == 0 || t == 0 || t > R) memcpy(dst + (size_t)k++ * D, src + (size_t)t * D, sizeof(float) * D);
-    }
-    free(h);
-    free(l);
-    st_close(&st);
-}
 
 static void open_on_gpu(Vit *vit, const char *weights, const char *config) {
     VitSpec spec;
@@ -119,9 +84,7 @@ static void run_fixture(const char *family, int R) {
     free(out);
     vit_cuda_release(&vit);
     vit_free(&vit);
-    free(e.pixels);
-    free(e.hidden);
-    free(e.last);
+    free_expected(&e);
 }
 
 START_TEST(test_clip) { run_fixture("clip", 0); }
