@@ -10,7 +10,7 @@
  *
  * Threads: the passes OpenBLAS does not cover (bias + activation, top-k selection, the
  * sparse decode and scatter, the optimizer) run on a persistent pthread pool
- * (vit/cpu_pool.h) of OPENBLAS_NUM_THREADS threads. Every pass is split so that results
+ * (cpu_pool.h) of OPENBLAS_NUM_THREADS threads. Every pass is split so that results
  * do not depend on the thread count or on scheduling: per-row work by rows, per-latent
  * work by latents (each latent's gradient summed by one thread over its entries in a
  * fixed order), column sums over the batch by column ranges (each column summed over
@@ -27,7 +27,7 @@
 #include "comm.h"
 #include "rng.h"
 #include "sae.h"
-#include "vit/cpu_pool.h"
+#include "cpu_pool.h"
 
 /* ---- the thread pool ------------------------------------------------------------------ */
 
