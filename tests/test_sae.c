@@ -217,6 +217,60 @@ START_TEST(lr_schedules) {
 }
 END_TEST
 
+/* ---- evaluation encode/decode ---------------------------------------------------------- */
+
+/* sae_encode_decode_eval against a float64 reference written here from the definitions:
+ * f = top-k of x W_enc + b_enc (the rest zero), x̂ = f W_dec + b_dec. With k = 8 of
+ * S = 1024 the implementation takes its sparse decode (nnz·32 <= n·S); a relu SAE at
+ * initialization (about half the latents active) takes the dense GEMM. Tolerance: float32
+ * accumulation over d = 32 inputs and up to S = 1024 latents, 1e-5 relative. */
+static void check_eval(SaeActivation act) {
+    enum { D = 32, S = 1024, N = 40, K = 8 };
+    SaeConfig cfg;
+    sae_config_default(&cfg, D, S);
+    cfg.activation = act;
+    cfg.k = K;
+    Sae sae;
+    sae_create(&sae, &cfg, N);
+    sae_init_kaiming(&sae, 5);
+    for (int i = 0; i < S; i++) sae.p.b_enc[i] = 0.01f * (float)((i * 7) % 13 - 6);
+    for (int i = 0; i < D; i++) sae.p.b_dec[i] = 0.1f * (float)(i % 5);
+    float *x = malloc(sizeof(float) * N * D), *f = malloc(sizeof(float) * N * S), *xh = malloc(sizeof(float) * N * D);
+    for (int e = 0; e < N * D; e++) x[e] = (float)sin(0.37 * e) + 0.2f;
+    sae_encode_decode_eval(&sae, x, N, f, xh);
+    double *h = malloc(sizeof(double) * S), err = 0, ref_norm = 0;
+    for (int b = 0; b < N; b++) {
+        for (int j = 0; j < S; j++) {
+            h[j] = sae.p.b_enc[j];
+            for (int i = 0; i < D; i++) h[j] += (double)x[b * D + i] * sae.p.w_enc[(size_t)i * S + j];
+        }
+        if (act == SAE_TOPK) { /* keep the K largest (no ties in this data) */
+            for (int j = 0; j < S; j++) {
+                int above = 0;
+                for (int m = 0; m < S; m++) above += h[m] > h[j];
+                if (above >= K) h[j] = 0;
+            }
+        } else {
+            for (int j = 0; j < S; j++) h[j] = h[j] > 0 ? h[j] : 0;
+        }
+        for (int j = 0; j < S; j++) ck_assert_msg(fabs(f[(size_t)b * S + j] - h[j]) <= 1e-4 * (1 + fabs(h[j])), "f[%d,%d]", b, j);
+        for (int i = 0; i < D; i++) {
+            double r = sae.p.b_dec[i];
+            for (int j = 0; j < S; j++) r += h[j] * sae.p.w_dec[(size_t)j * D + i];
+            err += (xh[b * D + i] - r) * (xh[b * D + i] - r);
+            ref_norm += r * r;
+        }
+    }
+    ck_assert_msg(sqrt(err / ref_norm) < 1e-5, "x_hat relative error %g", sqrt(err / ref_norm));
+    free(x); free(f); free(xh); free(h);
+    sae_destroy(&sae);
+}
+
+START_TEST(eval_topk_sparse_decode) { check_eval(SAE_TOPK); }
+END_TEST
+START_TEST(eval_relu_dense_decode) { check_eval(SAE_RELU); }
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("sae");
     TCase *tf = tcase_create("fixtures");
@@ -236,6 +290,10 @@ static Suite *suite(void) {
     tcase_add_test(tg, fd_batchtopk_auxk);
     tcase_add_test(tg, fd_topk_sampled_prefixes);
     suite_add_tcase(s, tg);
+    TCase *te = tcase_create("evaluation");
+    tcase_add_test(te, eval_topk_sparse_decode);
+    tcase_add_test(te, eval_relu_dense_decode);
+    suite_add_tcase(s, te);
     TCase *tl = tcase_create("schedules");
     tcase_add_test(tl, lr_schedules);
     suite_add_tcase(s, tl);

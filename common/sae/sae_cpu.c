@@ -932,6 +932,62 @@ int sae_n_dead(const Sae *sae) {
     return n;
 }
 
+/* Evaluation, one row per task. eval_activate applies the activation (relu, JumpReLU or
+ * top-k) in place on the pre-activations and counts the non-zeros; eval_decode_sparse
+ * sums x̂ = b_dec + Σ_j f_j W_dec[j] over a row's non-zero latents, nnz·d work per row
+ * instead of the dense S·d, which is what makes top-k evaluation cheap. Dense codes
+ * (relu early in training) go through one GEMM instead, since reading W_dec row by row
+ * for half the latents of every token would be memory-bound. Rows are independent, so
+ * the result does not depend on the thread count. */
+typedef struct {
+    const Sae *sae;
+    float *f;        // [n, S] pre-activations in, activations out
+    float *x_hat;    // [n, d]
+    int64_t *nnz;    // [n] non-zeros per row
+} EvalRowsCtx;
+
+static void eval_activate(void *vctx, int64_t b0, int64_t b1) {
+    const EvalRowsCtx *ctx = vctx;
+    const SaeConfig *c = &ctx->sae->cfg;
+    int S = c->d_sae, k = c->k;
+    int *idx = c->activation == SAE_TOPK ? mallocCheck((size_t)k * sizeof(int)) : NULL;
+    float *val = c->activation == SAE_TOPK ? mallocCheck((size_t)k * sizeof(float)) : NULL;
+    for (int64_t b = b0; b < b1; b++) {
+        float *fb = ctx->f + (size_t)b * S;
+        if (c->activation == SAE_RELU) {
+            for (int j = 0; j < S; j++) fb[j] = fb[j] > 0 ? fb[j] : 0;
+        } else if (c->activation == SAE_BATCH_TOPK) {
+            float th = ctx->sae->threshold; /* JumpReLU with the learned threshold */
+            for (int j = 0; j < S; j++) fb[j] = fb[j] > th ? fb[j] : 0;
+        } else {
+            row_topk(fb, S, k, idx, val, NULL);
+            memset(fb, 0, (size_t)S * sizeof(float));
+            for (int t = 0; t < k; t++) fb[idx[t]] = val[t];
+        }
+        int64_t nz = 0;
+        for (int j = 0; j < S; j++) nz += fb[j] != 0.0f;
+        ctx->nnz[b] = nz;
+    }
+    free(idx);
+    free(val);
+}
+
+static void eval_decode_sparse(void *vctx, int64_t b0, int64_t b1) {
+    const EvalRowsCtx *ctx = vctx;
+    int d = ctx->sae->cfg.d_model, S = ctx->sae->cfg.d_sae;
+    for (int64_t b = b0; b < b1; b++) {
+        const float *fb = ctx->f + (size_t)b * S;
+        float *xb = ctx->x_hat + (size_t)b * d;
+        memcpy(xb, ctx->sae->p.b_dec, (size_t)d * sizeof(float));
+        for (int j = 0; j < S; j++) {
+            if (fb[j] == 0.0f) continue;
+            const float *w = ctx->sae->p.w_dec + (size_t)j * d;
+            float v = fb[j];
+            for (int i = 0; i < d; i++) xb[i] += v * w[i];
+        }
+    }
+}
+
 void sae_encode_decode_eval(Sae *sae, const float *x, int n, float *f, float *x_hat) {
     const SaeConfig *c = &sae->cfg;
     int d = c->d_model, S = c->d_sae;
@@ -945,24 +1001,16 @@ void sae_encode_decode_eval(Sae *sae, const float *x, int n, float *f, float *x_
     }
     for (int b = 0; b < n; b++) memcpy(f + (size_t)b * S, sae->p.b_enc, S * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, d, 1.0f, x_in, d, sae->p.w_enc, S, 1.0f, f, S);
-    if (c->activation == SAE_RELU) {
-        for (size_t e = 0; e < (size_t)n * S; e++) f[e] = f[e] > 0 ? f[e] : 0;
-    } else if (c->activation == SAE_BATCH_TOPK) {
-        /* JumpReLU with the learned threshold. */
-        for (size_t e = 0; e < (size_t)n * S; e++) f[e] = f[e] > sae->threshold ? f[e] : 0;
+    EvalRowsCtx ctx = {sae, f, x_hat, mallocCheck((size_t)(n > 0 ? n : 1) * sizeof(int64_t))};
+    par_for(n, eval_activate, &ctx);
+    int64_t nnz = 0;
+    for (int b = 0; b < n; b++) nnz += ctx.nnz[b];
+    if (nnz * 32 <= (int64_t)n * S) {
+        par_for(n, eval_decode_sparse, &ctx);
     } else {
-        int k = c->k;
-        int *idx = mallocCheck(k * sizeof(int));
-        float *val = mallocCheck(k * sizeof(float));
-        for (int b = 0; b < n; b++) {
-            float *fb = f + (size_t)b * S;
-            row_topk(fb, S, k, idx, val, NULL);
-            memset(fb, 0, S * sizeof(float));
-            for (int t = 0; t < k; t++) fb[idx[t]] = val[t];
-        }
-        free(idx); free(val);
+        for (int b = 0; b < n; b++) memcpy(x_hat + (size_t)b * d, sae->p.b_dec, d * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, S, 1.0f, f, S, sae->p.w_dec, d, 1.0f, x_hat, d);
     }
-    for (int b = 0; b < n; b++) memcpy(x_hat + (size_t)b * d, sae->p.b_dec, d * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, S, 1.0f, f, S, sae->p.w_dec, d, 1.0f, x_hat, d);
+    free(ctx.nnz);
     free(xc);
 }
