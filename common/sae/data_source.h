@@ -138,7 +138,8 @@ typedef struct {
  * as they call batch_loader_next and batch_loader_free, in the same order). shuffle_buffer is W (capped at N). */
 void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
                        int64_t position);
-/* Stops the thread and frees; the source is usable again afterwards. */
+/* Stops the thread and frees (collective when size > 1: it frees the loader's
+ * communicator); the source is usable again afterwards. */
 void batch_loader_free(BatchLoader *l);
 /* Rows rank `rank` of `size` takes from each global batch. */
 int batch_loader_local_rows(int64_t global_batch, int rank, int size);
