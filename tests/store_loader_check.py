@@ -14,6 +14,11 @@ are the closed form act(i, l, t, k) = (((131 i + 31 l + 7 t + 3 k) mod 1001) - 5
   offset PREFIX_FULL PREFIX_PART RANKS FROM
       the part (dumped from batch FROM, as a resumed run starts) equals the full dump's
       batches FROM.. (ids and rows, bit for bit)
+  reads PREFIX RANKS N W B FROM BATCHES
+      no read amplification: the ranks' `rows_read` sum to the rows of the windows the
+      dumped batches touch (each row read once, not once per rank), and each rank read
+      its 1/RANKS of them (within a row per window: the pieces are cut at row boundaries)
+      (N rows per epoch, W = shuffle window, B = batch, dump of BATCHES batches from FROM)
 """
 import sys
 import numpy as np
@@ -65,6 +70,17 @@ def main():
         n = part_i.shape[0]
         ok = (full_i[s:s + n] == part_i).all() and (full_r[s:s + n] == part_r).all()
         print(f"  loader restarted at batch {s}: {n} batches identical to the uninterrupted loader's: {bool(ok)}")
+        return 0 if ok else 1
+    if cmd == "reads":
+        prefix, ranks, n, w, b, start, batches = sys.argv[2], *map(int, sys.argv[3:9])
+        w = min(w, n)
+        nw = -(-n // w)
+        window_of = lambda p: p // n * nw + p % n // w
+        k0, k1 = window_of(start * b), window_of((start + batches) * b - 1)
+        total = sum(min(w, n - (k % nw) * w) for k in range(k0, k1 + 1))
+        got = [int(load(f"{prefix}.rank{r}.safetensors")[0]["rows_read"][0]) for r in range(ranks)]
+        ok = sum(got) == total and all(abs(g * ranks - total) <= ranks * (k1 - k0 + 1) for g in got)
+        print(f"  windows {k0}..{k1} hold {total} rows; rows read per rank {got} (sum {sum(got)}): {bool(ok)}")
         return 0 if ok else 1
     raise SystemExit("unknown command " + cmd)
 

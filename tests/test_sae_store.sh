@@ -8,7 +8,12 @@
 #  2. shuffled mode (several windows and chunks) visits every row exactly once per epoch,
 #     in a different order each epoch, rows equal to the closed form;
 #  3. 1 rank vs 2 ranks: every global batch holds the same rows (invariant);
+#     also on 3 ranks (uneven shares of the batch and of each window), and with batches
+#     larger than two windows;
 #  4. a loader started at batch 7 (as on resume) continues exactly like the uninterrupted one;
+#  4b. no read amplification: each rank reads only its piece of every window, so the
+#     rows read summed over ranks equal the rows of the windows the batches touch (the
+#     loader's count, reported by data-dump), and each rank read about 1/ranks of them;
 #  5. train.layer errors (a block not recorded, a negative block without the ViT's depth,
 #     several layers without train.layer) exit 2 naming the store and its blocks;
 #  6. `saev train` from the store on 2 ranks, killed after its step-6 checkpoint and
@@ -50,6 +55,20 @@ dump 2 ord2 --batches 20 --set train.shuffle=false
 echo "ordered, 1 vs 2 ranks:"; $CHK ranks "$TMP/ord" 1 "$TMP/ord2" 2 || fail=1
 dump 2 part --batches 12 --from 7
 echo "restart at batch 7, 2 ranks:"; $CHK offset "$TMP/shuf2" "$TMP/part" 2 7 || fail=1
+dump 3 shuf3 --batches 30
+echo "shuffled, 1 vs 3 ranks:"; $CHK ranks "$TMP/shuf" 1 "$TMP/shuf3" 3 || fail=1
+# Rows read: 120 patch rows per epoch, windows of 40, batches of 8 (CLS: 20 rows, window 20, batch 6).
+# Batches larger than two windows (each batch exchanges several windows), on 3 ranks.
+dump 1 big1 --batches 8 --set train.batch_size=32 --set train.shuffle_buffer=10
+dump 3 big3 --batches 8 --set train.batch_size=32 --set train.shuffle_buffer=10
+echo "batch 32 > 2 windows of 10, 3 ranks:"; $CHK closed "$TMP/big3" 3 23 7 1 1 6 epoch || fail=1
+echo "batch 32 > 2 windows of 10, 1 vs 3 ranks:"; $CHK ranks "$TMP/big1" 1 "$TMP/big3" 3 || fail=1
+echo "rows read, batch 32, 3 ranks:"; $CHK reads "$TMP/big3" 3 120 10 32 0 8 || fail=1
+echo "rows read, 1 rank:"; $CHK reads "$TMP/shuf" 1 120 40 8 0 30 || fail=1
+echo "rows read, 2 ranks:"; $CHK reads "$TMP/shuf2" 2 120 40 8 0 30 || fail=1
+echo "rows read, 3 ranks:"; $CHK reads "$TMP/shuf3" 3 120 40 8 0 30 || fail=1
+echo "rows read, 2 ranks from batch 7:"; $CHK reads "$TMP/part" 2 120 40 8 7 12 || fail=1
+echo "rows read, CLS, 2 ranks:"; $CHK reads "$TMP/ord-cls" 2 20 40 6 0 4 || fail=1
 
 expect_usage() { # NAME PATTERN ARGS...
   local name=$1 pat=$2; shift 2

@@ -3,8 +3,10 @@
  * [--from S]`: runs the training loader of the config's train: section (train.data,
  * layer, tokens, shuffle, shuffle_buffer, batch_size, seed) for N global batches starting
  * at batch S (position S·batch_size, as a resumed run does), and writes what this rank
- * received to PREFIX.rank<r>.safetensors: `ids` I64 [N, local] (row ids) and `rows` F32
- * [N, local, d]. Tests check these against the store's closed form and across rank counts.
+ * received to PREFIX.rank<r>.safetensors: `ids` I64 [N, local] (row ids), `rows` F32
+ * [N, local, d] and `rows_read` I64 [1] (rows this rank read from the source for the
+ * windows those batches touched). Tests check these against the store's closed form,
+ * across rank counts, and that the ranks together read each row once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,14 +47,16 @@ int stage_data_dump(int argc, char **argv) {
         batch_loader_next(&l, rows + (size_t)b * local * src->d);
         memcpy(ids + (size_t)b * local, l.ids, (size_t)local * sizeof(int64_t));
     }
+    int64_t rows_read = l.rows_read;
     batch_loader_free(&l);
     char path[4096];
     snprintf(path, sizeof path, "%s.rank%d.safetensors", out, comm_rank());
     StWriter w;
     st_writer_init(&w);
-    int64_t shape_ids[2] = {n_batches, local}, shape_rows[3] = {n_batches, local, src->d};
+    int64_t shape_ids[2] = {n_batches, local}, shape_rows[3] = {n_batches, local, src->d}, shape_one[1] = {1};
     st_writer_add(&w, "ids", ST_I64, 2, shape_ids, ids);
     st_writer_add(&w, "rows", ST_F32, 3, shape_rows, rows);
+    st_writer_add(&w, "rows_read", ST_I64, 1, shape_one, &rows_read);
     st_writer_write_or_die(&w, path);
     st_writer_free(&w);
     free(rows);

@@ -1,10 +1,13 @@
 /*
  * data_source.c: the safetensors and activation-store DataSources and the BatchLoader of
- * data_source.h (window-shuffled chunk stream, read ahead on a prefetch thread).
+ * data_source.h (window-shuffled chunk stream; each rank reads 1/size of every window on a
+ * prefetch thread, and an all-to-all on the calling thread hands each row to its rank).
  */
 #include "data_source.h"
 
 #include <hdf5.h>
+#include <limits.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,10 +257,21 @@ void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *ou
 
 /* ---- batch loader ---------------------------------------------------------------------- */
 
+typedef struct {
+    MPI_Comm comm;         // duplicate of MPI_COMM_WORLD: the exchanges only
+    MPI_Datatype row_type; // d floats
+} LoaderMpi;
+
 int batch_loader_local_rows(int64_t global_batch, int rank, int size) {
     int64_t lo = global_batch * rank / size, hi = global_batch * (rank + 1) / size;
     return (int)(hi - lo);
 }
+
+/* The part r of [0, n) cut into `parts` pieces [n·r/parts, n·(r+1)/parts) that holds x:
+ * the largest r with floor(n·r/parts) <= x, i.e. r = floor(((x + 1)·parts - 1) / n). Used
+ * both for the rank whose batch share holds offset x of a batch and for the rank that
+ * reads offset x of a window. */
+static int part_of(int64_t x, int64_t n, int parts) { return (int)(((x + 1) * parts - 1) / n); }
 
 /* Positions p in [a, b) with p mod B in [lo, hi): this rank's rows there. */
 static int64_t count_mine(const BatchLoader *l, int64_t a, int64_t b) {
@@ -272,6 +286,18 @@ static int64_t count_mine(const BatchLoader *l, int64_t a, int64_t b) {
 
 static int64_t windows_per_epoch(const BatchLoader *l) { return (l->src->n_rows + l->window - 1) / l->window; }
 
+/* Window k: its first global position and its length. */
+static void window_span(const BatchLoader *l, int64_t k, int64_t *start, int64_t *len) {
+    int64_t N = l->src->n_rows, W = l->window, nw = windows_per_epoch(l), e = k / nw, wi = k % nw;
+    *start = e * N + wi * W;
+    *len = W < N - wi * W ? W : N - wi * W;
+}
+
+static int64_t window_of(const BatchLoader *l, int64_t p) {
+    int64_t N = l->src->n_rows;
+    return p / N * windows_per_epoch(l) + p % N / l->window;
+}
+
 /* Fisher-Yates of [0, n) from a stream seeded by (seed, a, b). */
 static void permutation(int64_t *p, int64_t n, uint64_t seed, uint64_t a, uint64_t b) {
     for (int64_t i = 0; i < n; i++) p[i] = i;
@@ -282,27 +308,34 @@ static void permutation(int64_t *p, int64_t n, uint64_t seed, uint64_t a, uint64
     }
 }
 
-typedef struct { int64_t j, q; } StreamPick; /* stream element j goes to local slot q */
-
-static int pick_cmp(const void *a, const void *b) {
-    int64_t x = ((const StreamPick *)a)->j, y = ((const StreamPick *)b)->j;
-    return (x > y) - (x < y);
-}
-
-/* Thread-private state of the window filler. */
+/* Thread-private state of the window reader. */
 typedef struct {
     int64_t epoch;    // epoch whose chunk order is cached (-1: none)
     int64_t *order;   // [n_chunks] chunk order of that epoch
     int64_t *cum;     // [n_chunks + 1] stream offset of each chunk in that order
-    int64_t *perm;    // [W] window permutation
-    StreamPick *picks; // [cap]
-    float *chunk;     // [rows of the largest chunk, d]
-} Filler;
+    int64_t *perm;    // [W] window permutation: emission offset -> window offset
+    float *piece;     // [read_cap, d] this rank's piece of the window, stream order
+    int *cursor;      // [size] rows placed per rank so far
+} Reader;
 
-static void fill_window(BatchLoader *l, Filler *f, LoaderWindow *w, int64_t k) {
+/* The chunk (index into the epoch's order) holding stream offset j. */
+static int64_t chunk_at(const DataSource *src, const Reader *f, int64_t j) {
+    int64_t a = 0, b = src->n_chunks; /* cum[a] <= j < cum[b] */
+    while (b - a > 1) {
+        int64_t m = (a + b) / 2;
+        if (f->cum[m] <= j) a = m; else b = m;
+    }
+    return a;
+}
+
+/* Reads this rank's piece of window k and packs it by destination rank; plans where
+ * this rank's rows of the window will land in what the exchange delivers. */
+static void read_window(BatchLoader *l, Reader *f, LoaderRead *r, int64_t k) {
     DataSource *src = l->src;
-    int64_t N = src->n_rows, W = l->window, nw = windows_per_epoch(l);
-    int64_t e = k / nw, wi = k % nw, P0 = e * N + wi * W, L = W < N - wi * W ? W : N - wi * W;
+    int size = l->size, me = l->rank;
+    int64_t W = l->window, B = l->batch, nw = windows_per_epoch(l);
+    int64_t e = k / nw, wi = k % nw, P0, L;
+    window_span(l, k, &P0, &L);
     if (f->epoch != e) {
         if (l->shuffle) permutation(f->order, src->n_chunks, l->seed, (uint64_t)e, UINT64_MAX - 1);
         else for (int64_t c = 0; c < src->n_chunks; c++) f->order[c] = c;
@@ -311,70 +344,122 @@ static void fill_window(BatchLoader *l, Filler *f, LoaderWindow *w, int64_t k) {
         f->epoch = e;
     }
     if (l->shuffle) permutation(f->perm, L, l->seed, (uint64_t)e, (uint64_t)wi);
-    /* My positions in [P0, P0 + L), in order, and the stream element each emits. */
-    int64_t m = 0, B = l->batch;
-    for (int64_t q = P0 / B; q * B < P0 + L; q++)
-        for (int64_t p = q * B + l->lo; p < q * B + l->hi; p++) {
-            if (p < P0 || p >= P0 + L) continue;
-            int64_t o = p - P0;
-            f->picks[m].j = wi * W + (l->shuffle ? f->perm[o] : o);
-            f->picks[m].q = m;
-            m++;
-        }
-    if (m > l->cap) saev_fail("loader: window holds %lld rows, more than its %lld slots", (long long)m, (long long)l->cap);
-    qsort(f->picks, (size_t)m, sizeof *f->picks, pick_cmp);
-    /* Walk the stream: per chunk, one sequential read of the span holding my rows. */
+    else for (int64_t o = 0; o < L; o++) f->perm[o] = o;
     size_t d = (size_t)src->d;
-    int64_t c = 0;
-    for (int64_t a = 0; a < m;) {
-        while (f->cum[c + 1] <= f->picks[a].j) c++;
-        int64_t b = a + 1;
-        while (b < m && f->picks[b].j < f->cum[c + 1]) b++;
-        int64_t first = src->chunk_first[f->order[c]];
-        int64_t r0 = first + f->picks[a].j - f->cum[c], r1 = first + f->picks[b - 1].j - f->cum[c] + 1;
-        src->read_range(src, r0, r1 - r0, f->chunk);
-        for (int64_t i = a; i < b; i++) {
-            int64_t row = first + f->picks[i].j - f->cum[c];
-            memcpy(w->rows + (size_t)f->picks[i].q * d, f->chunk + (size_t)(row - r0) * d, d * sizeof(float));
-            w->ids[f->picks[i].q] = row;
-        }
-        a = b;
+
+    /* My piece [a, b) of the window's offsets: one sequential read per chunk piece. */
+    int64_t a = L * me / size, b = L * (me + 1) / size;
+    if (b - a > l->read_cap) saev_fail("loader: a window piece of %lld rows, more than its %lld slots", (long long)(b - a), (long long)l->read_cap);
+    for (int64_t j = wi * W + a; j < wi * W + b;) {
+        int64_t c = chunk_at(src, f, j);
+        int64_t end = f->cum[c + 1] < wi * W + b ? f->cum[c + 1] : wi * W + b;
+        src->read_range(src, src->chunk_first[f->order[c]] + j - f->cum[c], end - j, f->piece + (size_t)(j - wi * W - a) * d);
+        j = end;
     }
-    w->n = m;
-    w->k = k;
+    r->n_read = b - a;
+
+    /* Pack: walking emission order, each row I read goes to the rank whose share holds
+     * its position, so every group is in emission order. */
+    for (int q = 0; q < size; q++) r->send_count[q] = 0;
+    for (int64_t o = 0; o < L; o++)
+        if (f->perm[o] >= a && f->perm[o] < b) r->send_count[part_of((P0 + o) % B, B, size)]++;
+    for (int q = 0; q < size; q++) {
+        r->send_displ[q] = q ? r->send_displ[q - 1] + r->send_count[q - 1] : 0;
+        f->cursor[q] = r->send_displ[q];
+    }
+    for (int64_t o = 0; o < L; o++) {
+        int64_t s = f->perm[o];
+        if (s < a || s >= b) continue;
+        int q = part_of((P0 + o) % B, B, size);
+        memcpy(r->send + (size_t)f->cursor[q]++ * d, f->piece + (size_t)(s - a) * d, d * sizeof(float));
+    }
+
+    /* Receive plan: my positions in order; the row of each comes from the rank that
+     * read its window offset, after that rank's earlier rows for me. */
+    for (int q = 0; q < size; q++) r->recv_count[q] = 0;
+    int64_t m = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            for (int q = 0; q < size; q++) {
+                r->recv_displ[q] = q ? r->recv_displ[q - 1] + r->recv_count[q - 1] : 0;
+                f->cursor[q] = r->recv_displ[q];
+            }
+        }
+        m = 0;
+        for (int64_t qb = P0 / B; qb * B < P0 + L; qb++)
+            for (int64_t p = qb * B + l->lo; p < qb * B + l->hi; p++) {
+                if (p < P0 || p >= P0 + L) continue;
+                int64_t s = f->perm[p - P0];
+                int q = part_of(s, L, size);
+                if (pass == 0) {
+                    r->recv_count[q]++;
+                } else {
+                    int64_t j = wi * W + s, c = chunk_at(src, f, j);
+                    r->ids[m] = src->chunk_first[f->order[c]] + j - f->cum[c];
+                    r->from[m] = f->cursor[q]++;
+                }
+                if (++m > l->cap) saev_fail("loader: window holds more than its %lld slots", (long long)l->cap);
+            }
+    }
+    r->n = m;
+    r->k = k;
 }
 
 static void *prefetch_main(void *arg) {
     BatchLoader *l = arg;
     DataSource *src = l->src;
-    Filler f = {.epoch = -1};
+    Reader f = {.epoch = -1};
     f.order = mallocCheck((size_t)src->n_chunks * sizeof(int64_t));
     f.cum = mallocCheck((size_t)(src->n_chunks + 1) * sizeof(int64_t));
     f.perm = mallocCheck((size_t)l->window * sizeof(int64_t));
-    f.picks = mallocCheck((size_t)l->cap * sizeof(StreamPick));
-    int64_t biggest = 1;
-    for (int64_t c = 0; c < src->n_chunks; c++)
-        if (src->chunk_first[c + 1] - src->chunk_first[c] > biggest) biggest = src->chunk_first[c + 1] - src->chunk_first[c];
-    f.chunk = mallocCheck((size_t)biggest * src->d * sizeof(float));
+    f.piece = mallocCheck((size_t)l->read_cap * src->d * sizeof(float));
+    f.cursor = mallocCheck((size_t)l->size * sizeof(int));
     for (int64_t k = l->first_k;; k++) {
-        LoaderWindow *w = &l->slot[k % 2];
+        LoaderRead *r = &l->read[k % 2];
         pthread_mutex_lock(&l->mu);
-        while (w->ready && !l->stop) pthread_cond_wait(&l->cv, &l->mu);
+        while (r->ready && !l->stop) pthread_cond_wait(&l->cv, &l->mu);
         int stop = l->stop;
         pthread_mutex_unlock(&l->mu);
         if (stop) break;
-        fill_window(l, &f, w, k);
+        read_window(l, &f, r, k);
         pthread_mutex_lock(&l->mu);
-        w->ready = 1;
+        r->ready = 1;
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
     }
     free(f.order);
     free(f.cum);
     free(f.perm);
-    free(f.picks);
-    free(f.chunk);
+    free(f.piece);
+    free(f.cursor);
     return NULL;
+}
+
+/* Waits for the thread's read of window k, exchanges it (calling thread, collective
+ * when size > 1) into win[k % 2] and hands the read slot back to the thread. */
+static void exchange_window(BatchLoader *l, int64_t k) {
+    LoaderRead *r = &l->read[k % 2];
+    LoaderWindow *w = &l->win[k % 2];
+    pthread_mutex_lock(&l->mu);
+    while (!r->ready) pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    if (r->k != k) saev_fail("loader: window %lld expected, the read slot holds %lld", (long long)k, (long long)r->k);
+    if (l->size > 1) {
+        LoaderMpi *mp = l->mpi;
+        mpiCheck(MPI_Alltoallv(r->send, r->send_count, r->send_displ, mp->row_type, w->rows, r->recv_count, r->recv_displ, mp->row_type,
+                               mp->comm));
+    } else { /* one rank: the packed rows are already mine, in emission order */
+        float *t = w->rows; w->rows = r->send; r->send = t;
+    }
+    int64_t *t = w->ids; w->ids = r->ids; r->ids = t;
+    t = w->from; w->from = r->from; r->from = t;
+    w->n = r->n;
+    w->k = k;
+    l->rows_read += r->n_read;
+    pthread_mutex_lock(&l->mu);
+    r->ready = 0;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
 }
 
 void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
@@ -385,6 +470,8 @@ void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, in
     l->batch = global_batch;
     l->shuffle = shuffle;
     l->seed = seed;
+    l->rank = rank;
+    l->size = size;
     l->window = shuffle_buffer < src->n_rows ? shuffle_buffer : src->n_rows;
     if (l->window < 1) l->window = 1;
     l->lo = global_batch * rank / size;
@@ -394,16 +481,38 @@ void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, in
     /* A window of W positions meets at most ceil(W/B) + 1 batches. */
     int64_t share = l->hi - l->lo, by_batches = ((l->window + global_batch - 1) / global_batch + 1) * share;
     l->cap = by_batches < l->window ? by_batches : l->window;
-    for (int i = 0; i < 2; i++) {
-        l->slot[i].rows = mallocCheck((size_t)l->cap * src->d * sizeof(float));
-        l->slot[i].ids = mallocCheck((size_t)l->cap * sizeof(int64_t));
-        l->slot[i].k = -1;
+    l->read_cap = (l->window + size - 1) / size;
+    /* One rank swaps the packed and received buffers instead of copying: same size. */
+    l->send_cap = size > 1 ? l->read_cap : (l->read_cap > l->cap ? l->read_cap : l->cap);
+    l->recv_cap = size > 1 ? l->cap : l->send_cap;
+    if (size > 1) {
+        if (l->window > INT_MAX) saev_usage_fail("train.shuffle_buffer %lld: at most %d rows on several ranks", (long long)l->window, INT_MAX);
+        LoaderMpi *mp = callocCheck(1, sizeof *mp);
+        mpiCheck(MPI_Comm_dup(MPI_COMM_WORLD, &mp->comm));
+        mpiCheck(MPI_Type_contiguous(src->d, MPI_FLOAT, &mp->row_type));
+        mpiCheck(MPI_Type_commit(&mp->row_type));
+        l->mpi = mp;
     }
-    /* The window holding this rank's next position, and how far into it we are. */
-    int64_t next = position + l->lo, N = src->n_rows, nw = windows_per_epoch(l);
-    int64_t e = next / N, wi = (next % N) / l->window;
-    l->first_k = l->cur_k = e * nw + wi;
-    l->cur_off = count_mine(l, e * N + wi * l->window, next);
+    size_t d = (size_t)src->d;
+    for (int i = 0; i < 2; i++) {
+        LoaderRead *r = &l->read[i];
+        r->k = -1;
+        r->send = mallocCheck((size_t)(l->send_cap > 0 ? l->send_cap : 1) * d * sizeof(float));
+        r->send_count = mallocCheck((size_t)size * sizeof(int));
+        r->send_displ = mallocCheck((size_t)size * sizeof(int));
+        r->recv_count = mallocCheck((size_t)size * sizeof(int));
+        r->recv_displ = mallocCheck((size_t)size * sizeof(int));
+        r->ids = mallocCheck((size_t)(l->cap + 1) * sizeof(int64_t));
+        r->from = mallocCheck((size_t)(l->cap + 1) * sizeof(int64_t));
+        LoaderWindow *w = &l->win[i];
+        w->k = -1;
+        w->rows = mallocCheck((size_t)(l->recv_cap > 0 ? l->recv_cap : 1) * d * sizeof(float));
+        w->ids = mallocCheck((size_t)(l->cap + 1) * sizeof(int64_t));
+        w->from = mallocCheck((size_t)(l->cap + 1) * sizeof(int64_t));
+    }
+    /* Every rank starts at the window holding the batch's first position, so all
+     * exchange the same windows (also those where this rank's share starts later). */
+    l->first_k = l->next_x = window_of(l, position);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     if (pthread_create(&l->thread, NULL, prefetch_main, l) != 0) saev_fail("loader: cannot start the prefetch thread");
@@ -421,38 +530,53 @@ void batch_loader_free(BatchLoader *l) {
         pthread_cond_destroy(&l->cv);
     }
     for (int i = 0; i < 2; i++) {
-        free(l->slot[i].rows);
-        free(l->slot[i].ids);
+        LoaderRead *r = &l->read[i];
+        free(r->send);
+        free(r->send_count);
+        free(r->send_displ);
+        free(r->recv_count);
+        free(r->recv_displ);
+        free(r->ids);
+        free(r->from);
+        free(l->win[i].rows);
+        free(l->win[i].ids);
+        free(l->win[i].from);
+    }
+    if (l->mpi) {
+        LoaderMpi *mp = l->mpi;
+        mpiCheck(MPI_Type_free(&mp->row_type));
+        mpiCheck(MPI_Comm_free(&mp->comm));
+        free(mp);
     }
     free(l->ids);
     memset(l, 0, sizeof *l);
 }
 
 int batch_loader_next(BatchLoader *l, float *out) {
-    int64_t local = l->hi - l->lo, got = 0;
+    int64_t local = l->hi - l->lo, got = 0, p0 = l->position, p1 = p0 + l->batch;
     size_t d = (size_t)l->src->d;
-    while (got < local) {
-        LoaderWindow *w = &l->slot[l->cur_k % 2];
-        pthread_mutex_lock(&l->mu);
-        while (!w->ready) pthread_cond_wait(&l->cv, &l->mu);
-        pthread_mutex_unlock(&l->mu);
-        if (w->k != l->cur_k) saev_fail("loader: window %lld expected, slot holds %lld", (long long)l->cur_k, (long long)w->k);
-        int64_t take = w->n - l->cur_off < local - got ? w->n - l->cur_off : local - got;
-        if (take > 0) {
-            memcpy(out + (size_t)got * d, w->rows + (size_t)l->cur_off * d, (size_t)take * d * sizeof(float));
-            memcpy(l->ids + got, w->ids + l->cur_off, (size_t)take * sizeof(int64_t));
-            got += take;
-            l->cur_off += take;
+    /* The windows this batch touches, in order; each exchanged the first time a batch
+     * touches it (the same call on every rank), then my rows of it in this batch taken. */
+    for (int64_t k = window_of(l, p0);; k++) {
+        int64_t start, len;
+        window_span(l, k, &start, &len);
+        if (start >= p1) break;
+        if (k == l->next_x) {
+            exchange_window(l, k);
+            l->next_x++;
         }
-        if (l->cur_off >= w->n) { /* done with this window: hand the slot back */
-            pthread_mutex_lock(&l->mu);
-            w->ready = 0;
-            pthread_cond_broadcast(&l->cv);
-            pthread_mutex_unlock(&l->mu);
-            l->cur_k++;
-            l->cur_off = 0;
+        LoaderWindow *w = &l->win[k % 2];
+        if (w->k != k) saev_fail("loader: window %lld expected, slot holds %lld", (long long)k, (long long)w->k);
+        int64_t a = p0 + l->lo > start ? p0 + l->lo : start, b = p0 + l->hi < start + len ? p0 + l->hi : start + len;
+        if (b <= a) continue;
+        int64_t off = count_mine(l, start, a);
+        for (int64_t i = 0; i < b - a; i++) {
+            memcpy(out + (size_t)(got + i) * d, w->rows + (size_t)w->from[off + i] * d, d * sizeof(float));
+            l->ids[got + i] = w->ids[off + i];
         }
+        got += b - a;
     }
+    if (got != local) saev_fail("loader: %lld rows for a share of %lld", (long long)got, (long long)local);
     l->position += l->batch;
     return (int)local;
 }

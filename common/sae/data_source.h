@@ -25,10 +25,32 @@
  * checkpoints save, and a resumed loader continues bit for bit. Each rank takes a
  * disjoint contiguous share of every global batch (rank r: positions [r·B/size,
  * (r+1)·B/size) of the batch), so the union over ranks is the same batch whatever the
- * rank count. Windows are read on a prefetch thread (pthread) while the previous one is
- * consumed: each rank reads a window's chunks in stream order with large sequential
- * reads and keeps only its own rows, so a rank holds at most 2 windows' worth of its
- * share (about 2·W/size rows). While the loader runs, only its thread touches the source.
+ * rank count.
+ *
+ * Reading is split across ranks, so the source is read once per epoch, not once per
+ * rank: of a window's L stream rows, rank r reads offsets [r·L/size, (r+1)·L/size) (its
+ * piece of the window's chunk list, one read_range per chunk piece, in stream order),
+ * and an MPI_Alltoallv hands every row to the rank whose batch share holds its emission
+ * position. Every rank knows the permutation and all boundaries, so the counts and the
+ * row ids need no exchange; only float rows travel (in rows of d floats, so counts stay
+ * below 2^31). The split is exact in rows rather than aligned to chunks, so ranks stay
+ * balanced even when a chunk is larger than W/size; a chunk cut by a boundary has its
+ * rows read once but is touched by two ranks (at most size-1 such cuts per window, like
+ * the cuts windows already make). With one rank there is no MPI call at all.
+ *
+ * Threads and MPI: a prefetch thread (pthread) reads window k+1 and packs it by
+ * destination while window k is consumed; the exchange itself runs on the calling
+ * thread, inside batch_loader_next, so MPI keeps its MPI_THREAD_FUNNELED level (comm.c)
+ * and the prefetch thread never calls MPI. Collectives need every rank to exchange the
+ * same windows in the same order at the same point relative to the trainer's own
+ * collectives: window k is exchanged in the call that returns the first batch touching
+ * it (a rank-independent rule; a rank with no rows in it still takes part), on a
+ * duplicate of MPI_COMM_WORLD made in batch_loader_init, so it can never match the
+ * trainer's all-reduces. Memory per rank: the thread's read buffer, two packed windows
+ * and two received windows, each about W/size rows. While the loader runs, only its
+ * thread touches the source. rows_read counts the rows this rank read for the windows
+ * handed over so far (data-dump reports it; the test checks the sum over ranks is the
+ * rows consumed, not size times that).
  */
 #ifndef SAEV_SAE_DATA_SOURCE_H
 #define SAEV_SAE_DATA_SOURCE_H
@@ -61,12 +83,28 @@ void data_source_close(DataSource *src);
 /* Rows ids[0..n) (any order) into out [n, d]; consecutive ids are read as one range. */
 void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *out);
 
+/* A window as read by this rank, packed for the exchange (filled by the prefetch thread). */
 typedef struct {
-    int64_t k;       // global window index (epoch · windows per epoch + window); -1: empty
-    int64_t n;       // this rank's rows in the window
-    float *rows;     // [cap, d] in emission order
-    int64_t *ids;    // [cap] their row ids
-    int ready;       // filled by the thread, not yet consumed
+    int64_t k;        // global window index (epoch · windows per epoch + window); -1: none
+    int ready;        // filled by the thread, not yet exchanged
+    int64_t n_read;   // rows this rank read for it
+    float *send;      // [send_cap, d] rows read, grouped by destination rank, each group in emission order
+    int *send_count;  // [size] rows for each rank
+    int *send_displ;  // [size] first row of each group
+    int *recv_count;  // [size] rows coming from each rank
+    int *recv_displ;  // [size]
+    int64_t n;        // this rank's rows of the window
+    int64_t *ids;     // [cap] their row ids, in emission order
+    int64_t *from;    // [cap] row of the received rows that is the i-th emitted
+} LoaderRead;
+
+/* This rank's rows of a window after the exchange (owned by the calling thread). */
+typedef struct {
+    int64_t k;        // global window index; -1: empty
+    int64_t n;        // this rank's rows in the window
+    float *rows;      // [recv_cap, d] as received, grouped by sending rank
+    int64_t *ids;     // [cap] row ids in emission order
+    int64_t *from;    // [cap] row of `rows` that is the i-th emitted
 } LoaderWindow;
 
 typedef struct {
@@ -75,13 +113,18 @@ typedef struct {
     uint64_t seed;
     int64_t batch;        // global batch size B
     int64_t window;       // W: rows shuffled together (<= N)
+    int rank, size;       // this rank of the world
     int64_t lo, hi;       // this rank's share [lo, hi) of every global batch
     int64_t position;     // global rows consumed so far (a multiple of B)
     int64_t *ids;         // [hi - lo] row ids of the rows the last batch_loader_next returned
-    int64_t cap;          // rows a window slot holds
-    LoaderWindow slot[2]; // slot k % 2 holds window k
-    int64_t cur_k;        // window being consumed
-    int64_t cur_off;      // next row of it
+    int64_t cap;          // this rank's emitted rows a window can hold
+    int64_t read_cap;     // rows of this rank's piece of a window (at most ceil(W/size))
+    int64_t send_cap, recv_cap; // rows of a packed / received window buffer
+    LoaderRead read[2];   // read[k % 2]: window k as read (thread -> caller)
+    LoaderWindow win[2];  // win[k % 2]: window k after the exchange
+    int64_t next_x;       // next window to exchange
+    int64_t rows_read;    // rows this rank read for the windows exchanged so far
+    void *mpi;            // the loader's duplicate communicator and row datatype (size > 1)
     /* prefetch thread */
     pthread_t thread;
     pthread_mutex_t mu;
@@ -91,15 +134,18 @@ typedef struct {
 } BatchLoader;
 
 /* A loader at global position `position` (0, or a checkpoint's) for this rank of
- * comm_size(); starts the prefetch thread. shuffle_buffer is W (capped at N). */
+ * comm_size(); starts the prefetch thread. Collective when size > 1 (every rank calls it,
+ * as they call batch_loader_next and batch_loader_free, in the same order). shuffle_buffer is W (capped at N). */
 void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
                        int64_t position);
-/* Stops the thread and frees; the source is usable again afterwards. */
+/* Stops the thread and frees (collective when size > 1: it frees the loader's
+ * communicator); the source is usable again afterwards. */
 void batch_loader_free(BatchLoader *l);
 /* Rows rank `rank` of `size` takes from each global batch. */
 int batch_loader_local_rows(int64_t global_batch, int rank, int size);
 /* Reads this rank's share of the next global batch into out [local, d] (row ids in
- * l->ids) and advances position by B. Returns the local row count. */
+ * l->ids) and advances position by B. Returns the local row count. Collective when
+ * size > 1: it exchanges the windows this batch is the first to touch. */
 int batch_loader_next(BatchLoader *l, float *out);
 
 #endif
