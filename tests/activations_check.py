@@ -6,39 +6,17 @@
   skipped STORE I...            exactly images I... are marked skipped (status 2)
   stack IN.st... OUT.st         stacks [3,H,W] pixel_values into one [B,3,H,W] file
 """
-import glob, json, struct, sys
+import glob, os, sys
 import h5py, numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sae_compare import load, save  # the tests' one safetensors reader/writer
 
 def files(store):
     return sorted(glob.glob(store + "/acts-*.h5"))
 
 def read_all(store, name):
     return np.concatenate([h5py.File(f, "r")[name][...] for f in files(store)])
-
-def st_read(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        assert v["dtype"] == "F32", v
-        a, b = v["data_offsets"]
-        out[k] = np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"])
-    return out
-
-def st_write(path, tensors):
-    header, blobs, off = {}, [], 0
-    for k, a in tensors.items():
-        a = np.ascontiguousarray(a, dtype="<f4")
-        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
-        blobs.append(a.tobytes()); off += a.nbytes
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h))); f.write(h); f.write(b"".join(blobs))
 
 cmd = sys.argv[1]
 if cmd == "same":
@@ -51,7 +29,7 @@ if cmd == "same":
 elif cmd == "forward":
     store, i, ypath = sys.argv[2], int(sys.argv[3]), sys.argv[4]
     acts = read_all(store, "activations")[i, 0]           # [T, D], layer 0 of the store
-    y = st_read(ypath)["layers"][0, 0]                    # [n, B, T, D] -> first layer, image 0
+    y = load(ypath)[0]["layers"][0, 0]                    # [n, B, T, D] -> first layer, image 0
     err = np.linalg.norm(acts - y) / np.linalg.norm(y)
     # Same float32 code path; only GEMM blocking differs with the batch size.
     assert err < 1e-5, "store row %d vs saev forward: relative error %g" % (i, err)
@@ -81,6 +59,6 @@ elif cmd == "skipped":
     print("skipped: %s" % got)
 elif cmd == "stack":
     ins, out = sys.argv[2:-1], sys.argv[-1]
-    st_write(out, {"pixel_values": np.stack([st_read(p)["pixel_values"] for p in ins])})
+    save(out, {"pixel_values": np.stack([load(p)[0]["pixel_values"] for p in ins])})
 else:
     sys.exit("unknown command " + cmd)

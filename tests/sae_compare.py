@@ -24,13 +24,15 @@ def load(path):
     return out, h.get("__metadata__", {})
 
 def save(path, tensors):
+    """Writes float32 tensors as safetensors (data 8-byte aligned, as the C writer does)."""
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
-        b = a.tobytes()
-        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        header[k] = {"dtype": "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
         off += len(b)
         blobs.append(b)
     hb = json.dumps(header).encode()
+    hb += b" " * (-len(hb) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
 
