@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
         "    t = time.perf_counter() - t0\n"
         "    if t >= float(sys.argv[2]): break\n"
         "print(done / t)\n' %s %g",
-        "../shared/fixtures/preprocess/pipelines.json", pipeline, seconds);
+        "tests/fixtures/preprocess/pipelines.json", pipeline, seconds);
     for (int i = 0; i < n; i++) len += snprintf(cmd + len, 65536 - len, " '%s'", files[i]);
     FILE *p = popen(cmd, "r");
     libcCheckPtr(p, "/usr/bin/python3");

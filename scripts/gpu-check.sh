@@ -14,7 +14,7 @@
 #   2. there: bash scripts/gpu-check.sh    # runs build-cuda/gpu-carry/{tests,bench} with
 #      # LD_LIBRARY_PATH=build-cuda/gpu-carry/libs
 #      (as a device run: command "bash scripts/gpu-check.sh", carry ["build-cuda/gpu-carry.tar.gz"];
-#       the fixtures must travel too: copy ../shared/fixtures to shared/fixtures if needed)
+#       the fixtures travel with the working tree: tests/fixtures)
 # CUDA, cuBLAS and NCCL libraries are the GPU machine's own and are not copied.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -43,8 +43,7 @@ fi
 
 [ -d "$CARRY" ] || tar -C "$BUILD" -xzf "$BUILD/gpu-carry.tar.gz" # carried compressed
 export LD_LIBRARY_PATH="$LIBS:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
-export SAEV_ROOT="$ROOT" SAEV_FIXTURES="${SAEV_FIXTURES:-$ROOT/../shared/fixtures}" CK_DEFAULT_TIMEOUT=600
-[ -d "$SAEV_FIXTURES" ] || SAEV_FIXTURES="$ROOT/shared/fixtures"
+export SAEV_ROOT="$ROOT" SAEV_FIXTURES="${SAEV_FIXTURES:-$ROOT/tests/fixtures}" CK_DEFAULT_TIMEOUT=600
 OUTDIR="${OUT:-/tmp/gpu-check}"
 mkdir -p "$OUTDIR"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

@@ -10,7 +10,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A=$1 B=$2 W=${3:-$(mktemp -d)}
-FIX=${SAEV_FIXTURES:-$ROOT/../shared/fixtures}
+FIX=${SAEV_FIXTURES:-$ROOT/tests/fixtures}
 PY=/usr/bin/python3
 export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mkdir -p "$W"

@@ -1,5 +1,5 @@
 /*
- * sae_fixture.h: runs one ../shared/fixtures/sae case through the SAE training step and
+ * sae_fixture.h: runs one tests/fixtures/sae case through the SAE training step and
  * measures the relative error of every reference quantity (test helper, header only).
  * case.json gives the hyperparameters; init.safetensors the starting weights;
  * batches.safetensors the rows in order; expected.safetensors the reference.

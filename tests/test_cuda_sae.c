@@ -2,7 +2,7 @@
  * test_cuda_sae.c: SAE training on the GPU, driven through the trainer's dispatch layer
  * (common/sae/sae_backend.h, device cuda), against saev's own PyTorch steps.
  *
- * References: ../shared/fixtures/sae/<case>/ (saev's nn/modeling.py + nn/objectives.py,
+ * References: tests/fixtures/sae/<case>/ (saev's nn/modeling.py + nn/objectives.py,
  * 6 steps of d=16, S=64, batch 32): per-step loss, MSE, L0, L1, AuxK loss, gradient norm
  * and lr, the final parameters and (batch-top-k) the JumpReLU threshold. Cases: relu_l1,
  * relu_warmup_cosine (lr from the schedule), topk_auxk (AuxK with dead latents from step

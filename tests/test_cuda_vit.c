@@ -1,7 +1,7 @@
 /*
  * test_cuda_vit.c: the CUDA ViT backend against transformers and against the CPU backend.
  *
- * References: ../shared/fixtures/hf-vit/<family>/expected.safetensors (transformers 5.17
+ * References: tests/fixtures/hf-vit/<family>/expected.safetensors (transformers 5.17
  * in float64; clip, dinov2 with position resampling, dinov2 with registers, siglip).
  * Every hidden state and last_hidden_state must agree to ||out - ref|| / ||ref|| within
  * the precision's bound of issue 5: fp32 1e-4, tf32 5e-3, bf16 3e-2. A random CLIP

@@ -14,7 +14,7 @@
 set -euo pipefail
 ROOT=${SAEV_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${SAEV_BIN:-$ROOT/build/bin}
-FIX=${SAEV_FIXTURES:-$ROOT/../shared/fixtures}
+FIX=${SAEV_FIXTURES:-$ROOT/tests/fixtures}
 T=${SAEV_TEST_TMP:-$(mktemp -d)}
 rm -rf "$T" && mkdir -p "$T" && cd "$T"
 PY=/usr/bin/python3

@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_forward.sh: `saev forward` and `saev make-model` end to end.
-# References: ../shared/fixtures/hf-vit/*/expected.safetensors (transformers, float64);
+# References: tests/fixtures/hf-vit/*/expected.safetensors (transformers, float64);
 # every hidden state and last_hidden_state must be within 1e-4 relative error (register
 # tokens removed from the reference, as saev drops them). Then invariants: --layers
 # output equals the matching hidden states of the full run; a make-model checkpoint

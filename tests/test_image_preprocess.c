@@ -1,6 +1,6 @@
 /*
  * test_image_preprocess.c: decode + preprocess of every image in
- * ../shared/fixtures/preprocess against the tensors Pillow 9.4 + torchvision produced
+ * tests/fixtures/preprocess against the tensors Pillow 9.4 + torchvision produced
  * (fixtures/README.md), for the clip, dinov2 and siglip pipelines. Values are compared in
  * intensity levels after undoing mean/std: >= 99.9 % within one level, none beyond 3.
  * Also checks the geometry rules (shortest-side size, half-to-even crop offsets) on
@@ -22,7 +22,7 @@ static const char *pipelines[] = {"clip", "dinov2", "siglip"};
 
 static const char *fixtures(void) {
     const char *f = getenv("SAEV_FIXTURES");
-    return f ? f : "../shared/fixtures";
+    return f ? f : "tests/fixtures";
 }
 
 START_TEST(test_fixture_image) {

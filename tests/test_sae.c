@@ -1,7 +1,7 @@
 /*
  * test_sae.c: the SAE training step against references.
  *
- * - fixtures: every case in ../shared/fixtures/sae, stepped through sae_train_step (the
+ * - fixtures: every case in tests/fixtures/sae, stepped through sae_train_step (the
  *   step the train stage runs) from the case's init with its batches in order: per-step
  *   loss terms, grad norm and lr, and the final weights (and batch-top-k threshold),
  *   within 1e-4 relative to saev's own PyTorch results.
@@ -26,7 +26,7 @@
 
 static const char *fixtures_dir(void) {
     const char *f = getenv("SAEV_FIXTURES");
-    return f ? f : "../shared/fixtures";
+    return f ? f : "tests/fixtures";
 }
 
 static void run_fixture(const char *name) {

@@ -2,7 +2,7 @@
  * test_sae_backend.c: the device-dispatch layer (common/sae/sae_backend.h), cpu side,
  * which runs everywhere.
  *
- * - invariant "thin wrapper": every fixture case in ../shared/fixtures/sae stepped through
+ * - invariant "thin wrapper": every fixture case in tests/fixtures/sae stepped through
  *   sae_batch_* + sae_sweep_step on the cpu backend gives the same bits (parameters, Adam
  *   state, dead counters, threshold, every metric) as the trainer's former direct calls
  *   (rows scaled by data_scale, then sae_train_step), here with data_scale 0.75 and

@@ -22,7 +22,7 @@
 set -euo pipefail
 ROOT=${SAEV_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${SAEV_BIN:-$ROOT/build/bin}
-FIX=${SAEV_FIXTURES:-$ROOT/../shared/fixtures}
+FIX=${SAEV_FIXTURES:-$ROOT/tests/fixtures}
 TMP=${SAEV_TEST_TMP:-$(mktemp -d)}
 rm -rf "$TMP" && mkdir -p "$TMP"
 PY=/usr/bin/python3

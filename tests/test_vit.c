@@ -1,7 +1,7 @@
 /*
  * test_vit.c: the CPU ViT against transformers.
  *
- * References: ../shared/fixtures/hf-vit/<family>/expected.safetensors, computed by
+ * References: tests/fixtures/hf-vit/<family>/expected.safetensors, computed by
  * transformers 5.17 in float64 from the same weights (clip, dinov2 with position-table
  * resampling from a 6x6 to a 4x4 grid, dinov2 with 4 registers, siglip). Every hidden
  * state and last_hidden_state must agree to ||out - ref|| / ||ref|| <= 1e-4 (the
@@ -372,7 +372,7 @@ END_TEST
 
 int main(void) {
     const char *fx = getenv("SAEV_FIXTURES");
-    snprintf(fixtures, sizeof fixtures, "%s", fx ? fx : "../shared/fixtures");
+    snprintf(fixtures, sizeof fixtures, "%s", fx ? fx : "tests/fixtures");
     Suite *s = suite_create("vit");
     TCase *tc = tcase_create("vit");
     tcase_set_timeout(tc, 120);

@@ -15,13 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Fixture path: $SAEV_FIXTURES/<rel> (ctest sets it), else ../shared/fixtures/<rel>. */
+/* Fixture path: $SAEV_FIXTURES/<rel> (ctest sets it), else tests/fixtures/<rel> (the repository's own copy). */
 static inline const char *fixture_path(const char *rel) {
     static char buf[8][4096];
     static int slot = 0;
     const char *root = getenv("SAEV_FIXTURES");
     char *out = buf[slot++ % 8];
-    snprintf(out, 4096, "%s/%s", root ? root : "../shared/fixtures", rel);
+    snprintf(out, 4096, "%s/%s", root ? root : "tests/fixtures", rel);
     return out;
 }
 

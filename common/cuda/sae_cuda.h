@@ -1,6 +1,6 @@
 /*
  * sae_cuda.h: SAE training on the GPU with saev's semantics (the same as common/sae/sae.h
- * and ../shared/fixtures/README.md "sae/"): relu + L1 and top-k, AuxK, Matryoshka
+ * and tests/fixtures/README.md "sae/"): relu + L1 and top-k, AuxK, Matryoshka
  * prefixes, decoder-row normalization, parallel-gradient removal, global-norm clipping,
  * Adam, dead-latent counters.
  *

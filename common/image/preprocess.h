@@ -2,7 +2,7 @@
  * preprocess.h: image -> model input: resize, center crop, normalise, as the
  * CLIP / DINOv2 / SigLIP image processors do it (through Pillow), in float32 [3,H,W].
  *
- * Families (../shared/fixtures/preprocess/pipelines.json):
+ * Families (tests/fixtures/preprocess/pipelines.json):
  *   clip    shortest side to 224 (other side int(224*long/short)), bicubic, center crop 224, OpenAI CLIP mean/std
  *   dinov2  exactly 256x256, bilinear, center crop 224, ImageNet mean/std
  *   siglip  exactly 224x224, bicubic, no crop, mean = std = 0.5

@@ -1,6 +1,6 @@
 /*
  * sae.h: the sparse autoencoder and its training step, with saev's semantics
- * (../shared/fixtures/README.md, "sae/").
+ * (tests/fixtures/README.md, "sae/").
  *
  *   h = (x - c·b_dec) W_enc + b_enc          (c = 1 with center_input, else 0)
  *   f = act(h)                               relu | top-k per row | top-k over the batch
