@@ -33,6 +33,7 @@
 #include "check.h"
 #include "commands.h"
 #include "config_args.h"
+#include "mpirun.h"
 #include "saev_config.h"
 #include "slurm_script.h"
 
@@ -233,12 +234,10 @@ int cmd_submit(int argc, char **argv) {
     /* The command the job runs. */
     char *cmd = NULL;
     char self[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", NULL);
-    self[len] = 0;
+    self_exe_path(self, sizeof self);
     if (stage) {
         char worker[PATH_MAX + 16];
-        snprintf(worker, sizeof worker, "%.*s/saev-worker", (int)(strrchr(self, '/') - self), self);
+        snprintf(worker, sizeof worker, "%s/saev-worker", launcher_dir());
         shell_append_word(&cmd, "srun");
         shell_append_word(&cmd, "--mpi=pmix");
         shell_append_word(&cmd, "--kill-on-bad-exit=1");

@@ -286,7 +286,6 @@ void eval_plan_free(EvalPlan *plan) {
 
 /* ---------------------------------------------------------------- outputs */
 
-static const char *activation_name(SaeActivation a) { return a == SAE_RELU ? "relu" : a == SAE_TOPK ? "top-k" : "batch-top-k"; }
 
 static cJSON *hist_json(double lo, double hi, const int64_t *counts, int bins, const char *value) {
     cJSON *h = cJSON_CreateObject();
@@ -308,7 +307,7 @@ char *eval_json(const EvalMetrics *m, const Sae *sae, const char *ckpt, const Ev
     cJSON_AddNumberToObject(j, "n_tokens", (double)m->n_tokens);
     cJSON_AddNumberToObject(j, "d_model", sae->cfg.d_model);
     cJSON_AddNumberToObject(j, "d_sae", sae->cfg.d_sae);
-    cJSON_AddStringToObject(j, "activation", activation_name(sae->cfg.activation));
+    cJSON_AddStringToObject(j, "activation", sae_activation_name(sae->cfg.activation));
     if (sae->cfg.activation != SAE_RELU) cJSON_AddNumberToObject(j, "k", sae->cfg.k);
     if (sae->cfg.activation == SAE_BATCH_TOPK) cJSON_AddNumberToObject(j, "threshold", sae->threshold);
     cJSON_AddNumberToObject(j, "data_scale", sae->data_scale);
@@ -468,7 +467,7 @@ void evaluate_run(const EvaluateConfig *c) {
         sae_checkpoint_load(&saes[i], plan.ckpt[i], 1); /* eval needs no training workspace */
         eval_sums_init(&sums[i], d, saes[i].cfg.d_sae);
         if (saes[i].cfg.d_sae > max_S) max_S = saes[i].cfg.d_sae;
-        log_info("evaluate: %s (%s, d_sae %d, data_scale %g)", plan.ckpt[i], activation_name(saes[i].cfg.activation),
+        log_info("evaluate: %s (%s, d_sae %d, data_scale %g)", plan.ckpt[i], sae_activation_name(saes[i].cfg.activation),
                  saes[i].cfg.d_sae, saes[i].data_scale);
     }
 

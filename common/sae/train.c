@@ -18,6 +18,7 @@
  * (disk, decoding), not by the SAE.
  */
 #include "fsutil.h"
+#include "hash.h"
 #include "train.h"
 
 #include <errno.h>
@@ -64,8 +65,7 @@ static uint64_t member_hash(const TrainConfig *c) {
     t.metrics_every = 0;
     memset(&t.eval, 0, sizeof t.eval);
     char *yaml = cfg_dump(identity_schema(), &t);
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)yaml; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    uint64_t h = fnv1a64(FNV1A64_INIT, yaml, strlen(yaml));
     free(yaml);
     return h;
 }
@@ -198,18 +198,16 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, do
 static void trim_metrics(const char *path, int64_t keep_below) {
     FILE *f = fopen(path, "r");
     if (!f) return;
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
-    libcCheckPtr(o, tmp);
+    AtomicFile out;
+    atomic_file_open_or_die(&out, path);
+    FILE *o = out.f;
     char line[4096];
     while (fgets(line, sizeof line, f)) {
         long long s;
         if (sscanf(line, "{\"step\": %lld", &s) == 1 && s < keep_below) fputs(line, o);
     }
     fclose(f);
-    if (fclose(o) != 0) saev_fail("%s: write failed", tmp);
-    libcCheck(rename(tmp, path));
+    atomic_file_commit_or_die(&out);
 }
 
 /* metrics.json, the finished SAE's summary: the last metrics line's fields plus the run's
