@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "device.h"
 
 // If argv[*i] is `flag` or `flag=value`, sets *value (advancing *i past a separate value)
 // and returns 1; a missing value gives -1. Returns 0 when argv[*i] is another argument.
@@ -55,7 +56,8 @@ int cfg_args_parse(int argc, char **argv, const char *const *value_flags, CfgArg
             }
             out->ranks = (int)n;
         } else if (which == 2) {
-            if (strcmp(value, "cpu") && strcmp(value, "cuda") && strcmp(value, "auto")) {
+            Device device;
+            if (device_parse(value, &device)) {
                 snprintf(err, errlen, "--device %s: expected cpu, cuda or auto", value);
                 goto fail;
             }

@@ -17,7 +17,7 @@ static const CfgField run_fields[] = {
     F(CFG_STRING, name, "run", 1, 0, NULL, "the run's name"),
     F(CFG_STRING, out_dir, "runs", 1, 0, NULL, "directory that receives the run's outputs"),
     F(CFG_INT, ranks, "1", 1, 1e6, NULL, "number of MPI ranks (one GPU each with cuda)"),
-    F(CFG_STRING, device, "auto", 1, 0, "auto|cpu|cuda", "where to compute: cuda when a GPU is present with auto"),
+    F(CFG_STRING, device, "auto", 1, 0, DEVICE_NAMES, "where to compute: cuda when a GPU is present with auto"),
     F(CFG_INT, seed, "0", 1, 0, NULL, "seed of every random stream"),
     F(CFG_STRING, log_level, "info", 1, 0, "debug|info|warn|error", "least severe log level printed"),
 };

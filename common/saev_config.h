@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "config_args.h"
+#include "device.h"
 #include "image/dataset.h"
 #include "image/loader.h"
 #include "image/preprocess.h"

@@ -105,11 +105,8 @@ int cmd_forward(int argc, char **argv) {
         fprintf(stderr, "saev forward: --model, --pixels and --out are required\n");
         return usage(stderr, 2);
     }
-    VitDevice device;
-    if (!strcmp(device_text, "auto")) device = VIT_DEVICE_AUTO;
-    else if (!strcmp(device_text, "cpu")) device = VIT_DEVICE_CPU;
-    else if (!strcmp(device_text, "cuda")) device = VIT_DEVICE_CUDA;
-    else {
+    Device device;
+    if (device_parse(device_text, &device)) {
         fprintf(stderr, "saev forward: --device wants auto, cpu or cuda, got \"%s\"\n", device_text);
         return 2;
     }

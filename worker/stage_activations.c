@@ -100,14 +100,16 @@ int stage_activations(int argc, char **argv) {
     model_section_to_spec(&c->model, &vspec);
     Vit vit;
     if (vit_open(&vit, &vspec, err, sizeof err)) saev_fail("%s", err);
-    VitDevice device = model_section_device(&c->model);
-    if (c->run.device && strcmp(c->run.device, "auto")) device = !strcmp(c->run.device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
+    Device device = model_section_device(&c->model);
+    Device run_device = DEVICE_AUTO;
+    device_parse(c->run.device, &run_device); /* the schema's choices admit only known names */
+    if (run_device != DEVICE_AUTO) device = run_device;
     if (vit_set_device(&vit, device, err, sizeof err)) saev_fail("%s", err);
 #ifdef SAEV_CUDA
-    if (vit.device == VIT_DEVICE_CUDA) {
-        CudaPrecision prec;
-        if (cuda_precision_from_name(c->model.dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not fp32, tf32 or bf16", c->model.dtype);
-        vit_cuda_set_precision(&vit, prec);
+    if (vit.device == DEVICE_CUDA) {
+        Precision prec;
+        if (precision_parse(c->model.dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not one of " PRECISION_NAMES, c->model.dtype);
+        vit_cuda_set_precision(&vit, (CudaPrecision)prec); /* equal values (device.c) */
     }
 #endif
 

@@ -266,7 +266,7 @@ void train_run(const SaevConfig *cfgs, int K) {
         if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
         char err[512];
         if (sae_backend_create(&mb->be, &sc, local_max, &spec, err, sizeof err))
-            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, sae_device_name(spec.device), err);
+            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec.device), err);
         Sae *host = sae_backend_host(&mb->be);
         mb->dir = train_member_dir(cfgs, K, i);
         snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
@@ -326,8 +326,8 @@ void train_run(const SaevConfig *cfgs, int K) {
         clips[i] = cfgs[i].train.grad_clip;
     }
     log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s, device %s%s", K, K > 1 ? "s" : "", c0->data, d,
-             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", sae_device_name(spec.device),
-             spec.device == SAE_DEVICE_CUDA && spec.precision == SAE_PREC_TF32 ? " (tf32)" : "");
+             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", device_name(spec.device),
+             spec.device == DEVICE_CUDA && spec.precision == PRECISION_TF32 ? " (tf32)" : "");
     Progress prog;
     progress_start(&prog, "steps", T);
     progress_update(&prog, start);

@@ -68,7 +68,7 @@ static const CfgField train_fields[] = {
     {"checkpoint_every", CFG_INT, offsetof(TrainConfig, checkpoint_every), "1000", 0, 1e15, NULL, NULL, 0, "steps between checkpoints (0 = end only)"},
     {"metrics_every", CFG_INT, offsetof(TrainConfig, metrics_every), "10", 1, 1e15, NULL, NULL, 0, "steps between metrics lines"},
     {"resume", CFG_BOOL, offsetof(TrainConfig, resume), "false", 0, -1, NULL, NULL, 0, "continue from out_dir's training state"},
-    {"precision", CFG_STRING, offsetof(TrainConfig, precision), "fp32", 0, -1, "fp32|tf32|bf16", NULL, 0, "SAE GEMM precision on cuda (tf32: TF32 tensor cores; bf16 is refused); the CPU trains in fp32"},
+    {"precision", CFG_STRING, offsetof(TrainConfig, precision), "fp32", 0, -1, PRECISION_NAMES, NULL, 0, "SAE GEMM precision on cuda (tf32: TF32 tensor cores; bf16 is refused); the CPU trains in fp32"},
     {"eval", CFG_SECTION, offsetof(TrainConfig, eval), "{}", 0, -1, NULL, &eval_schema, 0, "held-out evaluation after training"},
     {"sae", CFG_SECTION, offsetof(TrainConfig, sae), "{}", 0, -1, NULL, &sae_schema, 0, "the SAE"},
 };

@@ -333,7 +333,7 @@ int vit_load(Vit *vit, const VitConfig *cfg, const char *path, char *err, size_t
         return -1;
     }
     vit->source = strdupCheck(path);
-    vit->device = VIT_DEVICE_CPU;
+    vit->device = DEVICE_CPU;
     return 0;
 }
 
