@@ -145,6 +145,20 @@ const CfgNode *cfg_node_child(const CfgNode *map, const char *key) {
     return i < 0 ? NULL : map->kids[i];
 }
 
+const CfgNode *cfg_doc_find(const CfgDoc *doc, const char *dotted) {
+    const CfgNode *n = doc->root;
+    char key[256];
+    for (const char *p = dotted; n && *p;) {
+        size_t len = strcspn(p, ".");
+        if (len >= sizeof key) return NULL;
+        memcpy(key, p, len);
+        key[len] = 0;
+        n = cfg_node_child(n, key);
+        p += len + (p[len] == '.');
+    }
+    return n;
+}
+
 // Fills err with "where: path: message" and returns -1.
 SAEV_PRINTF(6, 7)
 static int fail_at(CfgError *err, const char *file, int line, int col, const char *path, const char *fmt, ...) {
