@@ -654,6 +654,8 @@ static void reserve_entries(SaeCuda *sae, size_t n_act) {
         sae->act_cap = cap;
     }
     size_t E = sae->act_cap + nx;
+    if (E > 2147483647u) /* entry ids and the sort's item count are int (creation bounds B·(S + k_aux)) */
+        saev_fail("SAE (CUDA): %zu sparse entries in one step exceed 2^31 - 1; lower the batch size", E);
     if (E > sae->sort_cap) {
         cuda_free(sae->keys);
         cuda_free(sae->keys_sorted);
@@ -688,8 +690,17 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
     if (prec == CUDA_BF16)
         return snprintf(err, errlen, "SAE (CUDA): precision bf16 is not implemented for SAE training; use fp32 or tf32"), -1;
     if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive"), -1;
-    if ((double)max_batch * c->d_sae > 2147483647.0 / 2)
-        return snprintf(err, errlen, "SAE (CUDA): batch %d x d_sae %d is too large for one step's index range", max_batch, c->d_sae), -1;
+    /* The 32-bit quantities of a step, and only those: the sparse entries (latent keys,
+     * entry ids and the radix sort's item count are int), at most B·(k + k_aux) of them for
+     * top-k; batch-top-k's per-row entry offsets (act_start) can reach B·S when ties keep
+     * every entry, and its entries B·S + B·k_aux. Dense [B, S] buffers use size_t indices
+     * and cuBLAS takes B and S as separate ints, so relu has no such limit. */
+    if (c->activation == SAE_TOPK && (double)max_batch * ((double)c->k + (c->k_aux < c->d_sae ? c->k_aux : c->d_sae)) > 2147483647.0)
+        return snprintf(err, errlen, "SAE (CUDA): batch %d x (k %d + k_aux %d) entries exceed 2^31 - 1; lower the batch size",
+                        max_batch, c->k, c->k_aux), -1;
+    if (c->activation == SAE_BATCH_TOPK && (double)max_batch * ((double)c->d_sae + (c->k_aux < c->d_sae ? c->k_aux : c->d_sae)) > 2147483647.0)
+        return snprintf(err, errlen, "SAE (CUDA): batch-top-k: batch %d x (d_sae %d + k_aux %d) exceeds 2^31 - 1 (entry offsets are "
+                        "32-bit); lower the batch size", max_batch, c->d_sae, c->k_aux), -1;
     sae->cfg = *cfg;
     sae->prec = prec;
     sae->max_batch = max_batch;
@@ -708,7 +719,11 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
     sae->gemm = cuda_gemm_create(sae->stream);
     sae->n_params = (size_t)d * S * 2 + S + d;
     float *all = (float *)cuda_malloc(4 * sae->n_params * sizeof(float));
-    cudaCheck(cudaMemset(all, 0, 4 * sae->n_params * sizeof(float)));
+    /* Set-up writes go on sae->stream, which every later use of these buffers follows
+     * (kernels on it; the comm stream and the batch stage wait on its events): a plain
+     * cudaMemset runs on the legacy default stream, which non-blocking streams never wait for. */
+    cudaStream_t st = stream_of(sae);
+    cudaCheck(cudaMemsetAsync(all, 0, 4 * sae->n_params * sizeof(float), st));
     sae->params = all;
     sae->grads = all + sae->n_params;
     sae->adam_m = all + 2 * sae->n_params;
@@ -722,22 +737,22 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
     sae->g_w_dec = sae->g_b_enc + S;
     sae->g_b_dec = sae->g_w_dec + (size_t)S * d;
     sae->since_fired = (int64_t *)cuda_malloc(S * sizeof(int64_t));
-    cudaCheck(cudaMemset(sae->since_fired, 0, S * sizeof(int64_t)));
+    cudaCheck(cudaMemsetAsync(sae->since_fired, 0, S * sizeof(int64_t), st));
     sae->fired = (float *)cuda_malloc(S * sizeof(float));
     sae->dead = (float *)cuda_malloc(S * sizeof(float));
     sae->n_dead = (int *)cuda_malloc(sizeof(int));
-    cudaCheck(cudaMemset(sae->n_dead, 0, sizeof(int)));
+    cudaCheck(cudaMemsetAsync(sae->n_dead, 0, sizeof(int), st));
     sae->stats = (double *)cuda_malloc((SAE_STAT_X_SUM0 + d) * sizeof(double));
-    cudaCheck(cudaMemset(sae->stats, 0, (SAE_STAT_X_SUM0 + d) * sizeof(double)));
+    cudaCheck(cudaMemsetAsync(sae->stats, 0, (SAE_STAT_X_SUM0 + d) * sizeof(double), st));
     sae->norm_sq = (double *)cuda_malloc(sizeof(double));
-    cudaCheck(cudaMemset(sae->norm_sq, 0, sizeof(double)));
+    cudaCheck(cudaMemsetAsync(sae->norm_sq, 0, sizeof(double), st));
     sae->partials = (double *)cuda_malloc(NORM_BLOCKS * sizeof(double));
     sae->threshold = (float *)cuda_malloc(sizeof(float));
-    cudaCheck(cudaMemset(sae->threshold, 0, sizeof(float)));
+    cudaCheck(cudaMemsetAsync(sae->threshold, 0, sizeof(float), st));
     sae->ones = (float *)cuda_malloc(B * sizeof(float));
     float *ones = (float *)mallocCheck(B * sizeof(float));
     for (size_t i = 0; i < B; i++) ones[i] = 1.0f;
-    cuda_upload(sae->ones, ones, B * sizeof(float));
+    cuda_upload(sae->ones, ones, B * sizeof(float), st);
     free(ones);
     sae->h = (float *)cuda_malloc(B * S * sizeof(float));
     if (!sparse) sae->df = (float *)cuda_malloc(B * S * sizeof(float));
@@ -761,7 +776,7 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
             if (first > B * (size_t)S) first = B * (size_t)S;
             sae->act_start = (int *)cuda_malloc((B + 1) * sizeof(int));
             sae->row_count = (int *)cuda_malloc((B + 1) * sizeof(int));
-            cudaCheck(cudaMemset(sae->row_count, 0, (B + 1) * sizeof(int)));
+            cudaCheck(cudaMemsetAsync(sae->row_count, 0, (B + 1) * sizeof(int), st));
             size_t bytes = 0;
             cudaCheck(cub::DeviceScan::ExclusiveSum(NULL, bytes, sae->row_count, sae->act_start, (int)B + 1, stream_of(sae)));
             sae->scan_tmp_bytes = bytes;
@@ -775,6 +790,7 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
         }
         reserve_entries(sae, first);
     }
+    cuda_stream_sync(st); /* creation is synchronous, as its callers assume */
     return 0;
 }
 
@@ -799,38 +815,36 @@ extern "C" void sae_cuda_destroy(SaeCuda *sae) {
 }
 
 extern "C" void sae_cuda_set_params(SaeCuda *sae, const float *host) {
-    cuda_stream_sync(sae->stream);
-    cuda_upload(sae->params, host, sae->n_params * sizeof(float));
+    cuda_upload(sae->params, host, sae->n_params * sizeof(float), sae->stream);
 }
 
 extern "C" void sae_cuda_get_params(SaeCuda *sae, float *host) {
-    cuda_stream_sync(sae->stream);
-    cuda_download(host, sae->params, sae->n_params * sizeof(float));
+    cuda_download(host, sae->params, sae->n_params * sizeof(float), sae->stream);
 }
 
 extern "C" void sae_cuda_upload_state(SaeCuda *sae, const float *params, const float *adam_m, const float *adam_v,
                                       const int64_t *since_fired, float threshold, int64_t adam_t) {
     size_t bytes = sae->n_params * sizeof(float);
-    cuda_stream_sync(sae->stream);
+    /* the comm stream's last all-reduce read the gradients only, but a state upload is rare:
+     * drain it too, and order the copies on sae->stream where every step reads the state */
     cuda_stream_sync(sae->comm_stream);
-    cuda_upload(sae->params, params, bytes);
-    cuda_upload(sae->adam_m, adam_m, bytes);
-    cuda_upload(sae->adam_v, adam_v, bytes);
-    cuda_upload(sae->since_fired, since_fired, sae->cfg.d_sae * sizeof(int64_t));
-    cuda_upload(sae->threshold, &threshold, sizeof(float));
+    cuda_upload(sae->params, params, bytes, sae->stream);
+    cuda_upload(sae->adam_m, adam_m, bytes, sae->stream);
+    cuda_upload(sae->adam_v, adam_v, bytes, sae->stream);
+    cuda_upload(sae->since_fired, since_fired, sae->cfg.d_sae * sizeof(int64_t), sae->stream);
+    cuda_upload(sae->threshold, &threshold, sizeof(float), sae->stream);
     sae->adam_t = adam_t;
 }
 
 extern "C" void sae_cuda_download_state(SaeCuda *sae, float *params, float *adam_m, float *adam_v, int64_t *since_fired,
                                         float *threshold, int64_t *adam_t) {
     size_t bytes = sae->n_params * sizeof(float);
-    cuda_stream_sync(sae->stream);
     cuda_stream_sync(sae->comm_stream);
-    cuda_download(params, sae->params, bytes);
-    cuda_download(adam_m, sae->adam_m, bytes);
-    cuda_download(adam_v, sae->adam_v, bytes);
-    cuda_download(since_fired, sae->since_fired, sae->cfg.d_sae * sizeof(int64_t));
-    cuda_download(threshold, sae->threshold, sizeof(float));
+    cuda_download(params, sae->params, bytes, sae->stream);
+    cuda_download(adam_m, sae->adam_m, bytes, sae->stream);
+    cuda_download(adam_v, sae->adam_v, bytes, sae->stream);
+    cuda_download(since_fired, sae->since_fired, sae->cfg.d_sae * sizeof(int64_t), sae->stream);
+    cuda_download(threshold, sae->threshold, sizeof(float), sae->stream);
     *adam_t = sae->adam_t;
 }
 
@@ -1053,46 +1067,24 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
         cuda_gemm(sae->gemm, prec, 0, 0, d, 1, S, -1.0f, sae->w_enc, S, sae->g_b_enc, 1, 1.0f, sae->g_b_dec, 1, NULL);
 }
 
-static void allreduce_grads(SaeCuda *sae) {
+/* The all-reduce of the step's gradient and statistics runs on the comm stream, so the
+ * next SAE of a sweep computes on its own stream meanwhile. Ordering: `computed` is
+ * recorded on sae->stream after the forward/backward wrote grads and stats, and the comm
+ * stream waits for it before NCCL reads them; `reduced` is recorded on the comm stream
+ * after NCCL wrote them, and sae_cuda_allreduce_end makes sae->stream wait for it before
+ * the optimizer reads them. On one rank there is nothing to reduce. */
+extern "C" void sae_cuda_allreduce_begin(SaeCuda *sae) {
+    cudaCheck(cudaEventRecord((cudaEvent_t)sae->computed, stream_of(sae)));
+    if (!sae->distributed) return;
     size_t n_stats = SAE_STAT_X_SUM0 + (size_t)sae->cfg.d_model;
+    cudaCheck(cudaStreamWaitEvent((cudaStream_t)sae->comm_stream, (cudaEvent_t)sae->computed, 0));
     comm_allreduce_device(sae->grads, sae->n_params, COMM_F32, COMM_SUM, sae->comm_stream);
     comm_allreduce_device(sae->stats, n_stats, COMM_F64, COMM_SUM, sae->comm_stream);
+    cudaCheck(cudaEventRecord((cudaEvent_t)sae->reduced, (cudaStream_t)sae->comm_stream));
 }
 
-static void optimizer_part(SaeCuda *sae, float lr, double grad_clip) {
-    if (sae->cfg.remove_parallel_grads) sae_cuda_remove_parallel_grads(sae);
-    sae_cuda_grad_norm(sae);
-    sae_cuda_clip_adam(sae, lr, grad_clip);
-}
-
-extern "C" void sae_cuda_train_step(SaeCuda *sae, const float *x, int n, int64_t N, float lr, double grad_clip,
-                                    const int *prefixes, int n_prefixes) {
-    SaeCuda *one[1] = {sae};
-    const float *xs[1] = {x};
-    const int *pp[1] = {prefixes};
-    sae_cuda_sweep_step(one, 1, xs, n, N, &lr, &grad_clip, pp, &n_prefixes);
-}
-
-extern "C" void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *const *x, int n, int64_t N, const float *lr,
-                                    const double *grad_clip, const int *const *prefixes, const int *n_prefixes) {
-    for (int i = 0; i < K; i++) {
-        SaeCuda *s = saes[i];
-        if (s->cfg.normalize_w_dec) sae_cuda_normalize_w_dec(s);
-        const int *p = prefixes ? prefixes[i] : NULL;
-        sae_cuda_forward_backward(s, x[i], n, N, p, p ? n_prefixes[i] : 0);
-        /* x may be overwritten once every consumer has recorded this (the stage waits on it) */
-        cudaCheck(cudaEventRecord((cudaEvent_t)s->computed, stream_of(s)));
-        if (s->distributed) { /* the all-reduce runs on the comm stream while the next SAE computes */
-            cudaCheck(cudaStreamWaitEvent((cudaStream_t)s->comm_stream, (cudaEvent_t)s->computed, 0));
-            allreduce_grads(s);
-            cudaCheck(cudaEventRecord((cudaEvent_t)s->reduced, (cudaStream_t)s->comm_stream));
-        }
-    }
-    for (int i = 0; i < K; i++) {
-        SaeCuda *s = saes[i];
-        if (s->distributed) cudaCheck(cudaStreamWaitEvent(stream_of(s), (cudaEvent_t)s->reduced, 0));
-        optimizer_part(s, lr[i], grad_clip[i]);
-    }
+extern "C" void sae_cuda_allreduce_end(SaeCuda *sae) {
+    if (sae->distributed) cudaCheck(cudaStreamWaitEvent(stream_of(sae), (cudaEvent_t)sae->reduced, 0));
 }
 
 extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetrics *out) {
@@ -1100,10 +1092,10 @@ extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetri
     size_t n_stats = SAE_STAT_X_SUM0 + (size_t)c->d_model;
     double *stats = (double *)mallocCheck(n_stats * sizeof(double)), norm_sq = 0;
     int n_dead = 0;
-    cuda_stream_sync(sae->stream);
-    cuda_download(stats, sae->stats, n_stats * sizeof(double));
-    cuda_download(&norm_sq, sae->norm_sq, sizeof(double));
-    cuda_download(&n_dead, sae->n_dead, sizeof(int));
+    /* on sae->stream: after the step's optimizer (which follows the all-reduce's event) */
+    cuda_download(stats, sae->stats, n_stats * sizeof(double), sae->stream);
+    cuda_download(&norm_sq, sae->norm_sq, sizeof(double), sae->stream);
+    cuda_download(&n_dead, sae->n_dead, sizeof(int), sae->stream);
     sae_metrics_from_stats(c, stats, N, sqrt(norm_sq), lr, n_dead, out);
     free(stats);
 }
@@ -1120,6 +1112,23 @@ extern "C" void sae_cuda_scale(const float *x, float *out, size_t n, float scale
     cudaLaunchCheck();
 }
 
+/* ---- the step primitives of sae_step.h (sae_step_run holds the order) ---- */
+
+static void ops_normalize(void *s) { sae_cuda_normalize_w_dec((SaeCuda *)s); }
+static void ops_forward_backward(void *s, const float *x, int n, int64_t N, const int *prefixes, int n_prefixes) {
+    sae_cuda_forward_backward((SaeCuda *)s, x, n, N, prefixes, n_prefixes);
+}
+static void ops_allreduce_begin(void *s) { sae_cuda_allreduce_begin((SaeCuda *)s); }
+static void ops_allreduce_end(void *s) { sae_cuda_allreduce_end((SaeCuda *)s); }
+static void ops_remove_parallel(void *s) { sae_cuda_remove_parallel_grads((SaeCuda *)s); }
+static void ops_grad_norm(void *s) { sae_cuda_grad_norm((SaeCuda *)s); }
+static void ops_clip_adam(void *s, float lr, double grad_clip) { sae_cuda_clip_adam((SaeCuda *)s, lr, grad_clip); }
+static void ops_metrics(void *s, int64_t N, float lr, SaeStepMetrics *out) { sae_cuda_metrics((SaeCuda *)s, N, lr, out); }
+
+extern "C" const SaeStepOps sae_cuda_step_ops = {ops_normalize,       ops_forward_backward, ops_allreduce_begin,
+                                                 ops_allreduce_end,   ops_remove_parallel,  ops_grad_norm,
+                                                 ops_clip_adam,       ops_metrics};
+
 /* ---- batch staging ---- */
 
 extern "C" void sae_cuda_stage_create(SaeCudaStage *st, int max_rows, int d) {
@@ -1135,7 +1144,13 @@ extern "C" void sae_cuda_stage_create(SaeCudaStage *st, int max_rows, int d) {
         cudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
         cudaCheck(cudaEventRecord(e, (cudaStream_t)st->copy_stream)); /* "done" before the first copy */
         st->copied[i] = e;
+        /* never recorded until a step reads the slot: waiting on an unrecorded event is a no-op */
+        for (int c = 0; c < SAE_CUDA_STAGE_CONSUMERS; c++) {
+            cudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+            st->released[i][c] = e;
+        }
     }
+    st->current_slot = -1;
 }
 
 extern "C" void sae_cuda_stage_destroy(SaeCudaStage *st) {
@@ -1145,6 +1160,7 @@ extern "C" void sae_cuda_stage_destroy(SaeCudaStage *st) {
         cuda_host_free(st->host[i]);
         cuda_free(st->dev[i]);
         cudaCheck(cudaEventDestroy((cudaEvent_t)st->copied[i]));
+        for (int c = 0; c < SAE_CUDA_STAGE_CONSUMERS; c++) cudaCheck(cudaEventDestroy((cudaEvent_t)st->released[i][c]));
     }
     cuda_stream_destroy(st->copy_stream);
     memset(st, 0, sizeof *st);
@@ -1157,14 +1173,28 @@ extern "C" float *sae_cuda_stage_host(SaeCudaStage *st) {
 
 extern "C" void sae_cuda_stage_submit(SaeCudaStage *st, int n_rows, SaeCuda *const *consumers, int K) {
     if (n_rows < 0 || n_rows > st->max_rows) saev_fail("batch stage: %d rows, room for %d", n_rows, st->max_rows);
+    if (K > SAE_CUDA_STAGE_CONSUMERS) saev_fail("batch stage: %d consumers, at most %d", K, SAE_CUDA_STAGE_CONSUMERS);
     cudaStream_t cs = (cudaStream_t)st->copy_stream;
     int i = st->slot;
-    /* dev[i] may still be read by the step before last: wait for the consumers' latest forward/backward */
-    for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(cs, (cudaEvent_t)consumers[c]->computed, 0));
+    /* dev[i] was last read by the step two batches ago (the previous batch is in the other
+     * slot): wait for that step only, through the slot's own events, so this copy overlaps
+     * the step on the previous batch. */
+    for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(cs, (cudaEvent_t)st->released[i][c], 0));
     cudaCheck(cudaMemcpyAsync(st->dev[i], st->host[i], (size_t)n_rows * st->d * sizeof(float), cudaMemcpyHostToDevice, cs));
     cudaCheck(cudaEventRecord((cudaEvent_t)st->copied[i], cs));
+    /* each consumer's next step reads the rows only after they arrived */
     for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(stream_of(consumers[c]), (cudaEvent_t)st->copied[i], 0));
     st->current = st->dev[i];
+    st->current_slot = i;
     st->n_rows = n_rows;
     st->slot = 1 - i;
+}
+
+extern "C" void sae_cuda_stage_release(SaeCudaStage *st, SaeCuda *const *consumers, int K) {
+    if (st->current_slot < 0) saev_fail("batch stage: release without a submitted batch");
+    if (K > SAE_CUDA_STAGE_CONSUMERS) saev_fail("batch stage: %d consumers, at most %d", K, SAE_CUDA_STAGE_CONSUMERS);
+    /* recorded behind each consumer's whole step (its forward/backward read the rows, or
+     * the scaled copy made from them on the same stream) */
+    for (int c = 0; c < K; c++)
+        cudaCheck(cudaEventRecord((cudaEvent_t)st->released[st->current_slot][c], stream_of(consumers[c])));
 }
