@@ -104,6 +104,9 @@ int stage_activations(int argc, char **argv) {
     if (vit_open(&vit, &vspec, err, sizeof err)) saev_fail("%s", err);
     VitDevice device = model_section_device(&c->model);
     if (c->run.device && strcmp(c->run.device, "auto")) device = !strcmp(c->run.device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
+#ifdef SAEV_CUDA
+    if (device != VIT_DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+#endif
     if (vit_set_device(&vit, device, err, sizeof err)) saev_fail("%s", err);
 #ifdef SAEV_CUDA
     if (vit.device == VIT_DEVICE_CUDA) {

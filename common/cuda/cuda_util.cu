@@ -37,6 +37,11 @@ extern "C" int cuda_gpu_count(void) {
     return n;
 }
 
+extern "C" void cuda_use_local_device(int local_rank) {
+    int n = cuda_gpu_count();
+    if (n > 0) cudaCheck(cudaSetDevice(local_rank % n));
+}
+
 extern "C" void cuda_device_describe(char *buf, size_t len) {
     if (len == 0) return;
     buf[0] = 0;

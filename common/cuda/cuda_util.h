@@ -30,6 +30,10 @@ static inline size_t cuda_precision_bytes(CudaPrecision p) { return p == CUDA_BF
 
 /* Number of usable GPUs; 0 on any CUDA error (no driver, no device). Clears the error. */
 int cuda_gpu_count(void);
+/* One GPU per rank: makes GPU local_rank mod count this thread's device (no-op without a
+ * GPU). Call before the first allocation; under a plain mpirun every rank would else use
+ * GPU 0. */
+void cuda_use_local_device(int local_rank);
 /* Name and memory of device 0 for logs and benchmark tables ("" when none). */
 void cuda_device_describe(char *buf, size_t len);
 
