@@ -3,11 +3,13 @@
  *
  * Step (top-k): [x - b_dec] -> h = x_in·W_enc + b_enc (cuBLASLt, bias fused) -> per-row
  * radix select of the k largest h (entries kept in latent order) -> fired flags ->
- * dead counters -> per-row radix select of the k_aux largest h among dead latents ->
+ * dead counters -> per-row radix select of the k_aux largest h among dead latents (a
+ * row's keys read once into shared memory when they fit) ->
  * one block per row decodes (Matryoshka prefixes in order), writes every prefix's
  * gradient, their suffix sums, dL/dh of each active and AuxK entry -> entries sorted
- * by latent (stable) -> one block per latent accumulates its W_dec row, W_enc column
- * and b_enc -> W_enc gradient transposed into place; b_dec's gradient is a column sum
+ * by latent (stable) -> one block per chunk of up to 1024 of a latent's entries sums
+ * its part of the W_dec row, W_enc column and b_enc; a latent's chunks are added in
+ * chunk order -> W_enc gradient transposed into place; b_dec's gradient is a column sum
  * (a GEMV with a ones vector). ReLU uses dense GEMMs throughout, one per prefix block.
  * Batch-top-k: four 8-bit radix passes over the whole [n,S] block of h find the key of the
  * global (k·N)-th largest value (each pass's 256-bin histogram is all-reduced over NCCL, so
@@ -46,6 +48,11 @@ __device__ __forceinline__ int block_of(const Prefixes &pf, int s) {
 __device__ __forceinline__ unsigned fkey(float f) {
     unsigned u = __float_as_uint(f);
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Inverse of fkey (bit-exact). */
+__device__ __forceinline__ float key_to_float(unsigned k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
 }
 
 /* Sum of a double over the block (all threads get it); blockDim.x a multiple of 32. */
@@ -98,9 +105,13 @@ __global__ void x_stats_kernel(const float *x, int n, int d, double *stats) {
  * the k_max-wide output get latent -1 and value 0. One block of 256 threads per row:
  * four 8-bit radix passes find the k-th largest key exactly, then one ordered pass
  * collects everything above it plus the first ties. Top-k (no mask) also records L0/L1
- * and fired flags. */
+ * and fired flags. cached = 1 (dynamic shared memory of S keys): the row and the mask are
+ * read from global memory once, into keys, and every pass reads those; masked latents get
+ * key 0 there and no pass counts them (with a mask, 0 also drops the one NaN whose key it
+ * is). cached = 0 (rows wider than shared memory): each pass reads h again. */
 __global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_max, const int *k_limit, const float *mask,
-                                                   int *out_idx, float *out_val, float *fired, double *stats) {
+                                                   int *out_idx, float *out_val, float *fired, double *stats, int cached) {
+    extern __shared__ unsigned row_keys[]; /* [S] when cached */
     typedef cub::BlockScan<int, 256> Scan;
     __shared__ typename Scan::TempStorage scan_tmp;
     __shared__ unsigned hist[256];
@@ -127,14 +138,24 @@ __global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_
         run_gt = 0;
         run_eq = 0;
     }
+    if (cached) {
+        for (int s = tid; s < S; s += 256) row_keys[s] = (mask && mask[s] == 0.0f) ? 0u : fkey(hr[s]);
+        /* the __syncthreads after the first histogram's reset orders these writes before any read */
+    }
     for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
         hist[tid] = 0;
         __syncthreads();
         unsigned prefix = sh_prefix, pmask = sh_mask;
         for (int s = tid; s < S; s += 256) {
-            if (mask && mask[s] == 0.0f) continue;
-            unsigned key = fkey(hr[s]);
+            unsigned key;
+            if (cached) {
+                key = row_keys[s];
+                if (mask && key == 0u) continue;
+            } else {
+                if (mask && mask[s] == 0.0f) continue;
+                key = fkey(hr[s]);
+            }
             if ((key & pmask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
         }
         __syncthreads();
@@ -158,11 +179,26 @@ __global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_
     for (int base = 0; base < S; base += 256) {
         int s = base + tid, gt = 0, eq = 0;
         float v = 0.0f;
-        if (s < S && !(mask && mask[s] == 0.0f)) {
-            v = hr[s];
-            unsigned key = fkey(v);
-            gt = key > kstar;
-            eq = key == kstar;
+        if (s < S) {
+            unsigned key = 0u;
+            int valid;
+            if (cached) {
+                key = row_keys[s];
+                valid = !(mask && key == 0u);
+                v = key_to_float(key);
+            } else {
+                valid = !(mask && mask[s] == 0.0f);
+                if (valid) {
+                    v = hr[s];
+                    key = fkey(v);
+                }
+            }
+            if (valid) {
+                gt = key > kstar;
+                eq = key == kstar;
+            } else {
+                v = 0.0f;
+            }
         }
         int excl, total;
         Scan(scan_tmp).ExclusiveSum(gt | (eq << 16), excl, total);
@@ -374,24 +410,53 @@ __global__ void seg_start_kernel(const int *keys_sorted, int E, int S, int *seg_
     seg_start[s] = lo;
 }
 
-/* One block (256 threads) per latent s: its W_dec row, W_enc row of the transposed
- * gradient and b_enc entry, summed over its entries in sorted (entry id) order. PER =
- * ceil(d / 256) accumulators per thread, kept in registers. */
+/* A latent's sorted entries are split into chunks of LATENT_CHUNK: a latent that fires in
+ * (or, dead, is picked by AuxK in) many rows is summed by many blocks, not by one block
+ * looping over every row. */
+#define LATENT_CHUNK 1024
+
+/* chunks of latent s (an empty latent has one, which writes its zero gradient) */
+__global__ void chunk_count_kernel(const int *seg_start, int S, int *count) {
+    int s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s > S) return;
+    int len = s < S ? seg_start[s + 1] - seg_start[s] : 0;
+    count[s] = s == S ? 0 : (len == 0 ? 1 : (len + LATENT_CHUNK - 1) / LATENT_CHUNK);
+}
+
+/* One block (256 threads) per chunk c of latent s (chunk_start[s] <= c < chunk_start[s+1]):
+ * the chunk's part of the W_dec row, of the W_enc row of the transposed gradient and of
+ * the b_enc entry, summed over its entries in sorted (entry id) order. A latent with one
+ * chunk writes its gradient; with several, each chunk writes its partial sums to
+ * part[c] ([2d + 1]: W_dec part, W_enc part, b_enc part) and latent_reduce_kernel adds
+ * them in chunk order, so the sums run in a fixed order. PER = ceil(d / 256) accumulators
+ * per thread, in registers. The grid is an upper bound (S + E / LATENT_CHUNK blocks);
+ * blocks past the last chunk return. */
 template <int PER>
-__global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted, const int *seg_start, const int *act_idx,
+__global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted, const int *seg_start, const int *chunk_start,
+                                                          int S, const int *act_idx,
                                                           const float *act_val, const float *act_dh, int k,
                                                           size_t n_act, const int *act_row, const float *aux_val, const float *aux_dh, int ka,
                                                           const float *G, const float *aux_g, const float *x_in, int n,
                                                           int d, Prefixes pf, float *g_w_dec, float *g_w_enc_t,
-                                                          float *g_b_enc) {
-    const int s = blockIdx.x, tid = threadIdx.x;
+                                                          float *g_b_enc, float *part) {
+    const int c = blockIdx.x, tid = threadIdx.x;
+    if (c >= chunk_start[S]) return;
+    /* the latent of chunk c: the last s with chunk_start[s] <= c (every latent has >= 1 chunk) */
+    int lo = 0, hi = S - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (chunk_start[mid] <= c) lo = mid;
+        else hi = mid - 1;
+    }
+    const int s = lo, n_chunks = chunk_start[s + 1] - chunk_start[s], j0 = c - chunk_start[s];
+    const int p0 = seg_start[s] + j0 * LATENT_CHUNK, p1 = min(p0 + LATENT_CHUNK, seg_start[s + 1]);
     const size_t Bd = (size_t)n * d;
     float gw[PER], gt[PER];
 #pragma unroll
     for (int j = 0; j < PER; j++) gw[j] = gt[j] = 0.0f;
     float gb = 0.0f;
     const float *Gblk = G + (size_t)block_of(pf, s) * Bd;
-    for (int p = seg_start[s]; p < seg_start[s + 1]; p++) {
+    for (int p = p0; p < p1; p++) {
         size_t id = (size_t)ents_sorted[p];
         int b;
         float v, dh;
@@ -419,15 +484,38 @@ __global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted
         }
         gb += dh;
     }
+    float *w_out = g_w_dec + (size_t)s * d, *t_out = g_w_enc_t + (size_t)s * d, *b_out = g_b_enc + s;
+    if (n_chunks > 1) {
+        float *pc = part + (size_t)c * (2 * d + 1);
+        w_out = pc;
+        t_out = pc + d;
+        b_out = pc + 2 * d;
+    }
 #pragma unroll
     for (int j = 0; j < PER; j++) {
         int i = tid + j * 256;
         if (i < d) {
-            g_w_dec[(size_t)s * d + i] = gw[j];
-            g_w_enc_t[(size_t)s * d + i] = gt[j];
+            w_out[i] = gw[j];
+            t_out[i] = gt[j];
         }
     }
-    if (tid == 0) g_b_enc[s] = gb;
+    if (tid == 0) *b_out = gb;
+}
+
+/* One block per latent with several chunks: its gradient is the sum of its chunks' parts,
+ * added in chunk order (the same bits every run). */
+__global__ void latent_reduce_kernel(const int *chunk_start, int d, const float *part, float *g_w_dec, float *g_w_enc_t,
+                                     float *g_b_enc) {
+    const int s = blockIdx.x, c0 = chunk_start[s], c1 = chunk_start[s + 1];
+    if (c1 - c0 < 2) return;
+    const size_t stride = 2 * (size_t)d + 1;
+    for (int i = threadIdx.x; i <= 2 * d; i += blockDim.x) {
+        float acc = 0.0f;
+        for (int c = c0; c < c1; c++) acc += part[(size_t)c * stride + i];
+        if (i < d) g_w_dec[(size_t)s * d + i] = acc;
+        else if (i < 2 * d) g_w_enc_t[(size_t)s * d + (i - d)] = acc;
+        else g_b_enc[s] = acc;
+    }
 }
 
 /* out[c, r] = in[r, c] for in [R, C], 32x32 tiles. */
@@ -506,11 +594,6 @@ __global__ void clip_adam_kernel(float *p, float *g, float *m, float *v, size_t 
 }
 
 /* ---- batch-top-k ---- */
-
-/* Inverse of fkey. */
-__device__ __forceinline__ float key_to_float(unsigned k) {
-    return __uint_as_float((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
-}
 
 struct MinOp {
     __device__ __forceinline__ float operator()(float a, float b) const { return a < b ? a : b; }
@@ -638,6 +721,26 @@ static unsigned grid_for(size_t n) {
 
 static cudaStream_t stream_of(const SaeCuda *s) { return (cudaStream_t)s->stream; }
 
+/* topk_kernel's dynamic shared memory: the row's S keys when they fit beside its static
+ * shared memory under the device's opt-in limit per block (S up to about 56,000 on
+ * H100/H200), else 0 (uncached: each pass reads the row again). The limit is raised once
+ * per process (one GPU per rank). */
+static size_t topk_smem(int S) {
+    static long room = -1;
+    if (room < 0) {
+        int dev = 0, optin = 0;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        cudaFuncAttributes fa;
+        cudaCheck(cudaFuncGetAttributes(&fa, topk_kernel));
+        room = (long)optin - (long)fa.sharedSizeBytes;
+        if (room < 0) room = 0;
+        cudaCheck(cudaFuncSetAttribute(topk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)room));
+    }
+    size_t bytes = (size_t)S * sizeof(unsigned);
+    return (long)bytes <= room ? bytes : 0;
+}
+
 /* Entry arrays (active + AuxK) and the sort scratch for n_act active entries per step. */
 static void reserve_entries(SaeCuda *sae, size_t n_act) {
     size_t B = (size_t)sae->max_batch, nx = B * (size_t)sae->cfg.k_aux;
@@ -672,6 +775,10 @@ static void reserve_entries(SaeCuda *sae, size_t n_act) {
         sae->sort_tmp_bytes = bytes;
         sae->sort_tmp = cuda_malloc(bytes);
         sae->sort_cap = E;
+        /* partial sums of the chunks of latents with several: at most S + E / LATENT_CHUNK chunks */
+        cuda_free(sae->chunk_part);
+        size_t max_chunks = (size_t)sae->cfg.d_sae + E / LATENT_CHUNK + 1;
+        sae->chunk_part = (float *)cuda_malloc(max_chunks * (2 * (size_t)sae->cfg.d_model + 1) * sizeof(float));
     }
 }
 
@@ -768,6 +875,12 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
             sae->aux_g = (float *)cuda_malloc(B * d * sizeof(float));
         }
         sae->seg_start = (int *)cuda_malloc((S + 1) * sizeof(int));
+        sae->chunk_count = (int *)cuda_malloc((S + 1) * sizeof(int));
+        sae->chunk_start = (int *)cuda_malloc((S + 1) * sizeof(int));
+        size_t cbytes = 0;
+        cudaCheck(cub::DeviceScan::ExclusiveSum(NULL, cbytes, sae->chunk_count, sae->chunk_start, S + 1, st));
+        sae->chunk_scan_tmp_bytes = cbytes;
+        sae->chunk_scan_tmp = cuda_malloc(cbytes);
         sae->g_w_enc_t = (float *)cuda_malloc((size_t)S * d * sizeof(float));
         /* top-k: exactly B·k entries; batch-top-k: k·B on average, room for twice that first */
         size_t first = B * (size_t)c->k;
@@ -804,7 +917,8 @@ extern "C" void sae_cuda_destroy(SaeCuda *sae) {
                     sae->act_idx, sae->act_val, sae->act_dh, sae->act_start, sae->act_row, sae->row_count, sae->scan_tmp,
                     sae->bt_hist, sae->bt_key, sae->bt_rank, sae->bt_min_bits, sae->bt_neg_min, sae->aux_idx,
                     sae->aux_val, sae->aux_dh, sae->aux_g, sae->keys, sae->keys_sorted, sae->ents, sae->ents_sorted,
-                    sae->seg_start, sae->g_w_enc_t, sae->sort_tmp};
+                    sae->seg_start, sae->g_w_enc_t, sae->sort_tmp, sae->chunk_count, sae->chunk_start,
+                    sae->chunk_scan_tmp, sae->chunk_part};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cuda_free(bufs[i]);
     cuda_host_free(sae->total_host);
     cudaCheck(cudaEventDestroy((cudaEvent_t)sae->reduced));
@@ -973,7 +1087,8 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     int sparse = c->activation != SAE_RELU, batch = c->activation == SAE_BATCH_TOPK;
     const int *act_start = NULL, *act_row = NULL;
     if (c->activation == SAE_TOPK) {
-        topk_kernel<<<n, 256, 0, st>>>(sae->h, S, k, NULL, NULL, sae->act_idx, sae->act_val, sae->fired, sae->stats);
+        size_t smem = topk_smem(S);
+        topk_kernel<<<n, 256, smem, st>>>(sae->h, S, k, NULL, NULL, sae->act_idx, sae->act_val, sae->fired, sae->stats, smem > 0);
         sae->n_act = (size_t)n * k;
     } else if (batch) {
         sae->n_act = batch_topk_select(sae, n, N);
@@ -991,7 +1106,9 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     float coef = 2.0f / ((float)N * d * P);
     if (sparse) {
         if (ka > 0) {
-            topk_kernel<<<n, 256, 0, st>>>(sae->h, S, ka, sae->n_dead, sae->dead, sae->aux_idx, sae->aux_val, NULL, NULL);
+            size_t smem = topk_smem(S);
+            topk_kernel<<<n, 256, smem, st>>>(sae->h, S, ka, sae->n_dead, sae->dead, sae->aux_idx, sae->aux_val, NULL, NULL,
+                                              smem > 0);
             cudaLaunchCheck();
         }
         float aux_inv = 2.0f * c->aux_alpha / ((float)N * d);
@@ -1013,18 +1130,26 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
         }
         seg_start_kernel<<<cuda_blocks((size_t)S + 1, 256), 256, 0, st>>>(sae->keys_sorted, (int)E, S, sae->seg_start);
         cudaLaunchCheck();
+        chunk_count_kernel<<<cuda_blocks((size_t)S + 1, 256), 256, 0, st>>>(sae->seg_start, S, sae->chunk_count);
+        cudaLaunchCheck();
+        size_t cbytes = sae->chunk_scan_tmp_bytes;
+        cudaCheck(cub::DeviceScan::ExclusiveSum(sae->chunk_scan_tmp, cbytes, sae->chunk_count, sae->chunk_start, S + 1, st));
+        unsigned chunk_grid = (unsigned)((size_t)S + E / LATENT_CHUNK + 1); /* >= chunk_start[S] */
         int per = (d + 255) / 256;
 #define LATENT_GRAD(PER)                                                                                              \
-    latent_grad_kernel<PER><<<S, 256, 0, st>>>(sae->ents_sorted, sae->seg_start, sae->act_idx, sae->act_val,          \
+    latent_grad_kernel<PER><<<chunk_grid, 256, 0, st>>>(sae->ents_sorted, sae->seg_start, sae->chunk_start, S,        \
+                                               sae->act_idx, sae->act_val,                                             \
                                                sae->act_dh, k, n_act, act_row, sae->aux_val, sae->aux_dh, ka,          \
                                                sae->g_pref, sae->aux_g, x_in, n, d, pf, sae->g_w_dec, sae->g_w_enc_t,  \
-                                               sae->g_b_enc)
+                                               sae->g_b_enc, sae->chunk_part)
         if (per <= 1) LATENT_GRAD(1);
         else if (per <= 2) LATENT_GRAD(2);
         else if (per <= 4) LATENT_GRAD(4);
         else if (per <= 8) LATENT_GRAD(8);
         else LATENT_GRAD(16);
 #undef LATENT_GRAD
+        cudaLaunchCheck();
+        latent_reduce_kernel<<<S, 256, 0, st>>>(sae->chunk_start, d, sae->chunk_part, sae->g_w_dec, sae->g_w_enc_t, sae->g_b_enc);
         cudaLaunchCheck();
         dim3 tgrid((d + 31) / 32, (S + 31) / 32), tblock(32, 8);
         transpose_kernel<<<tgrid, tblock, 0, st>>>(sae->g_w_enc_t, sae->g_w_enc, S, d);
@@ -1102,7 +1227,8 @@ extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetri
 
 extern "C" void sae_cuda_topk_rows(const float *h, int n, int S, int k, int *idx, float *val, void *stream) {
     if (n < 1) return;
-    topk_kernel<<<n, 256, 0, (cudaStream_t)stream>>>(h, S, k, NULL, NULL, idx, val, NULL, NULL);
+    size_t smem = topk_smem(S);
+    topk_kernel<<<n, 256, smem, (cudaStream_t)stream>>>(h, S, k, NULL, NULL, idx, val, NULL, NULL, smem > 0);
     cudaLaunchCheck();
 }
 

@@ -13,9 +13,11 @@
  *
  * Top-k never forms a dense code: a radix select per row keeps (latent, value) pairs,
  * the decoder gathers those W_dec rows, and the backward sorts the active (and AuxK)
- * entries by latent (a stable radix sort, so sums run in a fixed order) and lets one
- * block own each latent's W_dec row, W_enc column and b_enc entry: no atomics on
- * gradients, the same bits every run.
+ * entries by latent (a stable radix sort, so sums run in a fixed order), splits each
+ * latent's entries into chunks of 1024, sums each chunk in one block and adds a latent's
+ * chunks in chunk order into its W_dec row, W_enc column and b_enc entry: no atomics on
+ * gradients, the same bits every run, and a latent hit by every row (AuxK's few dead
+ * ones) spread over many blocks.
  *
  * The configuration is sae.h's SaeConfig. Every option runs on the GPU: relu, top-k and
  * batch-top-k (the global k·B-th largest pre-activation found by a radix select whose
@@ -97,6 +99,11 @@ typedef struct {
     int *keys, *keys_sorted;  // [E] latent of each entry (S for padding), E = B·(k + k_aux)
     int *ents, *ents_sorted;  // [E] entry ids
     int *seg_start;           // [S + 1] sorted entries of latent s: [seg_start[s], seg_start[s+1])
+    int *chunk_count;         // [S + 1] chunks of LATENT_CHUNK entries per latent (>= 1; last slot 0, for the scan)
+    int *chunk_start;         // [S + 1] latent s's chunks: [chunk_start[s], chunk_start[s+1])
+    void *chunk_scan_tmp;     // cub scan scratch for chunk_start
+    size_t chunk_scan_tmp_bytes;
+    float *chunk_part;        // [S + sort_cap / LATENT_CHUNK + 1, 2d + 1] partial sums of latents with several chunks
     float *g_w_enc_t;         // [S, d] W_enc gradient transposed (one row per latent)
     void *sort_tmp;           // cub radix-sort scratch
     size_t sort_tmp_bytes;

@@ -72,14 +72,14 @@ static uint64_t member_hash(const TrainConfig *c) {
 }
 
 /* Reads this rank's rows of the next batch into the batch's host buffer (adding the
- * simulated slow disk of the tests) and returns whether they are all finite (this rank
- * only: the caller takes the collective verdict). */
-static int read_batch(BatchLoader *loader, SaeBatch *batch, int n_local, int d, int64_t delay_ms, double *loader_s) {
+ * simulated slow disk of the tests), sets *read_s to the seconds it took, and returns
+ * whether the rows are all finite (this rank only: the caller takes the collective verdict). */
+static int read_batch(BatchLoader *loader, SaeBatch *batch, int n_local, int d, int64_t delay_ms, double *read_s) {
     float *x = sae_batch_rows(batch);
     double t_load = saev_now();
     batch_loader_next(loader, x);
     if (delay_ms > 0) usleep((useconds_t)(delay_ms * 1000));
-    *loader_s += saev_now() - t_load;
+    *read_s = saev_now() - t_load;
     int ok = 1;
     for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
     return ok;
@@ -365,8 +365,10 @@ void train_run(const SaevConfig *cfgs, int K) {
      * The collective NaN verdict on a batch comes after the previous step's checkpoint, so
      * the last good checkpoints are kept. */
     int64_t batch_first_row = loader.position;
-    int batch_ok = start < T ? read_batch(&loader, &batch, n_local, d, loader_delay_ms, &loader_s) : 1;
+    double batch_read_s = 0; /* reading a batch counts in the metrics interval of the step it feeds */
+    int batch_ok = start < T ? read_batch(&loader, &batch, n_local, d, loader_delay_ms, &batch_read_s) : 1;
     for (int64_t step = start; step < T; step++) {
+        loader_s += batch_read_s;
         if (!comm_all_true(batch_ok))
             saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
                       c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
@@ -378,7 +380,7 @@ void train_run(const SaevConfig *cfgs, int K) {
         }
         sae_sweep_step_begin(bes, K, &batch, c0->batch_size, lrs, clips, rngs);
         batch_first_row = loader.position;
-        if (step + 1 < T) batch_ok = read_batch(&loader, &batch, n_local, d, loader_delay_ms, &loader_s);
+        if (step + 1 < T) batch_ok = read_batch(&loader, &batch, n_local, d, loader_delay_ms, &batch_read_s);
         sae_sweep_step_end(bes, K, ms);
         for (int i = 0; i < K; i++) {
             Member *mb = &mem[i];
