@@ -104,6 +104,9 @@ int stage_activations(int argc, char **argv) {
     Device run_device = DEVICE_AUTO;
     device_parse(c->run.device, &run_device); /* the schema's choices admit only known names */
     if (run_device != DEVICE_AUTO) device = run_device;
+#ifdef SAEV_CUDA
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+#endif
     if (vit_set_device(&vit, device, err, sizeof err)) saev_fail("%s", err);
 #ifdef SAEV_CUDA
     if (vit.device == DEVICE_CUDA) {
