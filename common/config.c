@@ -165,6 +165,20 @@ static int fail_at(CfgError *err, const char *file, int line, int col, const cha
 
 // ---- parsing ------------------------------------------------------------------------
 
+// Limits that keep a hostile or broken config (an alias bomb, a runaway generator) to
+// bounded time and memory; real configs are a few hundred values, a few levels deep.
+#define CFG_MAX_NODES 100000          // values in one document, aliases expanded
+#define CFG_MAX_DEPTH 64              // nesting of mappings and lists
+#define CFG_MAX_SCALAR (1u << 20)     // bytes in one value
+#define CFG_MAX_FILE (16u << 20)      // bytes in a config file
+#define CFG_MAX_SWEEP_NODES 10000000  // values over all the configs a sweep expands to
+
+static long node_count(const CfgNode *n) {
+    long c = 1;
+    for (int i = 0; i < n->n; i++) c += node_count(n->kids[i]);
+    return c;
+}
+
 typedef struct {
     yaml_parser_t parser;
     const char *name;
@@ -172,6 +186,7 @@ typedef struct {
     char **anchor_names; // [n_anchors]
     CfgNode **anchors;   // [n_anchors] nodes inside the tree being built
     int n_anchors;
+    long n_nodes;        // values built so far, aliases counted expanded (<= CFG_MAX_NODES)
 } Loader;
 
 static int syntax_error(Loader *L) {
@@ -196,13 +211,28 @@ static void remember_anchor(Loader *L, const yaml_char_t *anchor, CfgNode *n) {
     L->anchors[L->n_anchors++] = n;
 }
 
-// Builds the node at `path` that starts with *ev (a scalar, alias or collection start). NULL on error.
-static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path) {
+// Builds the node at `path` that starts with *ev (a scalar, alias or collection start),
+// `depth` levels down. NULL on error.
+static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path, int depth) {
     int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
     CfgNode *n = NULL;
+    if (depth > CFG_MAX_DEPTH) {
+        fail_at(L->err, L->name, line, col, path, "nested more than %d levels deep", CFG_MAX_DEPTH);
+        return NULL;
+    }
+    if (++L->n_nodes > CFG_MAX_NODES) {
+        fail_at(L->err, L->name, line, col, path, "more than %d values in one config", CFG_MAX_NODES);
+        return NULL;
+    }
     if (ev->type == YAML_ALIAS_EVENT) {
         for (int i = L->n_anchors - 1; i >= 0; i--)
             if (!strcmp(L->anchor_names[i], (const char *)ev->data.alias.anchor)) {
+                /* Each alias is a copy: count what it expands to before making it. */
+                if ((L->n_nodes += node_count(L->anchors[i])) > CFG_MAX_NODES) {
+                    fail_at(L->err, L->name, line, col, path, "alias *%s expands the config past %d values (an alias bomb?)",
+                            ev->data.alias.anchor, CFG_MAX_NODES);
+                    return NULL;
+                }
                 n = node_clone(L->anchors[i]);
                 free(n->key);
                 n->key = NULL;
@@ -212,6 +242,10 @@ static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path) {
         return NULL;
     }
     if (ev->type == YAML_SCALAR_EVENT) {
+        if (ev->data.scalar.length > CFG_MAX_SCALAR) {
+            fail_at(L->err, L->name, line, col, path, "a value of %zu bytes, over the limit of %u", ev->data.scalar.length, CFG_MAX_SCALAR);
+            return NULL;
+        }
         n = node_new(NODE_SCALAR, L->name, line, col);
         n->text = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
         if (!n->text) saev_fail("out of memory parsing %s", L->name);
@@ -253,7 +287,7 @@ static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path) {
         } else {
             snprintf(sub, sizeof sub, "%s[%d]", path, n->n);
         }
-        CfgNode *kid = load_node(L, &e, sub);
+        CfgNode *kid = load_node(L, &e, sub, depth + 1);
         yaml_event_delete(&e);
         if (!kid) { free(key); goto fail; }
         kid->key = key;
@@ -291,7 +325,7 @@ static int parse_any(const char *text, size_t len, const char *name, CfgNode **r
             break;
         }
         if (type == YAML_SCALAR_EVENT || type == YAML_ALIAS_EVENT || type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
-            *root = load_node(&L, &ev, "");
+            *root = load_node(&L, &ev, "", 1);
             if (!*root) { yaml_event_delete(&ev); break; }
         }
         yaml_event_delete(&ev);
@@ -330,8 +364,16 @@ CfgDoc *cfg_parse_file(const char *path, CfgError *err) {
     }
     size_t len = 0, cap = 4096, got;
     char *text = mallocCheck(cap);
-    while ((got = fread(text + len, 1, cap - len - 1, f)) > 0)
-        if ((len += got) + 1 == cap) text = reallocCheck(text, cap *= 2);
+    while ((got = fread(text + len, 1, cap - len - 1, f)) > 0) {
+        if ((len += got) > CFG_MAX_FILE) {
+            fclose(f);
+            free(text);
+            snprintf(err->msg, sizeof err->msg, "%s:1:1: the config is over %u bytes; not a config file?", path, CFG_MAX_FILE);
+            err->line = err->col = 1;
+            return NULL;
+        }
+        if (len + 1 == cap) text = reallocCheck(text, cap *= 2);
+    }
     int bad = ferror(f);
     fclose(f);
     if (bad) {
@@ -484,11 +526,12 @@ int cfg_sweep(const CfgDoc *doc, CfgDoc ***out, CfgError *err) {
     SweepAxis *axes = NULL;
     int n_axes = 0;
     if (collect_sweeps(doc->root, "", &axes, &n_axes, err)) { free(axes); return -1; }
-    long total = 1;
+    long total = 1, values = node_count(doc->root);
     for (int a = 0; a < n_axes; a++)
-        if ((total *= axes[a].key->n) > 100000) {
+        if ((total *= axes[a].key->n) > 100000 || total * values > CFG_MAX_SWEEP_NODES) {
+            int rc = fail_key(err, axes[a].key, axes[a].path, "the sweep grid exceeds %s", total > 100000 ? "100000 configs" : "10^7 values in all its configs");
             free(axes);
-            return fail_key(err, axes[a].key, axes[a].path, "the sweep grid exceeds 100000 configs");
+            return rc;
         }
     CfgDoc *base = cfg_clone(doc);
     remove_sweeps(base->root);
