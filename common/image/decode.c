@@ -255,7 +255,13 @@ static int read_file(const char *path, uint8_t **buf, size_t *len, char *err, si
     size_t n = (size_t)st.st_size;
     uint8_t *b = malloc(n ? n : 1);
     if (!b) { saev_errf(err, errlen, "%s: out of memory for %zu bytes", path, n); fclose(f); return -1; }
-    if (n && fread(b, 1, n, f) != n) { saev_errf(err, errlen, "%s: read error: %s", path, strerror(errno)); free(b); fclose(f); return -1; }
+    size_t got = n ? fread(b, 1, n, f) : 0;
+    if (got != n) {
+        saev_errf(err, errlen, "%s: read %zu of its %zu bytes: %s", path, got, n, ferror(f) ? strerror(errno) : "the file shrank while being read");
+        free(b);
+        fclose(f);
+        return -1;
+    }
     fclose(f);
     *buf = b; *len = n;
     return 0;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -822,7 +823,7 @@ static int64_t select_runs(hid_t fsp, hid_t msp, const int64_t *idx, const uint8
  * each shaped like one image's slice of d. The memory dataspace has the file's rank and
  * row shape: HDF5 maps equal-shaped selections to chunks wholesale, while a differently
  * shaped memory space makes it visit every element (5x slower writes). */
-static void write_rows(Store *s, hid_t d, hid_t mem_type, const void *buf, int64_t n, const int64_t *idx, const uint8_t *keep,
+static void write_rows(Store *s, int f, hid_t d, hid_t mem_type, const void *buf, int64_t n, const int64_t *idx, const uint8_t *keep,
                        int64_t a, int64_t b, int64_t first) {
     hid_t fsp = H5Dget_space(d);
     h5Check(fsp);
@@ -833,7 +834,18 @@ static void write_rows(Store *s, hid_t d, hid_t mem_type, const void *buf, int64
     hid_t msp = H5Screate_simple(rank, mdims, NULL);
     h5Check(msp);
     select_runs(fsp, msp, idx, keep, a, b, first);
-    h5Check(H5Dwrite(d, mem_type, msp, fsp, s->dxpl, buf));
+    herr_t rc;
+    H5E_BEGIN_TRY { rc = H5Dwrite(d, mem_type, msp, fsp, s->dxpl, buf); } H5E_END_TRY;
+    if (rc < 0) {
+        /* Status is written last, so the images of this call stay pending: the store is as
+         * it was before the call, and a rerun with resume writes them again. */
+        char *path = file_path(s->dir, f, ""), name[64] = "?";
+        H5Iget_name(d, name, sizeof name);
+        struct statvfs v;
+        int full = statvfs(s->dir, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < (64u << 20);
+        saev_fail("store file %s: cannot write %s: %s; the images of this batch stay pending (free space, then rerun with "
+                  "activations.resume=true to continue)", path, name, full ? "the disk is full" : "write error (see the HDF5/MPI-IO messages)");
+    }
     h5Check(H5Sclose(msp));
     h5Check(H5Sclose(fsp));
 }
@@ -911,7 +923,7 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         if (!touched[f]) continue;
         hid_t mt = H5Dget_type(s->d_acts[f]);
         h5Check(mt);
-        write_rows(s, s->d_acts[f], mt, acts, n, idx, keep, lo[f], hi[f], s->file_first[f]);
+        write_rows(s, f, s->d_acts[f], mt, acts, n, idx, keep, lo[f], hi[f], s->file_first[f]);
         h5Check(H5Tclose(mt));
     }
     s->n_writes++;
@@ -925,20 +937,20 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         int64_t a = lo[f], b = hi[f], first = s->file_first[f];
         if (m->has_patch_labels) {
             if (!patch_labels && b > a) saev_fail("store %s has patch labels but store_write got none", s->dir);
-            write_rows(s, s->d_plabels[f], H5T_NATIVE_UINT8, patch_labels, n, idx, NULL,
+            write_rows(s, f, s->d_plabels[f], H5T_NATIVE_UINT8, patch_labels, n, idx, NULL,
                        a, b, first);
         }
-        write_rows(s, s->d_index[f], H5T_NATIVE_INT64, ii, n, idx, NULL, a, b, first);
-        write_rows(s, s->d_label[f], H5T_NATIVE_INT64, ll, n, idx, NULL, a, b, first);
-        if (s->has_checksums) write_rows(s, s->d_checksum[f], H5T_NATIVE_UINT32, sums, n, idx, NULL, a, b, first);
+        write_rows(s, f, s->d_index[f], H5T_NATIVE_INT64, ii, n, idx, NULL, a, b, first);
+        write_rows(s, f, s->d_label[f], H5T_NATIVE_INT64, ll, n, idx, NULL, a, b, first);
+        if (s->has_checksums) write_rows(s, f, s->d_checksum[f], H5T_NATIVE_UINT32, sums, n, idx, NULL, a, b, first);
         hid_t rt = H5Dget_type(s->d_reason[f]);
         h5Check(rt);
-        write_rows(s, s->d_reason[f], rt, reason, n, idx, NULL, a, b, first);
+        write_rows(s, f, s->d_reason[f], rt, reason, n, idx, NULL, a, b, first);
         h5Check(H5Tclose(rt));
     }
     /* Status last: an image counts as written only once its data is in the file. */
     for (f = 0; f < s->n_files; f++)
-        if (touched[f]) write_rows(s, s->d_status[f], H5T_NATIVE_UINT8, st, n, idx, NULL, lo[f], hi[f], s->file_first[f]);
+        if (touched[f]) write_rows(s, f, s->d_status[f], H5T_NATIVE_UINT8, st, n, idx, NULL, lo[f], hi[f], s->file_first[f]);
     for (int64_t j = 0; j < n; j++) s->status[idx[j]] = st[j];
     free(lo);
     free(hi);
@@ -1012,7 +1024,14 @@ int store_finish(Store *s) {
         pending += s->status[i] == STORE_PENDING;
         skipped += s->status[i] == STORE_SKIPPED;
     }
-    for (int f = 0; f < s->n_files; f++) h5Check(H5Fflush(s->file[f], H5F_SCOPE_LOCAL));
+    for (int f = 0; f < s->n_files; f++) {
+        herr_t rc;
+        H5E_BEGIN_TRY { rc = H5Fflush(s->file[f], H5F_SCOPE_LOCAL); } H5E_END_TRY;
+        if (rc < 0) {
+            char *path = file_path(s->dir, f, "");
+            saev_fail("store file %s: cannot flush (disk full?); written images stay written, rerun with activations.resume=true", path);
+        }
+    }
     sync_files(s);
     int complete = pending == 0;
     if (complete && !s->complete) {
