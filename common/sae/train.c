@@ -191,7 +191,7 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, do
             "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, \"loader_tokens_per_s\": %.6g}\n",
             (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->nmse_uncentered, m->explained_variance, 100.0 * m->dead_frac, m->lr,
             m->grad_norm, tokens_per_s, loader_tokens_per_s);
-    if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
+    if (ferror(f) | (fclose(f) != 0)) saev_fail("%s: write failed: %s", mb->metrics, strerror(errno));
 }
 
 /* On resume, drop metrics lines the killed run wrote after its last saved step. */
