@@ -14,23 +14,16 @@ T="${SAEV_TEST_TMP:-$(mktemp -d)}"
 rm -rf "$T" && mkdir -p "$T" && cd "$T"
 fail() { echo "FAIL: $*"; exit 1; }
 
-$PY - <<'PYEOF'
-import json, os, struct, numpy as np
-def write(path, tensors, meta=None):
-    h, blobs, off = {}, [], 0
-    for k, a in tensors.items():
-        a = np.ascontiguousarray(a, dtype="<f4"); h[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
-        blobs.append(a.tobytes()); off += a.nbytes
-    if meta: h["__metadata__"] = meta
-    hb = json.dumps(h).encode(); hb += b" " * ((8 - len(hb) % 8) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+$PY - "$SAEV_ROOT/tests" <<'PYEOF'
+import json, os, sys, numpy as np
+sys.path.insert(0, sys.argv[1]); from sae_compare import save
 rng = np.random.default_rng(3)
 d, S = 64, 2048
 cfg = {"d_model": d, "d_sae": S, "activation": "top-k", "k": 16, "k_aux": 0, "data_scale": 1.0}
 os.makedirs("run/a", exist_ok=True)
-write("run/a/sae.safetensors", {"W_enc": rng.standard_normal((d, S)) / 8, "b_enc": np.zeros(S), "W_dec": rng.standard_normal((S, d)) / 8,
-      "b_dec": np.zeros(d)}, {"format": "saev-c sae 1", "saev_sae_config": json.dumps(cfg), "step": "1"})
-write("rows.safetensors", {"activations": rng.standard_normal((200000, d))})
+save("run/a/sae.safetensors", {"W_enc": rng.standard_normal((d, S)) / 8, "b_enc": np.zeros(S), "W_dec": rng.standard_normal((S, d)) / 8,
+     "b_dec": np.zeros(d)}, {"format": "saev-c sae 1", "saev_sae_config": json.dumps(cfg), "step": "1"})
+save("rows.safetensors", {"activations": rng.standard_normal((200000, d))})
 PYEOF
 cat > e.yaml <<YAML
 run: {ranks: 2}
@@ -40,24 +33,7 @@ YAML
 "$S" evaluate e.yaml > eval.log 2>&1 &
 job=$!
 # This job's processes: descendants of the launcher.
-descendants() {
-  $PY - "$1" <<'PYEOF'
-import os, sys
-kids = {}
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        kids.setdefault(ppid, []).append(int(p))
-out, todo = [], [int(sys.argv[1])]
-while todo:
-    for k in kids.get(todo.pop(), []):
-        out.append(k); todo.append(k)
-print(" ".join(map(str, out)))
-PYEOF
-}
+descendants() { $PY "$SAEV_ROOT/tests/proc_tree.py" "$1"; }
 rank1=""
 for _ in $(seq 600); do  # up to 60 s for start-up under load
   if grep -q "evaluate: .*sae.safetensors" eval.log 2>/dev/null; then

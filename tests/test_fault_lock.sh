@@ -37,24 +37,7 @@ train:
 YAML
 "$S" activations a.yaml --set activations.out=ref > ref.log 2>&1 || { cat ref.log; fail "reference run"; }
 
-descendants() {
-  $PY - "$1" <<'PYEOF'
-import os, sys
-kids = {}
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        kids.setdefault(ppid, []).append(int(p))
-out, todo = [], [int(sys.argv[1])]
-while todo:
-    for k in kids.get(todo.pop(), []):
-        out.append(k); todo.append(k)
-print(" ".join(map(str, out)))
-PYEOF
-}
+descendants() { $PY "$SAEV_ROOT/tests/proc_tree.py" "$1"; }
 
 # lock_case NAME OUTDIR WHAT ARGS...: steps 1-3 for `saev WHAT ARGS` writing into OUTDIR.
 lock_case() {
