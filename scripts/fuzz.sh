@@ -23,7 +23,8 @@ if [ ${#names[@]} -eq 0 ]; then
 fi
 targets=()
 for n in "${names[@]}"; do targets+=("fuzz_$n"); done
-nice cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}"
+# FUZZ_BUILD=0 skips the build (several fuzz.sh sharing one build folder must not build at once).
+[ "${FUZZ_BUILD:-1}" = 0 ] || nice cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}"
 # Maximum input sizes: a few times the largest seed, so the fuzzer explores structure, not bulk.
 declare -A max_len=([safetensors]=8192 [checkpoint]=8192 [image]=16384 [config]=8192 [store]=4096)
 failed=()
