@@ -145,6 +145,18 @@ const CfgNode *cfg_node_child(const CfgNode *map, const char *key) {
     return i < 0 ? NULL : map->kids[i];
 }
 
+// Copies text into out[SHORT_TEXT], ending in "..." when it does not fit.
+#define SHORT_TEXT 160
+static void shorten(const char *text, char *out) {
+    size_t n = strlen(text);
+    if (n < SHORT_TEXT) {
+        memcpy(out, text, n + 1);
+    } else {
+        memcpy(out, text, SHORT_TEXT - 4);
+        memcpy(out + SHORT_TEXT - 4, "...", 4);
+    }
+}
+
 // Fills err with "where: path: message" and returns -1.
 SAEV_PRINTF(6, 7)
 static int fail_at(CfgError *err, const char *file, int line, int col, const char *path, const char *fmt, ...) {
@@ -154,8 +166,13 @@ static int fail_at(CfgError *err, const char *file, int line, int col, const cha
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     where_at(file, line, col, where, sizeof where);
-    if (path && *path) snprintf(err->msg, sizeof err->msg, "%s: %s: %s", where, path, msg);
-    else snprintf(err->msg, sizeof err->msg, "%s: %s", where, msg);
+    /* A source or key path can be very long (a --set of a huge value, deep nesting):
+     * shorten both so the problem itself always fits in the message. */
+    char short_where[SHORT_TEXT], short_path[SHORT_TEXT];
+    shorten(where, short_where);
+    shorten(path ? path : "", short_path);
+    if (path && *path) snprintf(err->msg, sizeof err->msg, "%s: %s: %s", short_where, short_path, msg);
+    else snprintf(err->msg, sizeof err->msg, "%s: %s", short_where, msg);
     err->line = line;
     err->col = col;
     return -1;
@@ -467,7 +484,13 @@ int cfg_set(CfgDoc *doc, const char *assignment, CfgError *err) {
     CfgNode *val;
     CfgError perr;
     if (parse_any(eq + 1, strlen(eq + 1), source, &val, &perr)) {
-        snprintf(err->msg, sizeof err->msg, "%.500s: %.500s", source, strstr(perr.msg, "YAML") ? strstr(perr.msg, "YAML") : perr.msg);
+        /* perr.msg is "<source, shortened>: problem"; say the source once. */
+        char short_source[SHORT_TEXT];
+        shorten(source, short_source);
+        const char *problem = perr.msg;
+        size_t sl = strlen(short_source);
+        if (!strncmp(problem, short_source, sl) && problem[sl] == ':') problem += sl + 2;
+        snprintf(err->msg, sizeof err->msg, "%s: %.800s", short_source, strstr(problem, "YAML") ? strstr(problem, "YAML") : problem);
         return -1;
     }
     if (!val) val = node_new(NODE_SCALAR, source, 0, 0), val->text = strdupCheck("");

@@ -63,7 +63,8 @@ expect big "big.yaml:2:[0-9]+: train.out_dir: a value of 10000000 bytes, over th
 $PY -c 'print("{a: " * 200 + "1" + "}" * 200)' > deep.yaml
 expect deep "deep.yaml:1:[0-9]+: (a\.){63}a: nested more than 64 levels deep" "$S" config deep.yaml
 deep_value=$($PY -c 'print("[" * 200 + "1" + "]" * 200)')
-expect deep-set "--set train.lr=.*nested more than 64 levels deep" "$S" config --set "train.lr=$deep_value"
+: > empty.yaml
+expect deep-set "--set train.lr=.*nested more than 64 levels deep" "$S" config empty.yaml --set "train.lr=$deep_value"
 
 # A key given twice: line 4 repeats line 2's key.
 cat > dup.yaml <<'YAML'

@@ -5,10 +5,10 @@
 #  1. every stored checksum equals Fletcher-32 of the stored bytes, computed by
 #     tests/store_check.py from the definition in store.h (an independent reference);
 #     `saev inspect --verify` reads the whole store and reports it intact (status 0);
-#  2. one byte flipped (with h5py's chunk index: the middle of image 7's layer-1 slice):
+#  2. one byte flipped (with h5py's chunk index: the middle of image 6's layer-1 slice):
 #     `saev inspect --verify` exits 1 and lists exactly that image and layer, naming the
 #     file and the HDF5 chunk; `saev train` on the store stops with status 1 naming the
-#     file, image 7 and the chunk, and writes no checkpoint;
+#     file, image 6 and the chunk, and writes no checkpoint;
 #  3. a store written before checksums (the checksum datasets deleted with h5py) still
 #     opens: `saev inspect` says it has no checksums, --verify checks readability only and
 #     passes, and training reads it;
@@ -40,13 +40,14 @@ $CHK checksums "$S"
 expect verify-clean 0 "all 26 image-layer slices read back intact" "$SAEV" inspect --verify "$S"
 expect inspect 0 "checksums: Fletcher-32 per image and layer" "$SAEV" inspect "$S"
 
-# 2. One flipped byte in image 7 (file 1, row 2), layer 1. Images 0,4,8,12 are skipped,
-#    so 7 is written. Copy first: section 3 needs a clean store.
+# 2. One flipped byte in image 6 (file 1 holds images 5-9: row 1), layer 1. Images with
+#    i mod 4 = 3 (3, 7, 11) are skipped, so 6 is written. Copy first: section 3 needs a
+#    clean store.
 cp -r "$S" "$TMP/clean"
-where=$($CHK corrupt "$S" 7 1)
+where=$($CHK corrupt "$S" 6 1)
 file=$(basename "${where% *}"); chunk_row=${where#* }
-[ "$file" = acts-000001.h5 ] || fail "image 7 should be in acts-000001.h5, corrupt says $where"
-expect verify-bad 1 "bad: .*/acts-000001.h5: image 7 \(row 2 of the file\), layer 1, chunk \[$chunk_row, 1, 0, 0\]: checksum mismatch" \
+[ "$file" = acts-000001.h5 ] || fail "image 6 should be in acts-000001.h5, corrupt says $where"
+expect verify-bad 1 "bad: .*/acts-000001.h5: image 6 \(row 1 of the file\), layer 1, chunk \[$chunk_row, 1, 0, 0\]: checksum mismatch" \
   "$SAEV" inspect --verify "$S"
 n_bad=$(grep -c "^bad:" "$TMP/verify-bad.log")
 [ "$n_bad" = 1 ] || { cat "$TMP/verify-bad.log"; fail "verify listed $n_bad bad slices, want exactly 1"; }
@@ -60,7 +61,7 @@ train:
   lr: 0.003
   sae: {d_sae: 16, k: 4}
 YAML
-expect train-bad 1 "acts-000001.h5: checksum mismatch in image 7 \(row 2 of the file\), layer 1, chunk \[$chunk_row, 1, 0, 0\]" \
+expect train-bad 1 "acts-000001.h5: checksum mismatch in image 6 \(row 1 of the file\), layer 1, chunk \[$chunk_row, 1, 0, 0\]" \
   "$SAEV" train "$TMP/train.yaml" --set train.out_dir="$TMP/run-bad"
 [ ! -e "$TMP/run-bad/sae.safetensors" ] || fail "training on a corrupt store wrote a checkpoint"
 
