@@ -34,7 +34,7 @@ for n in "${names[@]}"; do
   echo "fuzz: $n for ${seconds}s (log $logs/$n.log)"
   extra=()
   [ -f "tests/fuzz/$n.dict" ] && extra+=("-dict=tests/fuzz/$n.dict")
-  if ! nice -n 19 "$build/fuzz/fuzz_$n" "$corpus" "tests/fuzz/corpus/$n" -max_total_time="$seconds" \
+  if ! nice -n 19 "${FUZZ_BIN:-$build/fuzz}/fuzz_$n" "$corpus" "tests/fuzz/corpus/$n" -max_total_time="$seconds" \
       -max_len="${max_len[$n]:-8192}" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
       -artifact_prefix="$crashes/" -print_final_stats=1 "${extra[@]}" >"$logs/$n.log" 2>&1; then
     failed+=("$n")
