@@ -58,7 +58,7 @@ got_bad=$(cut -f1 store/bad_images.tsv | xargs)
 check_reason() { grep -E "skipping bad image [0-9]+: .*$1.*$2" skip.log >/dev/null || { grep "skipping" skip.log; fail "no skip of $1 with /$2/"; }; }
 check_reason zz_truncated.jpg "."
 check_reason zz_empty.png "empty|0 bytes|not an image|too short"
-check_reason zz_folder.jpg "not a regular file"
+check_reason zz_folder.jpg "cannot read: a folder"
 check_reason zz_huge.png "100000x100000.*over the limit"
 check_reason zz_loop.jpg "Too many levels of symbolic links"
 grep -q "skipping data/fashion/zz_class_loop: Too many levels of symbolic links" skip.log || { cat skip.log; fail "the looping class folder was not reported"; }

@@ -13,13 +13,12 @@
 #include "check.h"
 #include "safetensors.h"
 
-static const char *act_name(SaeActivation a) { return a == SAE_RELU ? "relu" : a == SAE_TOPK ? "top-k" : "batch-top-k"; }
 
 char *sae_config_to_json(const SaeConfig *c, float data_scale) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "d_model", c->d_model);
     cJSON_AddNumberToObject(j, "d_sae", c->d_sae);
-    cJSON_AddStringToObject(j, "activation", act_name(c->activation));
+    cJSON_AddStringToObject(j, "activation", sae_activation_name(c->activation));
     cJSON_AddNumberToObject(j, "k", c->k);
     cJSON_AddNumberToObject(j, "l1_coeff", c->l1_coeff);
     cJSON_AddNumberToObject(j, "momentum", c->momentum);
@@ -52,7 +51,8 @@ static int json_int(const cJSON *v, double lo, double hi, int64_t *out) {
 }
 
 const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_scale) {
-    static char msg[256];
+    /* Thread-local: the message outlives this call and names what the file holds. */
+    static _Thread_local char msg[256];
     cJSON *j = cJSON_Parse(json);
     if (!j) return "SAE config metadata is not valid JSON";
     if (!cJSON_IsObject(j)) { cJSON_Delete(j); return "SAE config metadata is not a JSON object"; }
@@ -74,10 +74,11 @@ const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_sca
     sae_config_default(c, (int)d, (int)S);
     const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "activation"));
     if (!a) { cJSON_Delete(j); return "SAE config metadata lacks activation"; }
-    if (!strcmp(a, "relu")) c->activation = SAE_RELU;
-    else if (!strcmp(a, "top-k")) c->activation = SAE_TOPK;
-    else if (!strcmp(a, "batch-top-k")) c->activation = SAE_BATCH_TOPK;
-    else { cJSON_Delete(j); return "SAE config metadata: activation is not relu, top-k or batch-top-k"; }
+    if (sae_activation_parse(a, &c->activation)) {
+        snprintf(msg, sizeof msg, "unknown SAE activation \"%.100s\" in the saev_sae_config metadata (expected one of " SAE_ACTIVATION_NAMES ")", a);
+        cJSON_Delete(j);
+        return msg;
+    }
     int64_t k = c->k, k_aux = c->k_aux, dead = c->dead_threshold_tokens, n_pref = c->n_prefixes;
     INT_KEY("k", 1, INT32_MAX, k);
     INT_KEY("k_aux", 0, INT32_MAX, k_aux);
