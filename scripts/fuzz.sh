@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [BUILD_DIR] [harness ...]      e.g. scripts/fuzz.sh build-fuzz config image
 # The fuzzers start from the committed seeds (tests/fuzz/corpus/<name>) and keep what they
 # learn in BUILD_DIR/fuzz-corpus/<name> (never in the repository). A crash, leak, hang
-# (FUZZ_TIMEOUT seconds per input, default 10, 60 for the store harness) or memory blow-up (FUZZ_RSS_MB, default
+# (FUZZ_TIMEOUT seconds per input, default 30, 60 for the store harness) or memory blow-up (FUZZ_RSS_MB, default
 # 2048) stops that harness, leaves the input in BUILD_DIR/fuzz-crashes/<name>/, and makes
 # the script exit 1 at the end: copy it to tests/fuzz/regressions/<name>/ with the fix, so
 # the normal test suite (fuzz_replay_<name>) replays it. Figures (executions, coverage)
@@ -29,7 +29,7 @@ for n in "${names[@]}"; do targets+=("fuzz_$n"); done
 declare -A max_len=([safetensors]=8192 [checkpoint]=8192 [image]=16384 [config]=8192 [store]=4096)
 # Per-input time limits: the store harness writes and reads real HDF5 files (tens of ms
 # each, seconds on a loaded shared machine at nice 19), the others parse memory.
-declare -A timeout=([store]=60)
+declare -A timeout=([store]=60)  # default 30: a loaded shared machine stalls nice-19 processes for seconds
 failed=()
 for n in "${names[@]}"; do
   corpus="$build/fuzz-corpus/$n" crashes="$build/fuzz-crashes/$n" logs="$build/fuzz-logs"
@@ -38,7 +38,7 @@ for n in "${names[@]}"; do
   extra=()
   [ -f "tests/fuzz/$n.dict" ] && extra+=("-dict=tests/fuzz/$n.dict")
   if ! nice -n 19 "${FUZZ_BIN:-$build/fuzz}/fuzz_$n" "$corpus" "tests/fuzz/corpus/$n" -max_total_time="$seconds" \
-      -max_len="${max_len[$n]:-8192}" -timeout="${FUZZ_TIMEOUT:-${timeout[$n]:-10}}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
+      -max_len="${max_len[$n]:-8192}" -timeout="${FUZZ_TIMEOUT:-${timeout[$n]:-30}}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
       -artifact_prefix="$crashes/" -print_final_stats=1 "${extra[@]}" >"$logs/$n.log" 2>&1; then
     failed+=("$n")
     echo "fuzz: $n FAILED: $(grep -m1 -E 'ERROR|SUMMARY' "$logs/$n.log" || true); inputs in $crashes" >&2
