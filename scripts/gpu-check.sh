@@ -29,7 +29,8 @@
 # preflight finds the machine's, e.g. in the Python environment's nvidia/*/lib, and links
 # them into the carry's libs folder), and Open MPI (the machine's libmpi.so.40 and mpirun;
 # Debian's Open MPI does not start there without its plugins). Without an mpirun on PATH,
-# one rank runs without it (MPI singleton) through a shim.
+# or when the machine's mpirun fails to start the carried worker, one rank runs without it
+# (MPI singleton) through a shim.
 # Exit status: 0 when every step passed, 1 when one failed, 2 when the preflight stopped.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -150,12 +151,17 @@ if [ -n "$still" ]; then
     done
     exit 2
 fi
-if ! command -v mpirun > /dev/null; then
-    # one rank without mpirun: the launcher runs `mpirun -np 1 WORKER ...`; run WORKER alone
+# One rank without mpirun: the launcher runs `mpirun -np 1 WORKER ...`; this shim runs
+# WORKER alone (MPI singleton). Used when the machine has no mpirun, or when the machine's
+# mpirun fails to start the carried worker.
+shim_mpirun() {
     mkdir -p "$WORK/shim"
     printf '#!/bin/sh\n# one rank without mpirun (MPI singleton): drop "-np 1"\n[ "$1" = -np ] && [ "$2" = 1 ] || { echo "gpu-check shim: only -np 1" >&2; exit 2; }\nshift 2\nexec "$@"\n' > "$WORK/shim/mpirun"
     chmod +x "$WORK/shim/mpirun"
     export PATH="$WORK/shim:$PATH"
+}
+if ! command -v mpirun > /dev/null; then
+    shim_mpirun
     echo "preflight: no mpirun here: one rank runs without it"
 else
     echo "preflight: mpirun $(command -v mpirun) ($(mpirun --version 2>&1 | head -1))"
@@ -213,7 +219,13 @@ train:
   sae: {d_sae: 12288, activation: top-k, k: 32}
 EOF
 step "make-model clip vit-b-16" 40 "$OUTDIR/make_model.log" "$SAEV" make-model --family clip --preset vit-b-16 --seed 0 --out "$WORK/model"
-step "saev activations (ViT-B/16 bf16, layer -2, fp16 store, 1 rank)" 50 "$OUTDIR/activations.log" "$SAEV" activations "$WORK/gpu.yaml" &&
+acts_ok=0
+step "saev activations (ViT-B/16 bf16, layer -2, fp16 store, 1 rank)" 50 "$OUTDIR/activations.log" "$SAEV" activations "$WORK/gpu.yaml" && acts_ok=1
+if [ $acts_ok = 0 ] && [ ! -x "$WORK/shim/mpirun" ] && grep -qi "mpirun\|orte\|prte\|pmix" "$OUTDIR/activations.log"; then
+    shim_mpirun # the machine's mpirun could not run the worker: once more, one rank without it (the store resumes)
+    step "saev activations, one rank without mpirun" 50 "$OUTDIR/activations-singleton.log" "$SAEV" activations "$WORK/gpu.yaml" && acts_ok=1
+fi
+[ $acts_ok = 1 ] &&
     step "saev inspect store" 10 "$OUTDIR/inspect.log" "$SAEV" inspect "$WORK/store" &&
     step "saev train --device cuda (top-k 32, 12,288 latents, batch 16,384, 30 steps, tf32)" 45 "$OUTDIR/train.log" \
         "$SAEV" train "$WORK/gpu.yaml" --device cuda
