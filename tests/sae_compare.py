@@ -41,6 +41,22 @@ def rel(a, b):
     den = np.linalg.norm(b)
     return np.linalg.norm(a - b) / (den if den > 0 else 1.0)
 
+U32 = 2.0 ** -24  # unit roundoff of float32
+
+def gamma(n, u=U32):
+    """Higham's gamma_n = n u / (1 - n u): the relative error bound of an n-term float sum
+    or dot product (Accuracy and Stability of Numerical Algorithms, 3.1 and 3.5)."""
+    return n * u / (1 - n * u)
+
+def vit_path_bound(blocks, k_max):
+    """How far two float32 forwards of the same ViT may drift apart in relative norm when
+    only the GEMM blocking differs (batch size, BLAS kernel chosen by shape or CPU): each
+    block runs 6 GEMMs (q/k/v, scores, attention x values, output projection, MLP up,
+    MLP down) with inner dimension <= k_max; first order, one gamma per GEMM on the path
+    (LayerNorm renormalizes, so no amplification is assumed across blocks), and either
+    side may be off by that much: a factor 2."""
+    return 2 * 6 * blocks * gamma(k_max)
+
 def worse(worst, e):
     """The larger error, NaN sticky: max() would drop a NaN (max(0.0, nan) is 0.0)."""
     return worst if np.isnan(worst) else e if (np.isnan(e) or e > worst) else worst

@@ -39,8 +39,8 @@ static void open_on_gpu(Vit *vit, const char *weights, const char *config) {
     spec.config_path = config;
     char err[2048];
     ck_assert_msg(vit_open(vit, &spec, err, sizeof err) == 0, "%s", err);
-    ck_assert_msg(vit_cuda_set_device(vit, VIT_DEVICE_CUDA, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(vit->device, VIT_DEVICE_CUDA);
+    ck_assert_msg(vit_cuda_set_device(vit, DEVICE_CUDA, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(vit->device, DEVICE_CUDA);
 }
 
 static void fill_nan(float *p, size_t n) {

@@ -34,6 +34,12 @@
 
 typedef enum { SAE_RELU = 0, SAE_TOPK, SAE_BATCH_TOPK } SaeActivation;
 
+/* The activations' names as configs and checkpoints spell them (sae_activation.c). */
+#define SAE_ACTIVATION_NAMES "relu|top-k|batch-top-k"
+const char *sae_activation_name(SaeActivation a);
+/* 0 and *out for a known name; -1 for any other. */
+int sae_activation_parse(const char *name, SaeActivation *out);
+
 typedef struct {
     int d_model;                  // d: input width
     int d_sae;                    // S: number of latents

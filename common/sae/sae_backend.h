@@ -29,14 +29,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device.h"
 #include "sae.h"
 #include "sae_step.h"
 
-typedef enum { SAE_DEVICE_CPU = 0, SAE_DEVICE_CUDA } SaeDevice;
+/* The SAE runs on a Device in a Precision (device.h). These aliases are the names
+ * sae_backend.c and common/cuda still spell; they go when that code takes device.h's. */
+typedef Device SaeDevice;
+typedef Precision SaePrecision;
+#define SAE_DEVICE_CPU DEVICE_CPU
+#define SAE_DEVICE_CUDA DEVICE_CUDA
+#define SAE_PREC_FP32 PRECISION_FP32
+#define SAE_PREC_TF32 PRECISION_TF32
+#define SAE_PREC_BF16 PRECISION_BF16
 /* Most SAEs one sweep steps on one batch. */
 #define SAE_SWEEP_MAX 64
-/* Values of cuda_util.h's CudaPrecision. */
-typedef enum { SAE_PREC_FP32 = 0, SAE_PREC_TF32, SAE_PREC_BF16 } SaePrecision;
 
 typedef struct {
     SaeDevice device;

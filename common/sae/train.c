@@ -19,6 +19,7 @@
  * (disk, decoding), not by the SAE.
  */
 #include "fsutil.h"
+#include "hash.h"
 #include "train.h"
 
 #include <errno.h>
@@ -65,8 +66,7 @@ static uint64_t member_hash(const TrainConfig *c) {
     t.metrics_every = 0;
     memset(&t.eval, 0, sizeof t.eval);
     char *yaml = cfg_dump(identity_schema(), &t);
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)yaml; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    uint64_t h = fnv1a64(FNV1A64_INIT, yaml, strlen(yaml));
     free(yaml);
     return h;
 }
@@ -213,18 +213,16 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, do
 static void trim_metrics(const char *path, int64_t keep_below) {
     FILE *f = fopen(path, "r");
     if (!f) return;
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
-    libcCheckPtr(o, tmp);
+    AtomicFile out;
+    atomic_file_open_or_die(&out, path);
+    FILE *o = out.f;
     char line[4096];
     while (fgets(line, sizeof line, f)) {
         long long s;
         if (sscanf(line, "{\"step\": %lld", &s) == 1 && s < keep_below) fputs(line, o);
     }
     fclose(f);
-    if (fclose(o) != 0) saev_fail("%s: write failed", tmp);
-    libcCheck(rename(tmp, path));
+    atomic_file_commit_or_die(&out);
 }
 
 /* metrics.json, the finished SAE's summary: the last metrics line's fields plus the run's
@@ -283,7 +281,7 @@ void train_run(const SaevConfig *cfgs, int K) {
         if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
         char err[512];
         if (sae_backend_create(&mb->be, &sc, local_max, &spec, err, sizeof err))
-            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, sae_device_name(spec.device), err);
+            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec.device), err);
         Sae *host = sae_backend_host(&mb->be);
         mb->dir = train_member_dir(cfgs, K, i);
         snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
@@ -343,8 +341,8 @@ void train_run(const SaevConfig *cfgs, int K) {
         clips[i] = cfgs[i].train.grad_clip;
     }
     log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s, device %s%s", K, K > 1 ? "s" : "", c0->data, d,
-             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", sae_device_name(spec.device),
-             spec.device == SAE_DEVICE_CUDA && spec.precision == SAE_PREC_TF32 ? " (tf32)" : "");
+             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", device_name(spec.device),
+             spec.device == DEVICE_CUDA && spec.precision == PRECISION_TF32 ? " (tf32)" : "");
     Progress prog;
     progress_start(&prog, "steps", T);
     progress_update(&prog, start);
