@@ -36,12 +36,12 @@
  *     mean_value  F32 [S]         NaN for latents that never fire
  *     max_value   F32 [S]         NaN for latents that never fire
  *     metadata (strings): format = "saev-visuals-1", checkpoint, store, layer (as
- *     configured, "null" when unset), block (the resolved ViT block), tokens, top_k,
+ *     configured, "null" when unset), tokens, top_k,
  *     n_rows, n_images, checkpoint_bytes (the checkpoint file's size), batch_size
  *
  *   OUT/index.json (written last: its presence means the folder is complete)
  *     {"format": "saev-visuals-1", "checkpoint": path, "store": path, "layer": int|null,
- *      "block": int, "tokens": "patches"|"all"|"cls", "top_k": int, "n_rows": int,
+ *      "store_layers": [blocks the store holds], "tokens": "patches"|"all"|"cls", "top_k": int, "n_rows": int,
  *      "n_images": int, "d_model": int, "d_sae": int, "activation": "relu"|"top-k"|
  *      "batch-top-k", "k": int (top-k variants), "has_patch_labels": bool,
  *      "grid": [rows, cols] (patch grid), "image_size": [h, w] (the model's input),
@@ -111,6 +111,7 @@
 
 /* The `visuals:` section of a config. */
 typedef struct {
+    int enabled;            // 1 when the config has a visuals: section (it is `none` by default)
     CfgList sae;            // CFG_STRING_LIST: checkpoints or run directories (as evaluate.sae)
     char *data;             // the activation store directory
     int64_t layer;          // store layer (CFG_UNSET_INT: the store's only one)
