@@ -32,7 +32,7 @@ void visuals_heat_pixel(const uint8_t *rgb, float a, float max_value, uint8_t *o
     if (a == 0) { memcpy(out, rgb, 3); return; }
     float t = max_value > 0 ? a / max_value : 0;
     t = t < 0 ? 0 : t > 1 ? 1 : t;
-    float alpha = 0.35f + 0.5f * t;
+    float alpha = 0.3f + 0.45f * t;
     int lo = t < 0.5f ? 0 : 1;
     float w = t < 0.5f ? t * 2 : (t - 0.5f) * 2;
     for (int c = 0; c < 3; c++) {

@@ -61,7 +61,7 @@
  *     <j>_heat.png  the same pixels with latent s's per-patch activations a_p overlaid:
  *                   patches with a_p == 0 keep the image's pixels exactly; a patch with
  *                   a_p != 0 gets t = clamp(a_p / max_value[s], 0, 1) (0 when max_value
- *                   <= 0), alpha = 0.35 + 0.5 t, colour c(t) linear between the stops
+ *                   <= 0), alpha = 0.3 + 0.45 t, colour c(t) linear between the stops
  *                   (0: 255,255,0) (0.5: 255,128,0) (1: 200,0,0), each channel
  *                   round((1 - alpha) * pixel + alpha * c) (visuals_heat_pixel).
  *     <j>_seg.png   segmentation stores only: every patch filled with the colour of its
