@@ -442,7 +442,19 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     float *x = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float)), *xs = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float));
     float *x_hat = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float)), *f = mallocCheck((size_t)(P > 0 ? P : 1) * S * sizeof(float));
     uint8_t *labels = m->has_patch_labels ? mallocCheck((size_t)P) : NULL;
-    int grid_h = 0, grid_w = 0, img_w = 0, img_h = 0, png_w = 0, png_h = 0;
+    /* The geometry index.json reports, from one image (rank 0 decodes it; the model's
+     * input has the same size for every image under a cropping pipeline). */
+    int sizes[6] = {0, 0, 0, 0, 0, 0}; /* grid h, w; image h, w; png h, w */
+    if (rank == 0) {
+        int w, h;
+        free(image_as_seen(is, p->store, n_pairs > 0 ? by_image[0].image : p->used[0], &w, &h));
+        int patch_px = P > 0 ? (int)lrint(sqrt((double)w * h / P)) : 0;
+        int uf = render_upscale(w, h);
+        sizes[0] = patch_px > 0 ? h / patch_px : 0, sizes[1] = patch_px > 0 ? w / patch_px : 0;
+        sizes[2] = h, sizes[3] = w, sizes[4] = h * uf, sizes[5] = w * uf;
+    }
+    mpiCheck(MPI_Bcast(sizes, 6, MPI_INT, 0, comm));
+    int grid_h = 0, grid_w = 0;
     Progress prog;
     progress_start(&prog, "images", u1 - u0);
     for (int64_t u = u0; u < u1; u++) {
@@ -459,7 +471,6 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         }
         if (labels) store_read_patch_labels(p->store, pos, 1, labels);
         int uf = render_upscale(w, h), W = w * uf, H = h * uf;
-        img_w = w, img_h = h, png_w = W, png_h = H;
         uint8_t *plain = mallocCheck((size_t)W * H * 3), *pix = mallocCheck((size_t)W * H * 3);
         render_plain(rgb, w, h, uf, plain);
         float *a = mallocCheck((size_t)(P > 0 ? P : 1) * sizeof(float));
@@ -487,9 +498,6 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     progress_finish(&prog);
     if (src) data_source_close(src);
 
-    /* Sizes come from whichever rank rendered an image; they are the same for all. */
-    int sizes[6] = {grid_h, grid_w, img_h, img_w, png_h, png_w};
-    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, sizes, 6, MPI_INT, MPI_MAX, comm));
     if (size > 1 && n_pairs > 0 && P > 0) /* each slot was written by one rank, zeros elsewhere: the sum is exact */
         mpiCheck(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : patch, patch, n_pairs * P, MPI_FLOAT, MPI_SUM, 0, comm));
 
