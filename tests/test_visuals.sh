@@ -36,7 +36,7 @@ activations: {out: store, batch_size: 8, dtype: float32}
 YAML
 "$S" activations acts.yaml > acts.log 2>&1 || { cat acts.log; fail "activations"; }
 "$S" activations acts.yaml --set data.kind=ade20k --set data.root=data/segmentation --set data.split=training \
-  --set activations.out=segstore > acts2.log 2>&1 || { cat acts2.log; fail "segmentation activations"; }
+  --set data.patch_label=prefer-fg --set activations.out=segstore > acts2.log 2>&1 || { cat acts2.log; fail "segmentation activations"; }
 $PY "$CHECK" make-saes store saes
 
 # batch_size 40 rows = 2 images of 16 patches per batch: several batches per rank.

@@ -487,7 +487,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
                 render_write_png(path, pix, W, H);
             }
             if (labels) {
-                render_seg(W, H, grid_h, grid_w, labels, pix);
+                render_seg(plain, W, H, grid_h, grid_w, labels, pix);
                 snprintf(path, sizeof path, "%s/latents/%d/%d_seg.png", out, s, j);
                 render_write_png(path, pix, W, H);
             }

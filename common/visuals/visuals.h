@@ -64,9 +64,10 @@
  *                   <= 0), alpha = 0.3 + 0.45 t, colour c(t) linear between the stops
  *                   (0: 255,255,0) (0.5: 255,128,0) (1: 200,0,0), each channel
  *                   round((1 - alpha) * pixel + alpha * c) (visuals_heat_pixel).
- *     <j>_seg.png   segmentation stores only: every patch filled with the colour of its
- *                   store `patch_labels` value (visuals_label_colour: 0 black, others a
- *                   fixed hashed palette), same size as <j>.png.
+ *     <j>_seg.png   segmentation stores only: <j>.png with each patch's store
+ *                   `patch_labels` value l shown: l = 0 (unlabelled) keeps the pixels, any
+ *                   other l gives (pixel + 3 c + 2) / 4 per channel (integer division), c
+ *                   its colour (visuals_label_colour: a fixed hashed palette).
  *     latent.json   {"latent": s, "freq", "mean_value", "max_value" (null when NaN),
  *                    "grid": [rows, cols], "images": [{"rank": j, "image": store
  *                    position, "image_index": data set index, "label": class (-1: none),
@@ -142,7 +143,7 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm);
 
 /* The overlay of one pixel (see <j>_heat.png above): pixel rgb[3] in, out[3]. */
 void visuals_heat_pixel(const uint8_t *rgb, float a, float max_value, uint8_t *out);
-/* The colour of patch label l in <j>_seg.png. */
+/* The colour of patch label l (> 0) in <j>_seg.png. */
 void visuals_label_colour(int label, uint8_t *out);
 
 #endif
