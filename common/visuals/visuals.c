@@ -455,6 +455,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     }
     mpiCheck(MPI_Bcast(sizes, 6, MPI_INT, 0, comm));
     int grid_h = 0, grid_w = 0;
+    double t_render = saev_now();
     Progress prog;
     progress_start(&prog, "images", u1 - u0);
     for (int64_t u = u0; u < u1; u++) {
@@ -497,6 +498,10 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     }
     progress_finish(&prog);
     if (src) data_source_close(src);
+    mpiCheck(MPI_Barrier(comm));
+    t_render = saev_now() - t_render;
+    log_info("visuals: rendered %d pictures (%" PRId64 " distinct images decoded) in %.2f s: %.1f images/s", n_pairs, n_unique, t_render,
+             t_render > 0 ? n_pairs / t_render : 0.0);
 
     if (size > 1 && n_pairs > 0 && P > 0) /* each slot was written by one rank, zeros elsewhere: the sum is exact */
         mpiCheck(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : patch, patch, n_pairs * P, MPI_FLOAT, MPI_SUM, 0, comm));
