@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "fsutil.h"
@@ -383,7 +385,7 @@ static void write_json_or_die(cJSON *j, const char *path) {
 /* Phase 3 for one SAE: PNGs of the rendered latents' top images on every rank, then
  * rank 0 writes the latent.json files, summary.svg and index.json. */
 static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae, const TopResult *t, const ImageSource *is,
-                       MPI_Comm comm) {
+                       int fresh, MPI_Comm comm) {
     int rank, size;
     mpiCheck(MPI_Comm_rank(comm, &rank));
     mpiCheck(MPI_Comm_size(comm, &size));
@@ -392,13 +394,14 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     int S = t->S, K = t->top_k, P = m->n_patches, d = p->d;
     int *rendered, n_rendered = choose_latents(c, t, &rendered);
 
-    /* Latents still to render (latent.json missing), decided by rank 0 for everyone. */
+    /* Latents still to render (all after a new pass, else those whose latent.json is
+     * missing), decided by rank 0 for everyone. */
     char *need = callocCheck((size_t)(n_rendered > 0 ? n_rendered : 1), 1);
     if (rank == 0) {
         for (int r = 0; r < n_rendered; r++) {
             char path[4400];
             snprintf(path, sizeof path, "%s/latents/%d/latent.json", out, rendered[r]);
-            need[r] = !file_exists(path);
+            need[r] = fresh || !file_exists(path);
             if (need[r]) {
                 snprintf(path, sizeof path, "%s/latents/%d", out, rendered[r]);
                 make_dirs_or_die(path);
@@ -656,6 +659,9 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
             latent_stats_free(&stats[i]);
             if (rank == 0) {
                 make_dirs_or_die(p.out_dir[i]);
+                char index[4400];
+                snprintf(index, sizeof index, "%s/index.json", p.out_dir[i]);
+                if (unlink(index) != 0 && errno != ENOENT) saev_libc_fail(__FILE__, __LINE__, "unlink", index); /* incomplete until rewritten */
                 run_meta(c, &p, i, meta);
                 char path[4400];
                 snprintf(path, sizeof path, "%s/top.safetensors", p.out_dir[i]);
@@ -666,7 +672,7 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
 
     ImageSource is;
     image_source_open(&is, p.store, data);
-    for (int i = 0; i < p.n_sae; i++) render_sae(c, &p, i, &saes[i], &tops[i], &is, comm);
+    for (int i = 0; i < p.n_sae; i++) render_sae(c, &p, i, &saes[i], &tops[i], &is, todo[i], comm);
     image_source_close(&is);
     mpiCheck(MPI_Barrier(comm));
 

@@ -99,7 +99,10 @@
  *
  * Resume: every file is written tmp + rename. A rerun finds top.safetensors matching the
  * run (metadata above) and skips the encode pass, and skips latents whose latent.json
- * exists; the result is the same bytes as an uninterrupted run.
+ * exists; the result is the same bytes as an uninterrupted run. When the pass is run
+ * (no top.safetensors, or one from other settings) index.json is removed first and every
+ * rendered latent is drawn again; folders of latents no longer rendered stay behind but
+ * are not listed in index.json.
  */
 #ifndef SAEV_VISUALS_H
 #define SAEV_VISUALS_H
