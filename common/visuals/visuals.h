@@ -85,12 +85,13 @@
  * Distribution: images are dealt to ranks in whole global batches of
  * max(1, batch_size / tokens-per-image) images (rank r: batches [r·nb/size,
  * (r+1)·nb/size)), so every row is encoded in the same batch whatever the rank count and
- * its f is bit for bit the same. Each rank keeps one top list per latent (O(S·top_k)),
+ * its f is bit for bit the same (given the same OpenBLAS thread count per rank: GEMM
+ * kernels may split work differently with other counts). Each rank keeps one top list per latent (O(S·top_k)),
  * the counts, maxima and exact value sums (integer superaccumulators); the lists merge
  * with a commutative MPI reduction under the total order (score desc, image asc), the
  * sums as integers, so 1 rank and N ranks write byte-identical top.safetensors. Then the
- * rendered latents' top images are dealt to ranks (each decoded once however many
- * latents show it), their patch rows re-encoded, the PNGs written by their rank, and
+ * rendered latents' top images are dealt to ranks (per SAE, each decoded once however
+ * many latents show it), their patch rows re-encoded, the PNGs written by their rank, and
  * the per-patch values gathered to rank 0 for the JSON files.
  *
  * Images are re-read from the data set recorded in the store's config attribute (its
