@@ -40,6 +40,7 @@ echo "demo: done. Outputs under demo/: store/ (activations), runs/sae/<i>/ (chec
 echo "Visuals: demo/runs/sae/<i>/visuals/: summary.svg (frequency and mean value of every latent),"
 echo "  latents/<s>/<j>.png and <j>_heat.png (latent s's top images and where it fires), index.json. For example:"
 for v in demo/runs/sae/*/visuals; do
-  first=$(ls "$v/latents" 2>/dev/null | sort -n | head -1)
-  echo "  $v/summary.svg  $v/latents/$first/0_heat.png"
+  # the rendered latent with the most top images (then the most frequent)
+  best=$(/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); l = max(d["latents"], key=lambda e: (e["n_images"], e["freq"])); print(l["latent"])' "$v/index.json")
+  echo "  $v/summary.svg  $v/latents/$best/0_heat.png ($v/latents/$best/ holds its top images)"
 done
