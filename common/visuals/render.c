@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "visuals.h"
@@ -69,6 +70,14 @@ void render_seg(const uint8_t *plain, int W, int H, int grid_h, int grid_w, cons
             visuals_label_colour(label, c);
             for (int k = 0; k < 3; k++) out[o + k] = (uint8_t)((plain[o + k] + 3 * c[k] + 2) / 4); /* 3/4 colour, rounded */
         }
+}
+
+int render_link(const char *existing, const char *path) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    if (link(existing, tmp) != 0) return -1;
+    if (rename(tmp, path) != 0) { unlink(tmp); return -1; }
+    return 0;
 }
 
 void render_write_png(const char *path, const uint8_t *rgb, int W, int H) {

@@ -478,13 +478,17 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         uint8_t *plain = mallocCheck((size_t)W * H * 3), *pix = mallocCheck((size_t)W * H * 3);
         render_plain(rgb, w, h, uf, plain);
         float *a = mallocCheck((size_t)(P > 0 ? P : 1) * sizeof(float));
+        char first_plain[4400] = "";
         for (int64_t k = first[u]; k < first[u + 1]; k++) {
             int s = by_image[k].s, j = by_image[k].j;
             char path[4400];
             for (int q = 0; q < P; q++) a[q] = f[(size_t)q * S + s];
             memcpy(patch + (size_t)pair_slot[k] * P, a, (size_t)P * sizeof(float));
             snprintf(path, sizeof path, "%s/latents/%d/%d.png", out, s, j);
-            render_write_png(path, plain, W, H);
+            /* The plain picture is the same for every latent that shows this image:
+             * encoded once, then hard-linked (written again where links fail). */
+            if (k == first[u] || render_link(first_plain, path)) render_write_png(path, plain, W, H);
+            if (k == first[u]) snprintf(first_plain, sizeof first_plain, "%s", path);
             if (P > 0) {
                 render_heat(plain, W, H, grid_h, grid_w, a, t->max_value[s], pix);
                 snprintf(path, sizeof path, "%s/latents/%d/%d_heat.png", out, s, j);
