@@ -9,7 +9,7 @@
 #  3. every rendered <j>.png is `saev preprocess`'s model input upscaled, its latent.json
 #     patch values match float64, and <j>_heat.png follows visuals.h's formula pixel by
 #     pixel from them (zero patches untouched);
-#  4. a segmentation store's <j>_seg.png equals its patch_labels as colours;
+#  4. a segmentation store's <j>_seg.png is its patch_labels' colours over <j>.png (visuals.h);
 #  5. a run killed with SIGKILL, then rerun, and a rerun after deleting some outputs, end
 #     with the same bytes as the uninterrupted run;
 #  6. bad input (no store, a latent id past d_sae, a missing checkpoint) exits 2 naming
