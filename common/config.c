@@ -145,6 +145,20 @@ const CfgNode *cfg_node_child(const CfgNode *map, const char *key) {
     return i < 0 ? NULL : map->kids[i];
 }
 
+const CfgNode *cfg_doc_find(const CfgDoc *doc, const char *dotted) {
+    const CfgNode *n = doc->root;
+    char key[256];
+    for (const char *p = dotted; n && *p;) {
+        size_t len = strcspn(p, ".");
+        if (len >= sizeof key) return NULL;
+        memcpy(key, p, len);
+        key[len] = 0;
+        n = cfg_node_child(n, key);
+        p += len + (p[len] == '.');
+    }
+    return n;
+}
+
 // Fills err with "where: path: message" and returns -1.
 SAEV_PRINTF(6, 7)
 static int fail_at(CfgError *err, const char *file, int line, int col, const char *path, const char *fmt, ...) {
@@ -172,9 +186,9 @@ typedef struct {
     char **anchor_names; // [n_anchors]
     CfgNode **anchors;   // [n_anchors] nodes inside the tree being built
     int n_anchors;
-} Loader;
+} YamlReader;
 
-static int syntax_error(Loader *L) {
+static int syntax_error(YamlReader *L) {
     yaml_parser_t *p = &L->parser;
     if (p->error == YAML_READER_ERROR)
         return fail_at(L->err, L->name, 0, 0, NULL, "not valid UTF-8 text: %s at byte %zu", p->problem, p->problem_offset);
@@ -186,9 +200,9 @@ static int syntax_error(Loader *L) {
     return fail_at(L->err, L->name, line, col, NULL, "YAML syntax error: %s", p->problem ? p->problem : "unknown problem");
 }
 
-static int next_event(Loader *L, yaml_event_t *ev) { return yaml_parser_parse(&L->parser, ev) ? 0 : syntax_error(L); }
+static int next_event(YamlReader *L, yaml_event_t *ev) { return yaml_parser_parse(&L->parser, ev) ? 0 : syntax_error(L); }
 
-static void remember_anchor(Loader *L, const yaml_char_t *anchor, CfgNode *n) {
+static void remember_anchor(YamlReader *L, const yaml_char_t *anchor, CfgNode *n) {
     if (!anchor) return;
     L->anchor_names = reallocCheck(L->anchor_names, (size_t)(L->n_anchors + 1) * sizeof *L->anchor_names);
     L->anchors = reallocCheck(L->anchors, (size_t)(L->n_anchors + 1) * sizeof *L->anchors);
@@ -197,7 +211,7 @@ static void remember_anchor(Loader *L, const yaml_char_t *anchor, CfgNode *n) {
 }
 
 // Builds the node at `path` that starts with *ev (a scalar, alias or collection start). NULL on error.
-static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path) {
+static CfgNode *load_node(YamlReader *L, yaml_event_t *ev, const char *path) {
     int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
     CfgNode *n = NULL;
     if (ev->type == YAML_ALIAS_EVENT) {
@@ -270,7 +284,7 @@ fail:
 
 // Parses one YAML document of any shape into *root (NULL for an empty stream). 0 or -1.
 static int parse_any(const char *text, size_t len, const char *name, CfgNode **root, CfgError *err) {
-    Loader L = {.name = name, .err = err};
+    YamlReader L = {.name = name, .err = err};
     *root = NULL;
     if (!yaml_parser_initialize(&L.parser)) saev_fail("out of memory creating a YAML parser");
     yaml_parser_set_input_string(&L.parser, (const unsigned char *)text, len);
@@ -323,20 +337,11 @@ CfgDoc *cfg_parse_string(const char *text, const char *name, CfgError *err) {
 
 CfgDoc *cfg_parse_file(const char *path, CfgError *err) {
     memset(err, 0, sizeof *err);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err->msg, sizeof err->msg, "%s: cannot open the config: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t len = 0, cap = 4096, got;
-    char *text = mallocCheck(cap);
-    while ((got = fread(text + len, 1, cap - len - 1, f)) > 0)
-        if ((len += got) + 1 == cap) text = reallocCheck(text, cap *= 2);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(text);
-        snprintf(err->msg, sizeof err->msg, "%s: cannot read the config", path);
+    size_t len;
+    char why[sizeof err->msg - 32];
+    char *text = read_file(path, &len, why, sizeof why);
+    if (!text) {
+        snprintf(err->msg, sizeof err->msg, "cannot read the config %s", why);
         return NULL;
     }
     text[len] = 0;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "dtype.h"
 
 /* A header larger than this is not a real file: real headers are kilobytes. */
@@ -305,10 +306,9 @@ int st_writer_write(const StWriter *w, const char *path, char *err, size_t errle
     cJSON_Delete(root);
     if (!json) return fail(err, errlen, path, "out of memory");
     size_t jlen = strlen(json), padded = (jlen + 7) & ~(size_t)7; /* 8-byte aligned data, as safetensors does */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { free(json); return fail(err, errlen, path, "cannot create %s: %s", tmp, strerror(errno)); }
+    AtomicFile out;
+    if (atomic_file_open(&out, path, err, errlen)) { free(json); return -1; }
+    FILE *f = out.f;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(((uint64_t)padded >> (8 * i)) & 0xff);
     int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(json, 1, jlen, f) == jlen;
@@ -318,16 +318,12 @@ int st_writer_write(const StWriter *w, const char *path, char *err, size_t errle
         uint64_t nb = writer_nbytes(&w->tensors[i]);
         ok = nb == 0 || fwrite(w->tensors[i].data, 1, nb, f) == nb;
     }
-    int e = errno;
-    if (fflush(f) != 0) { ok = 0; e = errno; }
-    if (ok && fsync(fileno(f)) != 0) { ok = 0; e = errno; }
-    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) e = errno;
-        unlink(tmp);
+    if (!ok) {
+        int e = errno;
+        atomic_file_abort(&out);
         return fail(err, errlen, path, "write failed: %s", strerror(e));
     }
-    return 0;
+    return atomic_file_commit(&out, err, errlen);
 }
 
 void st_writer_write_or_die(const StWriter *w, const char *path) {

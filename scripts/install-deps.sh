@@ -8,6 +8,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake pkg-config
+  # scripts/gpu-check.sh --collect-libs: the carried programs find their libraries through rpath
+  patchelf
   # MPI, parallel HDF5 and its command-line tools
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   # libraries the C code links

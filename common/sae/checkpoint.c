@@ -11,13 +11,12 @@
 #include "check.h"
 #include "safetensors.h"
 
-static const char *act_name(SaeActivation a) { return a == SAE_RELU ? "relu" : a == SAE_TOPK ? "top-k" : "batch-top-k"; }
 
 char *sae_config_to_json(const SaeConfig *c, float data_scale) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "d_model", c->d_model);
     cJSON_AddNumberToObject(j, "d_sae", c->d_sae);
-    cJSON_AddStringToObject(j, "activation", act_name(c->activation));
+    cJSON_AddStringToObject(j, "activation", sae_activation_name(c->activation));
     cJSON_AddNumberToObject(j, "k", c->k);
     cJSON_AddNumberToObject(j, "l1_coeff", c->l1_coeff);
     cJSON_AddNumberToObject(j, "momentum", c->momentum);
@@ -50,7 +49,13 @@ const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_sca
     sae_config_default(c, d, v->valueint);
     const char *a = cJSON_GetStringValue(cJSON_GetObjectItem(j, "activation"));
     if (!a) { cJSON_Delete(j); return "SAE config metadata lacks activation"; }
-    c->activation = !strcmp(a, "relu") ? SAE_RELU : !strcmp(a, "top-k") ? SAE_TOPK : SAE_BATCH_TOPK;
+    if (sae_activation_parse(a, &c->activation)) {
+        /* Thread-local: the message outlives this call and names what the file holds. */
+        static _Thread_local char msg[256];
+        snprintf(msg, sizeof msg, "unknown SAE activation \"%.100s\" in the saev_sae_config metadata (expected one of " SAE_ACTIVATION_NAMES ")", a);
+        cJSON_Delete(j);
+        return msg;
+    }
     if (NUM("k")) c->k = v->valueint;
     if (NUM("l1_coeff")) c->l1_coeff = (float)v->valuedouble;
     if (NUM("momentum")) c->momentum = (float)v->valuedouble;

@@ -575,7 +575,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         cJSON_AddNumberToObject(j, "n_images", (double)p->n_used);
         cJSON_AddNumberToObject(j, "d_model", sae->cfg.d_model);
         cJSON_AddNumberToObject(j, "d_sae", S);
-        cJSON_AddStringToObject(j, "activation", eval_activation_name(sae->cfg.activation));
+        cJSON_AddStringToObject(j, "activation", sae_activation_name(sae->cfg.activation));
         if (sae->cfg.activation != SAE_RELU) cJSON_AddNumberToObject(j, "k", sae->cfg.k);
         cJSON_AddBoolToObject(j, "has_patch_labels", m->has_patch_labels);
         int pairs_of[3][2] = {{sizes[0], sizes[1]}, {sizes[2], sizes[3]}, {sizes[4], sizes[5]}};
@@ -651,7 +651,7 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
             latent_stats_init(&stats[i], saes[i].cfg.d_sae, K);
             n_todo++;
         }
-        log_info("visuals: %s (%s, d_sae %d, data_scale %g) -> %s", p.ckpt[i], eval_activation_name(saes[i].cfg.activation),
+        log_info("visuals: %s (%s, d_sae %d, data_scale %g) -> %s", p.ckpt[i], sae_activation_name(saes[i].cfg.activation),
                  saes[i].cfg.d_sae, saes[i].data_scale, p.out_dir[i]);
     }
     if (n_todo) {
