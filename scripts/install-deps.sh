@@ -21,6 +21,8 @@ PACKAGES=(
   slurm-wlm munge
   # the demo data set: real photos and Fashion-MNIST, all from Debian's archive
   dataset-fashion-mnist python3-skimage python3-sklearn mate-backgrounds
+  # hardening: libFuzzer harnesses and the sanitizer build (make fuzz, make test-asan)
+  clang-14 libclang-rt-14-dev llvm-14
 )
 # The benchmark peer (PyTorch CPU) is large; install it only when asked.
 if [ "${SAEV_BENCH_DEPS:-0}" = 1 ]; then PACKAGES+=(python3-torch); fi

@@ -25,7 +25,7 @@ def load(path):
 
 def save(path, tensors, meta=None):
     """Writes float32 tensors as safetensors (data 8-byte aligned, as the C writer does),
-    with string metadata when given."""
+    with the string dict meta as __metadata__ when given."""
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
         b = np.ascontiguousarray(a, dtype="<f4").tobytes()

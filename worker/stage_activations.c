@@ -165,6 +165,9 @@ int stage_activations(int argc, char **argv) {
     meta.saev_version = SAEV_VERSION;
     meta.config_yaml = config_yaml;
 
+    /* One run per store: a second `saev activations` into the same folder stops here,
+     * naming the first; rank 0 holds the lock for the job's lifetime. */
+    if (rank == 0) lock_output_dir_or_die(c->activations.out, "saev activations");
     Store *store = store_open_write(c->activations.out, &meta, (int)c->activations.resume, 1);
     if (rank == 0) cfg_write_resolved(&saev_config_schema, c, c->activations.out);
     /* Work is dealt in whole global batches (images [k*B, (k+1)*B)), balanced contiguous

@@ -206,7 +206,7 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, do
             "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, \"loader_tokens_per_s\": %.6g}\n",
             (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->nmse_uncentered, m->explained_variance, 100.0 * m->dead_frac, m->lr,
             m->grad_norm, tokens_per_s, loader_tokens_per_s);
-    if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
+    if (ferror(f) | (fclose(f) != 0)) saev_fail("%s: write failed: %s", mb->metrics, strerror(errno));
 }
 
 /* On resume, drop metrics lines the killed run wrote after its last saved step. */
@@ -260,6 +260,9 @@ void train_run(const SaevConfig *cfgs, int K) {
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
+    /* One run per output: a second `saev train` into the same folder stops here, naming
+     * the first; rank 0 holds the lock for the job's lifetime. */
+    if (rank == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
     DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
