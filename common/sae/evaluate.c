@@ -31,7 +31,7 @@
 #define F(type_, key_, def_, min_, max_, help_) \
     {.key = #key_, .type = type_, .offset = offsetof(EvaluateConfig, key_), .def = def_, .min = min_, .max = max_, .help = help_}
 static const CfgField evaluate_fields[] = {
-    F(CFG_STRING_LIST, sae, "[]", 1, 0, "SAE checkpoints (sae.safetensors) or run directories (every sae.safetensors under them)"),
+    F(CFG_STRING_LIST, sae, "[]", 1, 0, "SAE checkpoints (sae.safetensors, or saev's sae.pt) or run directories (every sae.safetensors and sae.pt under them)"),
     F(CFG_STRING, data, CFG_UNSET, 1, 0, "held-out activations: safetensors file with `activations` [N,d], or a store directory"),
     F(CFG_INT, layer, CFG_UNSET, -1e6, 1e6, "store: ViT block as recorded in the store's `layers` (negative counts from the ViT's end); unset: the store's only layer"),
     {.key = "tokens", .type = CFG_STRING, .offset = offsetof(EvaluateConfig, tokens), .def = "patches", .min = 1, .max = 0,
@@ -176,7 +176,7 @@ static void strlist_push(StrList *l, const char *s) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Every file named sae.safetensors under dir (any depth), appended to out. */
+/* Every file named sae.safetensors or sae.pt (saev's) under dir (any depth), appended to out. */
 static void find_checkpoints(const char *dir, StrList *out) {
     DIR *dp = opendir(dir);
     if (!dp) saev_usage_fail("evaluate.sae: %s: cannot read the directory: %s", dir, strerror(errno));
@@ -197,7 +197,7 @@ static void find_checkpoints(const char *dir, StrList *out) {
         struct stat sb;
         if (stat(p, &sb) == 0) {
             if (S_ISDIR(sb.st_mode)) find_checkpoints(p, out);
-            else if (S_ISREG(sb.st_mode) && !strcmp(names.v[i], "sae.safetensors")) strlist_push(out, p);
+            else if (S_ISREG(sb.st_mode) && (!strcmp(names.v[i], "sae.safetensors") || !strcmp(names.v[i], "sae.pt"))) strlist_push(out, p);
         }
         free(p);
         free(names.v[i]);
@@ -207,16 +207,10 @@ static void find_checkpoints(const char *dir, StrList *out) {
 
 /* d_model of a checkpoint from its metadata; exits naming the file when it is not one. */
 static int checkpoint_d_model(const char *path) {
-    SafeTensors st;
-    char err[1024];
-    if (st_open(&st, path, err, sizeof err)) saev_usage_fail("evaluate.sae: %s", err);
-    const char *meta = st_meta(&st, "saev_sae_config");
-    if (!meta) saev_usage_fail("evaluate.sae: %s: not an SAE checkpoint (no saev_sae_config metadata)", path);
     SaeConfig c;
     float scale;
-    const char *bad = sae_config_from_json(meta, &c, &scale);
-    if (bad) saev_usage_fail("evaluate.sae: %s: %s", path, bad);
-    st_close(&st);
+    char err[1024];
+    if (sae_checkpoint_read_config(path, &c, &scale, err, sizeof err)) saev_usage_fail("evaluate.sae: %s", err);
     return c.d_model;
 }
 
@@ -274,6 +268,9 @@ void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
             if (!buf[0]) snprintf(buf, sizeof buf, "/");
         }
         plan->out_dir[i] = strdupCheck(buf);
+        for (int j = 0; j < i; j++) /* e.g. a saev sae.pt beside its imported sae.safetensors */
+            if (!strcmp(plan->out_dir[i], plan->out_dir[j]))
+                saev_usage_fail("evaluate.sae: %s and %s would both write %s/eval.json; list one of them, or set evaluate.out", ckpts.v[j], ckpts.v[i], buf);
     }
 }
 
