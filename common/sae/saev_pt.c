@@ -31,6 +31,7 @@
 
 #include "check.h"
 #include "checkpoint.h"
+#include "fsutil.h"
 
 #define MAX_HEADER_BYTES (1 << 20) /* saev's header is a few hundred bytes */
 #define PT_MAX_DIMS 8
@@ -737,6 +738,13 @@ void saev_pt_import(const char *path, const char *out_path, float data_scale) {
     Sae sae;
     saev_pt_load(&sae, path, 1);
     sae.data_scale = data_scale;
+    const char *slash = strrchr(out_path, '/');
+    if (slash && slash != out_path) { /* the output's folder, once the input has been read */
+        char *dir = strdupCheck(out_path);
+        dir[slash - out_path] = 0;
+        make_dirs_or_die(dir);
+        free(dir);
+    }
     /* saev's header line, verbatim, and which era it was read as: provenance. */
     const char *keys[2] = {"saev_header", "saev_era"}, *values[2] = {pt.header, pt.era};
     sae_checkpoint_write_meta(&sae, out_path, 0, keys, values, 2);
