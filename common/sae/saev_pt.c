@@ -717,17 +717,22 @@ out:
     return rc;
 }
 
+/* A new Sae holding pt's config and weights. */
+static void sae_from_pt(Sae *sae, const SaevPt *pt, int max_batch) {
+    sae_create(sae, &pt->cfg, max_batch);
+    size_t d = (size_t)pt->cfg.d_model, S = (size_t)pt->cfg.d_sae;
+    memcpy(sae->p.w_enc, pt->w_enc, sizeof(float) * d * S);
+    memcpy(sae->p.b_enc, pt->b_enc, sizeof(float) * S);
+    memcpy(sae->p.w_dec, pt->w_dec, sizeof(float) * S * d);
+    memcpy(sae->p.b_dec, pt->b_dec, sizeof(float) * d);
+    sae->threshold = pt->threshold;
+}
+
 void saev_pt_load(Sae *sae, const char *path, int max_batch) {
     SaevPt pt;
     char err[1024];
     if (saev_pt_read(path, &pt, err, sizeof err)) saev_usage_fail("%s", err);
-    sae_create(sae, &pt.cfg, max_batch);
-    size_t d = (size_t)pt.cfg.d_model, S = (size_t)pt.cfg.d_sae;
-    memcpy(sae->p.w_enc, pt.w_enc, sizeof(float) * d * S);
-    memcpy(sae->p.b_enc, pt.b_enc, sizeof(float) * S);
-    memcpy(sae->p.w_dec, pt.w_dec, sizeof(float) * S * d);
-    memcpy(sae->p.b_dec, pt.b_dec, sizeof(float) * d);
-    sae->threshold = pt.threshold;
+    sae_from_pt(sae, &pt, max_batch);
     saev_pt_free(&pt);
 }
 
@@ -736,7 +741,7 @@ void saev_pt_import(const char *path, const char *out_path, float data_scale) {
     char err[1024];
     if (saev_pt_read(path, &pt, err, sizeof err)) saev_usage_fail("%s", err);
     Sae sae;
-    saev_pt_load(&sae, path, 1);
+    sae_from_pt(&sae, &pt, 1);
     sae.data_scale = data_scale;
     const char *slash = strrchr(out_path, '/');
     if (slash && slash != out_path) { /* the output's folder, once the input has been read */
