@@ -27,26 +27,14 @@ centring subtraction, in any summation order. Cases are drawn until every select
 (ReLU sign, top-k rank k vs k+1, threshold) is decided by more than the bound, so the
 active sets must agree exactly. Malformed files for the refusal checks are written too.
 """
-import collections, dataclasses, io, json, os, pickle, struct, sys, zipfile
+import collections, dataclasses, io, json, os, sys, zipfile
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sae_compare import save  # noqa: E402
+
 U = 2.0 ** -24
-
-
-def save_ref(path, tensors):
-    """safetensors with F32 / F64 tensors (the dtype of each numpy array)."""
-    header, off, blobs = {}, 0, []
-    for k, a in tensors.items():
-        dt = "F64" if a.dtype == np.float64 else "F32"
-        b = np.ascontiguousarray(a, dtype="<f8" if dt == "F64" else "<f4").tobytes()
-        header[k] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    hb = json.dumps(header).encode()
-    hb += b" " * (-len(hb) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
 
 
 # ---- preprint: saev@97b00d9 saev/config.py SparseAutoencoder, saev/nn.py ----------------
@@ -242,7 +230,7 @@ def make_case(out, name, era, kind, d, S, k=0, B=40, center=False, threshold=Non
         ref.update(x=x, f_ref=f, tol=tol)
         if threshold is not None:
             ref["threshold"] = np.array([threshold], np.float32)
-        save_ref(f"{out}/{name}.ref.safetensors", ref)
+        save(f"{out}/{name}.ref.safetensors", ref, keep_f64=True)
         return sae
     raise SystemExit(f"{name}: no draw with every selection decided by more than the bound")
 

@@ -53,15 +53,13 @@ P_DIR=$($PY "$CHK" preprint "$(one_dir "$T/f/saev/shards")" "$T/pre/shards")
 $PY "$CHK" same-acts "$T/folder" "$T/pre-imported"
 
 echo "4. bad input:"
-set +e
-out=$("$S" export-saev "$T/seg" "$T/c/shards" 2>&1); rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "saev/shards" <<<"$out" && [ ! -e "$T/c" ] || { echo "FAIL: SHARDS_ROOT not ending in saev/shards: rc $rc: $out"; exit 1; }
-echo "  export-saev to .../c/shards: exit 2"
+refused() { # what, phrase, path that must not appear, command...
+  local what=$1 phrase=$2 absent=$3; shift 3
+  set +e; out=$("$@" 2>&1); rc=$?; set -e
+  [ $rc -eq 2 ] && grep -q "$phrase" <<<"$out" && [ ! -e "$absent" ] || { echo "FAIL: $what: rc $rc: $out"; exit 1; }
+  echo "  $what: exit 2"
+}
+refused "export-saev to .../c/shards" "saev/shards" "$T/c" "$S" export-saev "$T/seg" "$T/c/shards"
 rm "$P_DIR/acts000000.bin"
-set +e
-out=$("$S" import-saev "$P_DIR" "$T/pre-bad" 2>&1); rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "acts000000.bin" <<<"$out" && [ ! -e "$T/pre-bad" ] || { echo "FAIL: missing preprint shard: rc $rc: $out"; exit 1; }
-echo "  import-saev of a preprint directory without acts000000.bin: exit 2"
+refused "import-saev of a preprint directory without acts000000.bin" "acts000000.bin" "$T/pre-bad" "$S" import-saev "$P_DIR" "$T/pre-bad"
 echo "ok"
