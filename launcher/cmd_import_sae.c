@@ -38,10 +38,7 @@ int cmd_import_sae(int argc, char **argv) {
     SaevPt pt;
     char err[1024];
     if (saev_pt_read(in, &pt, err, sizeof err)) saev_usage_fail("import-sae: %s", err);
-    static const char *acts[] = {"relu", "top-k", "batch-top-k"};
-    printf("%s: saev %s format (schema %d): %s, d_model %d, %d latents, k %d, encoder input %s, threshold %g\n", in, pt.era, pt.schema,
-           acts[pt.cfg.activation], pt.cfg.d_model, pt.cfg.d_sae, pt.cfg.activation == SAE_RELU ? 0 : pt.cfg.k,
-           pt.cfg.center_input ? "x - b_dec" : "x", pt.threshold);
+    saev_pt_describe(&pt, in, stdout);
     saev_pt_free(&pt);
     saev_pt_import(in, out, data_scale);
     printf("imported %s into %s (data_scale %g)\n", in, out, data_scale);

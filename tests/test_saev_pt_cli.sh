@@ -6,6 +6,7 @@
 #     float32 rounding bound of the codes (saev_pt_write.py);
 #  2. `saev import-sae` writes a safetensors checkpoint whose eval.json is identical to
 #     the sae.pt's (every field but the checkpoint's name);
+#     `saev inspect` describes a sae.pt (era, activation, sizes, centring, threshold);
 #  3. bad input: each malformed file, a missing file and missing arguments exit 2 with a
 #     message naming the file and leave no output behind; a run directory holding a sae.pt
 #     beside its imported copy is refused (both would write the same eval.json).
@@ -55,6 +56,12 @@ for c in sys.argv[2:]:
     bad += not ok
 sys.exit(1 if bad else 0)
 PYEOF
+
+echo "inspect names the era and what it read:"
+"$S" inspect gen/preprint_relu.pt | grep -F "saev preprint format (schema 0): relu, d_model 24, 96 latents, encoder input x - b_dec" \
+  || { echo "FAIL: inspect of the preprint sae.pt"; exit 1; }
+"$S" inspect gen/current_batchtopk.pt | grep -F "saev current format (schema 5): batch-top-k, d_model 24, 96 latents, k 6, threshold 0.75, encoder input x" \
+  || { echo "FAIL: inspect of the current sae.pt"; exit 1; }
 
 echo "3. bad input:"
 expect_fail() { # name, expected phrase, command...

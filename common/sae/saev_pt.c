@@ -717,6 +717,15 @@ out:
     return rc;
 }
 
+void saev_pt_describe(const SaevPt *p, const char *path, FILE *out) {
+    static const char *acts[] = {"relu", "top-k", "batch-top-k"};
+    fprintf(out, "%s: saev %s format (schema %d): %s, d_model %d, %d latents", path, p->era, p->schema, acts[p->cfg.activation],
+            p->cfg.d_model, p->cfg.d_sae);
+    if (p->cfg.activation != SAE_RELU) fprintf(out, ", k %d", p->cfg.k);
+    if (p->cfg.activation == SAE_BATCH_TOPK) fprintf(out, ", threshold %g", p->threshold);
+    fprintf(out, ", encoder input %s\n  header: %s\n", p->cfg.center_input ? "x - b_dec" : "x", p->header);
+}
+
 /* A new Sae holding pt's config and weights. */
 static void sae_from_pt(Sae *sae, const SaevPt *pt, int max_batch) {
     sae_create(sae, &pt->cfg, max_batch);

@@ -20,6 +20,7 @@
 #define SAEV_SAE_SAEV_PT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "sae.h"
 
@@ -41,6 +42,9 @@ int saev_pt_detect(const char *path);
 /* Reads a sae.pt; 0, or -1 with a message naming the file and the problem in err. */
 int saev_pt_read(const char *path, SaevPt *out, char *err, size_t errlen);
 void saev_pt_free(SaevPt *p);
+/* One line on what was read (era, schema, activation, sizes, centring, threshold) and
+ * saev's header line. */
+void saev_pt_describe(const SaevPt *p, const char *path, FILE *out);
 /* Creates `sae` from a sae.pt for batches of max_batch rows; bad input ends the job
  * with the message (exit status 2). */
 void saev_pt_load(Sae *sae, const char *path, int max_batch);
