@@ -173,13 +173,20 @@ def current_dump(fpath, sae):
 
 
 # ---- the reference ----------------------------------------------------------------------
-def encode_ref(x, t, center, kind, k, threshold):
-    """float64 codes and their float32 rounding bound; None when a selection is too close."""
+def encode_ref(x, t, center, kind, k, threshold, mu=None, sigma=None):
+    """float64 codes and their float32 rounding bound; None when a selection is too close.
+    With mu, sigma the SAE sees (x - mu) / sigma, as the preprint's loader fed it."""
     x = x.astype(np.float64)
     W, be, bd = (t[n].astype(np.float64) for n in ("W_enc", "b_enc", "b_dec"))
-    xc = x - bd if center else x
+    xs = x if mu is None else (x - mu.astype(np.float64)) / float(sigma)
+    xc = xs - bd if center else xs
     h = xc @ W + be
     tol = 1.01 * (x.shape[1] + 2) * U * (np.abs(xc) @ np.abs(W) + np.abs(be))
+    if mu is not None:
+        # saev-c computes fl(x * fl(1/sigma)) and folds s*mu into the biases: at most
+        # 4 roundings per input element, of |x/sigma|, |mu/sigma| and |b_dec| at most
+        e = 4 * U * (np.abs(x / sigma) + np.abs(mu / sigma) + np.abs(bd))
+        tol = tol + 1.01 * (e @ np.abs(W))
     if kind == "relu" or (kind == "batch-top-k" and threshold <= 0):
         if (np.abs(h) <= tol).any():
             return None
@@ -207,7 +214,7 @@ def perturb_(sae, gen):
             p.add_(0.3 * torch.randn(p.shape, generator=gen))
 
 
-def make_case(out, name, era, kind, d, S, k=0, B=40, center=False, threshold=None, seed=0):
+def make_case(out, name, era, kind, d, S, k=0, B=40, center=False, threshold=None, seed=0, scaled=False):
     for attempt in range(200):
         gen = torch.Generator().manual_seed(1000 * seed + attempt)
         torch.manual_seed(1000 * seed + attempt)
@@ -220,12 +227,21 @@ def make_case(out, name, era, kind, d, S, k=0, B=40, center=False, threshold=Non
         if threshold is not None:
             sae.activation.threshold.fill_(threshold)
         t = {n: p.detach().contiguous().numpy().astype(np.float32) for n, p in sae.named_parameters()}
+        mu = sigma = None
+        if scaled:  # the preprint's scale_mean / scale_norm: a data mean and a norm scalar
+            mu = (torch.randn(d, generator=gen) * 3.0).numpy().astype(np.float32)
+            sigma = np.float32(2.5 + torch.rand(1, generator=gen).item())
         x = (torch.randn(B, d, generator=gen) * 2.0).numpy().astype(np.float32)
-        r = encode_ref(x, t, center, kind, k, threshold if threshold is not None else 0.0)
+        if scaled:
+            x = (x * sigma + mu).astype(np.float32)
+        r = encode_ref(x, t, center, kind, k, threshold if threshold is not None else 0.0, mu, sigma)
         if r is None:
             continue
         f, tol = r
         (preprint_dump if era == "preprint" else current_dump)(f"{out}/{name}.pt", sae)
+        if scaled:  # as saev's preprint loads them: torch.load(scale_mean), torch.load(scale_norm).item()
+            torch.save(torch.from_numpy(mu), f"{out}/{name}.mean.pt")
+            torch.save(torch.tensor(float(sigma)), f"{out}/{name}.scalar.pt")
         ref = dict(t)
         ref.update(x=x, f_ref=f, tol=tol)
         if threshold is not None:
@@ -272,6 +288,10 @@ def main():
     make_case(out, "current_batchtopk_untrained", "current", "batch-top-k", d, S, k=6, threshold=0.0, seed=5)
     # Matryoshka (saev objectives.Matryoshka): a TopK SAE trained under that objective
     make_case(out, "current_matryoshka_topk", "current", "top-k", d, S, k=8, seed=6)
+    # the preprint's data scaling (x - mean) / scalar, folded in by import-sae; and the same
+    # fold for an uncentred encoder
+    make_case(out, "preprint_relu_scaled", "preprint", "relu", d, S, center=True, seed=7, scaled=True)
+    make_case(out, "current_topk_scaled", "current", "top-k", d, S, k=6, seed=8, scaled=True)
     bad_files(out, f"{out}/current_topk.pt")
 
 

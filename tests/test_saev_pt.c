@@ -11,7 +11,10 @@
  *    original tensors: the same active latents and every value within the float32
  *    rounding bound the writer computed (see saev_pt_write.py);
  *  - `import-sae` (saev_pt_import) writes a safetensors checkpoint that encodes to the
- *    same bits and keeps saev's header line verbatim.
+ *    same bits and keeps saev's header line verbatim;
+ *  - SAEs trained on the preprint's (x - mean) / scalar (mean and scalar torch.save'd
+ *    beside them, as saev's scale_mean / scale_norm files; centred and uncentred
+ *    encoders): the import folds them in, and x * data_scale encodes to the numpy codes.
  * Malformed files (truncated, no header, unknown schema, tensor shapes that disagree with
  * the header, deflated entries, a pickle naming collections.Counter) are refused with a
  * message naming the file and the problem; through sae_checkpoint_load they exit 2.
@@ -38,16 +41,19 @@ typedef struct {
     int k;
     int center;
     float threshold; // what saev's eval compares against (0 = plain ReLU)
+    int scaled;      // trained on (x - mean) / scalar: CASE.mean.pt and CASE.scalar.pt beside it
 } Case;
 
 /* Expected configs: the arguments saev_pt_write.py's main() passes to make_case. */
 static const Case cases[] = {
-    {"preprint_relu", "preprint", SAE_RELU, 0, 1, 0.0f},
-    {"current_relu", "current", SAE_RELU, 0, 0, 0.0f},
-    {"current_topk", "current", SAE_TOPK, 6, 0, 0.0f},
-    {"current_batchtopk", "current", SAE_BATCH_TOPK, 6, 0, 0.75f},
-    {"current_batchtopk_untrained", "current", SAE_BATCH_TOPK, 6, 0, 0.0f},
-    {"current_matryoshka_topk", "current", SAE_TOPK, 8, 0, 0.0f},
+    {"preprint_relu", "preprint", SAE_RELU, 0, 1, 0.0f, 0},
+    {"current_relu", "current", SAE_RELU, 0, 0, 0.0f, 0},
+    {"current_topk", "current", SAE_TOPK, 6, 0, 0.0f, 0},
+    {"current_batchtopk", "current", SAE_BATCH_TOPK, 6, 0, 0.75f, 0},
+    {"current_batchtopk_untrained", "current", SAE_BATCH_TOPK, 6, 0, 0.0f, 0},
+    {"current_matryoshka_topk", "current", SAE_TOPK, 8, 0, 0.0f, 0},
+    {"preprint_relu_scaled", "preprint", SAE_RELU, 0, 1, 0.0f, 1},
+    {"current_topk_scaled", "current", SAE_TOPK, 6, 0, 0.0f, 1},
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 
@@ -76,6 +82,20 @@ static float *encode(const char *ckpt, const float *x, int B, int *S_out) {
     sae_destroy(&sae);
     *S_out = S;
     return f;
+}
+
+/* Same active latents as the float64 numpy codes and every value within its bound. */
+static void check_codes(const Case *c, const float *f, const double *f_ref, const double *tol, int B, int S) {
+    int64_t active = 0;
+    for (int64_t e = 0; e < (int64_t)B * S; e++) {
+        int on_ref = f_ref[e] != 0.0, on = f[e] != 0.0f;
+        ck_assert_msg(on == on_ref, "%s: row %lld latent %lld active %d, numpy says %d (h %g)", c->name, (long long)(e / S), (long long)(e % S), on, on_ref, f_ref[e]);
+        double diff = fabs((double)f[e] - f_ref[e]);
+        ck_assert_msg(diff <= tol[e], "%s: code [%lld] = %.9g, numpy %.9g, bound %.3g", c->name, (long long)e, f[e], f_ref[e], tol[e]); /* NaN fails */
+        active += on;
+    }
+    ck_assert_msg(active > 0, "%s: no latent active in the batch: the comparison would be empty", c->name);
+    if (c->activation == SAE_TOPK) ck_assert_int_eq(active, (int64_t)B * c->k);
 }
 
 START_TEST(test_case) {
@@ -108,25 +128,34 @@ START_TEST(test_case) {
     memcpy(f_ref, ref_tensor(&ref, "f_ref", ST_F64, (int64_t)B * S)->data, sizeof(double) * (size_t)B * S);
     memcpy(tol, ref_tensor(&ref, "tol", ST_F64, (int64_t)B * S)->data, sizeof(double) * (size_t)B * S);
 
+    /* The codes of the sae.pt itself (unscaled cases), then of its import, which folds in
+     * the preprint's scaling: saev-c feeds it x * data_scale, as evaluate does. */
     int S_got;
-    float *f = encode(pt_path, x, B, &S_got);
-    ck_assert_int_eq(S_got, S);
-    int64_t active = 0;
-    for (int64_t e = 0; e < (int64_t)B * S; e++) {
-        int on_ref = f_ref[e] != 0.0, on = f[e] != 0.0f;
-        ck_assert_msg(on == on_ref, "%s: row %lld latent %lld active %d, numpy says %d (h %g)", c->name, (long long)(e / S), (long long)(e % S), on, on_ref, f_ref[e]);
-        double diff = fabs((double)f[e] - f_ref[e]);
-        ck_assert_msg(diff <= tol[e], "%s: code [%lld] = %.9g, numpy %.9g, bound %.3g", c->name, (long long)e, f[e], f_ref[e], tol[e]); /* NaN fails */
-        active += on;
+    float *f = NULL;
+    if (!c->scaled) {
+        f = encode(pt_path, x, B, &S_got);
+        ck_assert_int_eq(S_got, S);
+        check_codes(c, f, f_ref, tol, B, S);
     }
-    ck_assert_msg(active > 0, "%s: no latent active in the batch: the comparison would be empty", c->name);
-    if (c->activation == SAE_TOPK) ck_assert_int_eq(active, (int64_t)B * c->k);
-
-    /* import-sae: the safetensors copy encodes to the same bits and keeps saev's header. */
+    float data_scale = 1.0f, *mean = NULL;
+    if (c->scaled) {
+        int64_t n;
+        float *sc = torch_tensor_read(gen_file(c->name, ".scalar.pt"), &n, err, sizeof err);
+        ck_assert_msg(sc && n == 1, "%s", err);
+        data_scale = (float)(1.0 / sc[0]);
+        free(sc);
+        mean = torch_tensor_read(gen_file(c->name, ".mean.pt"), &n, err, sizeof err);
+        ck_assert_msg(mean && n == d, "%s", err);
+    }
     const char *st_path = scratch_file("imported.safetensors");
-    saev_pt_import(pt_path, st_path, 1.0f);
-    float *f2 = encode(st_path, x, B, &S_got);
-    ck_assert_msg(!memcmp(f, f2, sizeof(float) * (size_t)B * S), "%s: the imported checkpoint encodes differently", c->name);
+    saev_pt_import(pt_path, st_path, data_scale, mean);
+    free(mean);
+    float *xs = mallocCheck(sizeof(float) * (size_t)B * d);
+    for (int64_t e = 0; e < (int64_t)B * d; e++) xs[e] = x[e] * data_scale;
+    float *f2 = encode(st_path, xs, B, &S_got);
+    free(xs);
+    check_codes(c, f2, f_ref, tol, B, S);
+    if (f) ck_assert_msg(!memcmp(f, f2, sizeof(float) * (size_t)B * S), "%s: the imported checkpoint encodes differently", c->name);
     SafeTensors imp;
     st_open_or_die(&imp, st_path);
     ck_assert_str_eq(st_meta(&imp, "saev_header"), pt.header);
@@ -140,7 +169,7 @@ START_TEST(test_case) {
     ck_assert_int_eq(c1.activation, c2.activation);
     ck_assert_int_eq(c1.center_input, c2.center_input);
     ck_assert_int_eq(c1.k, c2.k);
-    ck_assert(s1 == 1.0f && s2 == 1.0f);
+    ck_assert(s1 == 1.0f && s2 == data_scale);
 
     free(f);
     free(f2);

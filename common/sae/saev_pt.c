@@ -462,13 +462,9 @@ static int pickle_run(Pickle *m, const unsigned char *p, size_t n) {
 
 /* The float32 tensor `name` of the state dict, gathered into a fresh C-order array of
  * the expected shape (ndim entries of want). NULL when absent; -1 in *bad on error. */
-static float *gather(Pickle *m, const Zip *z, const char *prefix, int dict, const char *name, int ndim, const int64_t *want, int *bad) {
+static float *gather_tensor(Pickle *m, const Zip *z, const char *prefix, const Val *t, const char *name, int ndim, const int64_t *want, int *bad) {
     PtFile *f = m->f;
-    const Val *d = &m->vals[dict];
-    const Val *t = NULL;
-    for (int k = 0; k < d->n; k++)
-        if (!strcmp(m->vals[d->items[2 * k]].s, name)) t = &m->vals[d->items[2 * k + 1]];
-    if (!t) return NULL;
+    if (ndim > 2) { *bad = fail(f, "tensor %s: only 0-, 1- and 2-d tensors are read", name); return NULL; }
     char shape_txt[128] = "", want_txt[128] = "";
     for (int k = 0; k < t->n; k++) snprintf(shape_txt + strlen(shape_txt), sizeof shape_txt - strlen(shape_txt), "%s%lld", k ? ", " : "", (long long)t->shape[k]);
     for (int k = 0; k < ndim; k++) snprintf(want_txt + strlen(want_txt), sizeof want_txt - strlen(want_txt), "%s%lld", k ? ", " : "", (long long)want[k]);
@@ -495,6 +491,14 @@ static float *gather(Pickle *m, const Zip *z, const char *prefix, int dict, cons
         for (int64_t a = 0; a < want[0]; a++)
             for (int64_t b = 0; b < want[1]; b++) memcpy(out + a * want[1] + b, src + 4 * (t->offset + a * t->stride[0] + b * t->stride[1]), 4);
     return out;
+}
+
+static float *gather(Pickle *m, const Zip *z, const char *prefix, int dict, const char *name, int ndim, const int64_t *want, int *bad) {
+    const Val *d = &m->vals[dict];
+    const Val *t = NULL;
+    for (int k = 0; k < d->n; k++)
+        if (!strcmp(m->vals[d->items[2 * k]].s, name)) t = &m->vals[d->items[2 * k + 1]];
+    return t ? gather_tensor(m, z, prefix, t, name, ndim, want, bad) : NULL;
 }
 
 /* ---- header -------------------------------------------------------------------------- */
@@ -635,21 +639,68 @@ void saev_pt_free(SaevPt *p) {
     memset(p, 0, sizeof *p);
 }
 
-int saev_pt_read(const char *path, SaevPt *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    PtFile f = {.path = path, .err = err, .errlen = errlen};
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return saev_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+/* The zip archive at f->zip_base and its data.pkl run: the top value's index, or -1.
+ * prefix gets the archive's folder ("archive/"). */
+static int archive_pickle(PtFile *f, Zip *z, Pickle *m, char *prefix, size_t prefix_len) {
+    if (zip_read(f, z)) return -1;
+    const ZipEntry *pkl = NULL;
+    for (int i = 0; i < z->n; i++) {
+        const char *slash = strchr(z->e[i].name, '/');
+        if (slash && !strcmp(slash, "/data.pkl")) pkl = &z->e[i];
+    }
+    if (!pkl) return fail(f, "the torch.save archive has no <archive>/data.pkl");
+    size_t lp = (size_t)(strchr(pkl->name, '/') - pkl->name) + 1;
+    if (lp >= prefix_len) return fail(f, "archive name too long");
+    memcpy(prefix, pkl->name, lp);
+    prefix[lp] = 0;
+    const ZipEntry *bo = zip_find(z, prefix, "byteorder");
+    if (bo && !(bo->size == 6 && !memcmp(bo->data, "little", 6))) return fail(f, "tensors are stored big-endian (%sbyteorder); only little-endian is read", prefix);
+    return pickle_run(m, pkl->data, pkl->size);
+}
+
+/* The whole file mapped read-only into f (map, size); 0 or -1 with the message. */
+static int map_file(PtFile *f) {
+    int fd = open(f->path, O_RDONLY);
+    if (fd < 0) return saev_errf(f->err, f->errlen, "%s: cannot open: %s", f->path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) || sb.st_size == 0) {
         close(fd);
-        return saev_errf(err, errlen, "%s: empty or unreadable file", path);
+        return saev_errf(f->err, f->errlen, "%s: empty or unreadable file", f->path);
     }
-    f.size = (size_t)sb.st_size;
-    void *map = mmap(NULL, f.size, PROT_READ, MAP_PRIVATE, fd, 0);
+    f->size = (size_t)sb.st_size;
+    void *map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return saev_errf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
-    f.map = map;
+    if (map == MAP_FAILED) return saev_errf(f->err, f->errlen, "%s: cannot map: %s", f->path, strerror(errno));
+    f->map = map;
+    return 0;
+}
+
+float *torch_tensor_read(const char *path, int64_t *numel, char *err, size_t errlen) {
+    PtFile f = {.path = path, .err = err, .errlen = errlen};
+    if (map_file(&f)) return NULL;
+    Zip z = {0};
+    Pickle m = {.f = &f};
+    char prefix[256];
+    float *out = NULL;
+    int top = archive_pickle(&f, &z, &m, prefix, sizeof prefix), bad = 0;
+    if (top >= 0 && m.vals[top].kind != V_TENSOR) fail(&f, "data.pkl does not hold a single tensor (torch.save(tensor))");
+    else if (top >= 0) {
+        const Val *t = &m.vals[top];
+        *numel = 1;
+        for (int k = 0; k < t->n; k++) *numel *= t->shape[k];
+        out = gather_tensor(&m, &z, prefix, t, "(the tensor)", t->n, t->shape, &bad);
+    }
+    pickle_free(&m);
+    zip_free(&z);
+    munmap((void *)f.map, f.size);
+    return out;
+}
+
+int saev_pt_read(const char *path, SaevPt *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    PtFile f = {.path = path, .err = err, .errlen = errlen};
+    if (map_file(&f)) return -1;
+    void *map = (void *)f.map;
     int rc = -1, dict = -1;
     Zip z = {0};
     Pickle m = {.f = &f};
@@ -663,22 +714,8 @@ int saev_pt_read(const char *path, SaevPt *out, char *err, size_t errlen) {
     if (read_header(&f, out->header, out)) goto out;
     f.zip_base = (size_t)(nl + 1 - f.map);
     if (f.size - f.zip_base < 4 || memcmp(f.map + f.zip_base, "PK\x03\x04", 4)) { fail(&f, "no zip archive (torch.save's format) after the header line"); goto out; }
-    if (zip_read(&f, &z)) goto out;
-    const ZipEntry *pkl = NULL;
-    for (int i = 0; i < z.n; i++) {
-        const char *slash = strchr(z.e[i].name, '/');
-        if (slash && !strcmp(slash, "/data.pkl")) pkl = &z.e[i];
-    }
-    if (!pkl) { fail(&f, "the torch.save archive has no <archive>/data.pkl"); goto out; }
     char prefix[256];
-    size_t lp = (size_t)(strchr(pkl->name, '/') - pkl->name) + 1;
-    if (lp >= sizeof prefix) { fail(&f, "archive name too long"); goto out; }
-    memcpy(prefix, pkl->name, lp);
-    prefix[lp] = 0;
-    const ZipEntry *bo = zip_find(&z, prefix, "byteorder");
-    if (bo && !(bo->size == 6 && !memcmp(bo->data, "little", 6))) { fail(&f, "tensors are stored big-endian (%sbyteorder); only little-endian is read", prefix); goto out; }
-    dict = pickle_run(&m, pkl->data, pkl->size);
-    if (dict < 0) goto out;
+    if ((dict = archive_pickle(&f, &z, &m, prefix, sizeof prefix)) < 0) goto out;
     const Val *dv = &m.vals[dict];
     if (dv->kind != V_DICT) { fail(&f, "data.pkl does not hold a dict (a state dict)"); goto out; }
     for (int k = 0; k < dv->n; k++) {
@@ -745,13 +782,29 @@ void saev_pt_load(Sae *sae, const char *path, int max_batch) {
     saev_pt_free(&pt);
 }
 
-void saev_pt_import(const char *path, const char *out_path, float data_scale) {
+void saev_pt_import(const char *path, const char *out_path, float data_scale, const float *act_mean) {
     SaevPt pt;
     char err[1024];
     if (saev_pt_read(path, &pt, err, sizeof err)) saev_usage_fail("%s", err);
     Sae sae;
     sae_from_pt(&sae, &pt, 1);
     sae.data_scale = data_scale;
+    if (act_mean) {
+        /* The SAE saw s(x - mean); saev-c feeds it s·x. With m = s·mean, shifting b_dec by
+         * m keeps the reconstruction (in the scaled space) and, when the encoder is centred,
+         * its input; an uncentred encoder takes m·W_enc out of b_enc instead. */
+        int d = pt.cfg.d_model, S = pt.cfg.d_sae;
+        double *m = mallocCheck(sizeof(double) * (size_t)d);
+        for (int i = 0; i < d; i++) m[i] = (double)data_scale * act_mean[i];
+        if (!pt.cfg.center_input)
+            for (int j = 0; j < S; j++) {
+                double acc = 0;
+                for (int i = 0; i < d; i++) acc += m[i] * sae.p.w_enc[(size_t)i * S + j];
+                sae.p.b_enc[j] = (float)((double)sae.p.b_enc[j] - acc);
+            }
+        for (int i = 0; i < d; i++) sae.p.b_dec[i] = (float)((double)sae.p.b_dec[i] + m[i]);
+        free(m);
+    }
     const char *slash = strrchr(out_path, '/');
     if (slash && slash != out_path) { /* the output's folder, once the input has been read */
         char *dir = strdupCheck(out_path);

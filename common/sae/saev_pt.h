@@ -20,6 +20,7 @@
 #define SAEV_SAE_SAEV_PT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "sae.h"
@@ -45,11 +46,17 @@ void saev_pt_free(SaevPt *p);
 /* One line on what was read (era, schema, activation, sizes, centring, threshold) and
  * saev's header line. */
 void saev_pt_describe(const SaevPt *p, const char *path, FILE *out);
+/* A tensor saved on its own with torch.save (saev's preprint scale_mean / scale_norm
+ * files), up to 2-d, as malloc'd float32 in C order with its element count; NULL with a
+ * message naming the file in err. */
+float *torch_tensor_read(const char *path, int64_t *numel, char *err, size_t errlen);
 /* Creates `sae` from a sae.pt for batches of max_batch rows; bad input ends the job
  * with the message (exit status 2). */
 void saev_pt_load(Sae *sae, const char *path, int max_batch);
-/* `saev import-sae`: a sae.pt to saev-c's checkpoint at out_path (tmp + rename), inputs
- * scaled by data_scale (the preprint kept its scale outside the checkpoint). */
-void saev_pt_import(const char *path, const char *out_path, float data_scale);
+/* `saev import-sae`: a sae.pt to saev-c's checkpoint at out_path (tmp + rename). The
+ * preprint trained on s·(x - act_mean) (its scale_norm / scale_mean, kept outside the
+ * checkpoint): data_scale = s (1 = none) and act_mean [d] (NULL = none) are folded in, so
+ * saev-c's s·x input gives the same codes. */
+void saev_pt_import(const char *path, const char *out_path, float data_scale, const float *act_mean);
 
 #endif
