@@ -7,6 +7,9 @@
 #  2. `saev import-sae` writes a safetensors checkpoint whose eval.json is identical to
 #     the sae.pt's (every field but the checkpoint's name);
 #     `saev inspect` describes a sae.pt (era, activation, sizes, centring, threshold);
+#     with --scale-mean/--scale-norm (the preprint's (x - mean) / scalar, torch.save'd as
+#     saev's files), evaluate on raw rows matches the numpy codes of the scaled rows; a
+#     sae.pt given as a mean, a zero scalar, or two scales at once are refused;
 #  3. bad input: each malformed file, a missing file and missing arguments exit 2 with a
 #     message naming the file and leave no output behind; a run directory holding a sae.pt
 #     beside its imported copy is refused (both would write the same eval.json).
@@ -56,6 +59,42 @@ for c in sys.argv[2:]:
     bad += not ok
 sys.exit(1 if bad else 0)
 PYEOF
+
+echo "import-sae --scale-mean --scale-norm (the preprint's scaling) then evaluate on raw rows:"
+for c in preprint_relu_scaled current_topk_scaled; do
+  $PY - "$ROOT/tests" gen/$c.ref.safetensors $c.rows.safetensors <<'PYEOF'
+import sys; sys.path.insert(0, sys.argv[1]); import sae_compare as sc
+t, _ = sc.load(sys.argv[2]); sc.save(sys.argv[3], {"activations": t["x"]})
+PYEOF
+  "$S" import-sae gen/$c.pt --out scaled/$c/sae.safetensors --scale-mean gen/$c.mean.pt --scale-norm gen/$c.scalar.pt > import.log 2>&1 || { cat import.log; exit 1; }
+  grep -q "mean folded into the biases" import.log || { cat import.log; exit 1; }
+  printf 'evaluate: {sae: [scaled/%s/sae.safetensors], data: %s.rows.safetensors, batch_size: 16}\n' $c $c > sc.yaml
+  "$S" evaluate sc.yaml > ev.log 2>&1 || { cat ev.log; exit 1; }
+done
+$PY - "$ROOT/tests" preprint_relu_scaled current_topk_scaled <<'PYEOF'
+import json, sys, numpy as np
+sys.path.insert(0, sys.argv[1]); import sae_compare as sc
+for c in sys.argv[2:]:
+    t, _ = sc.load(f"gen/{c}.ref.safetensors")
+    f, tol = t["f_ref"], t["tol"]
+    a = json.load(open(f"scaled/{c}/eval.json"))
+    l0, l1 = (f != 0).sum() / f.shape[0], np.abs(f).sum() / f.shape[0]
+    l1_tol = tol.sum() / f.shape[0] + 1e-12 * l1
+    print(f"  {c:30s} l0 {a['l0']:g} (numpy {l0:g})  l1 {a['l1']:.9g} (numpy {l1:.9g}, bound {l1_tol:.2g})")
+    if not (a["l0"] == l0 and abs(a["l1"] - l1) <= l1_tol):
+        sys.exit(1)
+PYEOF
+expect_fail0() { # phrase, command...
+  local phrase=$1; shift
+  set +e; out=$("$@" 2>&1); rc=$?; set -e
+  [ $rc -eq 2 ] && grep -qF -- "$phrase" <<<"$out" || { echo "FAIL: rc $rc: $out"; exit 1; }
+  echo "  refused: $out" | head -1
+}
+expect_fail0 "gen/current_topk.pt: a saev sae.pt (JSON header line), not a torch.save'd tensor" \
+  "$S" import-sae gen/current_topk.pt --out out/x.safetensors --scale-mean gen/current_topk.pt
+expect_fail0 "gen/current_topk_scaled.mean.pt holds 24 values, not one scalar" "$S" import-sae gen/current_topk.pt --out out/x.safetensors --scale-mean gen/current_topk_scaled.mean.pt --scale-norm gen/current_topk_scaled.mean.pt
+expect_fail0 "must be positive" "$S" import-sae gen/current_topk.pt --out out/x.safetensors --scale-norm 0
+expect_fail0 "not both" "$S" import-sae gen/preprint_relu_scaled.pt --out out/x.safetensors --scale-norm 2 --data-scale 0.5
 
 echo "inspect names the era and what it read:"
 "$S" inspect gen/preprint_relu.pt | grep -F "saev preprint format (schema 0): relu, d_model 24, 96 latents, encoder input x - b_dec" \

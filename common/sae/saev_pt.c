@@ -682,7 +682,10 @@ float *torch_tensor_read(const char *path, int64_t *numel, char *err, size_t err
     Pickle m = {.f = &f};
     char prefix[256];
     float *out = NULL;
-    int top = archive_pickle(&f, &z, &m, prefix, sizeof prefix), bad = 0;
+    int top = -1, bad = 0;
+    if (f.size > 0 && f.map[0] == '{') fail(&f, "a saev sae.pt (JSON header line), not a torch.save'd tensor");
+    else if (f.size < 4 || memcmp(f.map, "PK\x03\x04", 4)) fail(&f, "not a torch.save zip archive");
+    else top = archive_pickle(&f, &z, &m, prefix, sizeof prefix);
     if (top >= 0 && m.vals[top].kind != V_TENSOR) fail(&f, "data.pkl does not hold a single tensor (torch.save(tensor))");
     else if (top >= 0) {
         const Val *t = &m.vals[top];
