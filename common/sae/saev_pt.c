@@ -117,7 +117,8 @@ static int zip_read(PtFile *f, Zip *z) {
         /* zip64 extra field: the 64-bit values of the fields set to 0xFFFFFFFF, in order. */
         for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
             unsigned id = rd16(b + x), len = rd16(b + x + 2);
-            const unsigned char *v = b + x + 4, *v_end = v + len;
+            const unsigned char *v = b + x + 4, *extra_end = b + p + 46 + name_len + extra_len;
+            const unsigned char *v_end = v + len < extra_end ? v + len : extra_end;
             if (id == 0x0001) {
                 if (usize == 0xFFFFFFFFu && v + 8 <= v_end) { usize = rd64(v); v += 8; }
                 if (csize == 0xFFFFFFFFu && v + 8 <= v_end) { csize = rd64(v); v += 8; }
@@ -231,15 +232,22 @@ static void dict_add(Pickle *m, int d, const int *kv, int n_pairs) {
 static int is_global(const Val *v, const char *name) { return v->kind == V_GLOBAL && !strcmp(v->s, name); }
 
 /* torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]) */
-static int rebuild_tensor(Pickle *m, const Val *args) {
+static int rebuild_tensor(Pickle *m, int args_index) {
     PtFile *f = m->f;
+    const Val *args = &m->vals[args_index];
     if (args->kind != V_TUPLE || args->n < 6) return fail(f, "data.pkl: _rebuild_tensor_v2 with %d arguments (6 or 7 expected)", args->n);
     const Val *st = &m->vals[args->items[0]], *off = &m->vals[args->items[1]], *size = &m->vals[args->items[2]], *stride = &m->vals[args->items[3]];
     if (st->kind != V_STORAGE || off->kind != V_INT || size->kind != V_TUPLE || stride->kind != V_TUPLE || size->n != stride->n || size->n > PT_MAX_DIMS)
         return fail(f, "data.pkl: _rebuild_tensor_v2 arguments are not (storage, offset, size, stride, ...)");
-    int t = new_val(m, V_TENSOR);
+    if (st->i < 0 || st->i > ((int64_t)1 << 40)) return fail(f, "data.pkl: a storage of %lld elements", (long long)st->i);
+    if (off->i < 0 || off->i > ((int64_t)1 << 40)) return fail(f, "data.pkl: a tensor at storage offset %lld", (long long)off->i);
+    int i_st = args->items[0], i_off = args->items[1], i_size = args->items[2], i_stride = args->items[3];
+    int t = new_val(m, V_TENSOR); /* may move m->vals: every pointer is taken again below */
     Val *v = &m->vals[t];
-    st = &m->vals[args->items[0]];
+    st = &m->vals[i_st];
+    off = &m->vals[i_off];
+    size = &m->vals[i_size];
+    stride = &m->vals[i_stride];
     v->s = strdupCheck(st->s);
     v->dtype = strdupCheck(st->dtype);
     v->i = st->i;
@@ -247,7 +255,8 @@ static int rebuild_tensor(Pickle *m, const Val *args) {
     v->n = size->n;
     for (int k = 0; k < v->n; k++) {
         const Val *a = &m->vals[size->items[k]], *b = &m->vals[stride->items[k]];
-        if (a->kind != V_INT || b->kind != V_INT || a->i < 0 || b->i < 0) return fail(f, "data.pkl: a tensor's size or stride is not a non-negative integer");
+        if (a->kind != V_INT || b->kind != V_INT || a->i < 0 || b->i < 0 || a->i > ((int64_t)1 << 40) || b->i > ((int64_t)1 << 40))
+            return fail(f, "data.pkl: a tensor's size or stride is not an integer in [0, 2^40]");
         v->shape[k] = a->i;
         v->stride[k] = b->i;
     }
@@ -436,7 +445,7 @@ static int pickle_run(Pickle *m, const unsigned char *p, size_t n) {
             const Val *F = &m->vals[fn], *A = &m->vals[args];
             if (is_global(F, "collections.OrderedDict") && A->kind == V_TUPLE && A->n == 0) push(m, new_val(m, V_DICT));
             else if (is_global(F, "torch._utils._rebuild_tensor_v2")) {
-                int t = rebuild_tensor(m, A);
+                int t = rebuild_tensor(m, args);
                 if (t < 0) return -1;
                 push(m, t);
             } else return fail(f, "data.pkl calls %s at byte %zu, which a plain state dict does not", F->kind == V_GLOBAL ? F->s : "a non-global", at);
