@@ -23,9 +23,10 @@ def load(path):
         out[k] = np.frombuffer(data[a:b], dtype=DT[v["dtype"]]).reshape(v["shape"])
     return out, h.get("__metadata__", {})
 
-def save(path, tensors, keep_f64=False):
-    """Writes tensors as safetensors, F32 (data 8-byte aligned, as the C writer does);
-    with keep_f64, float64 arrays stay F64 (float64 references)."""
+def save(path, tensors, meta=None, keep_f64=False):
+    """Writes tensors as safetensors, F32 (data 8-byte aligned, as the C writer does), with
+    the string dict meta as __metadata__ when given; with keep_f64, float64 arrays stay
+    F64 (float64 references)."""
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
         f64 = keep_f64 and np.asarray(a).dtype == np.float64
@@ -33,6 +34,8 @@ def save(path, tensors, keep_f64=False):
         header[k] = {"dtype": "F64" if f64 else "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
         off += len(b)
         blobs.append(b)
+    if meta:
+        header["__metadata__"] = meta
     hb = json.dumps(header).encode()
     hb += b" " * (-len(hb) % 8)
     with open(path, "wb") as f:
@@ -42,6 +45,22 @@ def rel(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     den = np.linalg.norm(b)
     return np.linalg.norm(a - b) / (den if den > 0 else 1.0)
+
+U32 = 2.0 ** -24  # unit roundoff of float32
+
+def gamma(n, u=U32):
+    """Higham's gamma_n = n u / (1 - n u): the relative error bound of an n-term float sum
+    or dot product (Accuracy and Stability of Numerical Algorithms, 3.1 and 3.5)."""
+    return n * u / (1 - n * u)
+
+def vit_path_bound(blocks, k_max):
+    """How far two float32 forwards of the same ViT may drift apart in relative norm when
+    only the GEMM blocking differs (batch size, BLAS kernel chosen by shape or CPU): each
+    block runs 6 GEMMs (q/k/v, scores, attention x values, output projection, MLP up,
+    MLP down) with inner dimension <= k_max; first order, one gamma per GEMM on the path
+    (LayerNorm renormalizes, so no amplification is assumed across blocks), and either
+    side may be off by that much: a factor 2."""
+    return 2 * 6 * blocks * gamma(k_max)
 
 def worse(worst, e):
     """The larger error, NaN sticky: max() would drop a NaN (max(0.0, nan) is 0.0)."""

@@ -786,12 +786,17 @@ static void sae_from_pt(Sae *sae, const SaevPt *pt, int max_batch) {
     sae->threshold = pt->threshold;
 }
 
-void saev_pt_load(Sae *sae, const char *path, int max_batch) {
+int saev_pt_read_sae(Sae *sae, const char *path, int max_batch, char *err, size_t errlen) {
     SaevPt pt;
-    char err[1024];
-    if (saev_pt_read(path, &pt, err, sizeof err)) saev_usage_fail("%s", err);
+    if (saev_pt_read(path, &pt, err, errlen)) return -1;
     sae_from_pt(sae, &pt, max_batch);
     saev_pt_free(&pt);
+    return 0;
+}
+
+void saev_pt_load(Sae *sae, const char *path, int max_batch) {
+    char err[1024];
+    if (saev_pt_read_sae(sae, path, max_batch, err, sizeof err)) saev_usage_fail("%s", err);
 }
 
 void saev_pt_import(const char *path, const char *out_path, float data_scale, const float *act_mean) {

@@ -50,8 +50,10 @@ void saev_pt_describe(const SaevPt *p, const char *path, FILE *out);
  * files), up to 2-d, as malloc'd float32 in C order with its element count; NULL with a
  * message naming the file in err. */
 float *torch_tensor_read(const char *path, int64_t *numel, char *err, size_t errlen);
-/* Creates `sae` from a sae.pt for batches of max_batch rows; bad input ends the job
- * with the message (exit status 2). */
+/* Creates `sae` from a sae.pt for batches of max_batch rows: 0, or -1 with the message
+ * in err (sae untouched). */
+int saev_pt_read_sae(Sae *sae, const char *path, int max_batch, char *err, size_t errlen);
+/* Same; bad input ends the job with the message (exit status 2). */
 void saev_pt_load(Sae *sae, const char *path, int max_batch);
 /* `saev import-sae`: a sae.pt to saev-c's checkpoint at out_path (tmp + rename). The
  * preprint trained on s·(x - act_mean) (its scale_norm / scale_mean, kept outside the
