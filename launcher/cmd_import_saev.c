@@ -1,11 +1,15 @@
 /*
  * cmd_import_saev.c: `saev import-saev DIR STORE [--dtype T] [--images-per-file N]` turns
- * saev protocol-2.1 shards (metadata.json, shards.json, acts%06d.bin, optional labels.bin;
- * layout in cmd_export_saev.c) into an activation store, written by this one process
- * (sec2 driver). Every field and file size is checked against the protocol before
- * anything is written; a mismatch names the file and the field. Class labels are not part
- * of saev's shards: the store's labels are -1; checkpoint digest and preprocessing are
- * unknown and say so.
+ * saev's shards into an activation store, written by this one process (sec2 driver).
+ * Two layouts are read: saev's current protocol 2.1 (metadata.json, shards.json,
+ * acts%06d.bin, optional labels.bin; described in cmd_export_saev.c) and the preprint's
+ * (saev@97b00d9 saev/activations.py: metadata.json with model_family, model_ckpt,
+ * n_patches_per_img, d_vit, n_imgs, n_patches_per_shard, data = str(cfg.data); full-size
+ * acts%06d.bin files and no shards.json). Every field and file size is checked before
+ * anything is written; a mismatch names the file and the field. Class labels are not
+ * part of saev's shards: the store's labels are -1; checkpoint digest and preprocessing
+ * are unknown and say so. saev's `data` and `pixel_agg` are kept in the store's config
+ * (import_saev.saev_data, .saev_pixel_agg) so that export-saev writes them back.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -71,14 +75,18 @@ int cmd_import_saev(int argc, char **argv) {
     char err[4200];
     char *md_text = read_file(md_path, NULL, err, sizeof err);
     if (!md_text) saev_usage_fail("import-saev: %s", err);
-    char *sh_text = read_file(sh_path, NULL, err, sizeof err);
-    if (!sh_text) saev_usage_fail("import-saev: %s", err);
-    cJSON *md = cJSON_Parse(md_text), *shards = cJSON_Parse(sh_text);
+    cJSON *md = cJSON_Parse(md_text);
     if (!cJSON_IsObject(md)) saev_usage_fail("import-saev: %s is not a JSON object", md_path);
-    if (!cJSON_IsArray(shards)) saev_usage_fail("import-saev: %s is not a JSON array", sh_path);
-    const char *protocol = need_str(md, "protocol", md_path), *dtype = need_str(md, "dtype", md_path);
-    if (strcmp(protocol, "2.1")) saev_usage_fail("import-saev: %s: protocol \"%s\" is not supported (only \"2.1\")", md_path, protocol);
-    if (strcmp(dtype, "float32")) saev_usage_fail("import-saev: %s: dtype \"%s\" is not supported (only \"float32\")", md_path, dtype);
+    /* Two layouts: the current protocol 2.1 (shards.py Metadata, with shards.json) and the
+     * preprint's (saev@97b00d9 saev/activations.py Metadata: model_family, model_ckpt,
+     * layers, n_patches_per_img, cls_token, d_vit, seed, n_imgs, n_patches_per_shard,
+     * data = str(cfg.data); no shards.json, every shard file full size). */
+    int preprint = !cJSON_GetObjectItemCaseSensitive(md, "protocol") && cJSON_GetObjectItemCaseSensitive(md, "n_patches_per_shard");
+    if (!preprint) {
+        const char *protocol = need_str(md, "protocol", md_path), *dtype = need_str(md, "dtype", md_path);
+        if (strcmp(protocol, "2.1")) saev_usage_fail("import-saev: %s: protocol \"%s\" is not supported (only \"2.1\" and the preprint's layout)", md_path, protocol);
+        if (strcmp(dtype, "float32")) saev_usage_fail("import-saev: %s: dtype \"%s\" is not supported (only \"float32\")", md_path, dtype);
+    }
     const cJSON *layers = need(md, "layers", md_path, cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(md, "layers")));
     m.n_layers = cJSON_GetArraySize(layers);
     if (m.n_layers < 1) saev_usage_fail("import-saev: %s: layers is empty", md_path);
@@ -89,22 +97,29 @@ int cmd_import_saev(int argc, char **argv) {
             saev_usage_fail("import-saev: %s: layers[%d] must be a block index >= 0", md_path, l);
         m.layers[l] = (int)v->valuedouble;
     }
-    m.model_family = (char *)need_str(md, "family", md_path);
-    m.model = (char *)need_str(md, "ckpt", md_path);
-    m.n_patches = (int)need_int(md, "content_tokens_per_example", md_path, 0);
+    m.model_family = (char *)need_str(md, preprint ? "model_family" : "family", md_path);
+    m.model = (char *)need_str(md, preprint ? "model_ckpt" : "ckpt", md_path);
+    m.n_patches = (int)need_int(md, preprint ? "n_patches_per_img" : "content_tokens_per_example", md_path, 0);
     const cJSON *cls = need(md, "cls_token", md_path, cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(md, "cls_token")));
     m.has_cls = cJSON_IsTrue(cls);
     m.n_tokens = m.has_cls + m.n_patches;
-    m.d_model = (int)need_int(md, "d_model", md_path, 1);
-    m.n_images = need_int(md, "n_examples", md_path, 1);
-    int64_t max_tokens = need_int(md, "max_tokens_per_shard", md_path, 1);
-    m.dataset = (char *)need_str(md, "dataset", md_path);
+    m.d_model = (int)need_int(md, preprint ? "d_vit" : "d_model", md_path, 1);
+    m.n_images = need_int(md, preprint ? "n_imgs" : "n_examples", md_path, 1);
+    int64_t max_tokens = need_int(md, preprint ? "n_patches_per_shard" : "max_tokens_per_shard", md_path, 1);
+    const char *saev_data = need_str(md, "data", md_path);
+    m.dataset = (char *)(preprint ? saev_data : need_str(md, "dataset", md_path));
     m.images_per_file = ipf;
     m.checkpoint_digest = "unknown (imported from saev shards)";
     m.preprocessing = "unknown (imported from saev shards)";
     m.saev_version = SAEV_VERSION;
-    char cfg[4400];
-    snprintf(cfg, sizeof cfg, "import_saev:\n  source: %s\n  max_tokens_per_shard: %lld\n", dir, (long long)max_tokens);
+    /* saev's own `data` (base64 pickle) and pixel_agg ride along, so export-saev gives
+     * them back unchanged. */
+    const char *pixel_agg = preprint ? NULL : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(md, "pixel_agg"));
+    size_t cfg_len = strlen(dir) + strlen(saev_data) + 256;
+    char *cfg = mallocCheck(cfg_len);
+    snprintf(cfg, cfg_len, "import_saev:\n  source: %s\n  layout: %s\n  max_tokens_per_shard: %lld\n%s%s%s%s%s%s", dir,
+             preprint ? "preprint" : "protocol-2.1", (long long)max_tokens, preprint ? "" : "  saev_data: ", preprint ? "" : saev_data,
+             preprint ? "" : "\n", pixel_agg ? "  saev_pixel_agg: " : "", pixel_agg ? pixel_agg : "", pixel_agg ? "\n" : "");
     m.config_yaml = cfg;
     struct stat sb;
     m.has_patch_labels = stat(lab_path, &sb) == 0 && m.n_patches > 0;
@@ -112,6 +127,25 @@ int cmd_import_saev(int argc, char **argv) {
     int64_t L = m.n_layers, T = m.n_tokens, D = m.d_model, N = m.n_images, row = L * T * D;
     int64_t eps = max_tokens / (T * L);
     if (eps < 1) saev_usage_fail("import-saev: %s: max_tokens_per_shard %lld holds no example", md_path, (long long)max_tokens);
+    /* The preprint wrote no shards.json: every shard but the last holds eps examples. */
+    char *sh_text = NULL;
+    cJSON *shards;
+    if (preprint) {
+        shards = cJSON_CreateArray();
+        for (int64_t first = 0, sh = 0; first < m.n_images; first += eps, sh++) {
+            char name[32];
+            snprintf(name, sizeof name, "acts%06lld.bin", (long long)sh);
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "name", name);
+            cJSON_AddNumberToObject(e, "n_examples", (double)(m.n_images - first < eps ? m.n_images - first : eps));
+            cJSON_AddItemToArray(shards, e);
+        }
+    } else {
+        sh_text = read_file(sh_path, NULL, err, sizeof err);
+        if (!sh_text) saev_usage_fail("import-saev: %s", err);
+        shards = cJSON_Parse(sh_text);
+        if (!cJSON_IsArray(shards)) saev_usage_fail("import-saev: %s is not a JSON array", sh_path);
+    }
     int n_shards = cJSON_GetArraySize(shards);
     if ((int64_t)n_shards < (N + eps - 1) / eps)
         saev_usage_fail("import-saev: %s lists %d shards; %lld examples at %lld per shard need %lld", sh_path, n_shards, (long long)N,
@@ -177,6 +211,7 @@ int cmd_import_saev(int argc, char **argv) {
     free(idx);
     free(plab);
     free(m.layers);
+    free(cfg);
     cJSON_Delete(md);
     cJSON_Delete(shards);
     free(md_text);

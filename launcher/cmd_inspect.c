@@ -1,13 +1,14 @@
 /*
  * cmd_inspect.c: `saev inspect FILE`: tensor names, dtypes, shapes and metadata of a
- * safetensors file (model weights, SAE checkpoints, tensor dumps).
- * `saev inspect --verify STORE` reads a whole activation store and lists every image
- * slice whose checksum differs or that cannot be read (exit 1 when there is one).
+ * safetensors file (model weights, SAE checkpoints, tensor dumps); what a saev sae.pt
+ * holds. `saev inspect --verify STORE` reads a whole activation store and lists every
+ * image slice whose checksum differs or that cannot be read (exit 1 when there is one).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
+#include "sae/saev_pt.h"
 #include "safetensors.h"
 #include "store/store.h"
 
@@ -42,7 +43,7 @@ int cmd_inspect(int argc, char **argv) {
         return verify_store(argv[2]);
     }
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: saev inspect FILE.safetensors | STORE_DIR | FILE.h5\n"
+        printf("usage: saev inspect FILE.safetensors | SAE.pt | STORE_DIR | FILE.h5\n"
                "       saev inspect --verify STORE_DIR\n\n"
                "Lists every tensor (name, dtype, shape, size) and the file's metadata, or an activation\n"
                "store's shapes, dtypes, attributes, checksums and progress. --verify reads the whole store\n"
@@ -51,8 +52,18 @@ int cmd_inspect(int argc, char **argv) {
         return argc == 2 ? 0 : 2;
     }
     if (store_path_is_store(argv[1])) return store_describe(argv[1], stdout);
-    SafeTensors st;
     char err[1024];
+    if (saev_pt_detect(argv[1])) { /* saev's own sae.pt */
+        SaevPt pt;
+        if (saev_pt_read(argv[1], &pt, err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            return 1;
+        }
+        saev_pt_describe(&pt, argv[1], stdout);
+        saev_pt_free(&pt);
+        return 0;
+    }
+    SafeTensors st;
     if (st_open(&st, argv[1], err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         return 1;

@@ -19,6 +19,7 @@ int cmd_preprocess(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
 int cmd_export_saev(int argc, char **argv);
 int cmd_import_saev(int argc, char **argv);
+int cmd_import_sae(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_make_model(int argc, char **argv);
 

@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image (clip|dinov2|siglip) into a safetensors tensor"},
     {"demo-data", cmd_demo_data, "build the demo data sets (Fashion-MNIST folder + ADE20K-style segmentation) from Debian packages"},
+    {"import-sae", cmd_import_sae, "convert a saev sae.pt (either era) into a saev-c checkpoint"},
     {"export-saev", cmd_export_saev, "write an activation store as saev's protocol-2.1 shards"},
     {"import-saev", cmd_import_saev, "read saev's protocol-2.1 shards into an activation store"},
     {"forward", cmd_forward, "one ViT forward on a pixel tensor file, writing every block's output"},

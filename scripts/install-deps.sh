@@ -17,6 +17,9 @@ PACKAGES=(
   libcjson-dev libmicrohttpd-dev libzstd-dev
   # reference tools used by tests and benchmarks (Debian's python, /usr/bin/python3)
   python3-numpy python3-h5py python3-pil
+  # writes saev's sae.pt files (torch.save) for the import tests, and is the benchmarks'
+  # PyTorch peer; large (~600 MB with its dependencies)
+  python3-torch
   # Slurm cluster for the submit tests
   slurm-wlm munge
   # the demo data set: real photos and Fashion-MNIST, all from Debian's archive
@@ -24,8 +27,6 @@ PACKAGES=(
   # hardening: libFuzzer harnesses and the sanitizer build (make fuzz, make test-asan)
   clang-14 libclang-rt-14-dev llvm-14
 )
-# The benchmark peer (PyTorch CPU) is large; install it only when asked.
-if [ "${SAEV_BENCH_DEPS:-0}" = 1 ]; then PACKAGES+=(python3-torch); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

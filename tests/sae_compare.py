@@ -23,13 +23,15 @@ def load(path):
         out[k] = np.frombuffer(data[a:b], dtype=DT[v["dtype"]]).reshape(v["shape"])
     return out, h.get("__metadata__", {})
 
-def save(path, tensors, meta=None):
-    """Writes float32 tensors as safetensors (data 8-byte aligned, as the C writer does),
-    with the string dict meta as __metadata__ when given."""
+def save(path, tensors, meta=None, keep_f64=False):
+    """Writes tensors as safetensors, F32 (data 8-byte aligned, as the C writer does), with
+    the string dict meta as __metadata__ when given; with keep_f64, float64 arrays stay
+    F64 (float64 references)."""
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        header[k] = {"dtype": "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
+        f64 = keep_f64 and np.asarray(a).dtype == np.float64
+        b = np.ascontiguousarray(a, dtype="<f8" if f64 else "<f4").tobytes()
+        header[k] = {"dtype": "F64" if f64 else "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
         off += len(b)
         blobs.append(b)
     if meta:

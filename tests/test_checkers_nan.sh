@@ -75,11 +75,12 @@ a = f["activations"]; v = a[3]; v[1, 2, 5] = np.nan; a[3] = v; f.close()
 PYEOF
 passes layout $PY "$ROOT/tests/store_check.py" layout store float32 $N $L $P $D $IPF $SKIP
 fails layout $PY "$ROOT/tests/store_check.py" layout nanstore float32 $N $L $P $D $IPF $SKIP
-"$BIN/saev" export-saev store saev/shards/x --max-tokens-per-shard 40 > export.log 2>&1 || { cat export.log; exit 1; }
-passes export $PY "$ROOT/tests/store_check.py" export store saev/shards/x 40
+"$BIN/saev" export-saev store saev/shards --max-tokens-per-shard 40 > export.log 2>&1 || { cat export.log; exit 1; }
+X=$(echo saev/shards/*/)  # export-saev names the directory by saev's metadata hash
+passes export $PY "$ROOT/tests/store_check.py" export store "$X" 40
 # NaN at the first value the byte-offset check reads (image 0, layer 0, token 0, dim 0).
-$PY -c "import numpy as np; m = np.memmap('saev/shards/x/acts000000.bin', dtype=np.float32, mode='r+'); m[0] = np.nan; m.flush()"
-fails export $PY "$ROOT/tests/store_check.py" export store saev/shards/x 40
+$PY -c "import numpy as np; m = np.memmap('$X/acts000000.bin', dtype=np.float32, mode='r+'); m[0] = np.nan; m.flush()"
+fails export $PY "$ROOT/tests/store_check.py" export store "$X" 40
 
 echo "activations_check.py:"
 $PY - <<'PYEOF'

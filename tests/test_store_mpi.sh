@@ -69,21 +69,25 @@ out=$(run 2 --dtype float32 --out "$T/float32-2")
 grep -q "wrote 0 bytes" <<<"$out" || { echo "FAIL: rerun of a complete store wrote data: $out"; exit 1; }
 
 # saev interop: 7 tokens x 3 layers = 21 tokens per example; 200 // 21 = 9 examples per shard.
-"$S" export-saev "$T/bfloat16-2" "$T/saev/shards/abc" --max-tokens-per-shard 200
-$PY "$CHK" export "$T/bfloat16-2" "$T/saev/shards/abc" 200
-"$S" export-saev "$T/float32-2" "$T/saev/shards/f32" --max-tokens-per-shard 200
-$PY "$CHK" export "$T/float32-2" "$T/saev/shards/f32" 200
-"$S" import-saev "$T/saev/shards/abc" "$T/imported" --dtype bfloat16 --images-per-file $IPF
+# export-saev names the directory SHARDS_ROOT/<saev's metadata hash> (tests/test_saev_shards.sh).
+shard_dir() { local d=("$1"/*/); echo "${d[0]%/}"; }
+"$S" export-saev "$T/bfloat16-2" "$T/x/saev/shards" --max-tokens-per-shard 200
+ABC=$(shard_dir "$T/x/saev/shards")
+$PY "$CHK" export "$T/bfloat16-2" "$ABC" 200
+"$S" export-saev "$T/float32-2" "$T/y/saev/shards" --max-tokens-per-shard 200
+$PY "$CHK" export "$T/float32-2" "$(shard_dir "$T/y/saev/shards")" 200
+"$S" import-saev "$ABC" "$T/imported" --dtype bfloat16 --images-per-file $IPF
 $PY "$CHK" roundtrip "$T/bfloat16-2" "$T/imported"
-"$S" export-saev "$T/imported" "$T/saev/shards/again" --max-tokens-per-shard 200
-for f in acts000000.bin acts000001.bin acts000002.bin acts000003.bin labels.bin shards.json; do
-  cmp "$T/saev/shards/abc/$f" "$T/saev/shards/again/$f" || { echo "FAIL: re-export differs in $f"; exit 1; }
+"$S" export-saev "$T/imported" "$T/z/saev/shards" --max-tokens-per-shard 200
+AGAIN=$(shard_dir "$T/z/saev/shards")
+for f in acts000000.bin acts000001.bin acts000002.bin acts000003.bin labels.bin shards.json metadata.json; do
+  cmp "$ABC/$f" "$AGAIN/$f" || { echo "FAIL: re-export differs in $f"; exit 1; }
 done
 # Bad input: a truncated shard is refused with its name, and no store appears.
-cp -r "$T/saev/shards/abc" "$T/saev/shards/bad"
-truncate -s 100 "$T/saev/shards/bad/acts000001.bin"
+mkdir -p "$T/w/saev/shards" && cp -r "$ABC" "$T/w/saev/shards/bad"
+truncate -s 100 "$T/w/saev/shards/bad/acts000001.bin"
 set +e
-out=$("$S" import-saev "$T/saev/shards/bad" "$T/bad-import" 2>&1); rc=$?
+out=$("$S" import-saev "$T/w/saev/shards/bad" "$T/bad-import" 2>&1); rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q "acts000001.bin is 100 bytes" <<<"$out" && [ ! -e "$T/bad-import" ] || { echo "FAIL: truncated shard: $rc $out"; exit 1; }
 

@@ -13,7 +13,8 @@
  * Stored layers are 1, 3, 5, ... (resolved block indices distinct from their positions).
  *
  * Options: --images N --layers L --patches P --cls 0|1 --d D --dtype float32|float16|bfloat16
- * --batch B --ipf K (images per file) --model NAME --patch-labels --skip-every K
+ * --batch B --ipf K (images per file) --model NAME --dataset TEXT (the store's data set
+ * description) --patch-labels --skip-every K
  * --no-resume. It prints "store-selftest: wrote B bytes in S s (G GB/s)" on rank 0.
  */
 #include <stdint.h>
@@ -39,13 +40,14 @@ static int64_t arg_i64(int argc, char **argv, int *i) {
 }
 
 int stage_store_selftest(int argc, char **argv) {
-    const char *out = NULL, *dtype = "float32", *model = "selftest-vit";
+    const char *out = NULL, *dtype = "float32", *model = "selftest-vit", *dataset = "/synthetic/closed-form";
     int64_t n_images = 10, n_layers = 2, n_patches = 4, cls = 1, d = 8, batch = 3, ipf = 0, skip_every = 0;
     int patch_labels = 0, resume = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--dataset") && i + 1 < argc) dataset = argv[++i];
         else if (!strcmp(argv[i], "--images")) n_images = arg_i64(argc, argv, &i);
         else if (!strcmp(argv[i], "--layers")) n_layers = arg_i64(argc, argv, &i);
         else if (!strcmp(argv[i], "--patches")) n_patches = arg_i64(argc, argv, &i);
@@ -77,7 +79,7 @@ int stage_store_selftest(int argc, char **argv) {
     m.images_per_file = ipf;
     m.has_patch_labels = patch_labels;
     m.preprocessing = "synthetic (no pixels)";
-    m.dataset = "/synthetic/closed-form";
+    m.dataset = (char *)dataset;
     m.saev_version = SAEV_VERSION;
     m.config_yaml = "activations:\n  dtype: synthetic\n";
 

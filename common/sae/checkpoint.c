@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "safetensors.h"
+#include "saev_pt.h"
 
 
 char *sae_config_to_json(const SaeConfig *c, float data_scale) {
@@ -115,7 +116,9 @@ const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_sca
     return bad ? bad : sae_config_check(c);
 }
 
-void sae_checkpoint_write(const Sae *sae, const char *path, int64_t step) {
+void sae_checkpoint_write(const Sae *sae, const char *path, int64_t step) { sae_checkpoint_write_meta(sae, path, step, NULL, NULL, 0); }
+
+void sae_checkpoint_write_meta(const Sae *sae, const char *path, int64_t step, const char *const *keys, const char *const *values, int n_extra) {
     int64_t d = sae->cfg.d_model, S = sae->cfg.d_sae;
     int64_t sh_enc[2] = {d, S}, sh_s[1] = {S}, sh_dec[2] = {S, d}, sh_d[1] = {d}, one[1] = {1};
     StWriter w;
@@ -131,6 +134,7 @@ void sae_checkpoint_write(const Sae *sae, const char *path, int64_t step) {
     st_writer_meta(&w, "format", "saev-c sae 1");
     st_writer_meta(&w, "saev_sae_config", cfg);
     st_writer_meta(&w, "step", buf);
+    for (int i = 0; i < n_extra; i++) st_writer_meta(&w, keys[i], values[i]);
     st_writer_write_or_die(&w, path);
     st_writer_free(&w);
     free(cfg);
@@ -183,7 +187,26 @@ void sae_load_weights(Sae *sae, const char *path) {
     st_close(&st);
 }
 
+int sae_checkpoint_read_config(const char *path, SaeConfig *c, float *data_scale, char *err, size_t errlen) {
+    if (saev_pt_detect(path)) {
+        SaevPt pt;
+        if (saev_pt_read(path, &pt, err, errlen)) return -1;
+        *c = pt.cfg;
+        *data_scale = 1.0f;
+        saev_pt_free(&pt);
+        return 0;
+    }
+    SafeTensors st;
+    if (st_open(&st, path, err, errlen)) return -1;
+    const char *meta = st_meta(&st, "saev_sae_config");
+    const char *bad = meta ? sae_config_from_json(meta, c, data_scale) : "not an SAE checkpoint (no saev_sae_config metadata)";
+    st_close(&st);
+    return bad ? saev_errf(err, errlen, "%s: %s", path, bad) : 0;
+}
+
 int sae_checkpoint_read(Sae *sae, const char *path, int max_batch, char *err, size_t errlen) {
+    /* saev's own sae.pt opens wherever a checkpoint does. */
+    if (saev_pt_detect(path)) return saev_pt_read_sae(sae, path, max_batch, err, errlen);
     SafeTensors st;
     if (st_open(&st, path, err, errlen)) return -1;
     const char *meta = st_meta(&st, "saev_sae_config");

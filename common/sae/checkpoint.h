@@ -12,6 +12,7 @@
 #ifndef SAEV_SAE_CHECKPOINT_H
 #define SAEV_SAE_CHECKPOINT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sae.h"
@@ -21,13 +22,19 @@ char *sae_config_to_json(const SaeConfig *c, float data_scale);
 const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_scale);
 
 void sae_checkpoint_write(const Sae *sae, const char *path, int64_t step);
+/* The same with n_extra more metadata entries (keys[i] = values[i]). */
+void sae_checkpoint_write_meta(const Sae *sae, const char *path, int64_t step, const char *const *keys, const char *const *values, int n_extra);
 /* Creates `sae` from a checkpoint (config from its metadata) for batches of max_batch.
  * Everything is checked before anything is allocated: the metadata (integers in range,
  * a known activation), then that every tensor is there with the shape the config implies
- * and a float dtype. Returns 0, or -1 with "<path>: <problem>" in err (sae untouched). */
+ * and a float dtype. saev's own sae.pt files (saev_pt.h) are accepted too. Returns 0, or
+ * -1 with "<path>: <problem>" in err (sae untouched). */
 int sae_checkpoint_read(Sae *sae, const char *path, int max_batch, char *err, size_t errlen);
 /* Same; a failure ends the job with that message (status 2). */
 void sae_checkpoint_load(Sae *sae, const char *path, int max_batch);
+/* The config and input scale of a checkpoint (saev-c's or a saev sae.pt) without its
+ * weights; 0, or -1 with a message naming the file in err. */
+int sae_checkpoint_read_config(const char *path, SaeConfig *c, float *data_scale, char *err, size_t errlen);
 /* Loads W_enc, b_enc, W_dec, b_dec (and threshold if present) into an existing SAE; a
  * missing tensor or another shape ends the job naming the file and the tensor. */
 void sae_load_weights(Sae *sae, const char *path);

@@ -155,7 +155,7 @@ static void strlist_push(StrList *l, const char *s) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Every file named sae.safetensors under dir (any depth), appended to out. */
+/* Every file named sae.safetensors or sae.pt (saev's) under dir (any depth), appended to out. */
 static void find_checkpoints(const char *key, const char *dir, StrList *out) {
     DIR *dp = opendir(dir);
     if (!dp) saev_usage_fail("%s: %s: cannot read the directory: %s", key, dir, strerror(errno));
@@ -176,7 +176,7 @@ static void find_checkpoints(const char *key, const char *dir, StrList *out) {
         struct stat sb;
         if (stat(p, &sb) == 0) {
             if (S_ISDIR(sb.st_mode)) find_checkpoints(key, p, out);
-            else if (S_ISREG(sb.st_mode) && !strcmp(names.v[i], "sae.safetensors")) strlist_push(out, p);
+            else if (S_ISREG(sb.st_mode) && (!strcmp(names.v[i], "sae.safetensors") || !strcmp(names.v[i], "sae.pt"))) strlist_push(out, p);
         }
         free(p);
         free(names.v[i]);
@@ -185,16 +185,10 @@ static void find_checkpoints(const char *key, const char *dir, StrList *out) {
 }
 
 int eval_checkpoint_d_model(const char *key, const char *path) {
-    SafeTensors st;
-    char err[1024];
-    if (st_open(&st, path, err, sizeof err)) saev_usage_fail("%s: %s", key, err);
-    const char *meta = st_meta(&st, "saev_sae_config");
-    if (!meta) saev_usage_fail("%s: %s: not an SAE checkpoint (no saev_sae_config metadata)", key, path);
     SaeConfig c;
     float scale;
-    const char *bad = sae_config_from_json(meta, &c, &scale);
-    if (bad) saev_usage_fail("%s: %s: %s", key, path, bad);
-    st_close(&st);
+    char err[1024];
+    if (sae_checkpoint_read_config(path, &c, &scale, err, sizeof err)) saev_usage_fail("%s: %s", key, err);
     return c.d_model;
 }
 
@@ -208,7 +202,7 @@ int eval_resolve_checkpoints(const CfgList *sae, const char *key, char ***out) {
         if (S_ISDIR(sb.st_mode)) {
             int before = ckpts.n;
             find_checkpoints(key, p, &ckpts);
-            if (ckpts.n == before) saev_usage_fail("%s: %s: no sae.safetensors under this directory", key, p);
+            if (ckpts.n == before) saev_usage_fail("%s: %s: no sae.safetensors (or saev sae.pt) under this directory", key, p);
         } else {
             strlist_push(&ckpts, p);
         }
@@ -263,7 +257,12 @@ void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
     plan->n_sae = n_ckpt;
     plan->ckpt = ckpts;
     plan->out_dir = mallocCheck((size_t)n_ckpt * sizeof(char *));
-    for (int i = 0; i < n_ckpt; i++) plan->out_dir[i] = eval_out_dir(c->out, n_ckpt, i, ckpts[i], NULL);
+    for (int i = 0; i < n_ckpt; i++) {
+        plan->out_dir[i] = eval_out_dir(c->out, n_ckpt, i, ckpts[i], NULL);
+        for (int j = 0; j < i; j++) /* e.g. a saev sae.pt beside its imported sae.safetensors */
+            if (!strcmp(plan->out_dir[i], plan->out_dir[j]))
+                saev_usage_fail("evaluate.sae: %s and %s would both write %s/eval.json; list one of them, or set evaluate.out", ckpts[j], ckpts[i], plan->out_dir[i]);
+    }
 }
 
 void eval_plan_free(EvalPlan *plan) {

@@ -10,7 +10,7 @@
 #define F(type_, key_, def_, min_, max_, help_) \
     {.key = #key_, .type = type_, .offset = offsetof(EvaluateConfig, key_), .def = def_, .min = min_, .max = max_, .help = help_}
 static const CfgField evaluate_fields[] = {
-    F(CFG_STRING_LIST, sae, "[]", 1, 0, "SAE checkpoints (sae.safetensors) or run directories (every sae.safetensors under them)"),
+    F(CFG_STRING_LIST, sae, "[]", 1, 0, "SAE checkpoints (sae.safetensors, or saev's sae.pt) or run directories (every sae.safetensors and sae.pt under them)"),
     F(CFG_STRING, data, CFG_UNSET, 1, 0, "held-out activations: safetensors file with `activations` [N,d], or a store directory"),
     F(CFG_INT, layer, CFG_UNSET, -1e6, 1e6, "store: ViT block as recorded in the store's `layers` (negative counts from the ViT's end); unset: the store's only layer"),
     {.key = "tokens", .type = CFG_STRING, .offset = offsetof(EvaluateConfig, tokens), .def = "patches", .min = 1, .max = 0,
