@@ -17,6 +17,7 @@
  * the loader takes more than half of the step time: the run is then bound by its data
  * (disk, decoding), not by the SAE.
  */
+#include "fault.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "train.h"
@@ -70,29 +71,23 @@ static uint64_t member_hash(const TrainConfig *c) {
     return h;
 }
 
-char *train_member_dir(const SaevConfig *cfgs, int K, int i) {
+char *train_member_dir(const TrainJob *job, int i) {
     char buf[4096];
-    if (K == 1) snprintf(buf, sizeof buf, "%s", cfgs[i].train.out_dir);
-    else snprintf(buf, sizeof buf, "%s/sae-%08llx", cfgs[i].train.out_dir, (unsigned long long)(member_hash(&cfgs[i].train) >> 32));
+    const TrainConfig *c = job->members[i];
+    if (job->K == 1) snprintf(buf, sizeof buf, "%s", c->out_dir);
+    else snprintf(buf, sizeof buf, "%s/sae-%08llx", c->out_dir, (unsigned long long)(member_hash(c) >> 32));
     return strdupCheck(buf);
 }
 
-const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
-    for (int i = 0; i < K; i++) {
-        TrainConfig *c = &cfgs[i].train;
-        if (!c->out_dir) {
-            char *d = mallocCheck(strlen(cfgs[i].run.out_dir) + strlen(cfgs[i].run.name) + 2);
-            sprintf(d, "%s/%s", cfgs[i].run.out_dir, cfgs[i].run.name);
-            c->out_dir = d;
-        }
-    }
-    const TrainConfig *c0 = &cfgs[0].train;
+const char *train_prepare(const TrainJob *job, char *buf, size_t len) {
+    int K = job->K;
+    const TrainConfig *c0 = job->members[0];
     if (!c0->data) return "train.data is required: an activation store directory or a safetensors file holding `activations` [N,d]";
     struct stat sb;
     if (stat(c0->data, &sb) != 0) { snprintf(buf, len, "train.data: %s: %s", c0->data, strerror(errno)); return buf; }
     if (train_config_steps(c0) < 1) return "train.steps or train.n_tokens is required";
     for (int i = 1; i < K; i++) {
-        const TrainConfig *c = &cfgs[i].train;
+        const TrainConfig *c = job->members[i];
         const char *what = NULL;
         if (strcmp(c->data, c0->data)) what = "train.data";
         else if (c->batch_size != c0->batch_size) what = "train.batch_size";
@@ -108,7 +103,7 @@ const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
             return buf;
         }
         for (int j = 0; j < i; j++)
-            if (member_hash(c) == member_hash(&cfgs[j].train)) {
+            if (member_hash(c) == member_hash(job->members[j])) {
                 snprintf(buf, len, "sweep configs %d and %d train the same SAE", j + 1, i + 1);
                 return buf;
             }
@@ -116,7 +111,7 @@ const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
     /* The device/precision choices that do not depend on the node (bf16 anywhere, tf32 on
      * the CPU): refused here, before any rank starts. Whether cuda is usable is the
      * compute node's to say (train_run resolves the device again there). */
-    const char *dev = cfgs[0].run.device ? cfgs[0].run.device : "auto";
+    const char *dev = job->device ? job->device : "auto";
     if (!strcmp(dev, "cpu") || !strcmp(c0->precision, "bf16")) {
         SaeBackendSpec spec;
         const char *e = sae_backend_resolve(dev, c0->precision, &spec);
@@ -238,9 +233,66 @@ static void save_member(Member *mb, int64_t steps_done, int64_t position) {
     mb->last_checkpoint = steps_done;
 }
 
-void train_run(const SaevConfig *cfgs, int K) {
+/* Sweep member i: its backend, directory, and its state, fresh (initialized on rank 0
+ * and broadcast) or resumed; every member must resume at the same *start and loader
+ * *position. *scale is the data scale, computed once for the members that scale. */
+static void open_member(const TrainJob *job, int i, Member *mb, DataSource *src, int local_max, const SaeBackendSpec *spec,
+                        int64_t T, float *scale, int64_t *start, int64_t *position) {
+    int rank = comm_rank(), d = src->d;
+    const TrainConfig *c = job->members[i];
+    SaeConfig sc;
+    const char *bad = train_config_sae(c, d, &sc);
+    if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
+    if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
+    char err[512];
+    if (sae_backend_create(&mb->be, &sc, local_max, spec, err, sizeof err))
+        saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec->device), err);
+    Sae *host = sae_backend_host(&mb->be);
+    mb->dir = train_member_dir(job, i);
+    snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
+    snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
+    snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
+    if (rank == 0) {
+        make_dirs_or_die(mb->dir);
+        cfg_write_resolved_text(job->resolved_yaml[i], mb->dir);
+    }
+    snprintf(mb->final, sizeof mb->final, "%s/metrics.json", mb->dir);
+    mb->prefix_rng = (uint64_t)c->seed * 0x2545F4914F6CDD1DULL + (uint64_t)i + 7;
+    mb->last_checkpoint = -1;
+    if (c->sae.scale_data) {
+        if (*scale == 0) *scale = compute_data_scale(src);
+        host->data_scale = *scale;
+    }
+    int resumed = 0;
+    if (c->resume && access(mb->state, R_OK) == 0) {
+        SaeTrainCounters cnt;
+        sae_state_read(host, mb->state, &cnt);
+        if (i > 0 && (cnt.step != *start || cnt.position != *position))
+            saev_fail("%s: saved at step %lld, but sweep member 0 at step %lld; the sweep's states disagree", mb->state, (long long)cnt.step, (long long)*start);
+        *start = cnt.step;
+        *position = cnt.position;
+        mb->prefix_rng = cnt.prefix_rng;
+        mb->last_checkpoint = *start;
+        resumed = 1;
+        log_info("SAE %d (%s): resuming at step %lld", i, mb->dir, (long long)*start);
+    } else if (c->resume && i > 0 && *start > 0) {
+        saev_fail("%s: no training state, but sweep member 0 resumes at step %lld", mb->state, (long long)*start);
+    }
+    if (!resumed) {
+        if (c->resume) log_warn("SAE %d: resume asked but %s does not exist; starting from step 0", i, mb->state);
+        init_member(mb, c, src, i);
+        if (rank == 0) unlink(mb->metrics);
+    } else if (rank == 0) {
+        trim_metrics(mb->metrics, *start);
+    }
+    if (rank == 0 && *start < T) unlink(mb->final); /* not finished (again) */
+    sae_backend_push(&mb->be); /* cuda: the initialized or resumed state to the GPU */
+}
+
+void train_run(const TrainJob *job) {
+    int K = job->K;
     if (K < 1) saev_usage_fail("train: no configs");
-    const TrainConfig *c0 = &cfgs[0].train;
+    const TrainConfig *c0 = job->members[0];
     int64_t T = train_config_steps(c0);
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
@@ -251,63 +303,13 @@ void train_run(const SaevConfig *cfgs, int K) {
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
 
     SaeBackendSpec spec;
-    const char *bad_dev = sae_backend_resolve(cfgs[0].run.device, c0->precision, &spec);
+    const char *bad_dev = sae_backend_resolve(job->device, c0->precision, &spec);
     if (bad_dev) saev_usage_fail("train: %s", bad_dev);
 
     Member *mem = callocCheck(K, sizeof(Member));
     int64_t start = 0, position = 0;
     float scale = 0;
-    for (int i = 0; i < K; i++) {
-        Member *mb = &mem[i];
-        const TrainConfig *c = &cfgs[i].train;
-        SaeConfig sc;
-        const char *bad = train_config_sae(c, d, &sc);
-        if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
-        if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
-        char err[512];
-        if (sae_backend_create(&mb->be, &sc, local_max, &spec, err, sizeof err))
-            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec.device), err);
-        Sae *host = sae_backend_host(&mb->be);
-        mb->dir = train_member_dir(cfgs, K, i);
-        snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
-        snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
-        snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
-        if (rank == 0) {
-            make_dirs_or_die(mb->dir);
-            cfg_write_resolved(&saev_config_schema, &cfgs[i], mb->dir);
-        }
-        snprintf(mb->final, sizeof mb->final, "%s/metrics.json", mb->dir);
-        mb->prefix_rng = (uint64_t)c->seed * 0x2545F4914F6CDD1DULL + (uint64_t)i + 7;
-        mb->last_checkpoint = -1;
-        if (c->sae.scale_data) {
-            if (scale == 0) scale = compute_data_scale(src);
-            host->data_scale = scale;
-        }
-        int resumed = 0;
-        if (c->resume && access(mb->state, R_OK) == 0) {
-            SaeTrainCounters cnt;
-            sae_state_read(host, mb->state, &cnt);
-            if (i > 0 && (cnt.step != start || cnt.position != position))
-                saev_fail("%s: saved at step %lld, but sweep member 0 at step %lld; the sweep's states disagree", mb->state, (long long)cnt.step, (long long)start);
-            start = cnt.step;
-            position = cnt.position;
-            mb->prefix_rng = cnt.prefix_rng;
-            mb->last_checkpoint = start;
-            resumed = 1;
-            log_info("SAE %d (%s): resuming at step %lld", i, mb->dir, (long long)start);
-        } else if (c->resume && i > 0 && start > 0) {
-            saev_fail("%s: no training state, but sweep member 0 resumes at step %lld", mb->state, (long long)start);
-        }
-        if (!resumed) {
-            if (c->resume) log_warn("SAE %d: resume asked but %s does not exist; starting from step 0", i, mb->state);
-            init_member(mb, c, src, i);
-            if (rank == 0) unlink(mb->metrics);
-        } else if (rank == 0) {
-            trim_metrics(mb->metrics, start);
-        }
-        if (rank == 0 && start < T) unlink(mb->final); /* not finished (again) */
-        sae_backend_push(&mb->be); /* cuda: the initialized or resumed state to the GPU */
-    }
+    for (int i = 0; i < K; i++) open_member(job, i, &mem[i], src, local_max, &spec, T, &scale, &start, &position);
     comm_barrier();
 
     BatchLoader loader;
@@ -323,7 +325,7 @@ void train_run(const SaevConfig *cfgs, int K) {
     for (int i = 0; i < K; i++) {
         bes[i] = &mem[i].be;
         rngs[i] = &mem[i].prefix_rng;
-        clips[i] = cfgs[i].train.grad_clip;
+        clips[i] = job->members[i]->grad_clip;
     }
     log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s, device %s%s", K, K > 1 ? "s" : "", c0->data, d,
              (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", device_name(spec.device),
@@ -334,20 +336,13 @@ void train_run(const SaevConfig *cfgs, int K) {
     double t_last = saev_now();
     double loader_s = 0, loader_s_total = 0, t_first = t_last; /* seconds inside batch_loader_next (this rank) */
     int warned_loader = 0;
-    /* Tests simulate a killed job: the process dies after this many steps, without the
-     * end-of-run checkpoint. */
-    const char *kill_env = getenv("SAEV_TRAIN_KILL_AFTER_STEPS");
-    int64_t kill_after = kill_env ? atoll(kill_env) : -1;
-    /* Tests simulate a slow disk: the loader takes this many more milliseconds a batch. */
-    const char *delay_env = getenv("SAEV_TRAIN_LOADER_DELAY_MS");
-    int64_t loader_delay_ms = delay_env ? atoll(delay_env) : 0;
     int64_t steps_since = 0;
     for (int64_t step = start; step < T; step++) {
         int64_t batch_first_row = loader.position;
         float *x = sae_batch_rows(&batch);
         double t_load = saev_now();
         batch_loader_next(&loader, x);
-        if (loader_delay_ms > 0) usleep((useconds_t)(loader_delay_ms * 1000));
+        fault_delay(FAULT_TRAIN_LOADER_DELAY_MS);
         loader_s += saev_now() - t_load;
         int ok = 1;
         for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
@@ -356,7 +351,7 @@ void train_run(const SaevConfig *cfgs, int K) {
                       c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
         sae_batch_submit(&batch, n_local, bes, K);
         for (int i = 0; i < K; i++) {
-            const TrainConfig *c = &cfgs[i].train;
+            const TrainConfig *c = job->members[i];
             lrs[i] = (float)sae_lr_at(mem[i].schedule, c->lr, c->lr_warmup, T, step);
         }
         sae_sweep_step(bes, K, &batch, c0->batch_size, lrs, clips, rngs, ms);
@@ -394,7 +389,7 @@ void train_run(const SaevConfig *cfgs, int K) {
         if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
             for (int i = 0; i < K; i++) save_member(&mem[i], done, loader.position);
         progress_update(&prog, done);
-        if (done == kill_after) _exit(137);
+        fault_kill_at(FAULT_TRAIN_KILL_AFTER_STEPS, done);
     }
     progress_finish(&prog);
     if (start < T) {
