@@ -40,9 +40,9 @@
  * passes n = 0) and store_finish. Without use_mpi the store is written by one process
  * through the sec2 driver (import-saev). Readers never need MPI.
  *
- * Test hook: SAEV_STORE_CRASH_RANK=R and SAEV_STORE_CRASH_AFTER=K make rank R kill itself
- * (SIGKILL) inside its (K+1)-th store_write, after the activations are written and before
- * their status, the worst moment for resume.
+ * Fault injection (fault.h): SAEV_FAULT=store.kill_after_writes=K@R makes rank R kill
+ * itself (SIGKILL) inside its (K+1)-th store_write, after the activations are written and
+ * before their status, the worst moment for resume.
  */
 #ifndef SAEV_STORE_H
 #define SAEV_STORE_H
