@@ -117,16 +117,21 @@ void sae_load_weights(Sae *sae, const char *path) {
     st_close(&st);
 }
 
-void sae_checkpoint_load(Sae *sae, const char *path, int max_batch) {
+int sae_checkpoint_config(const char *path, SaeConfig *c, float *data_scale, char *err, size_t errlen) {
     SafeTensors st;
-    st_open_or_die(&st, path);
+    if (st_open(&st, path, err, errlen)) return -1;
     const char *meta = st_meta(&st, "saev_sae_config");
-    if (!meta) saev_usage_fail("%s: not an SAE checkpoint (no saev_sae_config metadata)", path);
+    const char *bad = meta ? sae_config_from_json(meta, c, data_scale) : "not an SAE checkpoint (no saev_sae_config metadata)";
+    if (bad) saev_errf(err, errlen, "%s: %s", path, bad);
+    st_close(&st);
+    return bad ? -1 : 0;
+}
+
+void sae_checkpoint_load(Sae *sae, const char *path, int max_batch) {
     SaeConfig c;
     float scale;
-    const char *bad = sae_config_from_json(meta, &c, &scale);
-    if (bad) saev_usage_fail("%s: %s", path, bad);
-    st_close(&st);
+    char err[1024];
+    if (sae_checkpoint_config(path, &c, &scale, err, sizeof err)) saev_usage_fail("%s", err);
     sae_create(sae, &c, max_batch);
     sae->data_scale = scale;
     sae_load_weights(sae, path);

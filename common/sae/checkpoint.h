@@ -12,6 +12,7 @@
 #ifndef SAEV_SAE_CHECKPOINT_H
 #define SAEV_SAE_CHECKPOINT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sae.h"
@@ -21,6 +22,9 @@ char *sae_config_to_json(const SaeConfig *c, float data_scale);
 const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_scale);
 
 void sae_checkpoint_write(const Sae *sae, const char *path, int64_t step);
+/* A checkpoint's SAE config and data scale from its metadata. 0, or -1 with
+ * "<path>: <why>" in err (unreadable, not an SAE checkpoint, or a config it refuses). */
+int sae_checkpoint_config(const char *path, SaeConfig *c, float *data_scale, char *err, size_t errlen);
 /* Creates `sae` from a checkpoint (config from its metadata) for batches of max_batch. */
 void sae_checkpoint_load(Sae *sae, const char *path, int max_batch);
 /* Loads W_enc, b_enc, W_dec, b_dec of the right shapes into an existing SAE. */

@@ -186,16 +186,10 @@ static void find_checkpoints(const char *dir, StrList *out) {
 
 /* d_model of a checkpoint from its metadata; exits naming the file when it is not one. */
 static int checkpoint_d_model(const char *path) {
-    SafeTensors st;
-    char err[1024];
-    if (st_open(&st, path, err, sizeof err)) saev_usage_fail("evaluate.sae: %s", err);
-    const char *meta = st_meta(&st, "saev_sae_config");
-    if (!meta) saev_usage_fail("evaluate.sae: %s: not an SAE checkpoint (no saev_sae_config metadata)", path);
     SaeConfig c;
     float scale;
-    const char *bad = sae_config_from_json(meta, &c, &scale);
-    if (bad) saev_usage_fail("evaluate.sae: %s: %s", path, bad);
-    st_close(&st);
+    char err[1024];
+    if (sae_checkpoint_config(path, &c, &scale, err, sizeof err)) saev_usage_fail("evaluate.sae: %s", err);
     return c.d_model;
 }
 
