@@ -289,6 +289,58 @@ static void open_member(const TrainJob *job, int i, Member *mb, DataSource *src,
     sae_backend_push(&mb->be); /* cuda: the initialized or resumed state to the GPU */
 }
 
+/* The next batch into the backend's staging rows; data that is not finite on any rank
+ * stops the job naming the rows (the checkpoints written so far are kept). */
+static void read_batch_or_die(BatchLoader *loader, SaeBatch *batch, int n_local, int d, int64_t step, const TrainConfig *c0) {
+    int64_t first_row = loader->position;
+    float *x = sae_batch_rows(batch);
+    batch_loader_next(loader, x);
+    fault_delay(FAULT_TRAIN_LOADER_DELAY_MS);
+    int ok = 1;
+    for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
+    if (!comm_all_true(ok))
+        saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
+                  c0->data, (long long)first_row, (long long)(first_row + c0->batch_size - 1));
+}
+
+static void check_finite_or_die(const Member *mb, int i, int64_t step) {
+    if (mb->m.finite) return;
+    char last[4400] = "no checkpoint was written yet";
+    if (mb->last_checkpoint >= 0) snprintf(last, sizeof last, "the last good checkpoint %s (step %lld) is kept", mb->ckpt, (long long)mb->last_checkpoint);
+    saev_fail("step %lld: SAE %d (%s): loss %g, gradient norm %g is not finite; stopping; %s", (long long)step, i, mb->dir, mb->m.loss,
+              mb->m.grad_norm, last);
+}
+
+/* The training's pace between metrics lines (this rank's clock). */
+typedef struct {
+    double t_first, t_last;     // start of training, of the interval
+    double loader_s;            // seconds inside batch_loader_next this interval
+    double loader_s_total;      // the same over the run
+    int64_t steps_since;        // steps this interval
+    int warned_loader;          // the loader-bound warning was given
+} Pace;
+
+/* A metrics line per SAE for the interval ending at `step`, and a warning (once) when
+ * the data loader sets the pace. Collective: the slowest rank's loader counts. */
+static void report_interval(Pace *p, Member *mem, int K, int64_t step, const TrainConfig *c0) {
+    double wait = p->loader_s;
+    comm_allreduce(&wait, 1, COMM_F64, COMM_MAX);
+    p->loader_s_total += p->loader_s;
+    p->loader_s = 0;
+    double now = saev_now(), rows = (double)p->steps_since * c0->batch_size;
+    double tps = rows / (now - p->t_last);
+    double loader_tps = rows / (wait > 1e-9 ? wait : 1e-9);
+    int rank = comm_rank();
+    if (rank == 0) for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps, loader_tps);
+    if (rank == 0 && !p->warned_loader && wait > 0.5 * (now - p->t_last)) { /* once, not once a rank */
+        log_warn("step %lld: the data loader takes %.0f%% of the step time (loader %.4g tokens/s, training %.4g tokens/s): "
+                 "this run is bound by reading %s, not by the SAE", (long long)step + 1, 100 * wait / (now - p->t_last), loader_tps, tps, c0->data);
+        p->warned_loader = 1;
+    }
+    p->t_last = now;
+    p->steps_since = 0;
+}
+
 void train_run(const TrainJob *job) {
     int K = job->K;
     if (K < 1) saev_usage_fail("train: no configs");
@@ -333,22 +385,12 @@ void train_run(const TrainJob *job) {
     Progress prog;
     progress_start(&prog, "steps", T);
     progress_update(&prog, start);
-    double t_last = saev_now();
-    double loader_s = 0, loader_s_total = 0, t_first = t_last; /* seconds inside batch_loader_next (this rank) */
-    int warned_loader = 0;
-    int64_t steps_since = 0;
+    Pace pace = {.t_last = saev_now()};
+    pace.t_first = pace.t_last;
     for (int64_t step = start; step < T; step++) {
-        int64_t batch_first_row = loader.position;
-        float *x = sae_batch_rows(&batch);
         double t_load = saev_now();
-        batch_loader_next(&loader, x);
-        fault_delay(FAULT_TRAIN_LOADER_DELAY_MS);
-        loader_s += saev_now() - t_load;
-        int ok = 1;
-        for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
-        if (!comm_all_true(ok))
-            saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
-                      c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
+        read_batch_or_die(&loader, &batch, n_local, d, step, c0);
+        pace.loader_s += saev_now() - t_load;
         sae_batch_submit(&batch, n_local, bes, K);
         for (int i = 0; i < K; i++) {
             const TrainConfig *c = job->members[i];
@@ -356,36 +398,13 @@ void train_run(const TrainJob *job) {
         }
         sae_sweep_step(bes, K, &batch, c0->batch_size, lrs, clips, rngs, ms);
         for (int i = 0; i < K; i++) {
-            Member *mb = &mem[i];
-            mb->m = ms[i];
-            if (!mb->m.finite) {
-                char last[4400] = "no checkpoint was written yet";
-                if (mb->last_checkpoint >= 0) snprintf(last, sizeof last, "the last good checkpoint %s (step %lld) is kept", mb->ckpt, (long long)mb->last_checkpoint);
-                saev_fail("step %lld: SAE %d (%s): loss %g, gradient norm %g is not finite; stopping; %s", (long long)step, i, mb->dir,
-                          mb->m.loss, mb->m.grad_norm, last);
-            }
+            mem[i].m = ms[i];
+            check_finite_or_die(&mem[i], i, step);
         }
-        steps_since++;
+        pace.steps_since++;
         int64_t done = step + 1;
         int last = done == T;
-        if (done % c0->metrics_every == 0 || last) {
-            /* the slowest rank's loader sets the pace (a collective: every rank is here) */
-            double wait = loader_s;
-            comm_allreduce(&wait, 1, COMM_F64, COMM_MAX);
-            loader_s_total += loader_s;
-            loader_s = 0;
-            double now = saev_now(), rows = (double)steps_since * c0->batch_size;
-            double tps = rows / (now - t_last);
-            double loader_tps = rows / (wait > 1e-9 ? wait : 1e-9);
-            if (rank == 0) for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps, loader_tps);
-            if (rank == 0 && !warned_loader && wait > 0.5 * (now - t_last)) { /* once, not once a rank */
-                log_warn("step %lld: the data loader takes %.0f%% of the step time (loader %.4g tokens/s, training %.4g tokens/s): "
-                         "this run is bound by reading %s, not by the SAE", (long long)done, 100 * wait / (now - t_last), loader_tps, tps, c0->data);
-                warned_loader = 1;
-            }
-            t_last = now;
-            steps_since = 0;
-        }
+        if (done % c0->metrics_every == 0 || last) report_interval(&pace, mem, K, step, c0);
         if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
             for (int i = 0; i < K; i++) save_member(&mem[i], done, loader.position);
         progress_update(&prog, done);
@@ -393,9 +412,9 @@ void train_run(const TrainJob *job) {
     }
     progress_finish(&prog);
     if (start < T) {
-        double wall = saev_now() - t_first, rows = (double)(T - start) * c0->batch_size;
+        double wall = saev_now() - pace.t_first, rows = (double)(T - start) * c0->batch_size;
         log_info("%.4g tokens/s training, data loader %.4g tokens/s (%.0f%% of the time waiting for data on rank 0)", rows / wall,
-                 rows / (loader_s_total > 1e-9 ? loader_s_total : 1e-9), 100 * loader_s_total / wall);
+                 rows / (pace.loader_s_total > 1e-9 ? pace.loader_s_total : 1e-9), 100 * pace.loader_s_total / wall);
     }
     if (rank == 0)
         for (int i = 0; i < K; i++) write_final_metrics(&mem[i], T, c0->batch_size);
