@@ -4,6 +4,7 @@
 #include "fsutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ void make_dirs_or_die(const char *dir) {
 char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) { saev_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    struct stat st;
+    struct stat st = {0};
     if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
         saev_errf(err, errlen, "%s: cannot read: %s", path, S_ISDIR(st.st_mode) ? "a folder" : strerror(errno));
         fclose(f);
@@ -130,4 +131,42 @@ void self_exe_path(char *out, size_t outlen) {
     ssize_t n = readlink("/proc/self/exe", out, outlen - 1);
     if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find this program's path");
     out[n] = 0;
+}
+
+int lock_output_dir(const char *dir, const char *what, char *err, size_t errlen) {
+    if (make_dirs(dir, err, errlen)) return -1;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/.saev.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return saev_errf(err, errlen, "%s: cannot open the output lock: %s", path, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        char holder[512] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        if (!holder[0] && fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK)
+            snprintf(holder, sizeof holder, "pid %d on this host", (int)who.l_pid);
+        close(fd);
+        if (e != EACCES && e != EAGAIN) return saev_errf(err, errlen, "%s: cannot lock: %s", path, strerror(e));
+        return saev_errf(err, errlen, "%s is in use by another run (%s); wait for it to end, or choose another output",
+                         dir, holder[0] ? holder : "holder unknown");
+    }
+    char host[256] = "?", line[600];
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = 0;
+    int len = snprintf(line, sizeof line, "host %s pid %d: %s\n", host, (int)getpid(), what);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return saev_errf(err, errlen, "%s: cannot write the output lock: %s", path, strerror(e));
+    }
+    return 0; /* fd stays open: closing it would drop the lock */
+}
+
+void lock_output_dir_or_die(const char *dir, const char *what) {
+    char err[PATH_MAX + 1024];
+    if (lock_output_dir(dir, what, err, sizeof err)) saev_fail("%s", err);
 }

@@ -2,7 +2,8 @@
  * fsutil.h: the file-system helpers every stage needs, each written once: `mkdir -p`;
  * reading a whole file; writing a file atomically (a temporary name in the same folder,
  * fsync, rename) so readers never see half a file, either from one buffer or streamed
- * through an AtomicFile; and the folder this program was started from.
+ * through an AtomicFile; the folder this program was started from; and the lock that
+ * keeps two runs from writing one output.
  */
 #ifndef SAEV_FSUTIL_H
 #define SAEV_FSUTIL_H
@@ -47,5 +48,15 @@ void write_file_atomic_or_die(const char *path, const void *data, size_t len);
 
 /* The running program's own path (from /proc/self/exe); a failure ends the job. */
 void self_exe_path(char *out, size_t outlen);
+
+/* Takes the output lock of dir (made if missing): a POSIX record lock on dir/.saev.lock,
+ * holding "host H pid P: what" for the next comer to read. The kernel drops the lock when
+ * the process ends in any way (kill -9 too), so a killed run never blocks a rerun; NFS and
+ * Lustre honour these locks across nodes. The lock lasts until the process exits (the
+ * descriptor is kept open on purpose). Returns 0, or -1 with "<dir> is in use: <holder>"
+ * in err when another live process holds it. */
+int lock_output_dir(const char *dir, const char *what, char *err, size_t errlen);
+/* Same; when held elsewhere it ends the job (status 1) naming the holder. */
+void lock_output_dir_or_die(const char *dir, const char *what);
 
 #endif

@@ -53,6 +53,22 @@ static int json_u64(const cJSON *v, uint64_t *out) {
     return 0;
 }
 
+/* The first name that occurs twice among names[n] (NULL if none). A JSON header may
+ * repeat a key; which copy a lookup would find is then arbitrary, so such files are
+ * refused. Sorting keeps this O(n log n) for hostile headers with many entries. */
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static const char *first_duplicate(char **names, int n) {
+    if (n < 2) return NULL;
+    char **sorted = mallocCheck(sizeof(char *) * (size_t)n);
+    memcpy(sorted, names, sizeof(char *) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(char *), cmp_name);
+    const char *dup = NULL;
+    for (int i = 1; i < n && !dup; i++)
+        if (!strcmp(sorted[i], sorted[i - 1])) dup = sorted[i];
+    free(sorted);
+    return dup;
+}
+
 typedef struct { uint64_t begin, end; int index; } Span;
 static int span_cmp(const void *a, const void *b) {
     const Span *x = a, *y = b;
@@ -101,9 +117,10 @@ int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
         if (strcmp(it->string, "__metadata__")) n++;
     st->tensors = callocCheck((size_t)n, sizeof(StTensor));
     Span *spans = callocCheck((size_t)n, sizeof(Span));
-    int k = 0, rc = 0;
+    int k = 0, rc = 0, n_meta_objects = 0;
     for (cJSON *it = root->child; it && !rc; it = it->next) {
         if (!strcmp(it->string, "__metadata__")) {
+            if (n_meta_objects++) { rc = fail(err, errlen, path, "__metadata__ given twice"); break; }
             if (!cJSON_IsObject(it)) { rc = fail(err, errlen, path, "__metadata__ is not an object"); break; }
             for (cJSON *m = it->child; m; m = m->next) {
                 if (!cJSON_IsString(m)) { rc = fail(err, errlen, path, "__metadata__[\"%s\"] is not a string", m->string); break; }
@@ -164,6 +181,15 @@ int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
         k++;
     }
     cJSON_Delete(root);
+    if (!rc) {
+        char **names = mallocCheck(sizeof(char *) * (size_t)(k ? k : 1));
+        for (int i = 0; i < k; i++) names[i] = st->tensors[i].name;
+        const char *dup = first_duplicate(names, k);
+        if (dup) rc = fail(err, errlen, path, "tensor \"%s\" is listed twice in the header", dup);
+        free(names);
+        if (!rc && (dup = first_duplicate(st->meta_keys, st->n_meta)))
+            rc = fail(err, errlen, path, "__metadata__ key \"%s\" is given twice", dup);
+    }
     if (!rc) {
         qsort(spans, (size_t)k, sizeof(Span), span_cmp);
         for (int i = 1; i < k && !rc; i++)

@@ -23,14 +23,17 @@ def load(path):
         out[k] = np.frombuffer(data[a:b], dtype=DT[v["dtype"]]).reshape(v["shape"])
     return out, h.get("__metadata__", {})
 
-def save(path, tensors):
-    """Writes float32 tensors as safetensors (data 8-byte aligned, as the C writer does)."""
+def save(path, tensors, meta=None):
+    """Writes float32 tensors as safetensors (data 8-byte aligned, as the C writer does),
+    with the string dict meta as __metadata__ when given."""
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
         b = np.ascontiguousarray(a, dtype="<f4").tobytes()
         header[k] = {"dtype": "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
         off += len(b)
         blobs.append(b)
+    if meta:
+        header["__metadata__"] = meta
     hb = json.dumps(header).encode()
     hb += b" " * (-len(hb) % 8)
     with open(path, "wb") as f:

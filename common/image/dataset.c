@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "log.h"
 
 int data_resolve(const DataConfig *c, DataSpec *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
@@ -69,7 +70,12 @@ static int has_image_ext(const char *name) {
     return 0;
 }
 
-/* Entries of dir (sorted): want_dirs = 1 for subfolders, 0 for image files. */
+/* Entries of dir (sorted): want_dirs = 1 for subfolders, 0 for image files. Every entry
+ * named like an image is listed, whatever it is (a folder, a broken link, a symlink loop):
+ * it then fails to decode and counts as a bad image with its reason, under the
+ * data.on_bad_image policy, instead of vanishing from the data set unseen. Subfolders are
+ * only followed one level (classes), so a link loop cannot make the walk endless; a class
+ * entry that cannot be looked at is reported and left out. */
 static int list_dir(const char *dir, int want_dirs, Names *out, char *err, size_t errlen) {
     DIR *d = opendir(dir);
     if (!d) { saev_errf(err, errlen, "%s: cannot open folder: %s", dir, strerror(errno)); return -1; }
@@ -78,9 +84,16 @@ static int list_dir(const char *dir, int want_dirs, Names *out, char *err, size_
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        if (!want_dirs) {
+            if (has_image_ext(e->d_name)) names_push(out, e->d_name);
+            continue;
+        }
         struct stat st;
-        if (stat(full, &st) != 0) continue;
-        if (want_dirs ? S_ISDIR(st.st_mode) : (S_ISREG(st.st_mode) && has_image_ext(e->d_name))) names_push(out, e->d_name);
+        if (stat(full, &st) != 0) {
+            log_warn("data: skipping %s: %s", full, strerror(errno));
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) names_push(out, e->d_name);
     }
     closedir(d);
     qsort(out->v, out->n, sizeof(char *), cmp_str);

@@ -5,9 +5,10 @@
  * cuda, or auto = cuda when a GPU is present; train.precision on cuda). Per step: read
  * this rank's share of the next global batch into the shared SaeBatch (one loader for all
  * K SAEs), check it for NaN/Inf (collectively), submit it, and step every SAE on it
- * (sae_sweep_step: each SAE scales the rows by its data scale, and the step all-reduces
- * the flat gradient and statistics). On cpu this is sae_train_step exactly as before the
- * layer existed. Every SAE's host Sae (sae_backend_host) is what initialization, resume
+ * (sae_sweep_step_begin/_end: each SAE scales the rows by its data scale, and the step
+ * all-reduces the flat gradient and statistics); the next batch is read between begin
+ * and end, so on cuda loading overlaps the GPU's step. On cpu this is sae_train_step
+ * exactly as before the layer existed. Every SAE's host Sae (sae_backend_host) is what initialization, resume
  * and checkpoints use; on cuda it is pushed to the GPU after init/resume and pulled back
  * before each checkpoint. Rank 0 writes metrics lines, checkpoints and training state;
  * every rank holds identical weights, so any rank could.
@@ -69,6 +70,20 @@ static uint64_t member_hash(const TrainConfig *c) {
     uint64_t h = fnv1a64(FNV1A64_INIT, yaml, strlen(yaml));
     free(yaml);
     return h;
+}
+
+/* Reads this rank's rows of the next batch into the batch's host buffer (adding the
+ * slow disk SAEV_FAULT may simulate, fault.h), sets *read_s to the seconds it took, and returns
+ * whether the rows are all finite (this rank only: the caller takes the collective verdict). */
+static int read_batch(BatchLoader *loader, SaeBatch *batch, int n_local, int d, double *read_s) {
+    float *x = sae_batch_rows(batch);
+    double t_load = saev_now();
+    batch_loader_next(loader, x);
+    fault_delay(FAULT_TRAIN_LOADER_DELAY_MS);
+    *read_s = saev_now() - t_load;
+    int ok = 1;
+    for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
+    return ok;
 }
 
 char *train_member_dir(const TrainJob *job, int i) {
@@ -186,7 +201,7 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, do
             "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, \"loader_tokens_per_s\": %.6g}\n",
             (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->nmse_uncentered, m->explained_variance, 100.0 * m->dead_frac, m->lr,
             m->grad_norm, tokens_per_s, loader_tokens_per_s);
-    if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
+    if (ferror(f) | (fclose(f) != 0)) saev_fail("%s: write failed: %s", mb->metrics, strerror(errno));
 }
 
 /* On resume, drop metrics lines the killed run wrote after its last saved step. */
@@ -289,20 +304,6 @@ static void open_member(const TrainJob *job, int i, Member *mb, DataSource *src,
     sae_backend_push(&mb->be); /* cuda: the initialized or resumed state to the GPU */
 }
 
-/* The next batch into the backend's staging rows; data that is not finite on any rank
- * stops the job naming the rows (the checkpoints written so far are kept). */
-static void read_batch_or_die(BatchLoader *loader, SaeBatch *batch, int n_local, int d, int64_t step, const TrainConfig *c0) {
-    int64_t first_row = loader->position;
-    float *x = sae_batch_rows(batch);
-    batch_loader_next(loader, x);
-    fault_delay(FAULT_TRAIN_LOADER_DELAY_MS);
-    int ok = 1;
-    for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
-    if (!comm_all_true(ok))
-        saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
-                  c0->data, (long long)first_row, (long long)(first_row + c0->batch_size - 1));
-}
-
 static void check_finite_or_die(const Member *mb, int i, int64_t step) {
     if (mb->m.finite) return;
     char last[4400] = "no checkpoint was written yet";
@@ -349,6 +350,9 @@ void train_run(const TrainJob *job) {
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
+    /* One run per output: a second `saev train` into the same folder stops here, naming
+     * the first; rank 0 holds the lock for the job's lifetime. */
+    if (rank == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
     DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
@@ -387,16 +391,29 @@ void train_run(const TrainJob *job) {
     progress_update(&prog, start);
     Pace pace = {.t_last = saev_now()};
     pace.t_first = pace.t_last;
+    /* Pipelined: the next batch is read (and checked for NaN on this rank) between
+     * sae_sweep_step_begin and _end, so on cuda reading and the host-to-device copy overlap
+     * the GPU's step; on cpu the steps run inside begin and reading follows as it always did.
+     * The collective NaN verdict on a batch comes after the previous step's checkpoint, so
+     * the last good checkpoints are kept. */
+    int64_t batch_first_row = loader.position;
+    double batch_read_s = 0; /* reading a batch counts in the metrics interval of the step it feeds */
+    int batch_ok = start < T ? read_batch(&loader, &batch, n_local, d, &batch_read_s) : 1;
     for (int64_t step = start; step < T; step++) {
-        double t_load = saev_now();
-        read_batch_or_die(&loader, &batch, n_local, d, step, c0);
-        pace.loader_s += saev_now() - t_load;
+        pace.loader_s += batch_read_s;
+        if (!comm_all_true(batch_ok))
+            saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
+                      c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
         sae_batch_submit(&batch, n_local, bes, K);
+        int64_t position_after = loader.position; /* where a resume after this step reads on */
         for (int i = 0; i < K; i++) {
             const TrainConfig *c = job->members[i];
             lrs[i] = (float)sae_lr_at(mem[i].schedule, c->lr, c->lr_warmup, T, step);
         }
-        sae_sweep_step(bes, K, &batch, c0->batch_size, lrs, clips, rngs, ms);
+        sae_sweep_step_begin(bes, K, &batch, c0->batch_size, lrs, clips, rngs);
+        batch_first_row = loader.position;
+        if (step + 1 < T) batch_ok = read_batch(&loader, &batch, n_local, d, &batch_read_s);
+        sae_sweep_step_end(bes, K, ms);
         for (int i = 0; i < K; i++) {
             mem[i].m = ms[i];
             check_finite_or_die(&mem[i], i, step);
@@ -406,7 +423,7 @@ void train_run(const TrainJob *job) {
         int last = done == T;
         if (done % c0->metrics_every == 0 || last) report_interval(&pace, mem, K, step, c0);
         if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
-            for (int i = 0; i < K; i++) save_member(&mem[i], done, loader.position);
+            for (int i = 0; i < K; i++) save_member(&mem[i], done, position_after);
         progress_update(&prog, done);
         fault_kill_at(FAULT_TRAIN_KILL_AFTER_STEPS, done);
     }

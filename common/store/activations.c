@@ -87,6 +87,9 @@ static void open_model(const ActivationsSections *s, Model *m) {
     model_section_to_spec(c, &vspec);
     if (vit_open(&m->vit, &vspec, err, sizeof err)) saev_fail("%s", err);
     Device device = s->device != DEVICE_AUTO ? s->device : model_section_device(c);
+#ifdef SAEV_CUDA
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+#endif
     if (vit_set_device(&m->vit, device, err, sizeof err)) saev_fail("%s", err);
 #ifdef SAEV_CUDA
     if (m->vit.device == DEVICE_CUDA) {
@@ -255,6 +258,9 @@ int activations_run(const ActivationsSections *s) {
     StoreMeta meta;
     store_meta_of(s, &m, &ls, pipeline, &dspec, &ds, out_h, out_w, &text, &meta);
 
+    /* One run per store: a second `saev activations` into the same folder stops here,
+     * naming the first; rank 0 holds the lock for the job's lifetime. */
+    if (rank == 0) lock_output_dir_or_die(s->activations->out, "saev activations");
     Store *store = store_open_write(s->activations->out, &meta, (int)s->activations->resume, 1);
     if (rank == 0) cfg_write_resolved_text(s->config_yaml, s->activations->out);
     StorePlan plan;
