@@ -350,6 +350,10 @@ void train_run(const TrainJob *job) {
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
+    /* The device first: a run refused here (no CUDA in this build, no GPU) writes nothing. */
+    SaeBackendSpec spec;
+    const char *bad_dev = sae_backend_resolve(job->device, c0->precision, &spec);
+    if (bad_dev) saev_usage_fail("train: %s", bad_dev);
     /* One run per output: a second `saev train` into the same folder stops here, naming
      * the first; rank 0 holds the lock for the job's lifetime. */
     if (rank == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
@@ -357,10 +361,6 @@ void train_run(const TrainJob *job) {
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
-
-    SaeBackendSpec spec;
-    const char *bad_dev = sae_backend_resolve(job->device, c0->precision, &spec);
-    if (bad_dev) saev_usage_fail("train: %s", bad_dev);
 
     Member *mem = callocCheck(K, sizeof(Member));
     int64_t start = 0, position = 0;
