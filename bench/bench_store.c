@@ -59,16 +59,18 @@ static int worker(const char *dir, int64_t n_images, StoreDtype dt) {
     comm_barrier();
     double t0 = saev_now();
     Store *s = store_open_write(dir, &m, 0, 1);
-    int64_t *mine = NULL, n_batches = 0, n_mine = store_plan(s, rank, size, BATCH, &mine, &n_batches);
-    for (int64_t b = 0; b < n_batches; b++) {
-        int64_t lo = b * BATCH < n_mine ? b * BATCH : n_mine, hi = lo + BATCH < n_mine ? lo + BATCH : n_mine;
-        store_write(s, hi - lo, mine + lo, acts, NULL, NULL, NULL, NULL);
+    StorePlan plan;
+    store_plan(s, rank, size, BATCH, &plan);
+    for (int64_t w = 0; w < plan.n_writes_all; w++) {
+        int64_t lo, n;
+        store_plan_piece(&plan, BATCH, w, &lo, &n);
+        store_write(s, n, plan.images + lo, acts, NULL, NULL, NULL, NULL);
     }
     store_finish(s);
     comm_barrier();
     double secs = saev_now() - t0;
     if (rank == 0) printf("%.6f\n", secs);
-    free(mine);
+    store_plan_free(&plan);
     free(acts);
     comm_finalize();
     return 0;

@@ -982,11 +982,15 @@ char *cfg_reference(const CfgSchema *schema) {
     return b.s;
 }
 
-void cfg_write_resolved(const CfgSchema *schema, const void *obj, const char *dir) {
+void cfg_write_resolved_text(const char *yaml, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.resolved.yaml", dir);
+    write_file_atomic_or_die(path, yaml, strlen(yaml));
+}
+
+void cfg_write_resolved(const CfgSchema *schema, const void *obj, const char *dir) {
     char *text = cfg_dump(schema, obj);
-    write_file_atomic_or_die(path, text, strlen(text));
+    cfg_write_resolved_text(text, dir);
     free(text);
 }
 

@@ -119,6 +119,8 @@ const CfgNode *cfg_doc_find(const CfgDoc *doc, const char *dotted);
 /* Writes cfg_dump's text to <dir>/config.resolved.yaml atomically (tmp + rename); the
  * directory must exist. Fails the job (exit 1) when it cannot write. */
 void cfg_write_resolved(const CfgSchema *schema, const void *obj, const char *dir);
+/* Same, for text cfg_dump already made. */
+void cfg_write_resolved_text(const char *yaml, const char *dir);
 
 /* Same as above but print the error and exit(2). */
 CfgDoc *cfg_parse_file_or_die(const char *path);

@@ -93,3 +93,25 @@ const SaevConfig *saev_config_one_or_die(const SaevConfig *configs, int n, const
     }
     return &configs[0];
 }
+
+void saev_config_train_job(SaevConfig *cfgs, int K, TrainJob *job) {
+    const TrainConfig **members = mallocCheck(sizeof *members * (size_t)K);
+    char **yaml = mallocCheck(sizeof *yaml * (size_t)K);
+    for (int i = 0; i < K; i++) {
+        TrainConfig *c = &cfgs[i].train;
+        if (!c->out_dir) {
+            c->out_dir = mallocCheck(strlen(cfgs[i].run.out_dir) + strlen(cfgs[i].run.name) + 2);
+            sprintf(c->out_dir, "%s/%s", cfgs[i].run.out_dir, cfgs[i].run.name);
+        }
+        members[i] = c;
+        yaml[i] = cfg_dump(&saev_config_schema, &cfgs[i]);
+    }
+    *job = (TrainJob){.members = members, .K = K, .device = cfgs[0].run.device, .resolved_yaml = yaml};
+}
+
+void saev_config_train_job_free(TrainJob *job) {
+    for (int i = 0; i < job->K; i++) free(job->resolved_yaml[i]);
+    free((void *)job->resolved_yaml);
+    free((void *)job->members);
+    memset(job, 0, sizeof *job);
+}

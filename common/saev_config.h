@@ -29,6 +29,7 @@
 #include "slurm_config.h"
 #include "sae/evaluate.h"
 #include "visuals/visuals.h"
+#include "sae/train.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -66,6 +67,12 @@ extern const CfgSchema saev_config_schema;
  * "error: file:line:col: key.path: problem" and exits with status 2. */
 int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out);
 void saev_config_free(SaevConfig *configs, int n);
+/* The training job (sae/train.h) of K loaded configs (a sweep): fills every train.out_dir
+ * left unset with <run.out_dir>/<run.name>, then points the job at the K train:
+ * sections, run.device and each config's resolved YAML. The job borrows cfgs;
+ * saev_config_train_job_free releases what it made. */
+void saev_config_train_job(SaevConfig *cfgs, int K, TrainJob *job);
+void saev_config_train_job_free(TrainJob *job);
 /* Whether the config file or the command line gives the dotted key ("run.ranks"), as
  * opposed to the key taking its default. */
 int saev_config_given(const CfgArgs *args, const char *dotted);

@@ -55,9 +55,10 @@ int cmd_run(int argc, char **argv) {
     if (do_train && !do_eval) fprintf(stderr, "saev run: evaluate.data is not set; skipping evaluate\n");
     if (do_eval && cfgs[0].evaluate.sae.n == 0) {
         if (!do_train) saev_usage_fail("%s: evaluate needs evaluate.sae (checkpoints) when there is no train section", args.config_path);
-        /* train.out_dir's default, as train_prepare fills it in (the data need not exist yet). */
-        if (cfgs[0].train.out_dir) snprintf(eval_default, sizeof eval_default, "evaluate.sae=[\"%s\"]", cfgs[0].train.out_dir);
-        else snprintf(eval_default, sizeof eval_default, "evaluate.sae=[\"%s/%s\"]", cfgs[0].run.out_dir, cfgs[0].run.name);
+        TrainJob job; /* fills train.out_dir's default (the data need not exist yet) */
+        saev_config_train_job(cfgs, n, &job);
+        snprintf(eval_default, sizeof eval_default, "evaluate.sae=[\"%s\"]", job.members[0]->out_dir);
+        saev_config_train_job_free(&job);
     }
     int do_vis = cfgs[0].visuals.enabled;
     char vis_sae[4200] = "", vis_data[4200] = "";

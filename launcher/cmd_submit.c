@@ -168,6 +168,155 @@ static char *sbatch(const char *script) {
     return strdupCheck(out);
 }
 
+/* The user's --sets, then each submit flag as the --set of its slurm: key. Returns the
+ * count; `owned` collects what was allocated. */
+static int flags_to_sets(const CfgArgs *args, const char **sets, char **owned, int *n_owned, int *dry_run) {
+    int n_sets = 0;
+    for (int i = 0; i < args->n_sets; i++) sets[n_sets++] = args->sets[i];
+    for (int i = 1; i < args->argc; i++) {
+        const char *a = args->argv[i];
+        if (!strcmp(a, "--dry-run")) { *dry_run = 1; continue; }
+        if (!strcmp(a, "--no-requeue")) { sets[n_sets++] = "slurm.requeue=false"; continue; }
+        int k = -1;
+        const char *val = NULL;
+        for (int j = 0; j < N_FLAGS && k < 0; j++) {
+            size_t len = strlen(flag_keys[j][0]);
+            if (!strncmp(a, flag_keys[j][0], len) && (a[len] == 0 || a[len] == '=')) k = j, val = a[len] ? a + len + 1 : NULL;
+        }
+        if (k < 0) saev_usage_fail("saev submit: unknown argument \"%s\" (see saev submit --help)", a);
+        if (!val) {
+            if (i + 1 >= args->argc) saev_usage_fail("saev submit: %s needs a value", a);
+            val = args->argv[++i];
+        }
+        sets[n_sets++] = owned[(*n_owned)++] = flag_set(flag_keys[k][1], val);
+    }
+    return n_sets;
+}
+
+/* Loads the configs twice: the first pass decides the job's shape (one for the whole
+ * sweep), which the second gives every config as --sets (appended to sets, whose
+ * storage the two buffers provide), with train.resume=true so that a requeued job
+ * continues. Returns the number of configs. */
+static int load_job_configs(CfgArgs *load, const char **sets, int *n_sets, int is_stage, char *ranks_set, char *tasks_set,
+                            size_t set_len, SaevConfig **configs) {
+    load->sets = sets;
+    load->n_sets = *n_sets;
+    int n = saev_config_load_or_die(load, configs);
+    char *slurm0 = cfg_dump(&slurm_config_schema, &(*configs)[0].slurm);
+    for (int i = 1; i < n; i++) {
+        char *d = cfg_dump(&slurm_config_schema, &(*configs)[i].slurm);
+        if (strcmp(d, slurm0)) saev_usage_fail("saev submit: the sweep varies slurm.* keys (configs 1 and %d differ); one job array has one shape", i + 1);
+        free(d);
+    }
+    free(slurm0);
+    job_shape_or_die(load, &(*configs)[0], ranks_set, tasks_set, set_len);
+    sets[(*n_sets)++] = ranks_set;
+    sets[(*n_sets)++] = tasks_set;
+    if (!is_stage && schema_has(&saev_config_schema, "train.resume")) sets[(*n_sets)++] = "train.resume=true";
+    saev_config_free(*configs, n);
+    load->n_sets = *n_sets;
+    return saev_config_load_or_die(load, configs);
+}
+
+/* The group files of a job array (slurm.group_size > 0 and a sweep): group g holds
+ * configs [g*size, ...) as a config of its own. NULL, with *n_groups 0, for one job. */
+static char **array_groups(const SaevConfig *configs, int n, int *group_size, int *n_groups) {
+    *n_groups = 0;
+    if (*group_size <= 0 || n <= 1) return NULL;
+    if (*group_size > n) *group_size = n;
+    *n_groups = (n + *group_size - 1) / *group_size;
+    char **groups = callocCheck((size_t)*n_groups, sizeof(char *));
+    for (int g = 0; g < *n_groups; g++) {
+        int lo = g * *group_size, cnt = lo + *group_size <= n ? *group_size : n - lo;
+        char err[1024];
+        groups[g] = sweep_group_yaml(configs + lo, cnt, err, sizeof err);
+        if (!groups[g])
+            saev_usage_fail("saev submit: slurm.group_size=%d: group %d (configs %d-%d of %d): %s", *group_size, g, lo + 1,
+                            lo + cnt, n, err);
+    }
+    return groups;
+}
+
+/* The shell command the job runs: `srun ... saev-worker STAGE ARGS` for a worker stage,
+ * else `saev COMMAND` on the group file of its array task or on the config and --sets. */
+static char *job_command(const char *command, const char *stage, char **stage_args, int n_stage_args, int n_groups,
+                         const char *config_path, const char **sets, int n_sets) {
+    char *cmd = NULL;
+    if (stage) {
+        char worker[PATH_MAX + 16];
+        snprintf(worker, sizeof worker, "%s/saev-worker", launcher_dir());
+        shell_append_word(&cmd, "srun");
+        shell_append_word(&cmd, "--mpi=pmix");
+        shell_append_word(&cmd, "--kill-on-bad-exit=1");
+        shell_append_word(&cmd, worker);
+        shell_append_word(&cmd, stage);
+        for (int i = 0; i < n_stage_args; i++) shell_append_word(&cmd, stage_args[i]);
+        return cmd;
+    }
+    char self[PATH_MAX];
+    self_exe_path(self, sizeof self);
+    shell_append_word(&cmd, self);
+    shell_append_word(&cmd, command);
+    if (n_groups > 0) {
+        cmd = reallocCheck(cmd, strlen(cmd) + 32);
+        strcat(cmd, " \"$SAEV_GROUP_CONFIG\"");
+        return cmd;
+    }
+    if (config_path) {
+        char *cfg = absolute(config_path);
+        shell_append_word(&cmd, cfg);
+        free(cfg);
+    }
+    for (int i = 0; i < n_sets; i++) {
+        shell_append_word(&cmd, "--set");
+        shell_append_word(&cmd, sets[i]);
+    }
+    return cmd;
+}
+
+/* --dry-run: the script, then the group files as comments. */
+static void print_dry_run(const char *script, const char *slurm_dir, char **groups, int n_groups) {
+    fputs(script, stdout);
+    for (int g = 0; g < n_groups; g++) {
+        printf("\n# ---- %s/group_%d.yaml\n", slurm_dir, g);
+        for (char *line = groups[g]; *line;) {
+            char *eol = strchr(line, '\n');
+            printf("# %.*s\n", eol ? (int)(eol - line) : (int)strlen(line), line);
+            line = eol ? eol + 1 : line + strlen(line);
+        }
+    }
+}
+
+/* Writes the group files and the script, submits it and records the job in jobs.tsv. */
+static void write_and_submit(const SlurmJob *job, const char *script, const char *slurm_dir, char **groups, const char *what) {
+    make_dirs_or_die(slurm_dir);
+    make_dirs_or_die(job->log_dir);
+    char path[PATH_MAX];
+    for (int g = 0; g < job->n_groups; g++) {
+        snprintf(path, sizeof path, "%s/group_%d.yaml", slurm_dir, g);
+        write_file_atomic_or_die(path, groups[g], strlen(groups[g]));
+    }
+    snprintf(path, sizeof path, "%s/%s.sbatch", slurm_dir, job->job_name);
+    write_file_atomic_or_die(path, script, strlen(script));
+    libcCheck(chmod(path, 0755));
+    char *id = sbatch(path);
+    /* jobs.tsv: one line per submission, appended (O_APPEND keeps lines whole). */
+    char line[PATH_MAX + 512];
+    char when[32];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", localtime(&now));
+    snprintf(line, sizeof line, "%s\t%s\t%d\t%d\t%s\t%s\n", id, job->n_groups > 0 ? "array" : job->slurm->nodes > 1 ? "multinode" : "single",
+             job->n_groups, job->n_configs, when, what);
+    char jobs[PATH_MAX];
+    snprintf(jobs, sizeof jobs, "%s/jobs.tsv", slurm_dir);
+    FILE *f = fopen(jobs, "a");
+    if (!f || fputs(line, f) < 0 || fclose(f) != 0) saev_fail("submitted job %s but cannot record it in %s: %s", id, jobs, strerror(errno));
+    printf("%s\n", id);
+    fprintf(stderr, "saev: submitted %s as job %s%s (script %s, logs %s)\n", what, id, job->n_groups > 0 ? " (array)" : "", path,
+            job->log_dir);
+    free(id);
+}
+
 int cmd_submit(int argc, char **argv) {
     for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -190,52 +339,14 @@ int cmd_submit(int argc, char **argv) {
     for (int i = 0; i < N_FLAGS; i++) value_flags[i] = flag_keys[i][0];
     CfgArgs args;
     cfg_args_parse_or_die(end - first, argv + first, value_flags, &args);
-    /* Flags become --set slurm.<key>=value, after the user's --sets. */
-    int dry_run = 0;
+    int dry_run = 0, n_owned = 0;
     const char **sets = callocCheck((size_t)args.n_sets + (size_t)args.argc + 5, sizeof(char *));
     char **owned = callocCheck((size_t)args.argc + 4, sizeof(char *));
-    int n_sets = 0, n_owned = 0;
-    for (int i = 0; i < args.n_sets; i++) sets[n_sets++] = args.sets[i];
-    for (int i = 1; i < args.argc; i++) {
-        const char *a = args.argv[i];
-        if (!strcmp(a, "--dry-run")) { dry_run = 1; continue; }
-        if (!strcmp(a, "--no-requeue")) { sets[n_sets++] = "slurm.requeue=false"; continue; }
-        int k = -1;
-        const char *val = NULL;
-        for (int j = 0; j < N_FLAGS && k < 0; j++) {
-            size_t len = strlen(flag_keys[j][0]);
-            if (!strncmp(a, flag_keys[j][0], len) && (a[len] == 0 || a[len] == '=')) k = j, val = a[len] ? a + len + 1 : NULL;
-        }
-        if (k < 0) saev_usage_fail("saev submit: unknown argument \"%s\" (see saev submit --help)", a);
-        if (!val) {
-            if (i + 1 >= args.argc) saev_usage_fail("saev submit: %s needs a value", a);
-            val = args.argv[++i];
-        }
-        sets[n_sets++] = owned[n_owned++] = flag_set(flag_keys[k][1], val);
-    }
-
-    /* First pass: the job's shape, which the configs then get. */
+    int n_sets = flags_to_sets(&args, sets, owned, &n_owned, &dry_run);
     CfgArgs load = args;
-    load.sets = sets;
-    load.n_sets = n_sets;
-    SaevConfig *configs;
-    int n = saev_config_load_or_die(&load, &configs);
-    char *slurm0 = cfg_dump(&slurm_config_schema, &configs[0].slurm);
-    for (int i = 1; i < n; i++) {
-        char *d = cfg_dump(&slurm_config_schema, &configs[i].slurm);
-        if (strcmp(d, slurm0)) saev_usage_fail("saev submit: the sweep varies slurm.* keys (configs 1 and %d differ); one job array has one shape", i + 1);
-        free(d);
-    }
-    free(slurm0);
     char ranks_set[64], tasks_set[64];
-    job_shape_or_die(&load, &configs[0], ranks_set, tasks_set, sizeof ranks_set);
-    sets[n_sets++] = ranks_set;
-    sets[n_sets++] = tasks_set;
-    if (!stage && schema_has(&saev_config_schema, "train.resume")) sets[n_sets++] = "train.resume=true";
-    saev_config_free(configs, n);
-    load.sets = sets;
-    load.n_sets = n_sets;
-    n = saev_config_load_or_die(&load, &configs);
+    SaevConfig *configs;
+    int n = load_job_configs(&load, sets, &n_sets, stage != NULL, ranks_set, tasks_set, sizeof ranks_set, &configs);
     const SlurmConfig *sc = &configs[0].slurm;
 
     char *out_dir = absolute(configs[0].run.out_dir);
@@ -256,96 +367,15 @@ int cmd_submit(int argc, char **argv) {
     for (char *c = job_name; *c; c++)
         if (*c == ' ' || *c == '/' || *c == '\t') *c = '_';
 
-    /* Groups of a job array. */
     int group_size = (int)sc->group_size, n_groups = 0;
-    char **groups = NULL;
-    if (group_size > 0 && n > 1 && !stage) {
-        if (group_size > n) group_size = n;
-        n_groups = (n + group_size - 1) / group_size;
-        groups = callocCheck((size_t)n_groups, sizeof(char *));
-        for (int g = 0; g < n_groups; g++) {
-            int lo = g * group_size, cnt = lo + group_size <= n ? group_size : n - lo;
-            char err[1024];
-            groups[g] = sweep_group_yaml(configs + lo, cnt, err, sizeof err);
-            if (!groups[g])
-                saev_usage_fail("saev submit: slurm.group_size=%d: group %d (configs %d-%d of %d): %s", group_size, g, lo + 1,
-                                lo + cnt, n, err);
-        }
-    }
-
-    /* The command the job runs. */
-    char *cmd = NULL;
-    char self[PATH_MAX];
-    self_exe_path(self, sizeof self);
-    if (stage) {
-        char worker[PATH_MAX + 16];
-        snprintf(worker, sizeof worker, "%s/saev-worker", launcher_dir());
-        shell_append_word(&cmd, "srun");
-        shell_append_word(&cmd, "--mpi=pmix");
-        shell_append_word(&cmd, "--kill-on-bad-exit=1");
-        shell_append_word(&cmd, worker);
-        shell_append_word(&cmd, stage);
-        for (int i = end + 1; i < argc; i++) shell_append_word(&cmd, argv[i]);
-    } else {
-        shell_append_word(&cmd, self);
-        shell_append_word(&cmd, command);
-        if (n_groups > 0) {
-            cmd = reallocCheck(cmd, strlen(cmd) + 32);
-            strcat(cmd, " \"$SAEV_GROUP_CONFIG\"");
-        } else {
-            if (args.config_path) {
-                char *cfg = absolute(args.config_path);
-                shell_append_word(&cmd, cfg);
-                free(cfg);
-            }
-            for (int i = 0; i < n_sets; i++) {
-                shell_append_word(&cmd, "--set");
-                shell_append_word(&cmd, sets[i]);
-            }
-        }
-    }
+    char **groups = stage ? NULL : array_groups(configs, n, &group_size, &n_groups);
+    char *cmd = job_command(command, stage, argv + end + 1, end < argc ? argc - end - 1 : 0, n_groups, args.config_path, sets, n_sets);
     SlurmJob job = {.slurm = sc, .job_name = job_name, .run_dir = run_dir, .log_dir = log_dir, .workdir = cwd,
                     .command = cmd, .n_groups = n_groups, .n_configs = n, .group_size = group_size};
     char *script = slurm_script_render(&job);
+    if (dry_run) print_dry_run(script, slurm_dir, groups, n_groups);
+    else write_and_submit(&job, script, slurm_dir, groups, stage ? stage : command);
 
-    if (dry_run) {
-        fputs(script, stdout);
-        for (int g = 0; g < n_groups; g++) {
-            printf("\n# ---- %s/group_%d.yaml\n", slurm_dir, g);
-            for (char *line = groups[g]; *line;) {
-                char *eol = strchr(line, '\n');
-                printf("# %.*s\n", eol ? (int)(eol - line) : (int)strlen(line), line);
-                line = eol ? eol + 1 : line + strlen(line);
-            }
-        }
-    } else {
-        make_dirs_or_die(slurm_dir);
-        make_dirs_or_die(log_dir);
-        char path[PATH_MAX];
-        for (int g = 0; g < n_groups; g++) {
-            snprintf(path, sizeof path, "%s/group_%d.yaml", slurm_dir, g);
-            write_file_atomic_or_die(path, groups[g], strlen(groups[g]));
-        }
-        snprintf(path, sizeof path, "%s/%s.sbatch", slurm_dir, job_name);
-        write_file_atomic_or_die(path, script, strlen(script));
-        libcCheck(chmod(path, 0755));
-        char *id = sbatch(path);
-        /* jobs.tsv: one line per submission, appended (O_APPEND keeps lines whole). */
-        char line[PATH_MAX + 512];
-        char when[32];
-        time_t now = time(NULL);
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", localtime(&now));
-        snprintf(line, sizeof line, "%s\t%s\t%d\t%d\t%s\t%s\n", id, n_groups > 0 ? "array" : sc->nodes > 1 ? "multinode" : "single",
-                 n_groups, n, when, stage ? stage : command);
-        char jobs[PATH_MAX];
-        snprintf(jobs, sizeof jobs, "%s/jobs.tsv", slurm_dir);
-        FILE *f = fopen(jobs, "a");
-        if (!f || fputs(line, f) < 0 || fclose(f) != 0) saev_fail("submitted job %s but cannot record it in %s: %s", id, jobs, strerror(errno));
-        printf("%s\n", id);
-        fprintf(stderr, "saev: submitted %s as job %s%s (script %s, logs %s)\n", stage ? stage : command, id,
-                n_groups > 0 ? " (array)" : "", path, log_dir);
-        free(id);
-    }
     free(script);
     free(cmd);
     for (int g = 0; g < n_groups; g++) free(groups[g]);

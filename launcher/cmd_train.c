@@ -28,9 +28,12 @@ static const char usage[] =
     "train.resume=true continues from the training state. Keys: saev config --reference.\n";
 
 static void check_train(SaevConfig *cfgs, int K, const char *config_path) {
+    TrainJob job;
+    saev_config_train_job(cfgs, K, &job);
     char msg[1024];
-    const char *bad = train_prepare(cfgs, K, msg, sizeof msg);
+    const char *bad = train_prepare(&job, msg, sizeof msg);
     if (bad) saev_usage_fail("%s: %s", config_path, bad);
+    saev_config_train_job_free(&job);
     /* Opening the data checks it here: a store's layer, tokens and completeness. */
     data_source_close(data_source_open(cfgs[0].train.data, cfgs[0].train.layer, cfgs[0].train.tokens));
 }

@@ -61,7 +61,7 @@ grep -q "zz_" logf.txt || { cat logf.txt; echo "FAIL: message does not name the 
 
 # kill -9 of rank 1 after its first batch, then resume: equal to the uninterrupted store.
 set +e
-SAEV_STORE_CRASH_RANK=1 SAEV_STORE_CRASH_AFTER=1 "$S" activations a.yaml --ranks 2 --set activations.out=store3 > log3.txt 2>&1; rc=$?
+SAEV_FAULT=store.kill_after_writes=1@1 "$S" activations a.yaml --ranks 2 --set activations.out=store3 > log3.txt 2>&1; rc=$?
 set -e
 [ $rc -ne 0 ] || { echo "FAIL: crashed run exited 0"; exit 1; }
 "$S" activations a.yaml --ranks 2 --set activations.out=store3 > log3b.txt 2>&1 || { cat log3b.txt; exit 1; }

@@ -98,7 +98,7 @@ train:
   sae: {d_sae: 32, k: 4, init: datapoint, aux: {k_aux: 4}}
 YAML
 "$SAEV" train "$TMP/train.yaml" --set train.out_dir="$TMP/full" > "$TMP/full.log" 2>&1 || { cat "$TMP/full.log"; exit 1; }
-if SAEV_TRAIN_KILL_AFTER_STEPS=9 "$SAEV" train "$TMP/train.yaml" --set train.out_dir="$TMP/cut" > "$TMP/cut.log" 2>&1; then
+if SAEV_FAULT=train.kill_after_steps=9 "$SAEV" train "$TMP/train.yaml" --set train.out_dir="$TMP/cut" > "$TMP/cut.log" 2>&1; then
   echo "the killed run did not die"; exit 1
 fi
 "$SAEV" train "$TMP/train.yaml" --set train.out_dir="$TMP/cut" --set train.resume=true > "$TMP/resume.log" 2>&1 || { cat "$TMP/resume.log"; exit 1; }

@@ -18,7 +18,7 @@
 #     them; `--device cuda` either says why it cannot (no CUDA in this build, no GPU) or,
 #     on a GPU, trains a fixture case within 1e-4 of saev's reference like the CPU;
 #  7. metrics lines carry the loader's rate (loader_tokens_per_s), and a loader slowed to
-#     200 ms a batch (SAEV_TRAIN_LOADER_DELAY_MS, a slow disk) is reported as the
+#     200 ms a batch (SAEV_FAULT train.loader_delay_ms, a slow disk) is reported as the
 #     bottleneck, with a rate no higher than batch_size / 0.2 s.
 set -euo pipefail
 ROOT=${SAEV_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -92,7 +92,7 @@ YAML
 "$SAEV" train "$TMP/sweep.yaml" --set train.out_dir="$TMP/full" > "$TMP/full.log" 2>&1 || { cat "$TMP/full.log"; exit 1; }
 members=$(cd "$TMP/full" && ls -d sae-*)
 [ "$(echo $members | wc -w)" = 4 ] || { echo "sweep: expected 4 SAE folders, got: $members"; exit 1; }
-if SAEV_TRAIN_KILL_AFTER_STEPS=8 "$SAEV" train "$TMP/sweep.yaml" --set train.out_dir="$TMP/killed" > "$TMP/killed.log" 2>&1; then
+if SAEV_FAULT=train.kill_after_steps=8 "$SAEV" train "$TMP/sweep.yaml" --set train.out_dir="$TMP/killed" > "$TMP/killed.log" 2>&1; then
   echo "the killed run did not die"; exit 1
 fi
 first=$(echo $members | cut -d' ' -f1)
@@ -169,7 +169,7 @@ import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 sys.exit(0 if lines and all(l["loader_tokens_per_s"] > 0 and l["tokens_per_s"] > 0 for l in lines) else 1)
 PYEOF
-SAEV_TRAIN_LOADER_DELAY_MS=200 "$SAEV" train "$TMP/nan.yaml" --set train.data="$TMP/data.safetensors" --set train.out_dir="$TMP/slow" \
+SAEV_FAULT=train.loader_delay_ms=200 "$SAEV" train "$TMP/nan.yaml" --set train.data="$TMP/data.safetensors" --set train.out_dir="$TMP/slow" \
   --set train.steps=3 --set train.metrics_every=1 > "$TMP/slow.log" 2>&1 || { cat "$TMP/slow.log"; exit 1; }
 grep -q "the data loader takes .* of the step time .*bound by reading" "$TMP/slow.log" || { echo "slow loader: no bottleneck warning"; cat "$TMP/slow.log"; fail=1; }
 $PY - "$TMP/slow/metrics.jsonl" <<'PYEOF' || { echo "slow loader: loader_tokens_per_s above 64 rows / 0.2 s"; cat "$TMP/slow/metrics.jsonl"; fail=1; }

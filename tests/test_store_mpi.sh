@@ -4,7 +4,7 @@
 #  - 1 rank and 2 ranks give byte-identical stores (float32, float16, bfloat16), with a
 #    file split, patch labels and skipped images; h5py sees the shapes, dtypes, attributes
 #    and closed-form values;
-#  - kill -9 of one rank mid-run (SAEV_STORE_CRASH_* hook) leaves an incomplete store that
+#  - kill -9 of one rank mid-run (SAEV_FAULT store.kill_after_writes) leaves an incomplete store that
 #    a rerun (2 ranks, and 1 rank after a rank-0 crash) completes, equal to an
 #    uninterrupted run;
 #  - a rerun with another model is refused (exit 2, names "model"); rerunning a complete
@@ -34,7 +34,7 @@ $PY "$CHK" layout "$T/float32-1" float32 $N $L $P $D $IPF $SKIP
 
 # Rank 1 kills itself (SIGKILL) in its 3rd write, after the activations and before their status.
 set +e
-out=$(SAEV_STORE_CRASH_RANK=1 SAEV_STORE_CRASH_AFTER=2 timeout 60 mpirun -np 2 --oversubscribe "$W" store-selftest "${common[@]}" --dtype bfloat16 --out "$T/crash" 2>&1)
+out=$(SAEV_FAULT=store.kill_after_writes=2@1 timeout 60 mpirun -np 2 --oversubscribe "$W" store-selftest "${common[@]}" --dtype bfloat16 --out "$T/crash" 2>&1)
 rc=$?
 set -e
 echo "$out" | tail -3
@@ -46,7 +46,7 @@ $PY "$CHK" same "$T/bfloat16-1" "$T/crash"
 
 # Rank 0 dies after its first write; resume with a single rank.
 set +e
-SAEV_STORE_CRASH_RANK=0 SAEV_STORE_CRASH_AFTER=1 timeout 60 mpirun -np 2 --oversubscribe "$W" store-selftest "${common[@]}" --dtype float16 --out "$T/crash0" >/dev/null 2>&1
+SAEV_FAULT=store.kill_after_writes=1@0 timeout 60 mpirun -np 2 --oversubscribe "$W" store-selftest "${common[@]}" --dtype float16 --out "$T/crash0" >/dev/null 2>&1
 rc=$?
 set -e
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "FAIL: crashed run gave status $rc"; exit 1; }

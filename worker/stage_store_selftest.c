@@ -87,17 +87,18 @@ int stage_store_selftest(int argc, char **argv) {
     comm_barrier();
     double t0 = saev_now();
     Store *s = store_open_write(out, &m, resume, 1);
-    int64_t *mine = NULL, n_batches = 0;
-    int64_t n_mine = store_plan(s, rank, size, batch, &mine, &n_batches);
+    StorePlan plan;
+    store_plan(s, rank, size, batch, &plan);
+    int64_t n_mine = plan.n_images, *mine = plan.images;
     int64_t T = m.n_tokens, row = n_layers * T * d;
     float *acts = mallocCheck(sizeof(float) * (size_t)(batch * row));
     int64_t *label = mallocCheck(sizeof(int64_t) * (size_t)batch);
     uint8_t *plab = mallocCheck((size_t)(batch * (n_patches ? n_patches : 1)));
     const char **reason = mallocCheck(sizeof(char *) * (size_t)batch);
     char (*reason_text)[64] = mallocCheck(64 * (size_t)batch);
-    for (int64_t b = 0; b < n_batches; b++) {
-        int64_t lo = b * batch < n_mine ? b * batch : n_mine, hi = lo + batch < n_mine ? lo + batch : n_mine;
-        int64_t n = hi - lo;
+    for (int64_t w = 0; w < plan.n_writes_all; w++) {
+        int64_t lo, n;
+        store_plan_piece(&plan, batch, w, &lo, &n);
         for (int64_t j = 0; j < n; j++) {
             int64_t i = mine[lo + j];
             for (int64_t l = 0; l < n_layers; l++)
@@ -121,7 +122,7 @@ int stage_store_selftest(int argc, char **argv) {
     if (rank == 0)
         printf("store-selftest: wrote %.0f bytes in %.3f s (%.3f GB/s) with %d rank%s; store %s\n", bytes, secs, bytes / secs / 1e9, size,
                size == 1 ? "" : "s", complete ? "complete" : "incomplete");
-    free(mine);
+    store_plan_free(&plan);
     free(acts);
     free(label);
     free(plab);

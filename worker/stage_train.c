@@ -18,10 +18,13 @@ int stage_train(int argc, char **argv) {
     if (args.argc > 1) saev_usage_fail("train: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
     int K = saev_config_load_or_die(&args, &cfgs);
+    TrainJob job;
+    saev_config_train_job(cfgs, K, &job);
     char msg[1024];
-    const char *bad = train_prepare(cfgs, K, msg, sizeof msg);
+    const char *bad = train_prepare(&job, msg, sizeof msg);
     if (bad) saev_usage_fail("%s: %s", args.config_path ? args.config_path : "(no config)", bad);
-    train_run(cfgs, K);
+    train_run(&job);
+    saev_config_train_job_free(&job);
     saev_config_free(cfgs, K);
     cfg_args_free(&args);
     return 0;

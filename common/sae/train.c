@@ -18,6 +18,7 @@
  * the loader takes more than half of the step time: the run is then bound by its data
  * (disk, decoding), not by the SAE.
  */
+#include "fault.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "train.h"
@@ -72,42 +73,36 @@ static uint64_t member_hash(const TrainConfig *c) {
 }
 
 /* Reads this rank's rows of the next batch into the batch's host buffer (adding the
- * simulated slow disk of the tests), sets *read_s to the seconds it took, and returns
+ * slow disk SAEV_FAULT may simulate, fault.h), sets *read_s to the seconds it took, and returns
  * whether the rows are all finite (this rank only: the caller takes the collective verdict). */
-static int read_batch(BatchLoader *loader, SaeBatch *batch, int n_local, int d, int64_t delay_ms, double *read_s) {
+static int read_batch(BatchLoader *loader, SaeBatch *batch, int n_local, int d, double *read_s) {
     float *x = sae_batch_rows(batch);
     double t_load = saev_now();
     batch_loader_next(loader, x);
-    if (delay_ms > 0) usleep((useconds_t)(delay_ms * 1000));
+    fault_delay(FAULT_TRAIN_LOADER_DELAY_MS);
     *read_s = saev_now() - t_load;
     int ok = 1;
     for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
     return ok;
 }
 
-char *train_member_dir(const SaevConfig *cfgs, int K, int i) {
+char *train_member_dir(const TrainJob *job, int i) {
     char buf[4096];
-    if (K == 1) snprintf(buf, sizeof buf, "%s", cfgs[i].train.out_dir);
-    else snprintf(buf, sizeof buf, "%s/sae-%08llx", cfgs[i].train.out_dir, (unsigned long long)(member_hash(&cfgs[i].train) >> 32));
+    const TrainConfig *c = job->members[i];
+    if (job->K == 1) snprintf(buf, sizeof buf, "%s", c->out_dir);
+    else snprintf(buf, sizeof buf, "%s/sae-%08llx", c->out_dir, (unsigned long long)(member_hash(c) >> 32));
     return strdupCheck(buf);
 }
 
-const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
-    for (int i = 0; i < K; i++) {
-        TrainConfig *c = &cfgs[i].train;
-        if (!c->out_dir) {
-            char *d = mallocCheck(strlen(cfgs[i].run.out_dir) + strlen(cfgs[i].run.name) + 2);
-            sprintf(d, "%s/%s", cfgs[i].run.out_dir, cfgs[i].run.name);
-            c->out_dir = d;
-        }
-    }
-    const TrainConfig *c0 = &cfgs[0].train;
+const char *train_prepare(const TrainJob *job, char *buf, size_t len) {
+    int K = job->K;
+    const TrainConfig *c0 = job->members[0];
     if (!c0->data) return "train.data is required: an activation store directory or a safetensors file holding `activations` [N,d]";
     struct stat sb;
     if (stat(c0->data, &sb) != 0) { snprintf(buf, len, "train.data: %s: %s", c0->data, strerror(errno)); return buf; }
     if (train_config_steps(c0) < 1) return "train.steps or train.n_tokens is required";
     for (int i = 1; i < K; i++) {
-        const TrainConfig *c = &cfgs[i].train;
+        const TrainConfig *c = job->members[i];
         const char *what = NULL;
         if (strcmp(c->data, c0->data)) what = "train.data";
         else if (c->batch_size != c0->batch_size) what = "train.batch_size";
@@ -123,7 +118,7 @@ const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
             return buf;
         }
         for (int j = 0; j < i; j++)
-            if (member_hash(c) == member_hash(&cfgs[j].train)) {
+            if (member_hash(c) == member_hash(job->members[j])) {
                 snprintf(buf, len, "sweep configs %d and %d train the same SAE", j + 1, i + 1);
                 return buf;
             }
@@ -131,7 +126,7 @@ const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len) {
     /* The device/precision choices that do not depend on the node (bf16 anywhere, tf32 on
      * the CPU): refused here, before any rank starts. Whether cuda is usable is the
      * compute node's to say (train_run resolves the device again there). */
-    const char *dev = cfgs[0].run.device ? cfgs[0].run.device : "auto";
+    const char *dev = job->device ? job->device : "auto";
     if (!strcmp(dev, "cpu") || !strcmp(c0->precision, "bf16")) {
         SaeBackendSpec spec;
         const char *e = sae_backend_resolve(dev, c0->precision, &spec);
@@ -253,13 +248,112 @@ static void save_member(Member *mb, int64_t steps_done, int64_t position) {
     mb->last_checkpoint = steps_done;
 }
 
-void train_run(const SaevConfig *cfgs, int K) {
+/* Sweep member i: its backend, directory, and its state, fresh (initialized on rank 0
+ * and broadcast) or resumed; every member must resume at the same *start and loader
+ * *position. *scale is the data scale, computed once for the members that scale. */
+static void open_member(const TrainJob *job, int i, Member *mb, DataSource *src, int local_max, const SaeBackendSpec *spec,
+                        int64_t T, float *scale, int64_t *start, int64_t *position) {
+    int rank = comm_rank(), d = src->d;
+    const TrainConfig *c = job->members[i];
+    SaeConfig sc;
+    const char *bad = train_config_sae(c, d, &sc);
+    if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
+    if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
+    char err[512];
+    if (sae_backend_create(&mb->be, &sc, local_max, spec, err, sizeof err))
+        saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec->device), err);
+    Sae *host = sae_backend_host(&mb->be);
+    mb->dir = train_member_dir(job, i);
+    snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
+    snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
+    snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
+    if (rank == 0) {
+        make_dirs_or_die(mb->dir);
+        cfg_write_resolved_text(job->resolved_yaml[i], mb->dir);
+    }
+    snprintf(mb->final, sizeof mb->final, "%s/metrics.json", mb->dir);
+    mb->prefix_rng = (uint64_t)c->seed * 0x2545F4914F6CDD1DULL + (uint64_t)i + 7;
+    mb->last_checkpoint = -1;
+    if (c->sae.scale_data) {
+        if (*scale == 0) *scale = compute_data_scale(src);
+        host->data_scale = *scale;
+    }
+    int resumed = 0;
+    if (c->resume && access(mb->state, R_OK) == 0) {
+        SaeTrainCounters cnt;
+        sae_state_read(host, mb->state, &cnt);
+        if (i > 0 && (cnt.step != *start || cnt.position != *position))
+            saev_fail("%s: saved at step %lld, but sweep member 0 at step %lld; the sweep's states disagree", mb->state, (long long)cnt.step, (long long)*start);
+        *start = cnt.step;
+        *position = cnt.position;
+        mb->prefix_rng = cnt.prefix_rng;
+        mb->last_checkpoint = *start;
+        resumed = 1;
+        log_info("SAE %d (%s): resuming at step %lld", i, mb->dir, (long long)*start);
+    } else if (c->resume && i > 0 && *start > 0) {
+        saev_fail("%s: no training state, but sweep member 0 resumes at step %lld", mb->state, (long long)*start);
+    }
+    if (!resumed) {
+        if (c->resume) log_warn("SAE %d: resume asked but %s does not exist; starting from step 0", i, mb->state);
+        init_member(mb, c, src, i);
+        if (rank == 0) unlink(mb->metrics);
+    } else if (rank == 0) {
+        trim_metrics(mb->metrics, *start);
+    }
+    if (rank == 0 && *start < T) unlink(mb->final); /* not finished (again) */
+    sae_backend_push(&mb->be); /* cuda: the initialized or resumed state to the GPU */
+}
+
+static void check_finite_or_die(const Member *mb, int i, int64_t step) {
+    if (mb->m.finite) return;
+    char last[4400] = "no checkpoint was written yet";
+    if (mb->last_checkpoint >= 0) snprintf(last, sizeof last, "the last good checkpoint %s (step %lld) is kept", mb->ckpt, (long long)mb->last_checkpoint);
+    saev_fail("step %lld: SAE %d (%s): loss %g, gradient norm %g is not finite; stopping; %s", (long long)step, i, mb->dir, mb->m.loss,
+              mb->m.grad_norm, last);
+}
+
+/* The training's pace between metrics lines (this rank's clock). */
+typedef struct {
+    double t_first, t_last;     // start of training, of the interval
+    double loader_s;            // seconds inside batch_loader_next this interval
+    double loader_s_total;      // the same over the run
+    int64_t steps_since;        // steps this interval
+    int warned_loader;          // the loader-bound warning was given
+} Pace;
+
+/* A metrics line per SAE for the interval ending at `step`, and a warning (once) when
+ * the data loader sets the pace. Collective: the slowest rank's loader counts. */
+static void report_interval(Pace *p, Member *mem, int K, int64_t step, const TrainConfig *c0) {
+    double wait = p->loader_s;
+    comm_allreduce(&wait, 1, COMM_F64, COMM_MAX);
+    p->loader_s_total += p->loader_s;
+    p->loader_s = 0;
+    double now = saev_now(), rows = (double)p->steps_since * c0->batch_size;
+    double tps = rows / (now - p->t_last);
+    double loader_tps = rows / (wait > 1e-9 ? wait : 1e-9);
+    int rank = comm_rank();
+    if (rank == 0) for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps, loader_tps);
+    if (rank == 0 && !p->warned_loader && wait > 0.5 * (now - p->t_last)) { /* once, not once a rank */
+        log_warn("step %lld: the data loader takes %.0f%% of the step time (loader %.4g tokens/s, training %.4g tokens/s): "
+                 "this run is bound by reading %s, not by the SAE", (long long)step + 1, 100 * wait / (now - p->t_last), loader_tps, tps, c0->data);
+        p->warned_loader = 1;
+    }
+    p->t_last = now;
+    p->steps_since = 0;
+}
+
+void train_run(const TrainJob *job) {
+    int K = job->K;
     if (K < 1) saev_usage_fail("train: no configs");
-    const TrainConfig *c0 = &cfgs[0].train;
+    const TrainConfig *c0 = job->members[0];
     int64_t T = train_config_steps(c0);
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
+    /* The device first: a run refused here (no CUDA in this build, no GPU) writes nothing. */
+    SaeBackendSpec spec;
+    const char *bad_dev = sae_backend_resolve(job->device, c0->precision, &spec);
+    if (bad_dev) saev_usage_fail("train: %s", bad_dev);
     /* One run per output: a second `saev train` into the same folder stops here, naming
      * the first; rank 0 holds the lock for the job's lifetime. */
     if (rank == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
@@ -268,64 +362,10 @@ void train_run(const SaevConfig *cfgs, int K) {
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
 
-    SaeBackendSpec spec;
-    const char *bad_dev = sae_backend_resolve(cfgs[0].run.device, c0->precision, &spec);
-    if (bad_dev) saev_usage_fail("train: %s", bad_dev);
-
     Member *mem = callocCheck(K, sizeof(Member));
     int64_t start = 0, position = 0;
     float scale = 0;
-    for (int i = 0; i < K; i++) {
-        Member *mb = &mem[i];
-        const TrainConfig *c = &cfgs[i].train;
-        SaeConfig sc;
-        const char *bad = train_config_sae(c, d, &sc);
-        if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
-        if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
-        char err[512];
-        if (sae_backend_create(&mb->be, &sc, local_max, &spec, err, sizeof err))
-            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec.device), err);
-        Sae *host = sae_backend_host(&mb->be);
-        mb->dir = train_member_dir(cfgs, K, i);
-        snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
-        snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
-        snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
-        if (rank == 0) {
-            make_dirs_or_die(mb->dir);
-            cfg_write_resolved(&saev_config_schema, &cfgs[i], mb->dir);
-        }
-        snprintf(mb->final, sizeof mb->final, "%s/metrics.json", mb->dir);
-        mb->prefix_rng = (uint64_t)c->seed * 0x2545F4914F6CDD1DULL + (uint64_t)i + 7;
-        mb->last_checkpoint = -1;
-        if (c->sae.scale_data) {
-            if (scale == 0) scale = compute_data_scale(src);
-            host->data_scale = scale;
-        }
-        int resumed = 0;
-        if (c->resume && access(mb->state, R_OK) == 0) {
-            SaeTrainCounters cnt;
-            sae_state_read(host, mb->state, &cnt);
-            if (i > 0 && (cnt.step != start || cnt.position != position))
-                saev_fail("%s: saved at step %lld, but sweep member 0 at step %lld; the sweep's states disagree", mb->state, (long long)cnt.step, (long long)start);
-            start = cnt.step;
-            position = cnt.position;
-            mb->prefix_rng = cnt.prefix_rng;
-            mb->last_checkpoint = start;
-            resumed = 1;
-            log_info("SAE %d (%s): resuming at step %lld", i, mb->dir, (long long)start);
-        } else if (c->resume && i > 0 && start > 0) {
-            saev_fail("%s: no training state, but sweep member 0 resumes at step %lld", mb->state, (long long)start);
-        }
-        if (!resumed) {
-            if (c->resume) log_warn("SAE %d: resume asked but %s does not exist; starting from step 0", i, mb->state);
-            init_member(mb, c, src, i);
-            if (rank == 0) unlink(mb->metrics);
-        } else if (rank == 0) {
-            trim_metrics(mb->metrics, start);
-        }
-        if (rank == 0 && start < T) unlink(mb->final); /* not finished (again) */
-        sae_backend_push(&mb->be); /* cuda: the initialized or resumed state to the GPU */
-    }
+    for (int i = 0; i < K; i++) open_member(job, i, &mem[i], src, local_max, &spec, T, &scale, &start, &position);
     comm_barrier();
 
     BatchLoader loader;
@@ -341,7 +381,7 @@ void train_run(const SaevConfig *cfgs, int K) {
     for (int i = 0; i < K; i++) {
         bes[i] = &mem[i].be;
         rngs[i] = &mem[i].prefix_rng;
-        clips[i] = cfgs[i].train.grad_clip;
+        clips[i] = job->members[i]->grad_clip;
     }
     log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s, device %s%s", K, K > 1 ? "s" : "", c0->data, d,
              (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", device_name(spec.device),
@@ -349,17 +389,8 @@ void train_run(const SaevConfig *cfgs, int K) {
     Progress prog;
     progress_start(&prog, "steps", T);
     progress_update(&prog, start);
-    double t_last = saev_now();
-    double loader_s = 0, loader_s_total = 0, t_first = t_last; /* seconds inside batch_loader_next (this rank) */
-    int warned_loader = 0;
-    /* Tests simulate a killed job: the process dies after this many steps, without the
-     * end-of-run checkpoint. */
-    const char *kill_env = getenv("SAEV_TRAIN_KILL_AFTER_STEPS");
-    int64_t kill_after = kill_env ? atoll(kill_env) : -1;
-    /* Tests simulate a slow disk: the loader takes this many more milliseconds a batch. */
-    const char *delay_env = getenv("SAEV_TRAIN_LOADER_DELAY_MS");
-    int64_t loader_delay_ms = delay_env ? atoll(delay_env) : 0;
-    int64_t steps_since = 0;
+    Pace pace = {.t_last = saev_now()};
+    pace.t_first = pace.t_last;
     /* Pipelined: the next batch is read (and checked for NaN on this rank) between
      * sae_sweep_step_begin and _end, so on cuda reading and the host-to-device copy overlap
      * the GPU's step; on cpu the steps run inside begin and reading follows as it always did.
@@ -367,63 +398,40 @@ void train_run(const SaevConfig *cfgs, int K) {
      * the last good checkpoints are kept. */
     int64_t batch_first_row = loader.position;
     double batch_read_s = 0; /* reading a batch counts in the metrics interval of the step it feeds */
-    int batch_ok = start < T ? read_batch(&loader, &batch, n_local, d, loader_delay_ms, &batch_read_s) : 1;
+    int batch_ok = start < T ? read_batch(&loader, &batch, n_local, d, &batch_read_s) : 1;
     for (int64_t step = start; step < T; step++) {
-        loader_s += batch_read_s;
+        pace.loader_s += batch_read_s;
         if (!comm_all_true(batch_ok))
             saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
                       c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
         sae_batch_submit(&batch, n_local, bes, K);
         int64_t position_after = loader.position; /* where a resume after this step reads on */
         for (int i = 0; i < K; i++) {
-            const TrainConfig *c = &cfgs[i].train;
+            const TrainConfig *c = job->members[i];
             lrs[i] = (float)sae_lr_at(mem[i].schedule, c->lr, c->lr_warmup, T, step);
         }
         sae_sweep_step_begin(bes, K, &batch, c0->batch_size, lrs, clips, rngs);
         batch_first_row = loader.position;
-        if (step + 1 < T) batch_ok = read_batch(&loader, &batch, n_local, d, loader_delay_ms, &batch_read_s);
+        if (step + 1 < T) batch_ok = read_batch(&loader, &batch, n_local, d, &batch_read_s);
         sae_sweep_step_end(bes, K, ms);
         for (int i = 0; i < K; i++) {
-            Member *mb = &mem[i];
-            mb->m = ms[i];
-            if (!mb->m.finite) {
-                char last[4400] = "no checkpoint was written yet";
-                if (mb->last_checkpoint >= 0) snprintf(last, sizeof last, "the last good checkpoint %s (step %lld) is kept", mb->ckpt, (long long)mb->last_checkpoint);
-                saev_fail("step %lld: SAE %d (%s): loss %g, gradient norm %g is not finite; stopping; %s", (long long)step, i, mb->dir,
-                          mb->m.loss, mb->m.grad_norm, last);
-            }
+            mem[i].m = ms[i];
+            check_finite_or_die(&mem[i], i, step);
         }
-        steps_since++;
+        pace.steps_since++;
         int64_t done = step + 1;
         int last = done == T;
-        if (done % c0->metrics_every == 0 || last) {
-            /* the slowest rank's loader sets the pace (a collective: every rank is here) */
-            double wait = loader_s;
-            comm_allreduce(&wait, 1, COMM_F64, COMM_MAX);
-            loader_s_total += loader_s;
-            loader_s = 0;
-            double now = saev_now(), rows = (double)steps_since * c0->batch_size;
-            double tps = rows / (now - t_last);
-            double loader_tps = rows / (wait > 1e-9 ? wait : 1e-9);
-            if (rank == 0) for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps, loader_tps);
-            if (rank == 0 && !warned_loader && wait > 0.5 * (now - t_last)) { /* once, not once a rank */
-                log_warn("step %lld: the data loader takes %.0f%% of the step time (loader %.4g tokens/s, training %.4g tokens/s): "
-                         "this run is bound by reading %s, not by the SAE", (long long)done, 100 * wait / (now - t_last), loader_tps, tps, c0->data);
-                warned_loader = 1;
-            }
-            t_last = now;
-            steps_since = 0;
-        }
+        if (done % c0->metrics_every == 0 || last) report_interval(&pace, mem, K, step, c0);
         if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
             for (int i = 0; i < K; i++) save_member(&mem[i], done, position_after);
         progress_update(&prog, done);
-        if (done == kill_after) _exit(137);
+        fault_kill_at(FAULT_TRAIN_KILL_AFTER_STEPS, done);
     }
     progress_finish(&prog);
     if (start < T) {
-        double wall = saev_now() - t_first, rows = (double)(T - start) * c0->batch_size;
+        double wall = saev_now() - pace.t_first, rows = (double)(T - start) * c0->batch_size;
         log_info("%.4g tokens/s training, data loader %.4g tokens/s (%.0f%% of the time waiting for data on rank 0)", rows / wall,
-                 rows / (loader_s_total > 1e-9 ? loader_s_total : 1e-9), 100 * loader_s_total / wall);
+                 rows / (pace.loader_s_total > 1e-9 ? pace.loader_s_total : 1e-9), 100 * pace.loader_s_total / wall);
     }
     if (rank == 0)
         for (int i = 0; i < K; i++) write_final_metrics(&mem[i], T, c0->batch_size);

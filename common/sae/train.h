@@ -10,6 +10,7 @@
  * directory therefore does not depend on which other configs it trains with, so the
  * groups of a Slurm job array never collide and a resubmitted group finds its state.
  *
+ * train.out_dir defaults to <run.out_dir>/<run.name> (filled in by saev_config_train_job).
  * The SAEs train on run.device (auto: cuda when the node has a GPU) through
  * sae_backend.h, in train.precision on cuda.
  *
@@ -23,17 +24,25 @@
 
 #include <stddef.h>
 
-#include "saev_config.h"
+#include "train_config.h"
 
-/* Fills train.out_dir (default <run.out_dir>/<run.name>) and checks what training
- * needs beyond the schema: train.data given and present, the run length, that the K
- * configs of a sweep share one batch stream and precision, and the run.device /
- * train.precision pairs refused on any node (bf16; tf32 on cpu). NULL, or a message in
- * buf. */
-const char *train_prepare(SaevConfig *cfgs, int K, char *buf, size_t len);
-/* Trains cfgs[0..K) to the end (or fails the job with a message). */
-void train_run(const SaevConfig *cfgs, int K);
+/* What training reads: the sweep's train: sections and the two things it takes from
+ * elsewhere. saev_config_train_job (saev_config.h) makes one from loaded configs. */
+typedef struct {
+    const TrainConfig *const *members; // [K] the sweep's train: sections, out_dir filled in
+    int K;                             // SAEs trained together (1 without a sweep)
+    const char *device;                // run.device: auto | cpu | cuda
+    char *const *resolved_yaml;        // [K] each member's whole resolved config (config.resolved.yaml)
+} TrainJob;
+
+/* Checks what training needs beyond the schema: train.data given and present, the run
+ * length, that the K configs of a sweep share one batch stream and precision, and the
+ * run.device / train.precision pairs refused on any node (bf16; tf32 on cpu). NULL, or
+ * a message in buf. */
+const char *train_prepare(const TrainJob *job, char *buf, size_t len);
+/* Trains the job's K SAEs to the end (or fails the job with a message). Collective. */
+void train_run(const TrainJob *job);
 /* Directory of sweep member i (malloc'd). */
-char *train_member_dir(const SaevConfig *cfgs, int K, int i);
+char *train_member_dir(const TrainJob *job, int i);
 
 #endif

@@ -20,6 +20,7 @@
 
 #include "check.h"
 #include "dtype.h"
+#include "fault.h"
 #include "log.h"
 
 #define STORE_CHUNK_BYTES (4u << 20) /* target bytes per activations chunk */
@@ -720,9 +721,6 @@ Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int 
     s->dir = strdupCheck(dir);
     s->writable = 1;
     s->use_mpi = use_mpi;
-    s->crash_after = -1;
-    const char *cr = getenv("SAEV_STORE_CRASH_RANK"), *ca = getenv("SAEV_STORE_CRASH_AFTER");
-    if (cr && ca && atoi(cr) == rank) s->crash_after = atoi(ca);
     s->dxpl = H5Pcreate(H5P_DATASET_XFER);
     h5Check(s->dxpl);
     if (use_mpi) h5Check(H5Pset_dxpl_mpio(s->dxpl, H5FD_MPIO_COLLECTIVE));
@@ -780,15 +778,72 @@ int64_t store_pending(const Store *s, int64_t **out) {
     return n;
 }
 
-int64_t store_plan(const Store *s, int rank, int size, int64_t batch_size, int64_t **out, int64_t *n_batches) {
+/* Rank r's slice [*lo, *hi) of the pending list: whole batches (by pending[i] / B),
+ * balanced contiguous runs of them. */
+static void plan_slice(const int64_t *pending, int64_t n, int64_t B, int r, int size, int64_t *lo, int64_t *hi) {
+    int64_t n_batches = 0;
+    for (int64_t i = 0; i < n; i++) n_batches += i == 0 || pending[i] / B != pending[i - 1] / B;
+    int64_t g0 = n_batches * r / size, g1 = n_batches * (r + 1) / size, g = -1;
+    *lo = *hi = n;
+    for (int64_t i = 0; i < n; i++) {
+        g += i == 0 || pending[i] / B != pending[i - 1] / B;
+        if (g == g0 && *lo == n) *lo = i;
+        if (g == g1) { *hi = i; break; }
+    }
+}
+
+/* Pieces of at most B images in the contiguous runs of images[lo, hi). */
+static int64_t plan_pieces(const int64_t *images, int64_t lo, int64_t hi, int64_t B) {
+    int64_t pieces = 0;
+    for (int64_t run = lo; run < hi;) {
+        int64_t end = run + 1;
+        while (end < hi && images[end] == images[end - 1] + 1) end++;
+        pieces += (end - run + B - 1) / B;
+        run = end;
+    }
+    return pieces;
+}
+
+void store_plan(const Store *s, int rank, int size, int64_t batch_size, StorePlan *plan) {
     if (batch_size <= 0) saev_usage_fail("store_plan: batch size must be positive (got %lld)", (long long)batch_size);
-    int64_t *all = NULL, n = store_pending(s, &all);
-    int64_t lo = n * rank / size, hi = n * (rank + 1) / size, most = (n + size - 1) / size;
-    *out = mallocCheck(sizeof(int64_t) * (size_t)(hi - lo ? hi - lo : 1));
-    memcpy(*out, all + lo, sizeof(int64_t) * (size_t)(hi - lo));
-    free(all);
-    *n_batches = (most + batch_size - 1) / batch_size;
-    return hi - lo;
+    memset(plan, 0, sizeof *plan);
+    int64_t *pending = NULL, n = store_pending(s, &pending), lo, hi;
+    plan->n_pending = n;
+    for (int r = 0; r < size; r++) {
+        plan_slice(pending, n, batch_size, r, size, &lo, &hi);
+        int64_t pieces = plan_pieces(pending, lo, hi, batch_size);
+        if (pieces > plan->n_writes_all) plan->n_writes_all = pieces;
+        if (r == rank) plan->n_writes = pieces;
+    }
+    plan_slice(pending, n, batch_size, rank, size, &lo, &hi);
+    plan->n_images = hi - lo;
+    plan->images = mallocCheck(sizeof(int64_t) * (size_t)(plan->n_images ? plan->n_images : 1));
+    memcpy(plan->images, pending + lo, sizeof(int64_t) * (size_t)plan->n_images);
+    free(pending);
+    plan->run_start = mallocCheck(sizeof(int64_t) * (size_t)(plan->n_images + 1));
+    for (int64_t i = 0; i < plan->n_images; i++)
+        if (i == 0 || plan->images[i] != plan->images[i - 1] + 1) plan->run_start[plan->n_runs++] = i;
+    plan->run_start[plan->n_runs] = plan->n_images;
+}
+
+void store_plan_piece(const StorePlan *plan, int64_t batch_size, int64_t w, int64_t *first, int64_t *n) {
+    *first = plan->n_images;
+    *n = 0;
+    for (int64_t r = 0; r < plan->n_runs; r++) {
+        int64_t a = plan->run_start[r], len = plan->run_start[r + 1] - a, pieces = (len + batch_size - 1) / batch_size;
+        if (w < pieces) {
+            *first = a + w * batch_size;
+            *n = len - w * batch_size < batch_size ? len - w * batch_size : batch_size;
+            return;
+        }
+        w -= pieces;
+    }
+}
+
+void store_plan_free(StorePlan *plan) {
+    free(plan->images);
+    free(plan->run_start);
+    memset(plan, 0, sizeof *plan);
 }
 
 /* Selects, in a file's dataspace `fsp` (first axis = images of the file, starting at
@@ -927,11 +982,7 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         h5Check(H5Tclose(mt));
     }
     s->n_writes++;
-    if (s->crash_after >= 0 && s->n_writes == s->crash_after + 1) {
-        log_warn("SAEV_STORE_CRASH_AFTER=%d: killing this rank after writing activations, before their status (test hook)",
-                 s->crash_after);
-        raise(SIGKILL);
-    }
+    fault_kill_at(FAULT_STORE_KILL_AFTER_WRITES, s->n_writes - 1); /* after the activations, before their status */
     for (f = 0; f < s->n_files; f++) {
         if (!touched[f]) continue;
         int64_t a = lo[f], b = hi[f], first = s->file_first[f];
@@ -1070,7 +1121,6 @@ Store *store_open_read(const char *path, char *err, size_t errlen) {
         else strcpy(s->dir, ".");
     }
     s->dxpl = -1; /* reads use H5P_DEFAULT; store_free closes only what it created */
-    s->crash_after = -1;
     if (load_meta(s, err, errlen)) {
         store_meta_free(&s->meta);
         free(s->dir);

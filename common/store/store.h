@@ -55,9 +55,9 @@
  * file long enough for its records. A malformed store gives a message naming the file
  * and the problem, never a crash or an allocation sized by a corrupt number.
  *
- * Test hook: SAEV_STORE_CRASH_RANK=R and SAEV_STORE_CRASH_AFTER=K make rank R kill itself
- * (SIGKILL) inside its (K+1)-th store_write, after the activations are written and before
- * their status, the worst moment for resume.
+ * Fault injection (fault.h): SAEV_FAULT=store.kill_after_writes=K@R makes rank R kill
+ * itself (SIGKILL) inside its (K+1)-th store_write, after the activations are written and
+ * before their status, the worst moment for resume.
  */
 #ifndef SAEV_STORE_H
 #define SAEV_STORE_H
@@ -115,8 +115,7 @@ typedef struct {
     int64_t *label;          /* [n_images] (readers) */
     void *conv;              /* scratch for dtype conversion */
     size_t conv_bytes;
-    int64_t n_writes;        /* store_write calls on this rank (crash hook) */
-    int crash_after;         /* crash hook: -1 off */
+    int64_t n_writes;        /* store_write calls on this rank (SAEV_FAULT store.kill_after_writes, fault.h) */
 } Store;
 
 size_t store_dtype_size(StoreDtype t);
@@ -143,10 +142,31 @@ Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int 
 /* Images not yet written or skipped, ascending; returns the count, *out malloc'd. The
  * same on every rank. */
 int64_t store_pending(const Store *s, int64_t **out);
-/* Splits the pending images among `size` ranks in balanced contiguous runs and gives
- * rank `rank` its share (*out malloc'd, ascending) and the number of batches of
- * batch_size that every rank must call store_write for (the largest share's). */
-int64_t store_plan(const Store *s, int rank, int size, int64_t batch_size, int64_t **out, int64_t *n_batches);
+/* One rank's share of the pending images, as every writer of a store deals them (the
+ * activations stage, the store self-test and the benchmark). Work goes in whole global
+ * batches (images [k*B, (k+1)*B)), balanced contiguous runs of batches per rank, so an
+ * image is computed in the same batch whatever the number of ranks (1 and N ranks give
+ * bit-identical stores). A rank's images form contiguous runs (a resumed store has
+ * holes); each run is written in pieces of at most B images, one store_write each.
+ * store_write is collective: every rank calls it n_writes_all times, the ranks with
+ * fewer pieces padding with empty writes. */
+typedef struct {
+    int64_t n_pending;     // pending images on all ranks
+    int64_t *images;       // [n_images] this rank's pending images, ascending
+    int64_t n_images;
+    int64_t *run_start;    // [n_runs + 1] run r is images[run_start[r] .. run_start[r+1]), consecutive images
+    int64_t n_runs;
+    int64_t n_writes;      // this rank's pieces: sum over runs of ceil(run length / B)
+    int64_t n_writes_all;  // the most pieces of any rank: store_write calls every rank makes
+} StorePlan;
+/* The plan of rank `rank` of `size` for batches of batch_size; the same inputs give the
+ * same plan on every rank, without communication. */
+void store_plan(const Store *s, int rank, int size, int64_t batch_size, StorePlan *plan);
+/* Piece w (0 <= w < n_writes_all) of the plan: images[*first .. *first + *n); n = 0 for
+ * the padding writes past this rank's n_writes. The image loader cuts a run into the same
+ * pieces (batch b of a run holds its images b*B ...). */
+void store_plan_piece(const StorePlan *plan, int64_t batch_size, int64_t w, int64_t *first, int64_t *n);
+void store_plan_free(StorePlan *plan);
 /* Writes n images (idx ascending, global store positions). acts: [n, layers, tokens,
  * d_model] float32, converted to the store dtype; image_index, label: [n] (NULL: idx and
  * -1); patch_labels: [n, patches] or NULL; skip_reason: [n] with NULL for good images,

@@ -1,0 +1,289 @@
+/*
+ * activations.c: the activations stage (see activations.h): open the data set and the
+ * model, describe the store, then record every pending image of this rank's plan.
+ */
+#include "activations.h"
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "comm.h"
+#include "fsutil.h"
+#include "hash.h"
+#include "log.h"
+#include "store/store.h"
+#include "vit/vit.h"
+#ifdef SAEV_CUDA
+#include "cuda/cuda_util.h"
+#include "cuda/vit_cuda.h"
+#endif
+
+/* The model, with the blocks to record resolved. */
+typedef struct {
+    Vit vit;
+    int n_layers;   // layers recorded
+    int *blocks;    // [n_layers] non-negative block numbers (store attribute)
+    int *hidden;    // [n_layers] hidden-state index of each (block + 1), for vit_forward
+} Model;
+
+/* FNV-1a over the loaded float32 weights: identifies the checkpoint independent of its
+ * file's dtype or tensor names, cheap enough to compute on every start. */
+static void weights_digest(const Vit *vit, char *out, size_t len) {
+    uint64_t h = fnv1a64(FNV1A64_INIT, vit->param_memory, vit->n_params * sizeof(float));
+    snprintf(out, len, "fnv1a64-f32:%016" PRIx64, h);
+}
+
+static void describe_preprocess(const PreprocessSpec *p, const char *pipeline, char *out, size_t len) {
+    snprintf(out, len, "pipeline=%s resize=%s size=%d width=%d height=%d interpolation=%s crop=%dx%d mean=[%g,%g,%g] std=[%g,%g,%g]",
+             pipeline, resize_name(p->resize), p->size, p->width, p->height, interp_name(p->interp), p->crop_w, p->crop_h,
+             p->mean[0], p->mean[1], p->mean[2], p->std[0], p->std[1], p->std[2]);
+}
+
+static void describe_dataset(const DataSpec *d, const Dataset *ds, char *out, size_t len) {
+    static const char *kinds[] = {"folder", "list", "ade20k"};
+    snprintf(out, len, "kind=%s %s=%s%s%s n=%" PRId64, kinds[d->kind], d->kind == DATA_LIST ? "path" : "root",
+             d->kind == DATA_LIST ? d->path : d->root, d->kind == DATA_ADE20K ? " split=" : "",
+             d->kind == DATA_ADE20K ? d->split : "", ds->n);
+}
+
+/* Writes "<index>\t<reason>" for every skipped image of a finished store. */
+static void write_bad_list(const char *dir) {
+    char err[512], path[4096];
+    Store *s = store_open_read(dir, err, sizeof err);
+    if (!s) saev_fail("%s", err);
+    snprintf(path, sizeof path, "%s/bad_images.tsv", dir);
+    AtomicFile out;
+    atomic_file_open_or_die(&out, path);
+    int64_t n_bad = 0;
+    for (int64_t i = 0; i < s->meta.n_images; i++) {
+        if (s->status[i] != STORE_SKIPPED) continue;
+        char reason[STORE_REASON_LEN + 1];
+        store_read_skip_reason(s, i, reason, sizeof reason);
+        fprintf(out.f, "%" PRId64 "\t%s\n", i, reason); /* a failed write is seen by the commit */
+        n_bad++;
+    }
+    atomic_file_commit_or_die(&out);
+    if (n_bad) log_warn("%" PRId64 " bad images skipped; listed in %s", n_bad, path);
+    store_close(s);
+}
+
+static void open_data(const DataConfig *c, DataSpec *spec, Dataset *ds) {
+    char err[1024];
+    if (!c->root && !c->path) saev_usage_fail("data.root (or data.path for a list) is required for activations");
+    if (data_resolve(c, spec, err, sizeof err)) saev_usage_fail("data: %s", err);
+    if (dataset_open(spec, ds, err, sizeof err)) saev_fail("%s", err);
+    if (ds->n == 0) saev_fail("the data set is empty");
+}
+
+static void open_model(const ActivationsSections *s, Model *m) {
+    char err[1024];
+    const ModelSection *c = s->model;
+    if (!c->path) saev_usage_fail("model.path is required for activations");
+    VitSpec vspec;
+    model_section_to_spec(c, &vspec);
+    if (vit_open(&m->vit, &vspec, err, sizeof err)) saev_fail("%s", err);
+    Device device = s->device != DEVICE_AUTO ? s->device : model_section_device(c);
+#ifdef SAEV_CUDA
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+#endif
+    if (vit_set_device(&m->vit, device, err, sizeof err)) saev_fail("%s", err);
+#ifdef SAEV_CUDA
+    if (m->vit.device == DEVICE_CUDA) {
+        Precision prec;
+        if (precision_parse(c->dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not one of " PRECISION_NAMES, c->dtype);
+        vit_cuda_set_precision(&m->vit, (CudaPrecision)prec); /* equal values (device.c) */
+    }
+#endif
+    m->n_layers = c->layers.n;
+    m->blocks = mallocCheck(sizeof(int) * (size_t)m->n_layers);
+    m->hidden = mallocCheck(sizeof(int) * (size_t)m->n_layers);
+    for (int i = 0; i < m->n_layers; i++) m->blocks[i] = (int)c->layers.i[i];
+    if (vit_resolve_layers(&m->vit.cfg, m->blocks, m->n_layers, m->hidden, err, sizeof err)) saev_usage_fail("model.layers: %s", err);
+    for (int i = 0; i < m->n_layers; i++) m->blocks[i] = m->hidden[i] - 1; /* resolved, non-negative block numbers */
+}
+
+/* The loader's spec: the model family's preprocessing with the config's overrides, at a
+ * size the model's patches divide. *pipeline gets the family used. */
+static void loader_spec(const ActivationsSections *s, const Vit *vit, const DataSpec *dspec, ImageLoaderSpec *ls, const char **pipeline) {
+    char err[1024];
+    *pipeline = s->preprocess->pipeline ? s->preprocess->pipeline : vit_family_name(vit->cfg.family);
+    PreprocessConfig pc = *s->preprocess;
+    pc.pipeline = (char *)*pipeline;
+    memset(ls, 0, sizeof *ls);
+    if (preprocess_resolve(&pc, &ls->pre, err, sizeof err)) saev_usage_fail("preprocess: %s", err);
+    ls->batch_size = (int)s->activations->batch_size;
+    int threads = (int)s->loader->threads;
+    if (threads <= 0) threads = image_loader_default_threads(0) / comm_local_size();
+    ls->threads = threads > 0 ? threads : 1;
+    ls->queue_batches = (int)s->loader->queue_batches;
+    ls->on_bad = dspec->on_bad;
+    ls->max_pixels = dspec->max_pixels;
+    ls->patch_size = dspec->kind == DATA_ADE20K ? vit->cfg.patch_size : 0;
+    ls->patch_label = dspec->patch_label;
+}
+
+/* Everything the store records about where its activations come from. Strings point into
+ * `text` (digest, preprocessing, dataset), the model and the sections. */
+typedef struct {
+    char digest[64], preprocessing[512], dataset[4400];
+} MetaText;
+
+static void store_meta_of(const ActivationsSections *s, const Model *m, const ImageLoaderSpec *ls, const char *pipeline,
+                          const DataSpec *dspec, const Dataset *ds, int out_h, int out_w, MetaText *text, StoreMeta *meta) {
+    const Vit *vit = &m->vit;
+    weights_digest(vit, text->digest, sizeof text->digest);
+    describe_preprocess(&ls->pre, pipeline, text->preprocessing, sizeof text->preprocessing);
+    describe_dataset(dspec, ds, text->dataset, sizeof text->dataset);
+    memset(meta, 0, sizeof *meta);
+    meta->model_family = (char *)vit_family_name(vit->cfg.family);
+    meta->model = s->model->path;
+    meta->checkpoint_digest = text->digest;
+    meta->n_layers = m->n_layers;
+    meta->layers = m->blocks;
+    meta->has_cls = vit_has_cls(&vit->cfg);
+    meta->n_tokens = vit_tokens_out(&vit->cfg, out_h, out_w);
+    meta->n_patches = meta->n_tokens - meta->has_cls;
+    meta->d_model = vit->cfg.d_model;
+    if (store_dtype_parse(s->activations->dtype, &meta->dtype)) saev_usage_fail("activations.dtype: %s", s->activations->dtype);
+    meta->n_images = ds->n;
+    meta->images_per_file = s->activations->images_per_file;
+    meta->has_patch_labels = dspec->kind == DATA_ADE20K;
+    meta->preprocessing = text->preprocessing;
+    meta->dataset = text->dataset;
+    meta->saev_version = SAEV_VERSION;
+    meta->config_yaml = (char *)s->config_yaml;
+}
+
+/* One loader batch as store rows: every image of the batch's range in order, the kept
+ * ones with their activations (the ViT's [L, n, T, D] regrouped to [n_all, L, T, D]),
+ * the bad ones with their reason. */
+typedef struct {
+    int64_t *idx;           // [B] store positions
+    float *acts;            // [B, L, T, D]
+    int64_t *labels;        // [B]
+    uint8_t *patch_labels;  // [B, n_patches] or NULL
+    const char **reasons;   // [B] NULL for a kept image
+} Rows;
+
+static int batch_rows(const ImageBatch *b, const Dataset *ds, const float *vit_out, int n_layers, size_t tokens_floats,
+                      int n_patch_labels, Rows *r) {
+    int n_all = b->n + b->n_bad, k = 0, j = 0;
+    for (int p = 0; p < n_all; p++) {
+        int64_t g = b->first + p;
+        r->idx[p] = g;
+        if (k < b->n && b->index[k] == g) {
+            for (int l = 0; l < n_layers; l++)
+                memcpy(r->acts + ((size_t)p * n_layers + l) * tokens_floats, vit_out + ((size_t)l * b->n + k) * tokens_floats,
+                       sizeof(float) * tokens_floats);
+            r->labels[p] = b->labels[k];
+            if (r->patch_labels) memcpy(r->patch_labels + (size_t)p * n_patch_labels, b->patch_labels + (size_t)k * n_patch_labels, n_patch_labels);
+            r->reasons[p] = NULL;
+            k++;
+        } else {
+            if (j >= b->n_bad || b->bad_index[j] != g) saev_fail("loader batch at %" PRId64 " lost image %" PRId64, b->first, g);
+            r->labels[p] = ds->labels[g];
+            r->reasons[p] = b->bad_reason[j++];
+        }
+    }
+    return n_all;
+}
+
+/* Records this rank's plan: one loader per contiguous run, one collective write per
+ * loader batch, then empty writes up to every rank's count. Returns the images written. */
+static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Model *m, ImageLoaderSpec *ls, const StoreMeta *meta,
+                      int out_h, int out_w) {
+    int B = ls->batch_size, L = m->n_layers;
+    size_t tokens_floats = (size_t)meta->n_tokens * (size_t)meta->d_model, image_floats = (size_t)L * tokens_floats;
+    int n_patch_labels = meta->has_patch_labels ? meta->n_patches : 0;
+    float *vit_out = mallocCheck(sizeof(float) * image_floats * (size_t)B); /* [L, B, T, D] */
+    Rows r = {
+        .idx = mallocCheck(sizeof(int64_t) * (size_t)B),
+        .acts = callocCheck(image_floats * (size_t)B, sizeof(float)),
+        .labels = mallocCheck(sizeof(int64_t) * (size_t)B),
+        .patch_labels = n_patch_labels ? callocCheck((size_t)B * (size_t)n_patch_labels, 1) : NULL,
+        .reasons = mallocCheck(sizeof(char *) * (size_t)B),
+    };
+    Progress prog;
+    progress_start(&prog, "images", plan->n_pending);
+    int64_t done_global = 0, n_writes = 0, written = 0;
+    for (int64_t run = 0; run < plan->n_runs; run++) {
+        ls->begin = plan->images[plan->run_start[run]];
+        ls->end = plan->images[plan->run_start[run + 1] - 1] + 1;
+        ImageLoader *ld = image_loader_open(ds, ls);
+        const ImageBatch *b;
+        while ((b = image_loader_next(ld))) {
+            if (b->n > 0) vit_forward(&m->vit, b->pixels, b->n, out_h, out_w, m->hidden, L, vit_out);
+            int n_all = batch_rows(b, ds, vit_out, L, tokens_floats, n_patch_labels, &r);
+            store_write(store, n_all, r.idx, r.acts, NULL, r.labels, r.patch_labels, b->n_bad ? r.reasons : NULL);
+            n_writes++;
+            written += b->n;
+            int64_t step = n_all;
+            comm_allreduce(&step, 1, COMM_I64, COMM_SUM);
+            progress_update(&prog, done_global += step);
+        }
+        image_loader_close(ld);
+    }
+    if (n_writes != plan->n_writes) saev_fail("activations: made %" PRId64 " writes, planned %" PRId64, n_writes, plan->n_writes);
+    for (; n_writes < plan->n_writes_all; n_writes++) { /* store_write is collective */
+        store_write(store, 0, r.idx, r.acts, NULL, r.labels, r.patch_labels, NULL);
+        int64_t step = 0;
+        comm_allreduce(&step, 1, COMM_I64, COMM_SUM);
+        progress_update(&prog, done_global += step);
+    }
+    progress_finish(&prog);
+    free(vit_out); free(r.idx); free(r.acts); free(r.labels); free(r.patch_labels); free(r.reasons);
+    return written;
+}
+
+int activations_run(const ActivationsSections *s) {
+    if (!s->activations->out) saev_usage_fail("activations.out (the store directory) is required");
+    int rank = comm_rank(), size = comm_size();
+    DataSpec dspec;
+    Dataset ds;
+    open_data(s->data, &dspec, &ds);
+    Model m;
+    open_model(s, &m);
+    ImageLoaderSpec ls;
+    const char *pipeline;
+    loader_spec(s, &m.vit, &dspec, &ls, &pipeline);
+    int out_w = 0, out_h = 0;
+    preprocess_out_size(&ls.pre, 1000, 1000, &out_w, &out_h); /* fixed-size pipelines ignore the input size */
+    if (out_w % m.vit.cfg.patch_size || out_h % m.vit.cfg.patch_size)
+        saev_usage_fail("preprocess gives %dx%d images, not a multiple of the model's patch size %d", out_w, out_h, m.vit.cfg.patch_size);
+    MetaText text;
+    StoreMeta meta;
+    store_meta_of(s, &m, &ls, pipeline, &dspec, &ds, out_h, out_w, &text, &meta);
+
+    /* One run per store: a second `saev activations` into the same folder stops here,
+     * naming the first; rank 0 holds the lock for the job's lifetime. */
+    if (rank == 0) lock_output_dir_or_die(s->activations->out, "saev activations");
+    Store *store = store_open_write(s->activations->out, &meta, (int)s->activations->resume, 1);
+    if (rank == 0) cfg_write_resolved_text(s->config_yaml, s->activations->out);
+    StorePlan plan;
+    store_plan(store, rank, size, ls.batch_size, &plan);
+    log_info("activations: %" PRId64 " images (%" PRId64 " to do) on %d ranks; %s, %d layers, %d tokens x %d, %s -> %s", ds.n,
+             plan.n_pending, size, vit_family_name(m.vit.cfg.family), m.n_layers, meta.n_tokens, meta.d_model, s->activations->dtype,
+             s->activations->out);
+    double t0 = saev_now();
+    int64_t written = record(store, &plan, &ds, &m, &ls, &meta, out_h, out_w);
+    int complete = store_finish(store);
+    double el = saev_now() - t0;
+    comm_allreduce(&written, 1, COMM_I64, COMM_SUM);
+    if (rank == 0) {
+        write_bad_list(s->activations->out);
+        double gb = (double)written * m.n_layers * meta.n_tokens * meta.d_model * (double)store_dtype_size(meta.dtype) / 1e9;
+        log_info("activations: %s: %" PRId64 " images, %" PRId64 " tokens, %.3f GB in %.1f s (%.1f images/s, %.3f GB/s)%s",
+                 s->activations->out, written, written * meta.n_tokens, gb, el, el > 0 ? (double)written / el : 0,
+                 el > 0 ? gb / el : 0, complete ? "" : " -- store NOT complete");
+    }
+    store_plan_free(&plan);
+    free(m.blocks);
+    free(m.hidden);
+    vit_free(&m.vit);
+    dataset_free(&ds);
+    return complete;
+}
