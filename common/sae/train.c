@@ -245,9 +245,6 @@ void train_run(const SaevConfig *cfgs, int K) {
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
-    /* One run per output: a second `saev train` into the same folder stops here, naming
-     * the first; rank 0 holds the lock for the job's lifetime. */
-    if (rank == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
     DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
@@ -276,6 +273,10 @@ void train_run(const SaevConfig *cfgs, int K) {
         snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
         snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
         if (rank == 0) {
+            /* One run per output: a second `saev train` into the same folder stops here,
+             * naming the first; rank 0 holds the lock for the job's lifetime. Taken with
+             * the first folder this run makes, so a run refused earlier writes nothing. */
+            if (i == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
             make_dirs_or_die(mb->dir);
             cfg_write_resolved(&saev_config_schema, &cfgs[i], mb->dir);
         }
