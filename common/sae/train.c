@@ -273,10 +273,12 @@ void train_run(const SaevConfig *cfgs, int K) {
         snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
         snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
         if (rank == 0) {
-            /* One run per output: a second `saev train` into the same folder stops here,
-             * naming the first; rank 0 holds the lock for the job's lifetime. Taken with
-             * the first folder this run makes, so a run refused earlier writes nothing. */
-            if (i == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
+            /* One run per SAE folder: a second `saev train` writing the same SAE stops
+             * here, naming the first; rank 0 holds the locks for the job's lifetime. Per
+             * member, not per train.out_dir, because a sweep's Slurm array tasks train
+             * disjoint members of one out_dir at once. Taken as the folder is made, so a
+             * run refused earlier writes nothing. */
+            lock_output_dir_or_die(mb->dir, "saev train");
             make_dirs_or_die(mb->dir);
             cfg_write_resolved(&saev_config_schema, &cfgs[i], mb->dir);
         }
