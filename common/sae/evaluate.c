@@ -166,7 +166,7 @@ static void find_checkpoints(const char *key, const char *dir, StrList *out) {
         strlist_push(&names, de->d_name);
     }
     closedir(dp);
-    qsort(names.v, (size_t)names.n, sizeof(char *), cmp_str); /* a run's order must not depend on the file system */
+    if (names.n) qsort(names.v, (size_t)names.n, sizeof(char *), cmp_str); /* a run's order must not depend on the file system */
     for (int i = 0; i < names.n; i++) {
         size_t dl = strlen(dir);
         while (dl > 1 && dir[dl - 1] == '/') dl--; /* "run/" and "run" name the same files */

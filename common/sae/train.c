@@ -268,6 +268,12 @@ static void open_member(const TrainJob *job, int i, Member *mb, DataSource *src,
     snprintf(mb->state, sizeof mb->state, "%s/train_state.safetensors", mb->dir);
     snprintf(mb->metrics, sizeof mb->metrics, "%s/metrics.jsonl", mb->dir);
     if (rank == 0) {
+        /* One run per SAE folder: a second `saev train` writing the same SAE stops here,
+         * naming the first; rank 0 holds the locks for the job's lifetime. Per member, not
+         * per train.out_dir, because a sweep's Slurm array tasks train disjoint members of
+         * one out_dir at once. Taken as the folder is made, so a run refused earlier
+         * writes nothing. */
+        lock_output_dir_or_die(mb->dir, "saev train");
         make_dirs_or_die(mb->dir);
         cfg_write_resolved_text(job->resolved_yaml[i], mb->dir);
     }
@@ -354,9 +360,6 @@ void train_run(const TrainJob *job) {
     SaeBackendSpec spec;
     const char *bad_dev = sae_backend_resolve(job->device, c0->precision, &spec);
     if (bad_dev) saev_usage_fail("train: %s", bad_dev);
-    /* One run per output: a second `saev train` into the same folder stops here, naming
-     * the first; rank 0 holds the lock for the job's lifetime. */
-    if (rank == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
     DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
