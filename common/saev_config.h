@@ -27,6 +27,7 @@
 #include "vit/model_config.h"
 #include "slurm_config.h"
 #include "sae/evaluate.h"
+#include "viewer/serve.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -48,7 +49,8 @@ extern const CfgSchema run_config_schema;
     X(activations, ActivationsConfig, activations_config_schema, NULL, 0, "the activation store: where, dtype, batching, resume") \
     X(train, TrainConfig, train_config_schema, NULL, 0, "SAE training: data, schedule, the SAE, checkpoints; train.sweep trains a grid together") \
     X(evaluate, EvaluateConfig, evaluate_config_schema, NULL, 0, "metrics of trained SAEs on held-out activations: checkpoints, data, output") \
-    X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays")
+    X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays") \
+    X(serve, ServeConfig, serve_config_schema, NULL, 0, "the viewer (saev serve): served folders, address, port, threads, upload limit")
 
 typedef struct {
 #define SAEV_CONFIG_MEMBER(key, type, schema, def, nullable, help) type key;

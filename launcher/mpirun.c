@@ -28,6 +28,23 @@ const char *launcher_dir(void) {
     return dir;
 }
 
+const char *launcher_data_dir(const char *name, const char *probe) {
+    static char dir[PATH_MAX];
+    const char *tries[] = {"../..", "../share/saev-c", ".."};
+    for (int i = 0; i < 3; i++) {
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s/%s/%s", launcher_dir(), tries[i], name) >= (int)sizeof p) continue;
+        char *real = realpath(p, NULL);
+        if (real && snprintf(p, sizeof p, "%s/%s", real, probe) < (int)sizeof p && access(p, R_OK) == 0) {
+            snprintf(dir, sizeof dir, "%s", real);
+            free(real);
+            return dir;
+        }
+        free(real);
+    }
+    return NULL;
+}
+
 const char *launcher_sibling(const char *program) {
     static char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", launcher_dir(), program);

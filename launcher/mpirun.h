@@ -14,6 +14,11 @@
 
 /* The folder holding the running `saev` binary. */
 const char *launcher_dir(void);
+/* A folder of files shipped with saev-c (NAME = "slurm", "web") that holds `probe`: in-tree
+ * (<bin>/../../NAME, for build/bin), installed (<bin>/../share/saev-c/NAME) or <bin>/../NAME,
+ * tried in that order. Its real path (a static buffer the next call overwrites), or NULL
+ * when none holds `probe`. */
+const char *launcher_data_dir(const char *name, const char *probe);
 /* Path of a program installed beside the running `saev` (e.g. "saev-worker"). */
 const char *launcher_sibling(const char *program);
 /* Runs the worker stage on `ranks` ranks; argv (argc entries) follow the stage name.

@@ -52,24 +52,14 @@ static int has_file(const char *dir, const char *name) {
 }
 
 const char *slurm_template_dir(void) {
-    static char dir[PATH_MAX];
     const char *env = getenv("SAEV_SLURM_TEMPLATES");
     if (env && *env) {
         if (!has_file(env, "single.sbatch")) saev_usage_fail("SAEV_SLURM_TEMPLATES=%s has no single.sbatch", env);
         return env;
     }
+    const char *dir = launcher_data_dir("slurm", "single.sbatch");
+    if (dir) return dir;
     const char *self = launcher_dir();
-    const char *tries[] = {"../../slurm", "../share/saev-c/slurm", "../slurm"};
-    for (int i = 0; i < 3; i++) {
-        if (snprintf(dir, sizeof dir, "%s/%s", self, tries[i]) >= (int)sizeof dir) continue;
-        char *real = realpath(dir, NULL);
-        if (real && has_file(real, "single.sbatch")) {
-            snprintf(dir, sizeof dir, "%s", real);
-            free(real);
-            return dir;
-        }
-        free(real);
-    }
     saev_usage_fail("cannot find the Slurm templates (slurm/single.sbatch) in %s/../../slurm, %s/../share/saev-c/slurm "
                     "or %s/../slurm; set SAEV_SLURM_TEMPLATES=DIR or slurm.template_path", self, self, self);
 }

@@ -19,6 +19,8 @@ PACKAGES=(
   slurm-wlm munge
   # the demo data set: real photos and Fashion-MNIST, all from Debian's archive
   dataset-fashion-mnist python3-skimage python3-sklearn mate-backgrounds
+  # the viewer's real-browser test (saev serve): headless Chromium driven by Selenium
+  chromium chromium-driver python3-selenium
 )
 # The benchmark peer (PyTorch CPU) is large; install it only when asked.
 if [ "${SAEV_BENCH_DEPS:-0}" = 1 ]; then PACKAGES+=(python3-torch); fi
