@@ -25,7 +25,7 @@ def fail(msg):
 opts = webdriver.ChromeOptions()
 opts.binary_location = "/usr/bin/chromium"
 for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+          "--disable-component-update", "--disable-sync", "--window-size=1400,1400",
           "--user-data-dir=" + tempfile.mkdtemp(prefix="viewer-chromium-")]:
     opts.add_argument(a)
 opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})

@@ -363,7 +363,7 @@ static void get_latent(Viewer *v, int si, int lat, Reply *r) {
         const float *o = s->sae.p.w_dec + (size_t)k * d;
         double dot = 0;
         for (int i = 0; i < d; i++) dot += (double)row[i] * o[i];
-        double den = (double)s->dec_norm[lat] * s->dec_norm[k];
+        double den = s->dec_norm[lat] * s->dec_norm[k];
         double cs = den > 0 ? dot / den : 0;
         int pos = n_best;
         while (pos > 0 && best_cos[pos - 1] < cs) pos--;

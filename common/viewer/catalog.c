@@ -309,11 +309,11 @@ static void sae_open(Viewer *v, ViewerSae *s, const char *ckpt, const char *visu
     if (s->layer_idx < 0) saev_usage_fail("serve: %s: block %lld is not in store %s", ckpt, (long long)block, store);
     free(store);
 
-    s->dec_norm = mallocCheck((size_t)s->S * sizeof(float));
+    s->dec_norm = mallocCheck((size_t)s->S * sizeof(double));
     for (int j = 0; j < s->S; j++) {
         double n2 = 0;
         for (int i = 0; i < s->d; i++) n2 += (double)s->sae.p.w_dec[(size_t)j * s->d + i] * s->sae.p.w_dec[(size_t)j * s->d + i];
-        s->dec_norm[j] = (float)sqrt(n2);
+        s->dec_norm[j] = sqrt(n2);
     }
     if (visuals_dir) load_top(s);
     char *ep = join(dir, "eval.json");

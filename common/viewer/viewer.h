@@ -52,7 +52,7 @@ typedef struct {
     char *tokens;           // patches | all | cls: which store rows the SAE saw
     Sae sae;                // weights, config, data_scale
     int d, S;               // d_model, d_sae
-    float *dec_norm;        // [S] L2 norms of W_dec rows (cosine similarity)
+    double *dec_norm;       // [S] L2 norms of W_dec rows, float64 (cosine similarity)
     int top_k;              // columns of the top lists (0 without visuals)
     float *top_values;      // [S, top_k] scores, descending
     int64_t *top_images;    // [S, top_k] data-set image index, -1 past the end

@@ -22,6 +22,9 @@ export function scatter({ points, xLabel, yLabel, width = 440, height = 300, onC
   let [y0, y1] = [Math.min(...fin.map((p) => p.y)), Math.max(...fin.map((p) => p.y))];
   if (x1 - x0 < 1e-9) { x0 -= 0.5; x1 += 0.5; }
   if (y1 - y0 < 1e-9) { y0 -= 0.5; y1 += 0.5; }
+  // A margin of 6 % so that points and their labels at the extremes stay inside.
+  const mx = (x1 - x0) * 0.06, my = (y1 - y0) * 0.06;
+  x0 -= mx; x1 += mx; y0 -= my; y1 += my;
   const px = (x) => m.l + (x - x0) / (x1 - x0) * (width - m.l - m.r);
   const py = (y) => height - m.b - (y - y0) / (y1 - y0) * (height - m.t - m.b);
   svg.append(s('line', { class: 'axis', x1: m.l, y1: height - m.b, x2: width - m.r, y2: height - m.b }));
