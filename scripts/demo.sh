@@ -33,3 +33,5 @@ step "5/5 evaluate"
 "$S" evaluate "$CFG"
 echo
 echo "demo: done. Outputs under demo/: store/ (activations), runs/sae/<i>/ (checkpoints, metrics.jsonl, eval.json, eval.svg)"
+echo "Browse them (then open the address it prints):"
+echo "  $S serve demo/runs/sae"
