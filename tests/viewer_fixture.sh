@@ -63,7 +63,7 @@ viewer_start() {
   SERVER_PID=$!
   local i
   for i in $(seq 1 600); do
-    PORT=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://')
+    PORT=$( (grep -o 'http://127.0.0.1:[0-9]*' "$log" || true) | head -1 | sed 's/.*://')
     [ -n "$PORT" ] && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log"; echo "FAIL: the server exited at start"; exit 1; }
     sleep 0.1
