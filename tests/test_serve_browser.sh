@@ -19,11 +19,11 @@ viewer_asan_build
 if [ -n "${VIEWER_DIR:-}" ]; then
   cd "$SAEV_ROOT"
   UPLOAD=$(ls demo/data-heldout/fashion/*/* 2>/dev/null | head -1)
-  viewer_start "$T/serve.log" "$VIEWER_DIR"
+  viewer_start "$T/serve.log" "$VIEWER_DIR" --set "serve.web=$SAEV_ROOT/web"
 else
   viewer_fixture
   UPLOAD=data/segmentation/images/validation/$(ls data/segmentation/images/validation | head -1)
-  viewer_start "$T/serve.log" runs/v
+  viewer_start "$T/serve.log" runs/v --set "serve.web=$SAEV_ROOT/web"
 fi
 /usr/bin/python3 "$SAEV_ROOT/tests/viewer_browser.py" "http://127.0.0.1:$PORT" "$T/shots" "$UPLOAD" \
   || { viewer_stop "$T/serve.log" || true; tail -20 "$T/serve.log"; exit 1; }

@@ -2,7 +2,8 @@
 # pipeline like the demo's (segmentation photos with Fashion-MNIST items, a random tiny
 # DINOv2 at 56 px, 7x7 patches, its block -2 recorded, a sweep of two top-k SAEs trained,
 # evaluated, and their visuals), and `saev` built with AddressSanitizer in its own build
-# folder ($SAEV_BIN/../asan), for the tests to run the server under.
+# folder ($SAEV_BIN/../asan), for the tests to run the server under (that binary does not
+# sit where it finds web/ by itself: give it serve.web).
 #   viewer_fixture          -> data/ model/ store/ runs/v/<sae>/{sae.safetensors,eval.json,visuals/}
 #   viewer_asan_build       -> $ASAN_SAEV (the ASan binary)
 viewer_fixture() {

@@ -85,15 +85,15 @@ function show(body, ctx, { sae, res, name }) {
   function select(lat) {
     heat = lat;
     img.src = lat === null ? url('plain') : url('heat', lat);
-    heatLabel.textContent = lat === null ? 'plain' : `heatmap of latent ${lat}`;
+    heatLabel.textContent = lat === null ? 'showing: plain' : `showing: heatmap of latent ${lat}`;
   }
-  const heatLabel = h('span', { class: 'muted', id: 'heat-label' }, 'plain');
+  const heatLabel = h('span', { class: 'muted', id: 'heat-label' }, 'showing: plain');
   const timing = h('p', { class: 'muted', id: 'server-time' },
     `${name}${res.class ? ' · ' + res.class : ''} · ${res.width}×${res.height} model input, ${gw}×${gh} patches · ` +
     `server ${fmt(res.ms, 3)} ms (${res.source === 'store' ? 'activations from the store' : 'preprocessing + ViT + SAE'})`);
   const left = h('div', { class: 'card' }, h('div', { class: 'viewer-stage' }, img, canvas), timing,
     h('div', { class: 'row', style: 'align-items:center' }, heatLabel, h('button', { class: 'link', onclick: () => select(null) }, 'plain'),
-      res.has_seg ? h('button', { class: 'link', onclick: () => { heat = null; img.src = url('seg'); heatLabel.textContent = 'segmentation'; } }, 'segmentation') : null));
+      res.has_seg ? h('button', { class: 'link', onclick: () => { heat = null; img.src = url('seg'); heatLabel.textContent = 'showing: segmentation'; } }, 'segmentation') : null));
   const right = h('div', { class: 'card panel-slot' }, title, list);
   const tops = h('div', { class: 'grid-imgs', id: 'image-top-latents' }, res.top.map((t) => h('figure', {},
     h('img', { class: 'heat-img', loading: 'lazy', src: url('heat', t.latent), alt: `latent ${t.latent}`, onclick: () => select(t.latent) }),
