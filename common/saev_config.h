@@ -28,6 +28,7 @@
 #include "slurm_config.h"
 #include "sae/evaluate.h"
 #include "viewer/serve.h"
+#include "visuals/visuals.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -49,6 +50,7 @@ extern const CfgSchema run_config_schema;
     X(activations, ActivationsConfig, activations_config_schema, NULL, 0, "the activation store: where, dtype, batching, resume") \
     X(train, TrainConfig, train_config_schema, NULL, 0, "SAE training: data, schedule, the SAE, checkpoints; train.sweep trains a grid together") \
     X(evaluate, EvaluateConfig, evaluate_config_schema, NULL, 0, "metrics of trained SAEs on held-out activations: checkpoints, data, output") \
+    X(visuals, VisualsConfig, visuals_config_schema, "none", 1, "what each latent responds to: top images, patch heatmaps, statistics (off unless configured)") \
     X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays") \
     X(serve, ServeConfig, serve_config_schema, NULL, 0, "the viewer (saev serve): served folders, address, port, threads, upload limit")
 

@@ -30,5 +30,6 @@ int launcher_has_command(const char *name);
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_visuals(int argc, char **argv);
 
 #endif

@@ -10,12 +10,13 @@
 #include "log.h"
 
 static const Command commands[] = {
-    {"run", cmd_run, "the whole pipeline of one config: activations, train, evaluate"},
+    {"run", cmd_run, "the whole pipeline of one config: activations, train, evaluate, visuals"},
     {"activations", cmd_activations, "record ViT activations of every image into an HDF5 store (many ranks)"},
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"train", cmd_train, "train one SAE or a sweep of them (saev-worker train on N ranks)"},
     {"evaluate", cmd_evaluate, "metrics of trained SAEs on held-out activations (L0, L1, MSE, NMSE, dead/dense latents) as JSON + SVG"},
     {"serve", cmd_serve, "the viewer: a web page to browse latents and run images through the ViT and SAE live (127.0.0.1)"},
+    {"visuals", cmd_visuals, "per-latent statistics, top images and patch heatmaps of trained SAEs (PNG, JSON, SVG, safetensors)"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image (clip|dinov2|siglip) into a safetensors tensor"},
     {"demo-data", cmd_demo_data, "build the demo data sets (Fashion-MNIST folder + ADE20K-style segmentation) from Debian packages"},

@@ -23,9 +23,9 @@ def load(path):
         out[k] = np.frombuffer(data[a:b], dtype=DT[v["dtype"]]).reshape(v["shape"])
     return out, h.get("__metadata__", {})
 
-def save(path, tensors):
+def save(path, tensors, meta=None):
     """Writes tensors as safetensors (data 8-byte aligned, as the C writer does): integer
-    arrays as I64, everything else as F32."""
+    arrays as I64, everything else as F32, with string metadata when given."""
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
         is_int = np.issubdtype(np.asarray(a).dtype, np.integer)
@@ -33,6 +33,8 @@ def save(path, tensors):
         header[k] = {"dtype": "I64" if is_int else "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
         off += len(b)
         blobs.append(b)
+    if meta:
+        header["__metadata__"] = meta
     hb = json.dumps(header).encode()
     hb += b" " * (-len(hb) % 8)
     with open(path, "wb") as f:

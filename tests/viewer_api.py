@@ -81,7 +81,7 @@ for s in saes:
     norms = np.linalg.norm(w_dec, axis=1)
     for s_id in [0, S // 2, S - 1]:
         d = get_json(f"/api/sae/{i}/latent/{s_id}")
-        want = [int(x) for x in top["images"][s_id] if x >= 0]
+        want = [int(index[x]) for x in top["images"][s_id] if x >= 0]  # store positions -> data-set indices
         got = [e["image"] for e in d.get("top", [])]
         if got != want:
             fail(f"SAE {i} latent {s_id}: top images {got}, top.safetensors has {want}")
@@ -161,7 +161,7 @@ for s in saes:
     # Heatmap pixels: a top image rendered here; patches where the latent is zero keep
     # the plain picture's pixels, the others differ.
     s_id = int(np.argmax(top["freq"]))
-    img0 = int(top["images"][s_id][0])
+    img0 = int(index[top["images"][s_id][0]])
     heat = np.asarray(Image.open(io.BytesIO(expect("GET", f"/api/sae/{i}/latent/{s_id}/top/0.png?mode=heat", 200))).convert("RGB"), np.int64)
     plain = np.asarray(Image.open(io.BytesIO(expect("GET", f"/api/sae/{i}/image/{img0}.png?mode=plain", 200))).convert("RGB"), np.int64)
     if heat.shape != plain.shape or heat.shape[0] < 224:
@@ -174,6 +174,23 @@ for s in saes:
         same = np.array_equal(heat[blk], plain[blk])
         if same != (vals[q] == 0):
             fail(f"latent {s_id} image {img0} patch {q}: value {vals[q]} but heatmap {'unchanged' if same else 'changed'}")
+    # A latent visuals rendered: its files are served as they are, and the server's own
+    # render of the same image is the same picture. visuals encodes the row in a batch of
+    # other rows, the server alone, so a heat value may differ in its last float32 bits
+    # and a channel by 1 after rounding; the plain and segmentation pixels are exact.
+    vis = json.load(open(os.path.join(s["visuals"], "index.json")))
+    r_id = vis["rendered"][0]
+    r_img = int(index[top["images"][r_id][0]])
+    for mode, suffix, own, slack in [("heat", "_heat", f"/api/sae/{i}/image/{r_img}.png?mode=heat&latent={r_id}", 1),
+                                     ("plain", "", f"/api/sae/{i}/image/{r_img}.png?mode=plain", 0),
+                                     ("seg", "_seg", f"/api/sae/{i}/image/{r_img}.png?mode=seg", 0)]:
+        disk = open(os.path.join(s["visuals"], "latents", str(r_id), f"0{suffix}.png"), "rb").read()
+        if expect("GET", f"/api/sae/{i}/latent/{r_id}/top/0.png?mode={mode}", 200) != disk:
+            fail(f"latent {r_id}: served 0{suffix}.png differs from visuals' file")
+        a = np.asarray(Image.open(io.BytesIO(disk)).convert("RGB"), np.int64)
+        b = np.asarray(Image.open(io.BytesIO(expect("GET", own, 200))).convert("RGB"), np.int64)
+        if a.shape != b.shape or np.abs(a - b).max() > slack:
+            fail(f"latent {r_id} image {r_img} mode {mode}: the server's render differs from visuals' by {np.abs(a - b).max() if a.shape == b.shape else a.shape}")
     print(f"SAE {i}: latents, top lists, similar latents, histograms, image and upload latents match the float64 references")
 
 # ---- bad input --------------------------------------------------------------------

@@ -1,9 +1,10 @@
 # viewer_fixture.sh: sourced by the viewer's tests. Builds, in the current folder, a small
 # pipeline like the demo's (segmentation photos with Fashion-MNIST items, a random tiny
 # DINOv2 at 56 px, 7x7 patches, its block -2 recorded, a sweep of two top-k SAEs trained,
-# evaluated, and their visuals), and `saev` built with AddressSanitizer in its own build
-# folder ($SAEV_BIN/../asan), for the tests to run the server under (that binary does not
-# sit where it finds web/ by itself: give it serve.web).
+# evaluated, and their visuals with 10 latents rendered: the server renders the others),
+# and `saev` built with AddressSanitizer in its own build folder ($SAEV_BIN/../asan), for
+# the tests to run the server under (that binary does not sit where it finds web/ by
+# itself: give it serve.web).
 #   viewer_fixture          -> data/ model/ store/ runs/v/<sae>/{sae.safetensors,eval.json,visuals/}
 #   viewer_asan_build       -> $ASAN_SAEV (the ASan binary)
 viewer_fixture() {
@@ -25,19 +26,9 @@ train:
   sae: {d_sae: 96, k: 4}
   sweep: {sae.k: [4, 8]}
 evaluate: {sae: [runs/v], data: store, layer: -2}
+visuals: {sae: [runs/v], data: store, layer: -2, top_k: 8, n_render: 10}
 YAML
   "$S" run v.yaml > run.log 2>&1 || { cat run.log; echo "FAIL: the fixture pipeline failed"; exit 1; }
-  # Visuals: the visuals stage's own output when this build has it; otherwise the same
-  # files from the float64 reference (no latent rendered: the server renders them all).
-  local d
-  for d in runs/v/*/; do
-    if "$S" visuals --help >/dev/null 2>&1; then
-      "$S" visuals --set "visuals.sae=[${d}sae.safetensors]" --set visuals.data=store --set visuals.top_k=8 \
-        --set visuals.n_render=10 --set "visuals.out=${d}visuals" > visuals.log 2>&1 || { cat visuals.log; exit 1; }
-    else
-      /usr/bin/python3 "$SAEV_ROOT/tests/viewer_check.py" top store "${d}sae.safetensors" 0 "${d}visuals" 8
-    fi
-  done
 }
 
 viewer_asan_build() {

@@ -222,8 +222,17 @@ static void load_top(ViewerSae *s) {
     const StTensor *images = st_require(&st, "images");
     if (images->dtype != ST_I64 || images->ndim != 2 || images->shape[0] != s->S || images->shape[1] != s->top_k)
         saev_usage_fail("serve: %s: `images` should be I64 [%d, %d]", path, s->S, s->top_k);
+    /* visuals lists store positions; the viewer speaks of data-set images (image_index). */
     s->top_images = mallocCheck(images->nbytes);
     memcpy(s->top_images, images->data, images->nbytes);
+    const Store *store = s->src->store;
+    for (int64_t e = 0; e < images->numel; e++) {
+        int64_t pos = s->top_images[e];
+        if (pos < -1 || pos >= store->meta.n_images)
+            saev_usage_fail("serve: %s: `images` holds %lld, not a position in store %s (%lld images)", path, (long long)pos,
+                            s->src->store_dir, (long long)store->meta.n_images);
+        if (pos >= 0) s->top_images[e] = store->image_index[pos];
+    }
     s->freq = st_load_f32(&st, "freq", 1, shape1);
     s->mean_value = st_load_f32(&st, "mean_value", 1, shape1);
     s->max_value = st_load_f32(&st, "max_value", 1, shape1);
