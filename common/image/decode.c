@@ -295,31 +295,6 @@ static int finish_tmp(FILE *f, const char *tmp, const char *path, char *err, siz
     return 0;
 }
 
-int write_png(const char *path, const Image8 *im, char *err, size_t errlen) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { saev_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
-    PngSrc src = {0};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb, png_warning_cb);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!png || !info || setjmp(png_jmpbuf(png))) {
-        saev_errf(err, errlen, "%s: PNG write failed: %s", path, src.msg);
-        png_destroy_write_struct(&png, &info);
-        fclose(f);
-        unlink(tmp);
-        return -1;
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, im->w, im->h, 8, im->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < im->h; y++) png_write_row(png, im->data + (size_t)y * im->w * im->channels);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    return finish_tmp(f, tmp, path, err, errlen);
-}
-
 /* Growing output buffer for encode_png_mem. */
 typedef struct {
     uint8_t *data; // [cap] bytes written so far: len
@@ -354,7 +329,6 @@ uint8_t *encode_png_mem(const Image8 *im, size_t *len, char *err, size_t errlen)
         return NULL;
     }
     png_set_write_fn(png, &sink, png_sink_write, png_sink_flush);
-    png_set_compression_level(png, 3); /* served on demand: speed over the last bytes */
     png_set_IHDR(png, info, im->w, im->h, 8, im->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
@@ -363,6 +337,25 @@ uint8_t *encode_png_mem(const Image8 *im, size_t *len, char *err, size_t errlen)
     png_destroy_write_struct(&png, &info);
     *len = sink.len;
     return sink.data;
+}
+
+int write_png(const char *path, const Image8 *im, char *err, size_t errlen) {
+    size_t len;
+    uint8_t *png = encode_png_mem(im, &len, err, errlen);
+    if (!png) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err ? err : "");
+        saev_errf(err, errlen, "%s: %s", path, why);
+        return -1;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) { free(png); saev_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
+    size_t wrote = fwrite(png, 1, len, f);
+    free(png);
+    if (wrote != len) { saev_errf(err, errlen, "%s: write error: %s", tmp, strerror(errno)); fclose(f); unlink(tmp); return -1; }
+    return finish_tmp(f, tmp, path, err, errlen);
 }
 
 int write_jpeg(const char *path, const Image8 *im, int quality, char *err, size_t errlen) {
