@@ -219,20 +219,23 @@ if "max_pixels" not in msg:
     fail(f"413 for pixels does not name data.max_pixels: {msg}")
 print(f"bad input: 400/404/405 answered with messages; {len(buf.getvalue())}-byte PNG of 9e7 pixels: 413 ({msg})")
 
+def read_all(s):
+    """Everything the server sends until it closes (or resets) the connection."""
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return out
+
 def raw(data, read=True, timeout=30):
     s = socket.create_connection((host, port), timeout=timeout)
     s.sendall(data)
-    out = b""
-    if read:
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-        except (ConnectionResetError, socket.timeout):
-            pass
-    return s, out
+    return s, (read_all(s) if read else b"")
 
 # Over 20 MB by Content-Length: answered 413 before the body is sent.
 s, out = raw(b"POST /api/sae/0/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 25000000\r\nConnection: close\r\n\r\n")
@@ -249,15 +252,7 @@ try:
     s.sendall(b"0\r\n\r\n")
 except (BrokenPipeError, ConnectionResetError):
     pass
-out = b""
-try:
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        out += c
-except (ConnectionResetError, socket.timeout):
-    pass
+out = read_all(s)
 s.close()
 if not out.startswith(b"HTTP/1.1 413"):
     fail(f"a 22 MB chunked upload got {out[:60]!r}")

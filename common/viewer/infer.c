@@ -61,22 +61,13 @@ static void vit_patches(ViewerSae *s, const float *px, float *x) {
     free(out);
 }
 
-int viewer_image_from_dataset(ViewerSae *s, int64_t image, ViewerImage *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
+/* The rest of the path from decoded pixels: the picture and model input, then under the
+ * compute lock the patch rows (store position pos, or the ViT when pos < 0) and the SAE;
+ * out->ms counts from t0. */
+static void run_decoded(ViewerSae *s, const Image8 *pic, int64_t pos, double t0, ViewerImage *out) {
     ViewerSource *src = s->src;
-    if (!src->has_model) { saev_errf(err, errlen, "no model for this SAE: %s", src->why_no_model); return 503; }
-    if (image < 0 || image >= src->ds.n) {
-        saev_errf(err, errlen, "image %lld is not in the data set (0..%lld)", (long long)image, (long long)src->ds.n - 1);
-        return 404;
-    }
-    double t0 = saev_now();
-    Image8 pic;
-    if (decode_rgb_file(src->ds.paths[image], src->data.max_pixels, &pic, err, errlen)) return 500;
-    float *px = prepare(src, &pic, out);
-    image8_free(&pic);
-    size_t n = (size_t)out->n_patches * s->d;
-    float *x = mallocCheck(n * sizeof(float));
-    int64_t pos = src->store_pos[image];
+    float *px = prepare(src, pic, out);
+    float *x = mallocCheck((size_t)out->n_patches * s->d * sizeof(float));
     const StoreMeta *m = &src->store->meta;
     viewer_compute_lock();
     if (pos >= 0) {
@@ -93,6 +84,21 @@ int viewer_image_from_dataset(ViewerSae *s, int64_t image, ViewerImage *out, cha
     free(x);
     free(px);
     out->ms = 1e3 * (saev_now() - t0);
+}
+
+int viewer_image_from_dataset(ViewerSae *s, int64_t image, ViewerImage *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    ViewerSource *src = s->src;
+    if (!src->has_model) { saev_errf(err, errlen, "no model for this SAE: %s", src->why_no_model); return 503; }
+    if (image < 0 || image >= src->ds.n) {
+        saev_errf(err, errlen, "image %lld is not in the data set (0..%lld)", (long long)image, (long long)src->ds.n - 1);
+        return 404;
+    }
+    double t0 = saev_now();
+    Image8 pic;
+    if (decode_rgb_file(src->ds.paths[image], src->data.max_pixels, &pic, err, errlen)) return 500;
+    run_decoded(s, &pic, src->store_pos[image], t0, out);
+    image8_free(&pic);
     return 0;
 }
 
@@ -104,16 +110,8 @@ int viewer_image_from_bytes(ViewerSae *s, const uint8_t *buf, size_t len, Viewer
     Image8 pic;
     if (decode_rgb_mem(buf, len, src->data.max_pixels, &pic, err, errlen))
         return strstr(err, "data.max_pixels") ? 413 : 400; /* decode.c names the limit in its message */
-    float *px = prepare(src, &pic, out);
+    run_decoded(s, &pic, -1, t0, out);
     image8_free(&pic);
-    float *x = mallocCheck((size_t)out->n_patches * s->d * sizeof(float));
-    viewer_compute_lock();
-    vit_patches(s, px, x);
-    encode_patches(s, x, out);
-    viewer_compute_unlock();
-    free(x);
-    free(px);
-    out->ms = 1e3 * (saev_now() - t0);
     return 0;
 }
 
