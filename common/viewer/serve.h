@@ -29,7 +29,7 @@
  *     dirs: [demo/runs/sae]   # visuals outputs or run directories (the command's DIR...)
  *     host: 127.0.0.1         # anything else is announced with a warning
  *     port: 8080              # 0: any free port (printed)
- *     threads: 8              # libmicrohttpd thread pool
+ *     threads: 16             # libmicrohttpd thread pool
  *     max_upload_mb: 20       # larger uploads get 413
  *     timeout_s: 30           # idle connections are closed after this
  *     hist_images: 128        # store images sampled for each latent's activation histogram
