@@ -5,6 +5,7 @@
  * installed under share/saev-c/web, unless serve.web says where) and runs serve_run in
  * this process: no MPI, one machine.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,12 +80,9 @@ int cmd_serve(int argc, char **argv) {
     ServeConfig sc = cfg->serve;
     if (sc.dirs.n == 0) { fputs(usage, stderr); return SAEV_EXIT_USAGE; }
     if (!sc.web) {
-        const char *web = launcher_data_dir("web", "index.html");
-        if (!web) {
-            const char *self = launcher_dir();
-            saev_usage_fail("cannot find the viewer's page (web/index.html) in %s/../../web, %s/../share/saev-c/web or %s/../web; "
-                            "set serve.web=DIR", self, self, self);
-        }
+        char tried[4 * PATH_MAX];
+        const char *web = saev_share_dir("web", "index.html", tried, sizeof tried);
+        if (!web) saev_usage_fail("cannot find the viewer's page (web/index.html) in %s; set serve.web=DIR", tried);
         sc.web = strdupCheck(web);
     }
     log_set_level(LOG_INFO);

@@ -57,11 +57,12 @@ const char *slurm_template_dir(void) {
         if (!has_file(env, "single.sbatch")) saev_usage_fail("SAEV_SLURM_TEMPLATES=%s has no single.sbatch", env);
         return env;
     }
-    const char *dir = launcher_data_dir("slurm", "single.sbatch");
-    if (dir) return dir;
-    const char *self = launcher_dir();
-    saev_usage_fail("cannot find the Slurm templates (slurm/single.sbatch) in %s/../../slurm, %s/../share/saev-c/slurm "
-                    "or %s/../slurm; set SAEV_SLURM_TEMPLATES=DIR or slurm.template_path", self, self, self);
+    char tried[4 * PATH_MAX];
+    const char *dir = saev_share_dir("slurm", "single.sbatch", tried, sizeof tried);
+    if (!dir)
+        saev_usage_fail("cannot find the Slurm templates (slurm/single.sbatch) in %s; set SAEV_SLURM_TEMPLATES=DIR or "
+                        "slurm.template_path", tried);
+    return dir;
 }
 
 static char *read_text(const char *path) {

@@ -43,7 +43,7 @@ START_TEST(test_fixture_image) {
         float *want = st_load_f32(&st, pipelines[p], 3, shape);
         float *got = malloc(sizeof(float) * 3 * ow * oh);
         preprocess_image(&spec, &im, got, NULL);
-        size_t n = (size_t)ow * oh, off1 = 0, exact = 0;
+        size_t n = (size_t)ow * oh, off1 = 0, exact = 0, not_finite = 0;
         double worst = 0;
         for (int c = 0; c < 3; c++)
             for (size_t i = 0; i < n; i++) {
@@ -51,12 +51,14 @@ START_TEST(test_fixture_image) {
                 double a = ((double)got[c * n + i] * spec.std[c] + spec.mean[c]) * 255.0;
                 double b = ((double)want[c * n + i] * spec.std[c] + spec.mean[c]) * 255.0;
                 double d = fabs(a - b);
+                if (!isfinite(d)) not_finite++; /* NaN compares false below: count it apart */
                 if (d > worst) worst = d;
                 if (d > 1.0 + 1e-3) off1++;
                 if (d < 1e-3) exact++;
             }
         printf("%-18s %-7s worst %.4f levels, %zu/%zu beyond 1 level, %.4f%% exact\n", name, pipelines[p], worst, off1, 3 * n,
                100.0 * exact / (3.0 * n));
+        ck_assert_msg(not_finite == 0, "%s %s: %zu values are NaN or Inf", name, pipelines[p], not_finite);
         ck_assert_msg(worst <= 3.0 + 1e-3, "%s %s: worst difference %.3f levels", name, pipelines[p], worst);
         ck_assert_msg(off1 <= 3 * n / 1000, "%s %s: %zu values beyond one level", name, pipelines[p], off1);
         free(want);

@@ -182,6 +182,7 @@ int serve_run(const ServeConfig *c) {
     snprintf(probe, sizeof probe, "%s/index.html", web ? web : c->web);
     if (!web || access(probe, R_OK)) saev_usage_fail("serve.web: %s has no index.html", c->web);
     max_upload_bytes = (size_t)c->max_upload_mb << 20;
+    log_info("serve: the page's files: %s", web);
 
     viewer_load(&viewer, c);
     viewer.web_dir = web;
