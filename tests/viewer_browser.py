@@ -4,7 +4,7 @@
 Loads the latents view, sorts the table (checks the order of the column it sorted),
 opens a latent from the table, checks its top images loaded (naturalWidth > 0), opens the
 image view, uploads UPLOAD_IMAGE, clicks a patch and checks latents are listed with the
-server's time shown. Saves a screenshot of each page in SHOTS_DIR (latents.png,
+server's time shown, then shows data-set image 3 by its index. Saves a screenshot of each page in SHOTS_DIR (latents.png,
 latent.png, image.png). Exits 1 with a message on the first failed check; the browser's
 console must hold no error.
 """
@@ -66,6 +66,14 @@ try:
     widths = [driver.execute_script("return arguments[0].naturalWidth", i) for i in driver.find_elements(By.CSS_SELECTOR, "img.top-img")]
     if min(widths) <= 0:
         fail(f"latent {latent}: a top image did not load ({widths})")
+    # The view toggle: every mode (heatmap, plain, segmentation where the store has
+    # patch labels) loads its pictures, then back to the heatmaps.
+    modes = [b.get_attribute("data-mode") for b in driver.find_elements(By.CSS_SELECTOR, "#mode-toggle button")]
+    for m in modes[1:] + modes[:1]:
+        driver.find_element(By.CSS_SELECTOR, f"#mode-toggle button[data-mode={m}]").click()
+        wait.until(lambda d: all(f"mode={m}" in i.get_attribute("src") for i in d.find_elements(By.CSS_SELECTOR, "img.top-img")))
+        wait.until(all_loaded)
+    print(f"latent {latent}: modes {modes} all loaded")
     if len(driver.find_elements(By.CSS_SELECTOR, "#similar li")) != 10:
         fail("latent page does not list 10 similar latents")
     if not driver.find_elements(By.CSS_SELECTOR, "#latent-hist rect"):
@@ -92,6 +100,16 @@ try:
     wait.until(heat_loaded)
     driver.save_screenshot(os.path.join(shots, "image.png"))
     print(f"image: upload answered ({timing}); patch latents: {listed[:3]}")
+
+    # A data-set image by index, typed into the view's field.
+    field = driver.find_element(By.ID, "image-index")
+    field.clear()
+    field.send_keys("3")
+    driver.find_element(By.ID, "image-go").click()
+    wait.until(lambda d: "image 3" in d.find_element(By.ID, "server-time").text if d.find_elements(By.ID, "server-time") else False)
+    wait.until(lambda d: d.execute_script("const i = document.getElementById('image-main'); return i && i.complete && i.naturalWidth"))
+    wait.until(heat_loaded)
+    print(f"data-set image 3: {driver.find_element(By.ID, 'server-time').text}")
 
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     if errors:
