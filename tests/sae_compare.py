@@ -24,13 +24,12 @@ def load(path):
     return out, h.get("__metadata__", {})
 
 def save(path, tensors, meta=None):
-    """Writes tensors as safetensors (data 8-byte aligned, as the C writer does): integer
-    arrays as I64, everything else as F32, with string metadata when given."""
+    """Writes float32 tensors as safetensors (data 8-byte aligned, as the C writer does),
+    with the string dict meta as __metadata__ when given."""
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
-        is_int = np.issubdtype(np.asarray(a).dtype, np.integer)
-        b = np.ascontiguousarray(a, dtype="<i8" if is_int else "<f4").tobytes()
-        header[k] = {"dtype": "I64" if is_int else "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        header[k] = {"dtype": "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
         off += len(b)
         blobs.append(b)
     if meta:
