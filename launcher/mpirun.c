@@ -13,15 +13,14 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "log.h"
 #include "saev_config.h"
 
 const char *launcher_dir(void) {
     static char dir[PATH_MAX];
     if (!dir[0]) {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-        if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find the launcher's folder");
-        dir[n] = 0;
+        self_exe_path(dir, sizeof dir);
         char *slash = strrchr(dir, '/');
         if (slash) *slash = 0;
     }

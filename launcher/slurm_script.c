@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "fsutil.h"
 #include "mpirun.h"
 
 // ---- growing strings ----------------------------------------------------------------
@@ -63,25 +64,6 @@ const char *slurm_template_dir(void) {
         saev_usage_fail("cannot find the Slurm templates (slurm/single.sbatch) in %s; set SAEV_SLURM_TEMPLATES=DIR or "
                         "slurm.template_path", tried);
     return dir;
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) saev_usage_fail("cannot read the Slurm template %s", path);
-    char *text = NULL;
-    size_t n = 0, cap = 0;
-    char buf[4096];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        if (n + got + 1 > cap) text = reallocCheck(text, cap = 2 * (n + got + 1));
-        memcpy(text + n, buf, got);
-        n += got;
-    }
-    if (ferror(f)) saev_usage_fail("cannot read the Slurm template %s", path);
-    fclose(f);
-    if (!text) text = strdupCheck("");
-    else text[n] = 0;
-    return text;
 }
 
 typedef struct {
@@ -176,7 +158,9 @@ char *slurm_script_render(const SlurmJob *job) {
     else
         snprintf(path, sizeof path, "%s/%s", slurm_template_dir(),
                  job->n_groups > 0 ? "array.sbatch" : c->nodes > 1 ? "multinode.sbatch" : "single.sbatch");
-    char *text = read_text(path);
+    char err[PATH_MAX + 128];
+    char *text = read_file(path, NULL, err, sizeof err);
+    if (!text) saev_usage_fail("cannot read the Slurm template: %s", err);
     Var vars[] = {
         {"job_name", strdupCheck(job->job_name)},
         {"sbatch", sbatch_block(job)},

@@ -20,18 +20,13 @@
 static const char *images[] = {"astronaut.png", "camera_gray.png", "china.jpg", "gradient_rgba.png", "small_13x9.png", "wide_700x41.jpg"};
 static const char *pipelines[] = {"clip", "dinov2", "siglip"};
 
-static const char *fixtures(void) {
-    const char *f = getenv("SAEV_FIXTURES");
-    return f ? f : "tests/fixtures";
-}
-
 START_TEST(test_fixture_image) {
     const char *name = images[_i];
     char path[1024], err[1024];
-    snprintf(path, sizeof path, "%s/preprocess/%s", fixtures(), name);
+    snprintf(path, sizeof path, "%s/%s", fixture_path("preprocess"), name);
     Image8 im;
     ck_assert_msg(decode_rgb_file(path, 0, &im, err, sizeof err) == 0, "%s", err);
-    snprintf(path, sizeof path, "%s/preprocess/%s.expected.safetensors", fixtures(), name);
+    snprintf(path, sizeof path, "%s/%s.expected.safetensors", fixture_path("preprocess"), name);
     SafeTensors st;
     st_open_or_die(&st, path);
     for (int p = 0; p < 3; p++) {

@@ -50,7 +50,7 @@ viewer_asan_build() {
 # Starts the ASan server in the background: viewer_start LOG ARGS...; sets SERVER_PID, PORT.
 viewer_start() {
   local log="$1"; shift
-  ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0" LSAN_OPTIONS="suppressions=$SAEV_ROOT/tests/lsan.supp:print_suppressions=0" \
+  ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0" LSAN_OPTIONS="suppressions=$SAEV_ROOT/tests/asan/lsan.supp:print_suppressions=0" \
     "$ASAN_SAEV" serve "$@" --port 0 > "$log" 2>&1 &
   SERVER_PID=$!
   local i

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "log.h"
 #include "sae/checkpoint.h"
 #include "safetensors.h"
@@ -74,27 +75,6 @@ static char *dir_of(const char *path) {
     else if (slash) *slash = 0;
     else strcpy(d, ".");
     return d;
-}
-
-/* The whole file as a NUL-terminated string, or NULL when it cannot be read. */
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[65536];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            buf = reallocCheck(buf, cap);
-        }
-        memcpy(buf + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (!buf) buf = strdupCheck("");
-    else buf[len] = 0;
-    return buf;
 }
 
 /* Folders holding top.safetensors and files named sae.safetensors under dir (depth <= 6). */
@@ -260,7 +240,7 @@ static void sae_open(Viewer *v, ViewerSae *s, const char *ckpt, const char *visu
     /* Where the SAE's rows came from: the visuals index, else training's resolved config. */
     if (visuals_dir) {
         char *ip = join(visuals_dir, "index.json");
-        char *text = read_text(ip);
+        char *text = read_file(ip, NULL, NULL, 0);
         cJSON *j = text ? cJSON_Parse(text) : NULL;
         if (j) {
             const char *st = json_string(j, "data");
@@ -326,7 +306,7 @@ static void sae_open(Viewer *v, ViewerSae *s, const char *ckpt, const char *visu
     }
     if (visuals_dir) load_top(s);
     char *ep = join(dir, "eval.json");
-    char *text = read_text(ep);
+    char *text = read_file(ep, NULL, NULL, 0);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     if (j) {
         s->l0 = json_number(j, "l0");
@@ -344,7 +324,7 @@ static void sae_open(Viewer *v, ViewerSae *s, const char *ckpt, const char *visu
  * the sae.safetensors of the folder above (visuals/ beside the checkpoint). */
 static char *visuals_checkpoint(const char *vdir) {
     char *ip = join(vdir, "index.json");
-    char *text = read_text(ip);
+    char *text = read_file(ip, NULL, NULL, 0);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     if (text && !j) saev_usage_fail("serve: %s: not valid JSON", ip);
     char *ckpt = NULL;
