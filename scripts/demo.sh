@@ -7,6 +7,8 @@
 #      another seed), the evaluation's held-out data
 #   4. demo/runs/sae/<i>: a sweep of four top-k SAEs trained together (saev train)
 #   5. their evaluation on the held-out store (saev evaluate): eval.json + eval.svg beside each
+#   6. their visuals on the training store (saev visuals): demo/runs/sae/<i>/visuals/ with
+#      top.safetensors, summary.svg, index.json and latents/<s>/ (top images and heatmaps)
 # Steps whose outputs exist are resumed or skipped, so a second `make demo` is quick;
 # `rm -rf demo` starts over. The config is configs/demo.yaml.
 set -euo pipefail
@@ -18,20 +20,29 @@ CFG=configs/demo.yaml
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 step() { echo; echo "== $*"; }
 
-step "1/5 demo data (Debian's Fashion-MNIST and photos): a training set and, from another seed, a held-out one"
+step "1/6 demo data (Debian's Fashion-MNIST and photos): a training set and, from another seed, a held-out one"
 [ -d demo/data ] || "$S" demo-data demo/data --seed 0
 [ -d demo/data-heldout ] || "$S" demo-data demo/data-heldout --seed 1 --per-class 10 --seg-images 0
-step "2/5 random-weight CLIP ViT-S/16"
+step "2/6 random-weight CLIP ViT-S/16"
 [ -f demo/model/model.safetensors ] || "$S" make-model --family clip --preset vit-s-16 --seed 0 --out demo/model
-step "3/5 activations (2 ranks): the training images, then the held-out ones"
+step "3/6 activations (2 ranks): the training images, then the held-out ones"
 "$S" activations "$CFG"
 "$S" activations "$CFG" --set data.root=demo/data-heldout/fashion --set activations.out=demo/store-heldout
 "$S" inspect demo/store
-step "4/5 train a sweep of 4 SAEs together"
+step "4/6 train a sweep of 4 SAEs together"
 "$S" train "$CFG"
-step "5/5 evaluate"
+step "5/6 evaluate"
 "$S" evaluate "$CFG"
+step "6/6 visuals (2 ranks): top images and patch heatmaps of each SAE's latents"
+"$S" visuals "$CFG"
 echo
 echo "demo: done. Outputs under demo/: store/ (activations), runs/sae/<i>/ (checkpoints, metrics.jsonl, eval.json, eval.svg)"
+echo "Visuals: demo/runs/sae/<i>/visuals/: summary.svg (frequency and mean value of every latent),"
+echo "  latents/<s>/<j>.png and <j>_heat.png (latent s's top images and where it fires), index.json. For example:"
+for v in demo/runs/sae/*/visuals; do
+  # the rendered latent with the most top images (then the most frequent)
+  best=$(/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); l = max(d["latents"], key=lambda e: (e["n_images"], e["freq"])); print(l["latent"])' "$v/index.json")
+  echo "  $v/summary.svg  $v/latents/$best/0_heat.png ($v/latents/$best/ holds its top images)"
+done
 echo "Browse them (then open the address it prints):"
 echo "  $S serve demo/runs/sae"

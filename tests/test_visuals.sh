@@ -4,12 +4,12 @@
 #     batch-top-k, Matryoshka top-k; visuals_check.py make-saes) against an independent
 #     float64 numpy encoding of the store (visuals_check.py top: lists, scores, order,
 #     frequencies exactly, mean and max values within the float32 bound), on 1 rank and on
-#     2 ranks, tokens patches and all;
+#     2 ranks, tokens patches and all; the checker fails when one value is made NaN;
 #  2. 2 ranks and 1 rank write byte-identical outputs (every file, PNGs included);
 #  3. every rendered <j>.png is `saev preprocess`'s model input upscaled, its latent.json
 #     patch values match float64, and <j>_heat.png follows visuals.h's formula pixel by
 #     pixel from them (zero patches untouched);
-#  4. a segmentation store's <j>_seg.png equals its patch_labels as colours;
+#  4. a segmentation store's <j>_seg.png is its patch_labels' colours over <j>.png (visuals.h);
 #  5. a run killed with SIGKILL, then rerun, and a rerun after deleting some outputs, end
 #     with the same bytes as the uninterrupted run;
 #  6. bad input (no store, a latent id past d_sae, a missing checkpoint) exits 2 naming
@@ -36,7 +36,7 @@ activations: {out: store, batch_size: 8, dtype: float32}
 YAML
 "$S" activations acts.yaml > acts.log 2>&1 || { cat acts.log; fail "activations"; }
 "$S" activations acts.yaml --set data.kind=ade20k --set data.root=data/segmentation --set data.split=training \
-  --set activations.out=segstore > acts2.log 2>&1 || { cat acts2.log; fail "segmentation activations"; }
+  --set data.patch_label=prefer-fg --set activations.out=segstore > acts2.log 2>&1 || { cat acts2.log; fail "segmentation activations"; }
 $PY "$CHECK" make-saes store saes
 
 # batch_size 40 rows = 2 images of 16 patches per batch: several batches per rank.
@@ -57,6 +57,16 @@ done
 "$S" visuals "${VIS[@]}" --set 'visuals.sae=[saes/c_topk]' --set visuals.tokens=all --set visuals.out=va2 --ranks 2 > va2.log 2>&1 || { cat va2.log; fail "tokens all, 2 ranks"; }
 $PY "$CHECK" top store all saes/c_topk/sae.safetensors va1 || fail "tokens all"
 cmp va1/top.safetensors va2/top.safetensors || fail "tokens all: 1 and 2 ranks differ"
+# The checker itself fails on NaN: the same output with one firing latent's mean_value NaN.
+cp -r va1 vnan
+$PY - vnan/top.safetensors <<'PYEOF'
+import json, struct, sys, numpy as np
+b = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+lo = h["freq"]["data_offsets"][0]; freq = np.frombuffer(bytes(b[8 + n + lo:8 + n + lo + 4 * h["freq"]["shape"][0]]), "<f4")
+s = int(np.argmax(freq > 0)); at = 8 + n + h["mean_value"]["data_offsets"][0] + 4 * s
+b[at:at + 4] = struct.pack("<f", float("nan")); open(sys.argv[1], "wb").write(bytes(b))
+PYEOF
+if $PY "$CHECK" top store all saes/c_topk/sae.safetensors vnan > nan.log 2>&1; then cat nan.log; fail "the checker passed a NaN mean_value"; fi
 
 echo "2. 1 rank and 2 ranks: byte-identical outputs"
 diff -r v1 v2 > /dev/null || { diff -r v1 v2 | head; fail "1 and 2 ranks differ"; }

@@ -10,7 +10,7 @@
                                  folder of its outputs, one per image, made by the shell test),
                                  <j>_heat.png against the heat formula of visuals.h from the
                                  latent.json patch values, which are checked against float64 too
-  seg STORE OUT                  every <j>_seg.png against the store's patch_labels
+  seg STORE OUT                  every <j>_seg.png against the store's patch_labels (visuals.h's blend)
 
 Tolerances. A float32 dot product of d terms computed in any order differs from the exact one
 by at most gamma_d * sum|x_i w_i| with gamma_d ~ d * 2^-24 (Higham, Accuracy and Stability of
@@ -294,9 +294,12 @@ def check_seg(store, out):
         lat = json.load(open(f"{out}/latents/{s}/latent.json"))
         for e in lat["images"]:
             seg = np.asarray(Image.open(f"{out}/latents/{s}/{e['seg']}").convert("RGB"))
+            plain = np.asarray(Image.open(f"{out}/latents/{s}/{e['png']}").convert("RGB")).astype(np.int64)
             H, W = seg.shape[:2]
             lab = labels[e["image"]].reshape(gh, gw)
-            want = np.stack([label_colour(int(lab[y * gh // H, x * gw // W])) for y in range(H) for x in range(W)]).reshape(H, W, 3)
+            per_pixel = lab[(np.arange(H) * gh // H)[:, None], (np.arange(W) * gw // W)[None, :]]
+            colour = np.stack([label_colour(int(l)) for l in range(256)]).astype(np.int64)[per_pixel]
+            want = np.where((per_pixel == 0)[..., None], plain, (plain + 3 * colour + 2) // 4)
             distinct.update(int(v) for v in np.unique(lab))
             if np.any(seg != want):
                 bad.append(f"latent {s} image {e['rank']}: {e['seg']} differs from patch_labels in {(seg != want).any(axis=2).sum()} pixels")

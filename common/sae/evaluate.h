@@ -143,8 +143,6 @@ int eval_checkpoint_d_model(const char *key, const char *path);
 /* Output folder of the i-th of n_sae checkpoints: `out` itself (one SAE), out/<i>
  * (several), or the checkpoint's folder (out NULL), with `beside` appended when given. */
 char *eval_out_dir(const char *out, int n_sae, int i, const char *ckpt, const char *beside);
-/* "relu" | "top-k" | "batch-top-k" */
-const char *eval_activation_name(SaeActivation a);
 
 /* The whole evaluation on every rank (collective); rank 0 writes the outputs. */
 void evaluate_run(const EvaluateConfig *c);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "visuals.h"
@@ -59,9 +60,24 @@ void visuals_label_colour(int label, uint8_t *out) {
     out[2] = (uint8_t)(64 + (h >> 8) % 192);
 }
 
-void render_seg(int W, int H, int grid_h, int grid_w, const uint8_t *labels, uint8_t *out) {
+void render_seg(const uint8_t *plain, int W, int H, int grid_h, int grid_w, const uint8_t *labels, uint8_t *out) {
     for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) visuals_label_colour(labels[(y * grid_h / H) * grid_w + x * grid_w / W], out + ((size_t)y * W + x) * 3);
+        for (int x = 0; x < W; x++) {
+            size_t o = ((size_t)y * W + x) * 3;
+            int label = labels[(y * grid_h / H) * grid_w + x * grid_w / W];
+            if (label == 0) { memcpy(out + o, plain + o, 3); continue; } /* unlabelled: the image shows through */
+            uint8_t c[3];
+            visuals_label_colour(label, c);
+            for (int k = 0; k < 3; k++) out[o + k] = (uint8_t)((plain[o + k] + 3 * c[k] + 2) / 4); /* 3/4 colour, rounded */
+        }
+}
+
+int render_link(const char *existing, const char *path) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    if (link(existing, tmp) != 0) return -1;
+    if (rename(tmp, path) != 0) { unlink(tmp); return -1; }
+    return 0;
 }
 
 void render_write_png(const char *path, const uint8_t *rgb, int W, int H) {

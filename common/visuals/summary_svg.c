@@ -57,7 +57,7 @@ static void histogram(FILE *o, Panel *p, const double *v, int n, const char *tit
         counts[b < 0 ? 0 : b >= BINS ? BINS - 1 : b]++;
     }
     for (int b = 0; b < BINS; b++) if (counts[b] > max) max = counts[b];
-    p->lo_y = 0, p->hi_y = max > 0 ? (double)max : 1;
+    p->lo_y = 0, p->hi_y = max > 0 ? 4.0 * ceil((double)max / 4) : 4; /* whole-number ticks at quarters */
     fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">%s</text>\n", p->x0 + p->w / 2, p->y0 - 10, title);
     for (int b = 0; b < BINS; b++) {
         if (!counts[b]) continue;

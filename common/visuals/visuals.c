@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "fsutil.h"
@@ -383,7 +385,7 @@ static void write_json_or_die(cJSON *j, const char *path) {
 /* Phase 3 for one SAE: PNGs of the rendered latents' top images on every rank, then
  * rank 0 writes the latent.json files, summary.svg and index.json. */
 static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae, const TopResult *t, const ImageSource *is,
-                       MPI_Comm comm) {
+                       int fresh, MPI_Comm comm) {
     int rank, size;
     mpiCheck(MPI_Comm_rank(comm, &rank));
     mpiCheck(MPI_Comm_size(comm, &size));
@@ -392,13 +394,14 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     int S = t->S, K = t->top_k, P = m->n_patches, d = p->d;
     int *rendered, n_rendered = choose_latents(c, t, &rendered);
 
-    /* Latents still to render (latent.json missing), decided by rank 0 for everyone. */
+    /* Latents still to render (all after a new pass, else those whose latent.json is
+     * missing), decided by rank 0 for everyone. */
     char *need = callocCheck((size_t)(n_rendered > 0 ? n_rendered : 1), 1);
     if (rank == 0) {
         for (int r = 0; r < n_rendered; r++) {
             char path[4400];
             snprintf(path, sizeof path, "%s/latents/%d/latent.json", out, rendered[r]);
-            need[r] = !file_exists(path);
+            need[r] = fresh || !file_exists(path);
             if (need[r]) {
                 snprintf(path, sizeof path, "%s/latents/%d", out, rendered[r]);
                 make_dirs_or_die(path);
@@ -455,6 +458,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     }
     mpiCheck(MPI_Bcast(sizes, 6, MPI_INT, 0, comm));
     int grid_h = 0, grid_w = 0;
+    double t_render = saev_now();
     Progress prog;
     progress_start(&prog, "images", u1 - u0);
     for (int64_t u = u0; u < u1; u++) {
@@ -474,20 +478,24 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         uint8_t *plain = mallocCheck((size_t)W * H * 3), *pix = mallocCheck((size_t)W * H * 3);
         render_plain(rgb, w, h, uf, plain);
         float *a = mallocCheck((size_t)(P > 0 ? P : 1) * sizeof(float));
+        char first_plain[4400] = "";
         for (int64_t k = first[u]; k < first[u + 1]; k++) {
             int s = by_image[k].s, j = by_image[k].j;
             char path[4400];
             for (int q = 0; q < P; q++) a[q] = f[(size_t)q * S + s];
             memcpy(patch + (size_t)pair_slot[k] * P, a, (size_t)P * sizeof(float));
             snprintf(path, sizeof path, "%s/latents/%d/%d.png", out, s, j);
-            render_write_png(path, plain, W, H);
+            /* The plain picture is the same for every latent that shows this image:
+             * encoded once, then hard-linked (written again where links fail). */
+            if (k == first[u] || render_link(first_plain, path)) render_write_png(path, plain, W, H);
+            if (k == first[u]) snprintf(first_plain, sizeof first_plain, "%s", path);
             if (P > 0) {
                 render_heat(plain, W, H, grid_h, grid_w, a, t->max_value[s], pix);
                 snprintf(path, sizeof path, "%s/latents/%d/%d_heat.png", out, s, j);
                 render_write_png(path, pix, W, H);
             }
             if (labels) {
-                render_seg(W, H, grid_h, grid_w, labels, pix);
+                render_seg(plain, W, H, grid_h, grid_w, labels, pix);
                 snprintf(path, sizeof path, "%s/latents/%d/%d_seg.png", out, s, j);
                 render_write_png(path, pix, W, H);
             }
@@ -497,6 +505,10 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     }
     progress_finish(&prog);
     if (src) data_source_close(src);
+    mpiCheck(MPI_Barrier(comm));
+    t_render = saev_now() - t_render;
+    log_info("visuals: rendered %d pictures (%" PRId64 " distinct images decoded) in %.2f s: %.1f images/s", n_pairs, n_unique, t_render,
+             t_render > 0 ? n_pairs / t_render : 0.0);
 
     if (size > 1 && n_pairs > 0 && P > 0) /* each slot was written by one rank, zeros elsewhere: the sum is exact */
         mpiCheck(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : patch, patch, n_pairs * P, MPI_FLOAT, MPI_SUM, 0, comm));
@@ -563,7 +575,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         cJSON_AddNumberToObject(j, "n_images", (double)p->n_used);
         cJSON_AddNumberToObject(j, "d_model", sae->cfg.d_model);
         cJSON_AddNumberToObject(j, "d_sae", S);
-        cJSON_AddStringToObject(j, "activation", eval_activation_name(sae->cfg.activation));
+        cJSON_AddStringToObject(j, "activation", sae_activation_name(sae->cfg.activation));
         if (sae->cfg.activation != SAE_RELU) cJSON_AddNumberToObject(j, "k", sae->cfg.k);
         cJSON_AddBoolToObject(j, "has_patch_labels", m->has_patch_labels);
         int pairs_of[3][2] = {{sizes[0], sizes[1]}, {sizes[2], sizes[3]}, {sizes[4], sizes[5]}};
@@ -639,7 +651,7 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
             latent_stats_init(&stats[i], saes[i].cfg.d_sae, K);
             n_todo++;
         }
-        log_info("visuals: %s (%s, d_sae %d, data_scale %g) -> %s", p.ckpt[i], eval_activation_name(saes[i].cfg.activation),
+        log_info("visuals: %s (%s, d_sae %d, data_scale %g) -> %s", p.ckpt[i], sae_activation_name(saes[i].cfg.activation),
                  saes[i].cfg.d_sae, saes[i].data_scale, p.out_dir[i]);
     }
     if (n_todo) {
@@ -651,6 +663,9 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
             latent_stats_free(&stats[i]);
             if (rank == 0) {
                 make_dirs_or_die(p.out_dir[i]);
+                char index[4400];
+                snprintf(index, sizeof index, "%s/index.json", p.out_dir[i]);
+                if (unlink(index) != 0 && errno != ENOENT) saev_libc_fail(__FILE__, __LINE__, "unlink", index); /* incomplete until rewritten */
                 run_meta(c, &p, i, meta);
                 char path[4400];
                 snprintf(path, sizeof path, "%s/top.safetensors", p.out_dir[i]);
@@ -661,7 +676,7 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
 
     ImageSource is;
     image_source_open(&is, p.store, data);
-    for (int i = 0; i < p.n_sae; i++) render_sae(c, &p, i, &saes[i], &tops[i], &is, comm);
+    for (int i = 0; i < p.n_sae; i++) render_sae(c, &p, i, &saes[i], &tops[i], &is, todo[i], comm);
     image_source_close(&is);
     mpiCheck(MPI_Barrier(comm));
 

@@ -64,9 +64,10 @@
  *                   <= 0), alpha = 0.3 + 0.45 t, colour c(t) linear between the stops
  *                   (0: 255,255,0) (0.5: 255,128,0) (1: 200,0,0), each channel
  *                   round((1 - alpha) * pixel + alpha * c) (visuals_heat_pixel).
- *     <j>_seg.png   segmentation stores only: every patch filled with the colour of its
- *                   store `patch_labels` value (visuals_label_colour: 0 black, others a
- *                   fixed hashed palette), same size as <j>.png.
+ *     <j>_seg.png   segmentation stores only: <j>.png with each patch's store
+ *                   `patch_labels` value l shown: l = 0 (unlabelled) keeps the pixels, any
+ *                   other l gives (pixel + 3 c + 2) / 4 per channel (integer division), c
+ *                   its colour (visuals_label_colour: a fixed hashed palette).
  *     latent.json   {"latent": s, "freq", "mean_value", "max_value" (null when NaN),
  *                    "grid": [rows, cols], "images": [{"rank": j, "image": store
  *                    position, "image_index": data set index, "label": class (-1: none),
@@ -84,12 +85,13 @@
  * Distribution: images are dealt to ranks in whole global batches of
  * max(1, batch_size / tokens-per-image) images (rank r: batches [r·nb/size,
  * (r+1)·nb/size)), so every row is encoded in the same batch whatever the rank count and
- * its f is bit for bit the same. Each rank keeps one top list per latent (O(S·top_k)),
+ * its f is bit for bit the same (given the same OpenBLAS thread count per rank: GEMM
+ * kernels may split work differently with other counts). Each rank keeps one top list per latent (O(S·top_k)),
  * the counts, maxima and exact value sums (integer superaccumulators); the lists merge
  * with a commutative MPI reduction under the total order (score desc, image asc), the
  * sums as integers, so 1 rank and N ranks write byte-identical top.safetensors. Then the
- * rendered latents' top images are dealt to ranks (each decoded once however many
- * latents show it), their patch rows re-encoded, the PNGs written by their rank, and
+ * rendered latents' top images are dealt to ranks (per SAE, each decoded once however
+ * many latents show it), their patch rows re-encoded, the PNGs written by their rank, and
  * the per-patch values gathered to rank 0 for the JSON files.
  *
  * Images are re-read from the data set recorded in the store's config attribute (its
@@ -98,7 +100,10 @@
  *
  * Resume: every file is written tmp + rename. A rerun finds top.safetensors matching the
  * run (metadata above) and skips the encode pass, and skips latents whose latent.json
- * exists; the result is the same bytes as an uninterrupted run.
+ * exists; the result is the same bytes as an uninterrupted run. When the pass is run
+ * (no top.safetensors, or one from other settings) index.json is removed first and every
+ * rendered latent is drawn again; folders of latents no longer rendered stay behind but
+ * are not listed in index.json.
  */
 #ifndef SAEV_VISUALS_H
 #define SAEV_VISUALS_H
@@ -142,7 +147,7 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm);
 
 /* The overlay of one pixel (see <j>_heat.png above): pixel rgb[3] in, out[3]. */
 void visuals_heat_pixel(const uint8_t *rgb, float a, float max_value, uint8_t *out);
-/* The colour of patch label l in <j>_seg.png. */
+/* The colour of patch label l (> 0) in <j>_seg.png. */
 void visuals_label_colour(int label, uint8_t *out);
 
 #endif
