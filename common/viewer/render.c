@@ -29,7 +29,7 @@ uint8_t *viewer_render_png(const ViewerImage *im, RenderMode mode, int latent, f
         free(plain);
     } else if (mode == RENDER_SEG) {
         out.data = mallocCheck(bytes);
-        render_seg(out.w, out.h, im->grid_h, im->grid_w, im->seg, out.data);
+        render_seg(plain, out.w, out.h, im->grid_h, im->grid_w, im->seg, out.data);
         free(plain);
     }
     char err[256];
