@@ -28,6 +28,7 @@
 #include "vit/model_config.h"
 #include "slurm_config.h"
 #include "sae/evaluate.h"
+#include "viewer/serve.h"
 #include "visuals/visuals.h"
 #include "sae/train.h"
 
@@ -52,7 +53,8 @@ extern const CfgSchema run_config_schema;
     X(train, TrainConfig, train_config_schema, NULL, 0, "SAE training: data, schedule, the SAE, checkpoints; train.sweep trains a grid together") \
     X(evaluate, EvaluateConfig, evaluate_config_schema, NULL, 0, "metrics of trained SAEs on held-out activations: checkpoints, data, output") \
     X(visuals, VisualsConfig, visuals_config_schema, "none", 1, "what each latent responds to: top images, patch heatmaps, statistics (off unless configured)") \
-    X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays")
+    X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays") \
+    X(serve, ServeConfig, serve_config_schema, NULL, 0, "the viewer (saev serve): served folders, address, port, threads, upload limit")
 
 typedef struct {
 #define SAEV_CONFIG_MEMBER(key, type, schema, def, nullable, help) type key;

@@ -30,6 +30,7 @@ int cmd_status(int argc, char **argv);
 int launcher_has_command(const char *name);
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_visuals(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const Command commands[] = {
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"train", cmd_train, "train one SAE or a sweep of them (saev-worker train on N ranks)"},
     {"evaluate", cmd_evaluate, "metrics of trained SAEs on held-out activations (L0, L1, MSE, NMSE, dead/dense latents) as JSON + SVG"},
+    {"serve", cmd_serve, "the viewer: a web page to browse latents and run images through the ViT and SAE live (127.0.0.1)"},
     {"visuals", cmd_visuals, "per-latent statistics, top images and patch heatmaps of trained SAEs (PNG, JSON, SVG, safetensors)"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image (clip|dinov2|siglip) into a safetensors tensor"},

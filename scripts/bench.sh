@@ -13,4 +13,5 @@ run "$BUILD/bench/bench_store"
 [ -x "$BUILD/bench/bench_sae" ] && run "$BUILD/bench/bench_sae"
 run bash bench/bench_activations.sh "$BUILD"
 run bash bench/bench_visuals.sh "$BUILD"
+run bash bench/bench_serve.sh "$BUILD"
 exit $rc

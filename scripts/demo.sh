@@ -44,3 +44,5 @@ for v in demo/runs/sae/*/visuals; do
   best=$(/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); l = max(d["latents"], key=lambda e: (e["n_images"], e["freq"])); print(l["latent"])' "$v/index.json")
   echo "  $v/summary.svg  $v/latents/$best/0_heat.png ($v/latents/$best/ holds its top images)"
 done
+echo "Browse them (then open the address it prints):"
+echo "  $S serve demo/runs/sae"

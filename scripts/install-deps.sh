@@ -26,6 +26,8 @@ PACKAGES=(
   dataset-fashion-mnist python3-skimage python3-sklearn mate-backgrounds
   # hardening: libFuzzer harnesses and the sanitizer build (make fuzz, make test-asan)
   clang-14 libclang-rt-14-dev llvm-14
+  # the viewer's real-browser test (saev serve): headless Chromium driven by Selenium
+  chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -7,8 +7,9 @@
 #     P/share/saev-c/slurm/*.sbatch. The installed templates are the ones used: a marker line
 #     added to the installed copy shows up in the generated script.
 # In each place: `saev submit ... --dry-run` writes the batch script (the templates were
-# found), and `saev train` on a small data file runs saev-worker under mpirun (the worker
-# was found beside saev) and writes its checkpoint.
+# found), `saev train` on a small data file runs saev-worker under mpirun (the worker
+# was found beside saev) and writes its checkpoint, and `saev serve` finds the viewer's
+# page (web/; installed: share/saev-c/web, the installed copy used).
 set -euo pipefail
 ROOT=${SAEV_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${SAEV_BIN:-$ROOT/build/bin}
@@ -31,7 +32,11 @@ check() { # NAME SAEV: templates found (dry run) and the worker runs (a tiny tra
   grep -q "^#SBATCH" "$name.sbatch" || { cat "$name.sbatch"; echo "FAIL: $name: no batch script"; exit 1; }
   "$saev" train t.yaml --set train.out_dir="out-$name" > "$name.train.log" 2>&1 || { cat "$name.train.log"; echo "FAIL: $name: train"; exit 1; }
   [ -s "out-$name/sae.safetensors" ] || [ -n "$(find "out-$name" -name sae.safetensors)" ] || { echo "FAIL: $name: no checkpoint"; exit 1; }
-  echo "  $name: templates found, worker ran"
+  # serve: the page is looked up before the served folders, which then fail by name.
+  "$saev" serve nowhere > "$name.serve.log" 2>&1 || true
+  grep -q "the page's files: " "$name.serve.log" && grep -q "nowhere: not a directory" "$name.serve.log" \
+    || { cat "$name.serve.log"; echo "FAIL: $name: saev serve did not find the page"; exit 1; }
+  echo "  $name: templates found, worker ran, viewer page found"
 }
 
 echo "1. in-tree build ($BIN):"
@@ -48,11 +53,14 @@ diff <(grep -v "$T/oot\|$BIN" outoftree.sbatch) <(grep -v "$T/oot\|$BIN" intree.
 
 echo "3. installed prefix:"
 cmake --install "$BUILD" --prefix "$T/prefix" > install.log 2>&1 || { cat install.log; exit 1; }
-for f in bin/saev bin/saev-worker share/saev-c/slurm/single.sbatch share/saev-c/slurm/array.sbatch; do
+for f in bin/saev bin/saev-worker share/saev-c/slurm/single.sbatch share/saev-c/slurm/array.sbatch \
+         share/saev-c/web/index.html share/saev-c/web/js/app.js; do
   [ -e "$T/prefix/$f" ] || { ls -R "$T/prefix"; echo "FAIL: $f not installed"; exit 1; }
 done
 echo "# saev-c installed-template marker" >> "$T/prefix/share/saev-c/slurm/single.sbatch"
 check installed "$T/prefix/bin/saev"
 grep -q "installed-template marker" installed.sbatch || { echo "FAIL: the installed saev did not use the installed templates"; exit 1; }
 echo "  installed: the installed templates are the ones used"
+grep -q "the page's files: $T/prefix/share/saev-c/web" installed.serve.log || { cat installed.serve.log; echo "FAIL: the installed saev did not use the installed page"; exit 1; }
+echo "  installed: the installed page is the one served"
 echo "test_install: ok"

@@ -275,27 +275,62 @@ int decode_mask_file(const char *path, int64_t max_pixels, Image8 *out, char *er
 
 /* ---- writers --------------------------------------------------------------------------- */
 
-int write_png(const char *path, const Image8 *im, char *err, size_t errlen) {
-    AtomicFile out;
-    if (atomic_file_open(&out, path, err, errlen)) return -1;
-    FILE *f = out.f;
+/* Growing output buffer for encode_png_mem. */
+typedef struct {
+    uint8_t *data; // [cap] bytes written so far: len
+    size_t len, cap;
+} PngSink;
+
+static void png_sink_write(png_structp png, png_bytep data, png_size_t n) {
+    PngSink *k = (PngSink *)png_get_io_ptr(png);
+    if (k->len + n > k->cap) {
+        size_t cap = k->cap ? k->cap : 4096;
+        while (cap < k->len + n) cap *= 2;
+        uint8_t *p = realloc(k->data, cap);
+        if (!p) png_error(png, "out of memory");
+        k->data = p;
+        k->cap = cap;
+    }
+    memcpy(k->data + k->len, data, n);
+    k->len += n;
+}
+
+static void png_sink_flush(png_structp png) { (void)png; }
+
+uint8_t *encode_png_mem(const Image8 *im, size_t *len, char *err, size_t errlen) {
     PngSrc src = {0};
+    PngSink sink = {0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb, png_warning_cb);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info || setjmp(png_jmpbuf(png))) {
-        saev_errf(err, errlen, "%s: PNG write failed: %s", path, src.msg);
+        saev_errf(err, errlen, "PNG encoding failed: %s", src.msg);
         png_destroy_write_struct(&png, &info);
-        atomic_file_abort(&out);
-        return -1;
+        free(sink.data);
+        return NULL;
     }
-    png_init_io(png, f);
+    png_set_write_fn(png, &sink, png_sink_write, png_sink_flush);
     png_set_IHDR(png, info, im->w, im->h, 8, im->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     for (int y = 0; y < im->h; y++) png_write_row(png, im->data + (size_t)y * im->w * im->channels);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    return atomic_file_commit(&out, err, errlen);
+    *len = sink.len;
+    return sink.data;
+}
+
+int write_png(const char *path, const Image8 *im, char *err, size_t errlen) {
+    size_t len;
+    uint8_t *png = encode_png_mem(im, &len, err, errlen);
+    if (!png) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err ? err : "");
+        saev_errf(err, errlen, "%s: %s", path, why);
+        return -1;
+    }
+    int rc = write_file_atomic(path, png, len, err, errlen);
+    free(png);
+    return rc;
 }
 
 int write_jpeg(const char *path, const Image8 *im, int quality, char *err, size_t errlen) {

@@ -37,5 +37,8 @@ int decode_mask_file(const char *path, int64_t max_pixels, Image8 *out, char *er
 /* Writers used by the demo data generator (atomic: tmp + rename). 0 or -1 with err. */
 int write_png(const char *path, const Image8 *im, char *err, size_t errlen);
 int write_jpeg(const char *path, const Image8 *im, int quality, char *err, size_t errlen);
+/* The PNG bytes of an image (RGB or grey), malloc'd, length in *len (the viewer answers
+ * with them). NULL with err on failure. */
+uint8_t *encode_png_mem(const Image8 *im, size_t *len, char *err, size_t errlen);
 
 #endif
