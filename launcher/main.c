@@ -15,6 +15,8 @@ static const Command commands[] = {
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"train", cmd_train, "train one SAE or a sweep of them (saev-worker train on N ranks)"},
     {"evaluate", cmd_evaluate, "metrics of trained SAEs on held-out activations (L0, L1, MSE, NMSE, dead/dense latents) as JSON + SVG"},
+    {"probe", cmd_probe, "linear probes (class or per patch) on activations or SAE codes; semantic F1 of every latent against every class"},
+    {"intervene", cmd_intervene, "edit latents at the SAE's layer, run the rest of the ViT, a probe's predictions before/after; the faithfulness study"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image (clip|dinov2|siglip) into a safetensors tensor"},
     {"demo-data", cmd_demo_data, "build the demo data sets (Fashion-MNIST folder + ADE20K-style segmentation) from Debian packages"},
