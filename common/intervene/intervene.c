@@ -71,6 +71,7 @@ void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *m
     if (ss->grid * ss->grid != ss->np) saev_usage_fail("intervene.data: store %s holds %d patches, not a square grid", c->data, ss->np);
     ss->has_labels = m->has_patch_labels;
 
+    if (!strcmp(c->study, "none") && c->edits.n == 0) saev_usage_fail("intervene.edits: no edits given and no study (intervene.study)");
     if (!c->sae) saev_usage_fail("intervene.sae: not set (the SAE checkpoint trained on intervene.layer)");
     if (stat(c->sae, &sb) != 0) saev_usage_fail("intervene.sae: %s: not found", c->sae);
     sae_checkpoint_load(&ss->sae, c->sae, ss->np);

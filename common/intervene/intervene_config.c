@@ -23,10 +23,6 @@ static const char *intervene_validate(void *section, const CfgNode *node, char *
         snprintf(buf, buflen, "study: faithfulness needs intervene.latent_f1 (latent_f1.safetensors of `saev probe` with probe.sae on this layer)");
         return buf;
     }
-    if (!strcmp(c->study, "none") && c->edits.n == 0) {
-        snprintf(buf, buflen, "no edits given (intervene.edits) and no study (intervene.study)");
-        return buf;
-    }
     return NULL;
 }
 

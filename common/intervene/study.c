@@ -296,7 +296,7 @@ void study_run(Session *ss) {
         make_dirs_or_die(c->out);
         char path[4200];
         /* study_predictions.safetensors */
-        int32_t *lat = mallocCheck((size_t)n_c * 2 * sizeof(int32_t));
+        int64_t *lat = mallocCheck((size_t)n_c * 2 * sizeof(int64_t));
         int64_t *cl = mallocCheck((size_t)n_c * sizeof(int64_t));
         for (int ci = 0; ci < n_c; ci++) { lat[2 * ci] = best[ci]; lat[2 * ci + 1] = rnd[ci]; cl[ci] = t.classes[cls[ci]]; }
         StWriter w;
@@ -307,7 +307,7 @@ void study_run(Session *ss) {
         st_writer_add(&w, "before", ST_I64, 2, s2, before);
         for (int k = 0; k < N_COND; k++) st_writer_add(&w, cond_name[k], ST_I64, 3, s3, after + (size_t)k * n_c * NP);
         st_writer_add(&w, "classes", ST_I64, 1, sc, cl);
-        st_writer_add(&w, "latents", ST_I32, 2, sl, lat);
+        st_writer_add(&w, "latents", ST_I64, 2, sl, lat);
         snprintf(path, sizeof path, "%s/study_predictions.safetensors", c->out);
         st_writer_write_or_die(&w, path);
         st_writer_free(&w);

@@ -10,10 +10,15 @@
  * multi_class="multinomial", fit_intercept=True) with C = 1/(λ N): its objective is
  * C·Σ_i CE_i + ½‖W‖² = C·N·f, the same minimiser.
  *
- * Optimizer: L-BFGS (two-loop recursion, `history` pairs kept; a pair with s·y <= 1e-12
- * ‖s‖‖y‖ is skipped) from W = 0, b = 0, with a backtracking Armijo line search (c1 = 1e-4,
+ * Rows are dense, or CSR for sparse features (SAE codes): the same sums, in nnz·K work.
+ *
+ * Optimizer: L-BFGS in standardized coordinates (W = V/σ, b = c − μW with μ, σ the
+ * features' means and standard deviations over all rows: a change of variables, so the
+ * same minimiser, conditioned as on standardized features), two-loop recursion, `history` pairs kept; a pair with s·y <= 1e-12
+ * ‖s‖‖y‖ is skipped) from W = 0, b = 0, with a backtracking Armijo line search (c1 = 1e-4, with 1e-14·|f| of slack for
+ * the rounding of f near the optimum;
  * step halved up to 60 times; the first step is 1/‖g‖₂, later ones start at 1).
- * Stopping rule: stop as converged when ‖∇f‖_∞ <= tol; stop as not converged after
+ * Stopping rule: stop as converged when ‖∇f‖_∞ <= tol (the gradient in W and b); stop as not converged after
  * max_iter iterations, or when the line search finds no decrease (the float64 floor of
  * the objective), both reported in LogregResult.
  */
@@ -27,7 +32,10 @@ typedef struct {
     int K;             // classes
     int64_t n_local;   // rows on this rank
     int64_t n_global;  // rows on all ranks (N above)
-    const double *x;   // [n_local, d] row-major
+    const double *x;   // [n_local, d] row-major (dense rows), or NULL with the CSR rows below
+    const int64_t *row_ptr; // [n_local + 1] CSR rows (sparse features such as SAE codes); NULL: dense x
+    const int *col;         // [nnz] feature index of each stored value
+    const double *val;      // [nnz]
     const int *y;      // [n_local] class indices in [0, K)
     double l2;         // λ
 } LogregProblem;

@@ -471,9 +471,31 @@ void probe_run(const ProbeConfig *c) {
     int64_t n_global = tr.n;
     comm_allreduce(&n_global, 1, COMM_I64, COMM_SUM);
     if (n_global < 1) saev_usage_fail("probe: no training rows (every label ignored?)");
-    double *xd = mallocCheck((size_t)(tr.n > 0 ? tr.n : 1) * cx.n_in * sizeof(double));
-    for (size_t e = 0; e < (size_t)tr.n * cx.n_in; e++) xd[e] = tr.x[e];
-    LogregProblem prob = {cx.n_in, K, tr.n, n_global, xd, tr.y, c->l2};
+    /* float64 rows for the fit: dense, or CSR when at most a quarter of the values are
+     * non-zero (SAE codes), which makes each evaluation nnz·K work instead of n·d·K */
+    size_t n_vals = (size_t)tr.n * cx.n_in, nnz = 0;
+    for (size_t e = 0; e < n_vals; e++) nnz += tr.x[e] != 0;
+    double *xd = NULL, *val = NULL;
+    int64_t *row_ptr = NULL;
+    int *col = NULL;
+    if (nnz * 4 <= n_vals) {
+        row_ptr = mallocCheck((size_t)(tr.n + 1) * sizeof(int64_t));
+        col = mallocCheck((nnz > 0 ? nnz : 1) * sizeof(int));
+        val = mallocCheck((nnz > 0 ? nnz : 1) * sizeof(double));
+        int64_t e = 0;
+        for (int64_t i = 0; i < tr.n; i++) {
+            row_ptr[i] = e;
+            for (int j = 0; j < cx.n_in; j++) {
+                float v = tr.x[(size_t)i * cx.n_in + j];
+                if (v != 0) { col[e] = j; val[e] = v; e++; }
+            }
+        }
+        row_ptr[tr.n] = e;
+    } else {
+        xd = mallocCheck((n_vals > 0 ? n_vals : 1) * sizeof(double));
+        for (size_t e = 0; e < n_vals; e++) xd[e] = tr.x[e];
+    }
+    LogregProblem prob = {.d = cx.n_in, .K = K, .n_local = tr.n, .n_global = n_global, .x = xd, .row_ptr = row_ptr, .col = col, .val = val, .y = tr.y, .l2 = c->l2};
     LogregOptions opt = {c->tol, (int)c->max_iter, (int)c->history};
     int64_t n_par = logreg_n_params(cx.n_in, K);
     double *theta = mallocCheck((size_t)n_par * sizeof(double));
@@ -484,7 +506,7 @@ void probe_run(const ProbeConfig *c) {
     log_info("probe: L-BFGS %d iterations (%d evaluations, %.2f s): loss %.8g, max |gradient| %.3g: %s", res.iters, res.evals, t_fit,
              res.loss, res.grad_inf, res.stop);
     if (!res.converged) log_warn("probe: not converged (%s); raise probe.max_iter or loosen probe.tol", res.stop);
-    free(xd);
+    free(xd); free(row_ptr); free(col); free(val);
     /* the stored weights: float32, and every prediction uses them */
     float *w32 = mallocCheck((size_t)n_par * sizeof(float));
     for (int64_t j = 0; j < n_par; j++) {
