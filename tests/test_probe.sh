@@ -83,7 +83,7 @@ $PY "$CHECK" study runs/study
 set +e
 "$S" intervene cfg.yaml --set 'intervene.edits=["7=0@class"]' --set intervene.out=runs/bad1 > err.txt 2>&1; rc=$?
 set -e
-[ $rc -eq 2 ] && grep -q 'intervene.edits\[0\]' err.txt && [ ! -e runs/bad1 ] || { cat err.txt; echo "FAIL: a bad edit gave $rc"; exit 1; }
+[ $rc -eq 2 ] && grep -q 'edits\[0\]: "7=0@class"' err.txt && [ ! -e runs/bad1 ] || { cat err.txt; echo "FAIL: a bad edit gave $rc"; exit 1; }
 set +e
 "$S" intervene cfg.yaml --set 'intervene.edits=["100000=0"]' --set intervene.out=runs/bad2 > err.txt 2>&1; rc=$?
 set -e

@@ -214,6 +214,7 @@ void study_run(Session *ss) {
     size_t NP = (size_t)N * np;
     int64_t *before = callocCheck(NP, sizeof(int64_t)), *after = callocCheck((size_t)N_COND * n_c * NP, sizeof(int64_t));
     int *pred = mallocCheck((size_t)np * sizeof(int));
+    int64_t *n_edited = callocCheck((size_t)n_c, sizeof(int64_t)); /* class patches where s* fires, i.e. that an edit moves */
     double *delta = mallocCheck((size_t)d * sizeof(double));
     int64_t i0 = N * rank / size, i1 = N * (rank + 1) / size;
     size_t TD = (size_t)ss->T * d;
@@ -241,6 +242,7 @@ void study_run(Session *ss) {
                     if (labels[(size_t)i * np + p] != label) continue;
                     double coef = -(double)ss->f[(size_t)p * S + best[ci]] / ss->sae.data_scale;
                     if (coef == 0) continue; /* the latent does not fire here: no edit in any condition */
+                    if (k == COND_TARGET) n_edited[ci]++;
                     double norm = 0;
                     for (int e = 0; e < d; e++) { delta[e] = coef * wb[e]; norm += delta[e] * delta[e]; }
                     norm = sqrt(norm);
@@ -261,6 +263,7 @@ void study_run(Session *ss) {
     if (size > 1) {
         comm_allreduce(before, NP, COMM_I64, COMM_SUM);
         comm_allreduce(after, (size_t)N_COND * n_c * NP, COMM_I64, COMM_SUM);
+        comm_allreduce(n_edited, (size_t)n_c, COMM_I64, COMM_SUM);
     }
 
     if (rank == 0) {
@@ -328,12 +331,14 @@ void study_run(Session *ss) {
         cJSON_AddStringToObject(def, "edit", "on the patches P labelled c: target x' = x - f_s* W_dec[s*] / data_scale; random_latent moves each patch by the same norm along -W_dec[r]; random_direction along a Gaussian unit vector");
         cJSON_AddStringToObject(def, "target_change_rate", "over images holding c: (patches of P predicted c before and not c after) / (patches of P predicted c before)");
         cJSON_AddStringToObject(def, "collateral_rate", "over images holding c: (patches outside P whose prediction changes) / (patches outside P)");
+        cJSON_AddStringToObject(def, "patches_edited", "patches of P where s* fires (f != 0): the only ones any condition moves");
         cJSON *arr = cJSON_AddArrayToObject(j, "classes");
         for (int ci = 0; ci < n_c; ci++) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "label", (double)t.classes[cls[ci]]);
             cJSON_AddStringToObject(e, "name", names[ci]);
             cJSON_AddNumberToObject(e, "patches", (double)n_patches[cls[ci]]);
+            cJSON_AddNumberToObject(e, "patches_edited", (double)n_edited[ci]);
             cJSON_AddNumberToObject(e, "latent", best[ci]);
             cJSON_AddNumberToObject(e, "latent_f1", t.f1[(size_t)best[ci] * t.K + cls[ci]]);
             cJSON_AddNumberToObject(e, "random_latent", rnd[ci]);
@@ -362,13 +367,13 @@ void study_run(Session *ss) {
         fprintf(o, "Per class: suppress its best-F1 latent on the class's patches; the baselines move each patch by the same norm along a random latent "
                    "or a random direction. Target: class patches (predicted as the class before) that leave the class. Collateral: other patches "
                    "of the same images that change.\n\n");
-        fprintf(o, "| class | latent (F1) | patches | target: best latent | target: random latent | target: random direction | collateral: best latent | collateral: random latent | collateral: random direction |\n");
+        fprintf(o, "| class | latent (F1) | patches (edited) | target: best latent | target: random latent | target: random direction | collateral: best latent | collateral: random latent | collateral: random direction |\n");
         fprintf(o, "|---|---|---|---|---|---|---|---|---|\n");
         char cell[64];
         for (int g = 0; g <= n_c; g++) {
             const Rates *q = g < n_c ? r[g] : pooled;
             if (g < n_c)
-                fprintf(o, "| %s | %d (%.3f) | %" PRId64 " |", names[g], best[g], t.f1[(size_t)best[g] * t.K + cls[g]], n_patches[cls[g]]);
+                fprintf(o, "| %s | %d (%.3f) | %" PRId64 " (%" PRId64 ") |", names[g], best[g], t.f1[(size_t)best[g] * t.K + cls[g]], n_patches[cls[g]], n_edited[g]);
             else
                 fprintf(o, "| **all (pooled)** | | |");
             for (int k = 0; k < N_COND; k++) { fmt_rate(cell, sizeof cell, q[k].left, q[k].in_class_before); fprintf(o, " %s |", cell); }
@@ -389,6 +394,6 @@ void study_run(Session *ss) {
         free(r); free(names); free(lat); free(cl);
     }
     if (size > 1) comm_barrier();
-    free(labels); free(cls); free(n_patches); free(best); free(rnd); free(dir); free(before); free(after); free(pred); free(delta);
+    free(labels); free(cls); free(n_patches); free(best); free(rnd); free(dir); free(before); free(after); free(pred); free(delta); free(n_edited);
     free(t.f1); free(t.classes);
 }
