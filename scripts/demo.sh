@@ -8,7 +8,7 @@
 #   4. demo/runs/sae/<i>: a sweep of four top-k SAEs trained together (saev train)
 #   5. their evaluation on the held-out store (saev evaluate): eval.json + eval.svg beside each
 #   6. demo/store-seg: blocks -2 and -1 of the segmentation set (ADE20K layout, patch labels)
-#   7. probes (saev probe): a patch probe on block -1 (demo/runs/probe), and the first SAE's
+#   7. probes (saev probe): a patch probe on block -1 (demo/runs/probe), and the sweep's first SAE's
 #      codes on block -2 as features with every latent's F1 per class (demo/runs/probe-sae)
 #   8. the faithfulness study (saev intervene): per class, suppress its best-F1 latent at
 #      block -2 on its patches, run block -1, read the probe; next to a random latent and a
@@ -41,12 +41,13 @@ step "5/8 evaluate"
 step "6/8 the segmentation set's blocks -2 and -1 (2 ranks)"
 "$S" activations "$CFG" --set data.kind=ade20k --set data.root=demo/data/segmentation --set data.split=training \
     --set 'model.layers=[-2, -1]' --set activations.out=demo/store-seg
+SAE=$(find demo/runs/sae -name sae.safetensors | sort | head -1) # the sweep's first SAE
 step "7/8 probes: patches of block -1; the first SAE's codes of block -2 and the F1 of every latent per class"
 [ -f demo/runs/probe/probe.safetensors ] || "$S" probe "$CFG"
 [ -f demo/runs/probe-sae/latent_f1.safetensors ] || "$S" probe "$CFG" --set probe.layer=-2 --set probe.features=sae \
-    --set probe.sae=demo/runs/sae/0/sae.safetensors --set probe.out=demo/runs/probe-sae
+    --set "probe.sae=$SAE" --set probe.out=demo/runs/probe-sae
 step "8/8 faithfulness study: suppress each class's best latent at block -2, run block -1, read the probe"
-"$S" intervene "$CFG" > /dev/null
+"$S" intervene "$CFG" --set "intervene.sae=$SAE" > /dev/null
 echo
 cat demo/runs/study/study.md
 echo
