@@ -3,7 +3,9 @@
  */
 #include "fsutil.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,4 +58,15 @@ void write_file_atomic_or_die(const char *path, const void *data, size_t len) {
         unlink(tmp);
         saev_fail("cannot rename %s to %s: %s", tmp, path, strerror(e));
     }
+}
+
+void write_json_atomic_or_die(const char *path, const struct cJSON *json) {
+    char *s = cJSON_Print(json);
+    if (!s) saev_fail("%s: cannot format the JSON", path);
+    size_t len = strlen(s);
+    s = reallocCheck(s, len + 2);
+    s[len] = '\n';
+    s[len + 1] = 0;
+    write_file_atomic_or_die(path, s, len + 1);
+    free(s);
 }

@@ -1,7 +1,7 @@
 /*
  * fsutil.h: small file-system helpers every stage needs: `mkdir -p`, and writing a whole
- * text file atomically (a temporary name in the same folder, fsync, rename) so readers
- * never see half a file.
+ * text file (or a cJSON tree) atomically (a temporary name in the same folder, fsync,
+ * rename) so readers never see half a file.
  */
 #ifndef SAEV_FSUTIL_H
 #define SAEV_FSUTIL_H
@@ -14,5 +14,8 @@ int make_dirs(const char *dir, char *err, size_t errlen);
 void make_dirs_or_die(const char *dir);
 /* Writes len bytes to path through path.tmp<pid> + rename; a failure ends the job naming the file. */
 void write_file_atomic_or_die(const char *path, const void *data, size_t len);
+/* A cJSON tree, indented and newline-terminated, the same way. */
+struct cJSON;
+void write_json_atomic_or_die(const char *path, const struct cJSON *json);
 
 #endif

@@ -26,20 +26,7 @@
 
 /* The probe's held-out images from probe.json beside the probe, or NULL. */
 static int64_t *probe_test_images(const char *probe_path, int64_t *n) {
-    char path[4200];
-    const char *slash = strrchr(probe_path, '/');
-    snprintf(path, sizeof path, "%.*sprobe.json", slash ? (int)(slash - probe_path + 1) : 0, probe_path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = mallocCheck((size_t)len + 1);
-    size_t got = fread(text, 1, (size_t)len, f);
-    fclose(f);
-    text[got] = 0;
-    cJSON *j = cJSON_Parse(text);
-    free(text);
+    cJSON *j = probe_json_beside(probe_path);
     const cJSON *a = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "split"), "test_images");
     int64_t *out = NULL;
     if (cJSON_IsArray(a) && cJSON_GetArraySize(a) > 0) {
@@ -299,14 +286,8 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, VitDevice dev
             cJSON_AddItemToObject(e, "after", labels_json(after + (size_t)i * rows, (int)rows));
             cJSON_AddItemToArray(arr, e);
         }
-        char *s = cJSON_Print(j);
-        size_t len = strlen(s);
-        s = reallocCheck(s, len + 2);
-        s[len] = '\n';
-        s[len + 1] = 0;
         snprintf(path, sizeof path, "%s/intervene.json", c->out);
-        write_file_atomic_or_die(path, s, len + 1);
-        free(s);
+        write_json_atomic_or_die(path, j);
         cJSON_Delete(j);
         log_info("intervene: %" PRId64 " of %" PRId64 " predictions changed -> %s/intervene.json, predictions.safetensors", total_changed, N * rows, c->out);
     }

@@ -70,19 +70,7 @@ void study_check_or_die(Session *ss) {
 /* Class names from probe.json beside the probe ("classes": [{label, name}]), or the label. */
 static void class_name(const Session *ss, int64_t label, char *buf, size_t len) {
     snprintf(buf, len, "%" PRId64, label);
-    char path[4200];
-    const char *slash = strrchr(ss->c->probe, '/');
-    snprintf(path, sizeof path, "%.*sprobe.json", slash ? (int)(slash - ss->c->probe + 1) : 0, ss->c->probe);
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = mallocCheck((size_t)n + 1);
-    text[fread(text, 1, (size_t)n, f)] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(text);
-    free(text);
+    cJSON *j = probe_json_beside(ss->c->probe);
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "classes")) {
         const cJSON *l = cJSON_GetObjectItem(e, "label"), *nm = cJSON_GetObjectItem(e, "name");
@@ -347,14 +335,8 @@ void study_run(Session *ss) {
         }
         cJSON *po = cJSON_AddObjectToObject(j, "pooled");
         for (int k = 0; k < N_COND; k++) cJSON_AddItemToObject(po, cond_name[k], rates_json(&pooled[k]));
-        char *s = cJSON_Print(j);
-        size_t len = strlen(s);
-        s = reallocCheck(s, len + 2);
-        s[len] = '\n';
-        s[len + 1] = 0;
         snprintf(path, sizeof path, "%s/study.json", c->out);
-        write_file_atomic_or_die(path, s, len + 1);
-        free(s);
+        write_json_atomic_or_die(path, j);
         cJSON_Delete(j);
 
         /* study.md */

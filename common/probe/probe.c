@@ -422,15 +422,24 @@ static cJSON *i64_array(const int64_t *v, int n) {
     return a;
 }
 
-static void write_json_or_die(cJSON *j, const char *path) {
-    char *s = cJSON_Print(j);
-    if (!s) saev_fail("probe: cannot format %s", path);
-    size_t len = strlen(s);
-    s = reallocCheck(s, len + 2);
-    s[len] = '\n';
-    s[len + 1] = 0;
-    write_file_atomic_or_die(path, s, len + 1);
-    free(s);
+cJSON *probe_json_beside(const char *probe_path) {
+    char path[4200];
+    const char *slash = strrchr(probe_path, '/');
+    snprintf(path, sizeof path, "%.*sprobe.json", slash ? (int)(slash - probe_path + 1) : 0, probe_path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *text = NULL;
+    size_t len = 0, cap = 0, got;
+    do {
+        if (len + 65536 > cap) text = reallocCheck(text, cap = 2 * cap + 65536);
+        got = fread(text + len, 1, cap - len - 1, f);
+        len += got;
+    } while (got > 0);
+    fclose(f);
+    text[len] = 0;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    return j;
 }
 
 void probe_run(const ProbeConfig *c) {
@@ -682,7 +691,7 @@ void probe_run(const ProbeConfig *c) {
             free(prec); free(rec); free(f1);
         }
         snprintf(path, sizeof path, "%s/probe.json", c->out);
-        write_json_or_die(j, path);
+        write_json_atomic_or_die(path, j);
         char title[600];
         snprintf(title, sizeof title, "%s probe, block %d, %s features: held-out accuracy %.3f%s", c->target, pl.block, c->features,
                  n_test_rows ? (double)correct / (double)n_test_rows : NAN, "");

@@ -109,6 +109,10 @@ void probe_run(const ProbeConfig *c);
  * rank starts; exits 2 naming the problem. */
 void probe_check_or_die(const ProbeConfig *c);
 
+/* probe.json beside a probe.safetensors (parsed; cJSON_Delete it), or NULL when absent. */
+struct cJSON;
+struct cJSON *probe_json_beside(const char *probe_path);
+
 /* Confusion matrix SVG (rows true, columns predicted; shade = row fraction). names [K]. */
 char *probe_confusion_svg(const int64_t *conf, int K, char *const *names, const char *title);
 
