@@ -108,7 +108,7 @@ static char *study_svg(int n_c, char names[][64], const Rates (*r)[N_COND], cons
     libcCheckPtr(o, "open_memstream");
     int groups = n_c + 1;
     double gw = 3 * 14 + 16, pw = groups * gw, ph = 220, left = 70, top = 80, gap = 90;
-    double W = left + 2 * pw + gap + 40, H = top + ph + 150;
+    double W = left + 2 * pw + gap + 40, H = top + ph + 110;
     if (W < 640) W = 640;
     static const char *color[N_COND] = {"#c0392b", "#7f8c8d", "#2e86c1"};
     fprintf(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\">\n",
@@ -135,8 +135,12 @@ static char *study_svg(int n_c, char names[][64], const Rates (*r)[N_COND], cons
             for (int k = 0; k < N_COND; k++) {
                 const Rates *q = g < n_c ? &r[g][k] : &pooled[k];
                 double v = panel ? rate(q->others_changed, q->others) : rate(q->left, q->in_class_before);
-                if (!isfinite(v)) continue;
-                double bh = ph * v, bx = x0 + g * gw + 8 + k * 14;
+                double bx = x0 + g * gw + 8 + k * 14;
+                if (!isfinite(v)) { /* no patch to count: say so (once, over the middle bar) rather than draw a zero */
+                    if (k == 1) fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\" fill=\"#999\">n/a</text>\n", bx + 6.5, top + ph - 4);
+                    continue;
+                }
+                double bh = v > 0 ? ph * v : 1.5; /* a zero rate stays visible as a sliver */
                 fprintf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"13\" height=\"%.1f\" fill=\"%s\"/>\n", bx, top + ph - bh, bh, color[k]);
             }
             double lx = x0 + g * gw + gw / 2, ly = top + ph + 10;

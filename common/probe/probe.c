@@ -302,7 +302,7 @@ char *probe_confusion_svg(const int64_t *conf, int K, char *const *names, const 
     FILE *o = open_memstream(&buf, &len);
     libcCheckPtr(o, "open_memstream");
     double cell = K <= 12 ? 44 : K <= 40 ? 20 : 8, left = 150, top = 90;
-    double W = left + cell * K + 40, H = top + cell * K + 150;
+    double W = left + cell * K + 40, H = top + cell * K + 125;
     if (W < 520) W = 520;
     fprintf(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\">\n", W, H, W, H);
@@ -335,7 +335,7 @@ char *probe_confusion_svg(const int64_t *conf, int K, char *const *names, const 
         svg_text(o, names[k]);
         fprintf(o, "</text>\n");
     }
-    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">predicted</text>\n", left + K * cell / 2, top + K * cell + 135);
+    fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">predicted</text>\n", left + K * cell / 2, top + K * cell + 110);
     fprintf(o, "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\" transform=\"rotate(-90 18 %.1f)\">true</text>\n",
             top + K * cell / 2, top + K * cell / 2);
     fprintf(o, "</svg>\n");
