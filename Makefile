@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo bench clean
+.PHONY: all deps configure build test test-asan fuzz demo bench clean
 
 all: build
 
@@ -21,6 +21,17 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The whole suite again, built with AddressSanitizer + UndefinedBehaviorSanitizer
+# (clang-14, build-asan/; tests/asan/README.md). CI runs it after `make test`.
+test-asan: deps
+	CC=clang-14 cmake -S . -B build-asan -DSAEV_SANITIZE=ON -DSAEV_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# libFuzzer harnesses of tests/fuzz, each for FUZZ_SECONDS (default 60), in build-fuzz/.
+fuzz: deps
+	bash scripts/fuzz.sh build-fuzz
 
 demo: build
 	bash scripts/demo.sh $(BUILD)

@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     char dev[256], err[512];
     cuda_device_describe(dev, sizeof dev);
     printf("bench_sae_cuda on %s: d %d, d_sae %d, batch %d, tf32, %d timed steps through sae_backend\n", dev, d, S, B, steps);
-    SaeBackendSpec spec = {SAE_DEVICE_CUDA, SAE_PREC_TF32};
+    SaeBackendSpec spec = {DEVICE_CUDA, PRECISION_TF32};
     const char *names[N_VARIANTS] = {"relu+L1", "topk32+AuxK", "topk32+Matryoshka10", "batchtopk32"};
     double ours[N_VARIANTS], ms[N_VARIANTS], theirs[N_VARIANTS] = {0, 0, 0, 0};
     uint64_t z = 5;
@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
         }
         sae_backend_push(&be);
         SaeBatch batch;
-        sae_batch_init(&batch, SAE_DEVICE_CUDA, B, d);
+        sae_batch_init(&batch, DEVICE_CUDA, B, d);
         for (int slot = 0; slot < 2; slot++) { /* fill both pinned slots once */
             float *rows = sae_batch_rows(&batch);
             for (size_t i = 0; i < (size_t)B * d; i++) {

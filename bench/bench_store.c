@@ -20,6 +20,7 @@
 
 #include "check.h"
 #include "comm.h"
+#include "fsutil.h"
 #include "log.h"
 #include "store/store.h"
 
@@ -91,9 +92,7 @@ int main(int argc, char **argv) {
     log_init(0, 1);
     double bytes = (double)n_images * TOKENS * D_MODEL * (double)store_dtype_size(dt);
     char cmd[8192], self[4096];
-    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (k < 0) saev_fail("cannot find this program (/proc/self/exe)");
-    self[k] = 0;
+    self_exe_path(self, sizeof self);
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
     run_command(cmd);
     long long count = (long long)(bytes / (8 << 20)) + 1;

@@ -86,9 +86,9 @@ int main(int argc, char **argv) {
         Vit vit;
         memset(&vit, 0, sizeof vit);
         vit_alloc_params(&vit, &cfg);
-        vit.device = VIT_DEVICE_CPU;
+        vit.device = DEVICE_CPU;
         random_params(&vit, 7 + m);
-        if (vit_cuda_set_device(&vit, VIT_DEVICE_CUDA, err, sizeof err)) saev_fail("%s", err);
+        if (vit_cuda_set_device(&vit, DEVICE_CUDA, err, sizeof err)) saev_fail("%s", err);
         size_t out_n = (size_t)B * vit_tokens_out(&cfg, 224, 224) * cfg.d_model;
         float *out = vit_cuda_host_alloc(out_n);
         for (int p = 0; p < 3; p++) {

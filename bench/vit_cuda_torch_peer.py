@@ -38,8 +38,13 @@ def main():
             dtype = torch.bfloat16 if mode == 'bf16' else torch.float32
             out = []
             for layers in (SIZES[key]['num_hidden_layers'], SIZES[key]['num_hidden_layers'] - 1):
-                cfg = CLIPVisionConfig(**{**SIZES[key], 'num_hidden_layers': layers}, image_size=224, hidden_act='quick_gelu')
-                model = CLIPVisionModel(cfg, attn_implementation='sdpa').to('cuda', dtype).eval()
+                # the attention backend is a config field (the model's constructor takes only the config)
+                cfg = CLIPVisionConfig(**{**SIZES[key], 'num_hidden_layers': layers}, image_size=224, hidden_act='quick_gelu',
+                                       attn_implementation='sdpa')
+                model = CLIPVisionModel(cfg).to('cuda', dtype).eval()
+                impl = getattr(model.config, '_attn_implementation', None)
+                if impl != 'sdpa':
+                    sys.exit(f'vit_cuda_torch_peer.py: transformers chose attention "{impl}", not sdpa')
                 px = torch.randn(B, 3, 224, 224, device='cuda', dtype=dtype)
                 out.append(rate(model, px, iters))
                 del model

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -145,6 +146,32 @@ const CfgNode *cfg_node_child(const CfgNode *map, const char *key) {
     return i < 0 ? NULL : map->kids[i];
 }
 
+// Copies text into out[SHORT_TEXT], ending in "..." when it does not fit.
+#define SHORT_TEXT 160
+static void shorten(const char *text, char *out) {
+    size_t n = strlen(text);
+    if (n < SHORT_TEXT) {
+        memcpy(out, text, n + 1);
+    } else {
+        memcpy(out, text, SHORT_TEXT - 4);
+        memcpy(out + SHORT_TEXT - 4, "...", 4);
+    }
+}
+
+const CfgNode *cfg_doc_find(const CfgDoc *doc, const char *dotted) {
+    const CfgNode *n = doc->root;
+    char key[256];
+    for (const char *p = dotted; n && *p;) {
+        size_t len = strcspn(p, ".");
+        if (len >= sizeof key) return NULL;
+        memcpy(key, p, len);
+        key[len] = 0;
+        n = cfg_node_child(n, key);
+        p += len + (p[len] == '.');
+    }
+    return n;
+}
+
 // Fills err with "where: path: message" and returns -1.
 SAEV_PRINTF(6, 7)
 static int fail_at(CfgError *err, const char *file, int line, int col, const char *path, const char *fmt, ...) {
@@ -154,8 +181,13 @@ static int fail_at(CfgError *err, const char *file, int line, int col, const cha
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     where_at(file, line, col, where, sizeof where);
-    if (path && *path) snprintf(err->msg, sizeof err->msg, "%s: %s: %s", where, path, msg);
-    else snprintf(err->msg, sizeof err->msg, "%s: %s", where, msg);
+    /* A source or key path can be very long (a --set of a huge value, deep nesting):
+     * shorten both so the problem itself always fits in the message. */
+    char short_where[SHORT_TEXT], short_path[SHORT_TEXT];
+    shorten(where, short_where);
+    shorten(path ? path : "", short_path);
+    if (path && *path) snprintf(err->msg, sizeof err->msg, "%s: %s: %s", short_where, short_path, msg);
+    else snprintf(err->msg, sizeof err->msg, "%s: %s", short_where, msg);
     err->line = line;
     err->col = col;
     return -1;
@@ -165,6 +197,20 @@ static int fail_at(CfgError *err, const char *file, int line, int col, const cha
 
 // ---- parsing ------------------------------------------------------------------------
 
+// Limits that keep a hostile or broken config (an alias bomb, a runaway generator) to
+// bounded time and memory; real configs are a few hundred values, a few levels deep.
+#define CFG_MAX_NODES 100000          // values in one document, aliases expanded
+#define CFG_MAX_DEPTH 64              // nesting of mappings and lists
+#define CFG_MAX_SCALAR (1u << 20)     // bytes in one value
+#define CFG_MAX_FILE (16u << 20)      // bytes in a config file
+#define CFG_MAX_SWEEP_NODES 10000000  // values over all the configs a sweep expands to
+
+static long node_count(const CfgNode *n) {
+    long c = 1;
+    for (int i = 0; i < n->n; i++) c += node_count(n->kids[i]);
+    return c;
+}
+
 typedef struct {
     yaml_parser_t parser;
     const char *name;
@@ -172,9 +218,10 @@ typedef struct {
     char **anchor_names; // [n_anchors]
     CfgNode **anchors;   // [n_anchors] nodes inside the tree being built
     int n_anchors;
-} Loader;
+    long n_nodes;        // values built so far, aliases counted expanded (<= CFG_MAX_NODES)
+} YamlReader;
 
-static int syntax_error(Loader *L) {
+static int syntax_error(YamlReader *L) {
     yaml_parser_t *p = &L->parser;
     if (p->error == YAML_READER_ERROR)
         return fail_at(L->err, L->name, 0, 0, NULL, "not valid UTF-8 text: %s at byte %zu", p->problem, p->problem_offset);
@@ -186,9 +233,9 @@ static int syntax_error(Loader *L) {
     return fail_at(L->err, L->name, line, col, NULL, "YAML syntax error: %s", p->problem ? p->problem : "unknown problem");
 }
 
-static int next_event(Loader *L, yaml_event_t *ev) { return yaml_parser_parse(&L->parser, ev) ? 0 : syntax_error(L); }
+static int next_event(YamlReader *L, yaml_event_t *ev) { return yaml_parser_parse(&L->parser, ev) ? 0 : syntax_error(L); }
 
-static void remember_anchor(Loader *L, const yaml_char_t *anchor, CfgNode *n) {
+static void remember_anchor(YamlReader *L, const yaml_char_t *anchor, CfgNode *n) {
     if (!anchor) return;
     L->anchor_names = reallocCheck(L->anchor_names, (size_t)(L->n_anchors + 1) * sizeof *L->anchor_names);
     L->anchors = reallocCheck(L->anchors, (size_t)(L->n_anchors + 1) * sizeof *L->anchors);
@@ -196,13 +243,28 @@ static void remember_anchor(Loader *L, const yaml_char_t *anchor, CfgNode *n) {
     L->anchors[L->n_anchors++] = n;
 }
 
-// Builds the node at `path` that starts with *ev (a scalar, alias or collection start). NULL on error.
-static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path) {
+// Builds the node at `path` that starts with *ev (a scalar, alias or collection start),
+// `depth` levels down. NULL on error.
+static CfgNode *load_node(YamlReader *L, yaml_event_t *ev, const char *path, int depth) {
     int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
     CfgNode *n = NULL;
+    if (depth > CFG_MAX_DEPTH) {
+        fail_at(L->err, L->name, line, col, path, "nested more than %d levels deep", CFG_MAX_DEPTH);
+        return NULL;
+    }
+    if (++L->n_nodes > CFG_MAX_NODES) {
+        fail_at(L->err, L->name, line, col, path, "more than %d values in one config", CFG_MAX_NODES);
+        return NULL;
+    }
     if (ev->type == YAML_ALIAS_EVENT) {
         for (int i = L->n_anchors - 1; i >= 0; i--)
             if (!strcmp(L->anchor_names[i], (const char *)ev->data.alias.anchor)) {
+                /* Each alias is a copy: count what it expands to before making it. */
+                if ((L->n_nodes += node_count(L->anchors[i])) > CFG_MAX_NODES) {
+                    fail_at(L->err, L->name, line, col, path, "alias *%s expands the config past %d values (an alias bomb?)",
+                            ev->data.alias.anchor, CFG_MAX_NODES);
+                    return NULL;
+                }
                 n = node_clone(L->anchors[i]);
                 free(n->key);
                 n->key = NULL;
@@ -212,6 +274,10 @@ static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path) {
         return NULL;
     }
     if (ev->type == YAML_SCALAR_EVENT) {
+        if (ev->data.scalar.length > CFG_MAX_SCALAR) {
+            fail_at(L->err, L->name, line, col, path, "a value of %zu bytes, over the limit of %u", ev->data.scalar.length, CFG_MAX_SCALAR);
+            return NULL;
+        }
         n = node_new(NODE_SCALAR, L->name, line, col);
         n->text = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
         if (!n->text) saev_fail("out of memory parsing %s", L->name);
@@ -253,7 +319,7 @@ static CfgNode *load_node(Loader *L, yaml_event_t *ev, const char *path) {
         } else {
             snprintf(sub, sizeof sub, "%s[%d]", path, n->n);
         }
-        CfgNode *kid = load_node(L, &e, sub);
+        CfgNode *kid = load_node(L, &e, sub, depth + 1);
         yaml_event_delete(&e);
         if (!kid) { free(key); goto fail; }
         kid->key = key;
@@ -270,7 +336,7 @@ fail:
 
 // Parses one YAML document of any shape into *root (NULL for an empty stream). 0 or -1.
 static int parse_any(const char *text, size_t len, const char *name, CfgNode **root, CfgError *err) {
-    Loader L = {.name = name, .err = err};
+    YamlReader L = {.name = name, .err = err};
     *root = NULL;
     if (!yaml_parser_initialize(&L.parser)) saev_fail("out of memory creating a YAML parser");
     yaml_parser_set_input_string(&L.parser, (const unsigned char *)text, len);
@@ -291,7 +357,7 @@ static int parse_any(const char *text, size_t len, const char *name, CfgNode **r
             break;
         }
         if (type == YAML_SCALAR_EVENT || type == YAML_ALIAS_EVENT || type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
-            *root = load_node(&L, &ev, "");
+            *root = load_node(&L, &ev, "", 1);
             if (!*root) { yaml_event_delete(&ev); break; }
         }
         yaml_event_delete(&ev);
@@ -323,20 +389,17 @@ CfgDoc *cfg_parse_string(const char *text, const char *name, CfgError *err) {
 
 CfgDoc *cfg_parse_file(const char *path, CfgError *err) {
     memset(err, 0, sizeof *err);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err->msg, sizeof err->msg, "%s: cannot open the config: %s", path, strerror(errno));
+    struct stat sb;
+    if (stat(path, &sb) == 0 && sb.st_size > (off_t)CFG_MAX_FILE) {
+        snprintf(err->msg, sizeof err->msg, "%.900s:1:1: the config is over %u bytes; not a config file?", path, CFG_MAX_FILE);
+        err->line = err->col = 1;
         return NULL;
     }
-    size_t len = 0, cap = 4096, got;
-    char *text = mallocCheck(cap);
-    while ((got = fread(text + len, 1, cap - len - 1, f)) > 0)
-        if ((len += got) + 1 == cap) text = reallocCheck(text, cap *= 2);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(text);
-        snprintf(err->msg, sizeof err->msg, "%s: cannot read the config", path);
+    size_t len;
+    char why[sizeof err->msg - 32];
+    char *text = read_file(path, &len, why, sizeof why);
+    if (!text) {
+        snprintf(err->msg, sizeof err->msg, "cannot read the config %s", why);
         return NULL;
     }
     text[len] = 0;
@@ -425,7 +488,13 @@ int cfg_set(CfgDoc *doc, const char *assignment, CfgError *err) {
     CfgNode *val;
     CfgError perr;
     if (parse_any(eq + 1, strlen(eq + 1), source, &val, &perr)) {
-        snprintf(err->msg, sizeof err->msg, "%.500s: %.500s", source, strstr(perr.msg, "YAML") ? strstr(perr.msg, "YAML") : perr.msg);
+        /* perr.msg is "<source, shortened>: problem"; say the source once. */
+        char short_source[SHORT_TEXT];
+        shorten(source, short_source);
+        const char *problem = perr.msg;
+        size_t sl = strlen(short_source);
+        if (!strncmp(problem, short_source, sl) && problem[sl] == ':') problem += sl + 2;
+        snprintf(err->msg, sizeof err->msg, "%s: %.800s", short_source, strstr(problem, "YAML") ? strstr(problem, "YAML") : problem);
         return -1;
     }
     if (!val) val = node_new(NODE_SCALAR, source, 0, 0), val->text = strdupCheck("");
@@ -484,11 +553,12 @@ int cfg_sweep(const CfgDoc *doc, CfgDoc ***out, CfgError *err) {
     SweepAxis *axes = NULL;
     int n_axes = 0;
     if (collect_sweeps(doc->root, "", &axes, &n_axes, err)) { free(axes); return -1; }
-    long total = 1;
+    long total = 1, values = node_count(doc->root);
     for (int a = 0; a < n_axes; a++)
-        if ((total *= axes[a].key->n) > 100000) {
+        if ((total *= axes[a].key->n) > 100000 || total * values > CFG_MAX_SWEEP_NODES) {
+            int rc = fail_key(err, axes[a].key, axes[a].path, "the sweep grid exceeds %s", total > 100000 ? "100000 configs" : "10^7 values in all its configs");
             free(axes);
-            return fail_key(err, axes[a].key, axes[a].path, "the sweep grid exceeds 100000 configs");
+            return rc;
         }
     CfgDoc *base = cfg_clone(doc);
     remove_sweeps(base->root);

@@ -114,6 +114,8 @@ char *cfg_reference(const CfgSchema *schema);
 const char *cfg_node_where(const CfgNode *node, char *buf, size_t buflen);
 /* The value of `key` in a mapping node (e.g. validate()'s section), or NULL. */
 const CfgNode *cfg_node_child(const CfgNode *map, const char *key);
+/* The node at a dotted key ("slurm.tasks_per_node") when the document gives it, else NULL. */
+const CfgNode *cfg_doc_find(const CfgDoc *doc, const char *dotted);
 /* Writes cfg_dump's text to <dir>/config.resolved.yaml atomically (tmp + rename); the
  * directory must exist. Fails the job (exit 1) when it cannot write. */
 void cfg_write_resolved(const CfgSchema *schema, const void *obj, const char *dir);

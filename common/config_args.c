@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "device.h"
 
 // If argv[*i] is `flag` or `flag=value`, sets *value (advancing *i past a separate value)
 // and returns 1; a missing value gives -1. Returns 0 when argv[*i] is another argument.
@@ -48,16 +49,15 @@ int cfg_args_parse(int argc, char **argv, const char *const *value_flags, CfgArg
             }
             out->sets[out->n_sets++] = value;
         } else if (which == 1) {
-            char *end;
-            errno = 0;
-            long n = strtol(value, &end, 10);
-            if (*end || errno || n < 1 || n > 1000000) {
+            long long n = 0;
+            if (parse_flag_int("--ranks", value, 1, 1000000, &n, NULL, 0)) {
                 snprintf(err, errlen, "--ranks %s: expected a positive number of ranks", value);
                 goto fail;
             }
             out->ranks = (int)n;
         } else if (which == 2) {
-            if (strcmp(value, "cpu") && strcmp(value, "cuda") && strcmp(value, "auto")) {
+            Device device;
+            if (device_parse(value, &device)) {
                 snprintf(err, errlen, "--device %s: expected cpu, cuda or auto", value);
                 goto fail;
             }
@@ -93,4 +93,21 @@ void cfg_args_free(CfgArgs *args) {
     free(args->sets);
     free(args->argv);
     memset(args, 0, sizeof *args);
+}
+
+int parse_flag_int(const char *flag, const char *text, long long lo, long long hi, long long *out, char *err, size_t errlen) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (!*text || *end || errno || v < lo || v > hi)
+        return saev_errf(err, errlen, "%s wants a whole number in [%lld, %lld], got \"%s\"", flag, lo, hi, text);
+    *out = v;
+    return 0;
+}
+
+long long flag_int_or_die(const char *command, const char *flag, const char *text, long long lo, long long hi) {
+    char err[512];
+    long long v = 0;
+    if (parse_flag_int(flag, text, lo, hi, &v, err, sizeof err)) saev_usage_fail("%s: %s", command, err);
+    return v;
 }

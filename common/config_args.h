@@ -1,5 +1,6 @@
 /*
- * config_args.h: the command-line arguments every config-driven command shares.
+ * config_args.h: the command-line arguments every config-driven command shares, and the
+ * one parser of a command's own integer flags.
  *
  *   saev COMMAND [CONFIG.yaml] [--set key.path=value ...] [--ranks N] [--device cpu|cuda|auto]
  *
@@ -40,5 +41,11 @@ int cfg_args_parse(int argc, char **argv, const char *const *value_flags, CfgArg
 /* Same, but a usage error prints "error: <message>" and exits with status 2. */
 void cfg_args_parse_or_die(int argc, char **argv, const char *const *value_flags, CfgArgs *out);
 void cfg_args_free(CfgArgs *args);
+
+/* A command's own integer flag: text must be a whole number in [lo, hi]. 0, or -1 with
+ * "<flag> wants a whole number in [lo, hi], got "<text>"" in err (when err is not NULL). */
+int parse_flag_int(const char *flag, const char *text, long long lo, long long hi, long long *out, char *err, size_t errlen);
+/* Same, but a bad value is a usage error "<command>: <message>" (exit status 2). */
+long long flag_int_or_die(const char *command, const char *flag, const char *text, long long lo, long long hi);
 
 #endif

@@ -17,7 +17,7 @@ static const CfgField run_fields[] = {
     F(CFG_STRING, name, "run", 1, 0, NULL, "the run's name"),
     F(CFG_STRING, out_dir, "runs", 1, 0, NULL, "directory that receives the run's outputs"),
     F(CFG_INT, ranks, "1", 1, 1e6, NULL, "number of MPI ranks (one GPU each with cuda)"),
-    F(CFG_STRING, device, "auto", 1, 0, "auto|cpu|cuda", "where to compute: cuda when a GPU is present with auto"),
+    F(CFG_STRING, device, "auto", 1, 0, DEVICE_NAMES, "where to compute: cuda when a GPU is present with auto"),
     F(CFG_INT, seed, "0", 1, 0, NULL, "seed of every random stream"),
     F(CFG_STRING, log_level, "info", 1, 0, "debug|info|warn|error", "least severe log level printed"),
 };
@@ -32,7 +32,8 @@ static const CfgField saev_fields[] = {
 };
 const CfgSchema saev_config_schema = {"saev", sizeof(SaevConfig), saev_fields, (int)(sizeof saev_fields / sizeof saev_fields[0]), NULL};
 
-int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out) {
+/* The config file with the --sets, --ranks and --device applied, before sweeps. */
+static CfgDoc *command_line_doc_or_die(const CfgArgs *args) {
     CfgError err;
     CfgDoc *doc = args->config_path ? cfg_parse_file_or_die(args->config_path) : cfg_parse_string("", "(no config)", &err);
     for (int i = 0; i < args->n_sets; i++) cfg_set_or_die(doc, args->sets[i]);
@@ -45,6 +46,18 @@ int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out) {
         snprintf(set, sizeof set, "run.device=%s", args->device);
         cfg_set_or_die(doc, set);
     }
+    return doc;
+}
+
+int saev_config_given(const CfgArgs *args, const char *dotted) {
+    CfgDoc *doc = command_line_doc_or_die(args);
+    int given = cfg_doc_find(doc, dotted) != NULL;
+    cfg_free(doc);
+    return given;
+}
+
+int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out) {
+    CfgDoc *doc = command_line_doc_or_die(args);
     CfgDoc **docs;
     int n = cfg_sweep_or_die(doc, &docs);
     SaevConfig *configs = callocCheck((size_t)n, sizeof *configs);

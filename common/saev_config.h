@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "config_args.h"
+#include "device.h"
 #include "image/dataset.h"
 #include "image/loader.h"
 #include "image/preprocess.h"
@@ -67,6 +68,9 @@ extern const CfgSchema saev_config_schema;
  * "error: file:line:col: key.path: problem" and exits with status 2. */
 int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out);
 void saev_config_free(SaevConfig *configs, int n);
+/* Whether the config file or the command line gives the dotted key ("run.ranks"), as
+ * opposed to the key taking its default. */
+int saev_config_given(const CfgArgs *args, const char *dotted);
 /* For stages other than train, which run once whatever the sweep: checks that the n
  * configs of a sweep differ only inside the section named `swept` (e.g. "train") and
  * returns the first; otherwise a usage error naming the stage and the section. */

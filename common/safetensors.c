@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "dtype.h"
 
 /* A header larger than this is not a real file: real headers are kilobytes. */
@@ -50,6 +51,22 @@ static int json_u64(const cJSON *v, uint64_t *out) {
     if (!(d >= 0) || d > 9007199254740992.0 || floor(d) != d) return -1;
     *out = (uint64_t)d;
     return 0;
+}
+
+/* The first name that occurs twice among names[n] (NULL if none). A JSON header may
+ * repeat a key; which copy a lookup would find is then arbitrary, so such files are
+ * refused. Sorting keeps this O(n log n) for hostile headers with many entries. */
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static const char *first_duplicate(char **names, int n) {
+    if (n < 2) return NULL;
+    char **sorted = mallocCheck(sizeof(char *) * (size_t)n);
+    memcpy(sorted, names, sizeof(char *) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(char *), cmp_name);
+    const char *dup = NULL;
+    for (int i = 1; i < n && !dup; i++)
+        if (!strcmp(sorted[i], sorted[i - 1])) dup = sorted[i];
+    free(sorted);
+    return dup;
 }
 
 typedef struct { uint64_t begin, end; int index; } Span;
@@ -100,9 +117,10 @@ int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
         if (strcmp(it->string, "__metadata__")) n++;
     st->tensors = callocCheck((size_t)n, sizeof(StTensor));
     Span *spans = callocCheck((size_t)n, sizeof(Span));
-    int k = 0, rc = 0;
+    int k = 0, rc = 0, n_meta_objects = 0;
     for (cJSON *it = root->child; it && !rc; it = it->next) {
         if (!strcmp(it->string, "__metadata__")) {
+            if (n_meta_objects++) { rc = fail(err, errlen, path, "__metadata__ given twice"); break; }
             if (!cJSON_IsObject(it)) { rc = fail(err, errlen, path, "__metadata__ is not an object"); break; }
             for (cJSON *m = it->child; m; m = m->next) {
                 if (!cJSON_IsString(m)) { rc = fail(err, errlen, path, "__metadata__[\"%s\"] is not a string", m->string); break; }
@@ -163,6 +181,15 @@ int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
         k++;
     }
     cJSON_Delete(root);
+    if (!rc) {
+        char **names = mallocCheck(sizeof(char *) * (size_t)(k ? k : 1));
+        for (int i = 0; i < k; i++) names[i] = st->tensors[i].name;
+        const char *dup = first_duplicate(names, k);
+        if (dup) rc = fail(err, errlen, path, "tensor \"%s\" is listed twice in the header", dup);
+        free(names);
+        if (!rc && (dup = first_duplicate(st->meta_keys, st->n_meta)))
+            rc = fail(err, errlen, path, "__metadata__ key \"%s\" is given twice", dup);
+    }
     if (!rc) {
         qsort(spans, (size_t)k, sizeof(Span), span_cmp);
         for (int i = 1; i < k && !rc; i++)
@@ -305,10 +332,9 @@ int st_writer_write(const StWriter *w, const char *path, char *err, size_t errle
     cJSON_Delete(root);
     if (!json) return fail(err, errlen, path, "out of memory");
     size_t jlen = strlen(json), padded = (jlen + 7) & ~(size_t)7; /* 8-byte aligned data, as safetensors does */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { free(json); return fail(err, errlen, path, "cannot create %s: %s", tmp, strerror(errno)); }
+    AtomicFile out;
+    if (atomic_file_open(&out, path, err, errlen)) { free(json); return -1; }
+    FILE *f = out.f;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(((uint64_t)padded >> (8 * i)) & 0xff);
     int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(json, 1, jlen, f) == jlen;
@@ -318,16 +344,12 @@ int st_writer_write(const StWriter *w, const char *path, char *err, size_t errle
         uint64_t nb = writer_nbytes(&w->tensors[i]);
         ok = nb == 0 || fwrite(w->tensors[i].data, 1, nb, f) == nb;
     }
-    int e = errno;
-    if (fflush(f) != 0) { ok = 0; e = errno; }
-    if (ok && fsync(fileno(f)) != 0) { ok = 0; e = errno; }
-    if (fclose(f) != 0 && ok) { ok = 0; e = errno; }
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) e = errno;
-        unlink(tmp);
+    if (!ok) {
+        int e = errno;
+        atomic_file_abort(&out);
         return fail(err, errlen, path, "write failed: %s", strerror(e));
     }
-    return 0;
+    return atomic_file_commit(&out, err, errlen);
 }
 
 void st_writer_write_or_die(const StWriter *w, const char *path) {

@@ -18,6 +18,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 
 #include "fsutil.h"
 #include "check.h"
+#include "config_args.h"
 #include "commands.h"
 #include "image/decode.h"
 #include "image/resample.h"
@@ -137,9 +139,8 @@ int cmd_demo_data(int argc, char **argv) {
         if (target || !strcmp(argv[i], "--fashion-mnist")) {
             if (i + 1 >= argc) saev_usage_fail("%s needs a value", argv[i]);
             if (!target) { fm = argv[++i]; continue; }
-            char *end;
-            *target = strtol(argv[++i], &end, 10);
-            if (*end || *target < 0 || (target != &seed && *target > 6000)) saev_usage_fail("%s: \"%s\" is not a valid count", argv[i - 1], argv[i]);
+            i++;
+            *target = (long)flag_int_or_die("saev demo-data", argv[i - 1], argv[i], 0, target == &seed ? LONG_MAX : 6000);
         } else if (argv[i][0] == '-') saev_usage_fail("unknown flag %s (saev demo-data --help)", argv[i]);
         else if (!dir) dir = argv[i];
         else saev_usage_fail("one DIR only");

@@ -25,7 +25,7 @@
  * name works for <hash> (they check the path's shape only).
  *
  * Skipped images (bad input) have zero activations in the export; a warning counts them.
- * Files are written to *.tmp and renamed; metadata.json is written last.
+ * Files are written under a temporary name and renamed (fsutil.h); metadata.json is written last.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -38,6 +38,7 @@
 
 #include "fsutil.h"
 #include "check.h"
+#include "config_args.h"
 #include "commands.h"
 #include "log.h"
 #include "store/store.h"
@@ -105,9 +106,8 @@ int cmd_export_saev(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(argv[i], "--max-tokens-per-shard") && i + 1 < argc) {
-            char *end;
-            max_tokens = strtoll(argv[++i], &end, 10);
-            if (*end || max_tokens <= 0) saev_usage_fail("export-saev: --max-tokens-per-shard must be a positive integer (got %s)", argv[i]);
+            i++;
+            max_tokens = flag_int_or_die("export-saev", argv[i - 1], argv[i], 1, INT64_MAX);
         } else if (argv[i][0] == '-') saev_usage_fail("export-saev: unknown option %s", argv[i]);
         else if (!store_path) store_path = argv[i];
         else if (!dir) dir = argv[i];
@@ -145,21 +145,21 @@ int cmd_export_saev(int argc, char **argv) {
     float *buf = mallocCheck(sizeof(float) * (size_t)(block * row));
     cJSON *shards = cJSON_CreateArray();
     for (int64_t sh = 0; sh < n_shards; sh++) {
-        char path[4096], tmp[4200], name[32];
+        char path[4096], name[32];
         snprintf(name, sizeof name, "acts%06lld.bin", (long long)sh);
         snprintf(path, sizeof path, "%s/%s", dir, name);
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "wb");
-        libcCheckPtr(f, tmp);
+        AtomicFile out;
+        atomic_file_open_or_die(&out, path);
+        FILE *f = out.f;
         int64_t first = sh * eps, n_sh = first + eps <= N ? eps : N - first;
         for (int64_t i = first; i < first + n_sh; i += block) {
             int64_t n = first + n_sh - i < block ? first + n_sh - i : block;
             store_read_images(s, i, n, buf);
-            if (fwrite(buf, sizeof(float) * (size_t)row, (size_t)n, f) != (size_t)n) saev_fail("cannot write %s: %s", tmp, strerror(errno));
+            fwrite(buf, sizeof(float) * (size_t)row, (size_t)n, f); /* a failed write is seen by the commit */
         }
         /* Full shard shape: saev memmaps every file as [examples_per_shard, ...]. */
-        if (fflush(f) || ftruncate(fileno(f), (off_t)(eps * row * 4)) || fclose(f)) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-        if (rename(tmp, path)) saev_fail("cannot rename %s: %s", tmp, strerror(errno));
+        if (fflush(f) || ftruncate(fileno(f), (off_t)(eps * row * 4))) saev_fail("cannot write %s: %s", out.tmp, strerror(errno));
+        atomic_file_commit_or_die(&out);
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "name", name);
         cJSON_AddNumberToObject(e, "n_examples", (double)n_sh);
@@ -167,15 +167,11 @@ int cmd_export_saev(int argc, char **argv) {
     }
     free(buf);
     if (m->has_patch_labels && m->n_patches > 0) {
-        char path[4096], tmp[4200];
+        char path[4096];
         snprintf(path, sizeof path, "%s/labels.bin", dir);
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
         uint8_t *lab = mallocCheck((size_t)(N * m->n_patches));
         store_read_patch_labels(s, 0, N, lab);
-        FILE *f = fopen(tmp, "wb");
-        libcCheckPtr(f, tmp);
-        if (fwrite(lab, (size_t)m->n_patches, (size_t)N, f) != (size_t)N || fclose(f)) saev_fail("cannot write %s: %s", tmp, strerror(errno));
-        if (rename(tmp, path)) saev_fail("cannot rename %s: %s", tmp, strerror(errno));
+        write_file_atomic_or_die(path, lab, (size_t)(N * m->n_patches));
         free(lab);
     }
     char *text = cJSON_Print(shards);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "config_args.h"
 #include "log.h"
 #include "safetensors.h"
 #include "vit/vit.h"
@@ -28,17 +29,6 @@ static int usage(FILE *out, int code) {
             "output holds hidden_states [L+1,B,T,D] and last_hidden_state [B,T,D]; with --layers (blocks,\n"
             "negative from the end) it holds layers [n,B,T,D]. Tokens: CLS (if any), then patches.\n");
     return code;
-}
-
-static int parse_int(const char *flag, const char *text, long lo, long hi, int *out) {
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (!*text || *end || v < lo || v > hi) {
-        fprintf(stderr, "saev forward: %s wants a whole number in [%ld, %ld], got \"%s\"\n", flag, lo, hi, text);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
 }
 
 /* "3,-2,5" -> blocks; returns the count or -1. */
@@ -79,11 +69,11 @@ int cmd_forward(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out_path = v;
         else if (!strcmp(a, "--layers")) layers_text = v;
         else if (!strcmp(a, "--device")) device_text = v;
-        else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 1 << 20, &batch);
-        else if (!strcmp(a, "--heads")) rc = parse_int(a, v, 1, 1 << 16, &spec.n_heads);
-        else if (!strcmp(a, "--patch-size")) rc = parse_int(a, v, 1, 1 << 16, &spec.patch_size);
-        else if (!strcmp(a, "--image-size")) rc = parse_int(a, v, 1, 1 << 20, &spec.image_size);
-        else if (!strcmp(a, "--registers")) rc = parse_int(a, v, 0, 1 << 16, &spec.n_registers);
+        else if (!strcmp(a, "--batch")) batch = (int)flag_int_or_die("saev forward", a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--heads")) spec.n_heads = (int)flag_int_or_die("saev forward", a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--patch-size")) spec.patch_size = (int)flag_int_or_die("saev forward", a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--image-size")) spec.image_size = (int)flag_int_or_die("saev forward", a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--registers")) spec.n_registers = (int)flag_int_or_die("saev forward", a, v, 0, 1 << 16);
         else if (!strcmp(a, "--family")) {
             VitFamily f;
             if (vit_family_from_name(v, &f)) {
@@ -115,11 +105,8 @@ int cmd_forward(int argc, char **argv) {
         fprintf(stderr, "saev forward: --model, --pixels and --out are required\n");
         return usage(stderr, 2);
     }
-    VitDevice device;
-    if (!strcmp(device_text, "auto")) device = VIT_DEVICE_AUTO;
-    else if (!strcmp(device_text, "cpu")) device = VIT_DEVICE_CPU;
-    else if (!strcmp(device_text, "cuda")) device = VIT_DEVICE_CUDA;
-    else {
+    Device device;
+    if (device_parse(device_text, &device)) {
         fprintf(stderr, "saev forward: --device wants auto, cpu or cuda, got \"%s\"\n", device_text);
         return 2;
     }

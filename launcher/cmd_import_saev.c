@@ -17,23 +17,11 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "config_args.h"
 #include "commands.h"
+#include "fsutil.h"
 #include "log.h"
 #include "store/store.h"
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) saev_usage_fail("import-saev: cannot open %s: %s", path, strerror(errno));
-    libcCheck(fseek(f, 0, SEEK_END));
-    long n = ftell(f);
-    libcCheck(n);
-    rewind(f);
-    char *b = mallocCheck((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) saev_fail("cannot read %s", path);
-    b[n] = 0;
-    fclose(f);
-    return b;
-}
 
 static const cJSON *need(const cJSON *obj, const char *key, const char *path, int type_ok) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -65,9 +53,8 @@ int cmd_import_saev(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype_name = argv[++i];
         else if (!strcmp(argv[i], "--images-per-file") && i + 1 < argc) {
-            char *end;
-            ipf = strtoll(argv[++i], &end, 10);
-            if (*end || ipf < 0) saev_usage_fail("import-saev: --images-per-file must be an integer >= 0 (got %s)", argv[i]);
+            i++;
+            ipf = flag_int_or_die("import-saev", argv[i - 1], argv[i], 0, INT64_MAX);
         } else if (argv[i][0] == '-') saev_usage_fail("import-saev: unknown option %s", argv[i]);
         else if (!dir) dir = argv[i];
         else if (!store_dir) store_dir = argv[i];
@@ -81,7 +68,11 @@ int cmd_import_saev(int argc, char **argv) {
     snprintf(md_path, sizeof md_path, "%s/metadata.json", dir);
     snprintf(sh_path, sizeof sh_path, "%s/shards.json", dir);
     snprintf(lab_path, sizeof lab_path, "%s/labels.bin", dir);
-    char *md_text = slurp(md_path), *sh_text = slurp(sh_path);
+    char err[4200];
+    char *md_text = read_file(md_path, NULL, err, sizeof err);
+    if (!md_text) saev_usage_fail("import-saev: %s", err);
+    char *sh_text = read_file(sh_path, NULL, err, sizeof err);
+    if (!sh_text) saev_usage_fail("import-saev: %s", err);
     cJSON *md = cJSON_Parse(md_text), *shards = cJSON_Parse(sh_text);
     if (!cJSON_IsObject(md)) saev_usage_fail("import-saev: %s is not a JSON object", md_path);
     if (!cJSON_IsArray(shards)) saev_usage_fail("import-saev: %s is not a JSON array", sh_path);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "config_args.h"
 #include "vit/vit.h"
 
 static int usage(FILE *out, int code) {
@@ -17,17 +18,6 @@ static int usage(FILE *out, int code) {
             "Writes DIR/model.safetensors (transformers tensor names) and DIR/config.json with random\n"
             "weights drawn from the seed. --registers adds DINOv2 register tokens (dinov2_with_registers).\n");
     return code;
-}
-
-static int parse_int(const char *flag, const char *text, long long lo, long long hi, long long *out) {
-    char *end;
-    long long v = strtoll(text, &end, 10);
-    if (!*text || *end || v < lo || v > hi) {
-        fprintf(stderr, "saev make-model: %s wants a whole number in [%lld, %lld], got \"%s\"\n", flag, lo, hi, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 int cmd_make_model(int argc, char **argv) {
@@ -44,8 +34,8 @@ int cmd_make_model(int argc, char **argv) {
         if (!strcmp(a, "--family")) family = v;
         else if (!strcmp(a, "--preset")) preset = v;
         else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--seed")) { if (parse_int(a, v, 0, (long long)1 << 62, &seed)) return 2; }
-        else if (!strcmp(a, "--registers")) { if (parse_int(a, v, 0, 1024, &registers)) return 2; }
+        else if (!strcmp(a, "--seed")) seed = flag_int_or_die("saev make-model", a, v, 0, (long long)1 << 62);
+        else if (!strcmp(a, "--registers")) registers = flag_int_or_die("saev make-model", a, v, 0, 1024);
         else {
             fprintf(stderr, "saev make-model: unknown option \"%s\"\n", a);
             return usage(stderr, 2);

@@ -5,11 +5,13 @@
  * with a flag (the same names as the YAML keys under preprocess:).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "config_args.h"
 #include "commands.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
@@ -23,14 +25,6 @@ static void usage(FILE *out) {
             "  --resize shortest|exact|none   --size N   --width W --height H (with --resize exact)\n"
             "  --interpolation bicubic|bilinear|nearest   --crop N (0 = none)\n"
             "  --mean R,G,B   --std R,G,B   --max-pixels N (default 89478485, 0 = no limit)\n");
-}
-
-static int64_t parse_int(const char *flag, const char *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end || end == v || x < 0) saev_usage_fail("%s: \"%s\" is not a non-negative integer", flag, v);
-    return x;
 }
 
 static void parse_floats3(const char *flag, const char *v, CfgList *out, double *store) {
@@ -61,14 +55,14 @@ int cmd_preprocess(int argc, char **argv) {
             if (!strcmp(a, "--pipeline")) c.pipeline = (char *)v;
             else if (!strcmp(a, "--out")) out = v;
             else if (!strcmp(a, "--resize")) c.resize = (char *)v;
-            else if (!strcmp(a, "--size")) c.size = parse_int(a, v);
-            else if (!strcmp(a, "--width")) c.width = parse_int(a, v);
-            else if (!strcmp(a, "--height")) c.height = parse_int(a, v);
+            else if (!strcmp(a, "--size")) c.size = flag_int_or_die("saev preprocess", a, v, 0, INT64_MAX);
+            else if (!strcmp(a, "--width")) c.width = flag_int_or_die("saev preprocess", a, v, 0, INT64_MAX);
+            else if (!strcmp(a, "--height")) c.height = flag_int_or_die("saev preprocess", a, v, 0, INT64_MAX);
             else if (!strcmp(a, "--interpolation")) c.interpolation = (char *)v;
-            else if (!strcmp(a, "--crop")) c.crop = parse_int(a, v);
+            else if (!strcmp(a, "--crop")) c.crop = flag_int_or_die("saev preprocess", a, v, 0, INT64_MAX);
             else if (!strcmp(a, "--mean")) parse_floats3(a, v, &c.mean, mean);
             else if (!strcmp(a, "--std")) parse_floats3(a, v, &c.std, std);
-            else if (!strcmp(a, "--max-pixels")) max_pixels = parse_int(a, v);
+            else if (!strcmp(a, "--max-pixels")) max_pixels = flag_int_or_die("saev preprocess", a, v, 0, INT64_MAX);
             else saev_usage_fail("unknown flag %s (saev preprocess --help)", a);
         } else if (!image) image = a;
         else saev_usage_fail("one IMAGE only (got \"%s\" and \"%s\")", image, a);

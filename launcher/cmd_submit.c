@@ -33,6 +33,7 @@
 #include "check.h"
 #include "commands.h"
 #include "config_args.h"
+#include "mpirun.h"
 #include "saev_config.h"
 #include "slurm_script.h"
 
@@ -55,8 +56,9 @@ static void usage(FILE *out) {
     for (int i = 0; i < N_FLAGS; i++) fprintf(out, "  %-18s slurm.%s\n", flag_keys[i][0], flag_keys[i][1]);
     fprintf(out,
             "  --no-requeue       slurm.requeue=false\n\n"
-            "The job runs nodes x tasks_per_node ranks (run.ranks is set to match), started by\n"
-            "`srun --mpi=pmix`. A sweep with slurm.group_size > 0 becomes a job array, one task per\n"
+            "The job runs slurm.nodes x slurm.tasks_per_node ranks, started by `srun --mpi=pmix`;\n"
+            "without slurm.tasks_per_node, run.ranks (or --ranks) decides it, spread over the nodes;\n"
+            "both given and different is an error. A sweep with slurm.group_size > 0 becomes a job array, one task per\n"
             "group of group_size configs (<run dir>/slurm/group_<i>.yaml). Outputs, logs and the\n"
             "script go under <run.out_dir>/<run.name>; `saev status` summarizes them.\n");
 }
@@ -75,6 +77,53 @@ static int schema_has(const CfgSchema *s, const char *path) {
 }
 
 
+
+/* `--flag value` as the --set of its slurm: key. String keys (by the schema) are
+ * single-quoted YAML so that "01:00:00", "64G" or "007" stay strings. */
+static char *flag_set(const char *key, const char *val) {
+    const CfgField *field = NULL;
+    for (int i = 0; i < slurm_config_schema.n_fields && !field; i++)
+        if (!strcmp(slurm_config_schema.fields[i].key, key)) field = &slurm_config_schema.fields[i];
+    if (!field) saev_fail("saev submit: slurm.%s is not in the slurm: schema (flag_keys and slurm_config.c disagree)", key);
+    char *s = mallocCheck(strlen(key) + 2 * strlen(val) + 16), *o = s;
+    o += sprintf(o, "slurm.%s=", key);
+    if (field->type != CFG_STRING) {
+        sprintf(o, "%s", val);
+        return s;
+    }
+    *o++ = '\'';
+    for (const char *c = val; *c; c++) {
+        if (*c == '\'') *o++ = '\''; /* YAML single quotes escape a quote by doubling it */
+        *o++ = *c;
+    }
+    *o++ = '\'';
+    *o = 0;
+    return s;
+}
+
+/* The job's shape: it runs slurm.nodes x slurm.tasks_per_node ranks. When neither the
+ * config nor a flag gives slurm.tasks_per_node, run.ranks decides it (spread evenly over
+ * the nodes); both given and different is refused naming both keys, since one of them
+ * would be quietly ignored. Writes the --sets that make the configs agree. */
+static void job_shape_or_die(const CfgArgs *load, const SaevConfig *c, char *ranks_set, char *tasks_set, size_t len) {
+    long long nodes = c->slurm.nodes, tasks = c->slurm.tasks_per_node, ranks = c->run.ranks;
+    int tasks_given = saev_config_given(load, "slurm.tasks_per_node"), ranks_given = saev_config_given(load, "run.ranks");
+    if (tasks_given) {
+        if (ranks_given && ranks != nodes * tasks)
+            saev_usage_fail("saev submit: run.ranks=%lld conflicts with slurm.nodes x slurm.tasks_per_node = %lld x %lld = %lld "
+                            "ranks; give one of them, or both alike", ranks, nodes, tasks, nodes * tasks);
+        ranks = nodes * tasks;
+    } else if (ranks_given) {
+        if (ranks % nodes)
+            saev_usage_fail("saev submit: run.ranks=%lld does not spread evenly over slurm.nodes=%lld; set slurm.tasks_per_node",
+                            ranks, nodes);
+        tasks = ranks / nodes;
+    } else {
+        ranks = nodes * tasks;
+    }
+    snprintf(ranks_set, len, "run.ranks=%lld", ranks);
+    snprintf(tasks_set, len, "slurm.tasks_per_node=%lld", tasks);
+}
 
 static char *absolute(const char *path) {
     if (path[0] == '/') return strdupCheck(path);
@@ -143,7 +192,7 @@ int cmd_submit(int argc, char **argv) {
     cfg_args_parse_or_die(end - first, argv + first, value_flags, &args);
     /* Flags become --set slurm.<key>=value, after the user's --sets. */
     int dry_run = 0;
-    const char **sets = callocCheck((size_t)args.n_sets + (size_t)args.argc + 4, sizeof(char *));
+    const char **sets = callocCheck((size_t)args.n_sets + (size_t)args.argc + 5, sizeof(char *));
     char **owned = callocCheck((size_t)args.argc + 4, sizeof(char *));
     int n_sets = 0, n_owned = 0;
     for (int i = 0; i < args.n_sets; i++) sets[n_sets++] = args.sets[i];
@@ -162,16 +211,10 @@ int cmd_submit(int argc, char **argv) {
             if (i + 1 >= args.argc) saev_usage_fail("saev submit: %s needs a value", a);
             val = args.argv[++i];
         }
-        char *s = mallocCheck(strlen(flag_keys[k][1]) + strlen(val) + 16);
-        /* Strings are quoted so that "01:00:00" or "64G" stay strings. */
-        int is_string = strstr("mem time account partition qos job_name log_dir template_path", flag_keys[k][1]) != NULL;
-        if (is_string && !strchr(val, '"')) sprintf(s, "slurm.%s=\"%s\"", flag_keys[k][1], val);
-        else sprintf(s, "slurm.%s=%s", flag_keys[k][1], val);
-        sets[n_sets++] = owned[n_owned++] = s;
+        sets[n_sets++] = owned[n_owned++] = flag_set(flag_keys[k][1], val);
     }
-    if (args.ranks) saev_usage_fail("saev submit: --ranks does not apply; a job runs slurm.nodes x slurm.tasks_per_node ranks");
 
-    /* First pass: the slurm section decides the rank count, which the configs then get. */
+    /* First pass: the job's shape, which the configs then get. */
     CfgArgs load = args;
     load.sets = sets;
     load.n_sets = n_sets;
@@ -184,10 +227,10 @@ int cmd_submit(int argc, char **argv) {
         free(d);
     }
     free(slurm0);
-    long long ranks = configs[0].slurm.nodes * configs[0].slurm.tasks_per_node;
-    char ranks_set[64];
-    snprintf(ranks_set, sizeof ranks_set, "run.ranks=%lld", ranks);
+    char ranks_set[64], tasks_set[64];
+    job_shape_or_die(&load, &configs[0], ranks_set, tasks_set, sizeof ranks_set);
     sets[n_sets++] = ranks_set;
+    sets[n_sets++] = tasks_set;
     if (!stage && schema_has(&saev_config_schema, "train.resume")) sets[n_sets++] = "train.resume=true";
     saev_config_free(configs, n);
     load.sets = sets;
@@ -233,12 +276,10 @@ int cmd_submit(int argc, char **argv) {
     /* The command the job runs. */
     char *cmd = NULL;
     char self[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", NULL);
-    self[len] = 0;
+    self_exe_path(self, sizeof self);
     if (stage) {
         char worker[PATH_MAX + 16];
-        snprintf(worker, sizeof worker, "%.*s/saev-worker", (int)(strrchr(self, '/') - self), self);
+        snprintf(worker, sizeof worker, "%s/saev-worker", launcher_dir());
         shell_append_word(&cmd, "srun");
         shell_append_word(&cmd, "--mpi=pmix");
         shell_append_word(&cmd, "--kill-on-bad-exit=1");

@@ -13,19 +13,51 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "log.h"
 #include "saev_config.h"
 
 const char *launcher_dir(void) {
     static char dir[PATH_MAX];
     if (!dir[0]) {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-        if (n < 0) saev_libc_fail(__FILE__, __LINE__, "readlink(/proc/self/exe)", "cannot find the launcher's folder");
-        dir[n] = 0;
+        self_exe_path(dir, sizeof dir);
         char *slash = strrchr(dir, '/');
         if (slash) *slash = 0;
     }
     return dir;
+}
+
+static int dir_has(const char *dir, const char *name) {
+    char p[PATH_MAX + 256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, R_OK) == 0;
+}
+
+const char *saev_share_dir(const char *sub, const char *probe, char *tried, size_t tried_len) {
+    static char found[4][PATH_MAX]; /* one slot per call site kind; callers copy if they keep it */
+    static int slot = 0;
+    char cand[3][PATH_MAX + 64];
+    const char *env = getenv("SAEV_SHARE_DIR");
+    int n = 0;
+    if (env && *env) snprintf(cand[n++], sizeof cand[0], "%s/%s", env, sub);
+    snprintf(cand[n++], sizeof cand[0], "%s/../share/saev-c/%s", launcher_dir(), sub);
+    snprintf(cand[n++], sizeof cand[0], "%s/%s", SAEV_SOURCE_DIR, sub);
+    if (tried && tried_len) tried[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (tried && tried_len) {
+            size_t used = strlen(tried);
+            snprintf(tried + used, tried_len - used, "%s%s", used ? ", " : "", cand[i]);
+        }
+        char *real = realpath(cand[i], NULL);
+        if (real && dir_has(real, probe)) {
+            char *out = found[slot++ % 4];
+            snprintf(out, PATH_MAX, "%s", real);
+            free(real);
+            return out;
+        }
+        free(real);
+    }
+    return NULL;
 }
 
 const char *launcher_sibling(const char *program) {

@@ -14,6 +14,14 @@
 
 /* The folder holding the running `saev` binary. */
 const char *launcher_dir(void);
+/* The folder of the project's data files of one kind (sub: "slurm" for the batch-script
+ * templates, "web" for the viewer's pages), the first of these that holds `probe`:
+ *   $SAEV_SHARE_DIR/<sub>                      (an override, for relocated installs)
+ *   <launcher_dir>/../share/saev-c/<sub>       (an installed prefix: bin/ beside share/)
+ *   <source tree>/<sub>                        (any build, in the source tree or out of it:
+ *                                               the source folder is compiled in)
+ * NULL when none does; `tried` (if given) gets the folders looked at, for the message. */
+const char *saev_share_dir(const char *sub, const char *probe, char *tried, size_t tried_len);
 /* Path of a program installed beside the running `saev` (e.g. "saev-worker"). */
 const char *launcher_sibling(const char *program);
 /* Runs the worker stage on `ranks` ranks; argv (argc entries) follow the stage name.

@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "fsutil.h"
 #include "mpirun.h"
 
 // ---- growing strings ----------------------------------------------------------------
@@ -52,45 +53,17 @@ static int has_file(const char *dir, const char *name) {
 }
 
 const char *slurm_template_dir(void) {
-    static char dir[PATH_MAX];
     const char *env = getenv("SAEV_SLURM_TEMPLATES");
     if (env && *env) {
         if (!has_file(env, "single.sbatch")) saev_usage_fail("SAEV_SLURM_TEMPLATES=%s has no single.sbatch", env);
         return env;
     }
-    const char *self = launcher_dir();
-    const char *tries[] = {"../../slurm", "../share/saev-c/slurm", "../slurm"};
-    for (int i = 0; i < 3; i++) {
-        if (snprintf(dir, sizeof dir, "%s/%s", self, tries[i]) >= (int)sizeof dir) continue;
-        char *real = realpath(dir, NULL);
-        if (real && has_file(real, "single.sbatch")) {
-            snprintf(dir, sizeof dir, "%s", real);
-            free(real);
-            return dir;
-        }
-        free(real);
-    }
-    saev_usage_fail("cannot find the Slurm templates (slurm/single.sbatch) in %s/../../slurm, %s/../share/saev-c/slurm "
-                    "or %s/../slurm; set SAEV_SLURM_TEMPLATES=DIR or slurm.template_path", self, self, self);
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) saev_usage_fail("cannot read the Slurm template %s", path);
-    char *text = NULL;
-    size_t n = 0, cap = 0;
-    char buf[4096];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        if (n + got + 1 > cap) text = reallocCheck(text, cap = 2 * (n + got + 1));
-        memcpy(text + n, buf, got);
-        n += got;
-    }
-    if (ferror(f)) saev_usage_fail("cannot read the Slurm template %s", path);
-    fclose(f);
-    if (!text) text = strdupCheck("");
-    else text[n] = 0;
-    return text;
+    char tried[4 * PATH_MAX];
+    const char *dir = saev_share_dir("slurm", "single.sbatch", tried, sizeof tried);
+    if (!dir)
+        saev_usage_fail("cannot find the Slurm templates (slurm/single.sbatch) in %s; set SAEV_SLURM_TEMPLATES=DIR or "
+                        "slurm.template_path", tried);
+    return dir;
 }
 
 typedef struct {
@@ -185,7 +158,9 @@ char *slurm_script_render(const SlurmJob *job) {
     else
         snprintf(path, sizeof path, "%s/%s", slurm_template_dir(),
                  job->n_groups > 0 ? "array.sbatch" : c->nodes > 1 ? "multinode.sbatch" : "single.sbatch");
-    char *text = read_text(path);
+    char err[PATH_MAX + 128];
+    char *text = read_file(path, NULL, err, sizeof err);
+    if (!text) saev_usage_fail("cannot read the Slurm template: %s", err);
     Var vars[] = {
         {"job_name", strdupCheck(job->job_name)},
         {"sbatch", sbatch_block(job)},

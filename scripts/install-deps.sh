@@ -8,6 +8,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake pkg-config
+  # scripts/gpu-check.sh --collect-libs: the carried programs find their libraries through rpath
+  patchelf
   # MPI, parallel HDF5 and its command-line tools
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   # libraries the C code links
@@ -19,6 +21,8 @@ PACKAGES=(
   slurm-wlm munge
   # the demo data set: real photos and Fashion-MNIST, all from Debian's archive
   dataset-fashion-mnist python3-skimage python3-sklearn mate-backgrounds
+  # hardening: libFuzzer harnesses and the sanitizer build (make fuzz, make test-asan)
+  clang-14 libclang-rt-14-dev llvm-14
 )
 # The benchmark peer (PyTorch CPU) is large; install it only when asked.
 if [ "${SAEV_BENCH_DEPS:-0}" = 1 ]; then PACKAGES+=(python3-torch); fi

@@ -10,7 +10,7 @@ import glob, os, sys
 import h5py, numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sae_compare import load, save  # the tests' one safetensors reader/writer
+from sae_compare import load, save, vit_path_bound  # the tests' one safetensors reader/writer
 
 def files(store):
     return sorted(glob.glob(store + "/acts-*.h5"))
@@ -31,8 +31,10 @@ elif cmd == "forward":
     acts = read_all(store, "activations")[i, 0]           # [T, D], layer 0 of the store
     y = load(ypath)[0]["layers"][0, 0]                    # [n, B, T, D] -> first layer, image 0
     err = np.linalg.norm(acts - y) / np.linalg.norm(y)
-    # Same float32 code path; only GEMM blocking differs with the batch size.
-    assert err < 1e-5, "store row %d vs saev forward: relative error %g" % (i, err)
+    # Same float32 code path; only GEMM blocking differs with the batch size. The test's
+    # tiny ViT (d 48, MLP 96) to layer -2 of 3 runs 2 blocks.
+    bound = vit_path_bound(2, 96)
+    assert err <= bound, "store row %d vs saev forward: relative error %g > %g" % (i, err, bound)
     print("forward: image %d relative error %.2e" % (i, err))
 elif cmd == "layout":
     store, n, t, d = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "safetensors.h"
 #include "sae/sae.h"
 #include "sae/sae_step.h"
@@ -34,19 +35,6 @@ static double fx_rel_f(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static char *fx_read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) saev_fail("%s: cannot open", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc(n + 1);
-    if (fread(s, 1, n, f) != (size_t)n) saev_fail("%s: short read", path);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 /* Fills an SaeConfig + schedule from case.json (the keys the fixtures use). */
 typedef struct {
     SaeConfig sae;
@@ -58,7 +46,7 @@ typedef struct {
 static void fx_case_load(const char *dir, FxCase *fc) {
     char path[1200];
     snprintf(path, sizeof path, "%s/case.json", dir);
-    char *text = fx_read_text(path);
+    char *text = read_file_or_die(path, NULL);
     cJSON *j = cJSON_Parse(text);
     if (!j) saev_fail("%s: invalid JSON", path);
     int d = cJSON_GetObjectItem(j, "d_model")->valueint, S = cJSON_GetObjectItem(j, "d_sae")->valueint;

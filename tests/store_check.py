@@ -11,6 +11,10 @@ and from saev's protocol-2.1 layout (launcher/cmd_export_saev.c cites the source
   incomplete DIR              no file carries complete=1 and some status is 0
   export STORE EXPORT MAXTOK  saev shard bytes at known offsets + metadata/shards json
   roundtrip A B               activations/patch labels of A equal B's (B imported from A's export)
+  checksums DIR               every written image's stored checksum per layer equals Fletcher-32
+                              of its stored bytes, computed here from the definition in store.h
+  corrupt DIR IMAGE LAYER     flips one byte inside that image's slice of that layer (located
+                              through HDF5's chunk index) and prints the file and HDF5 chunk
 """
 import glob
 import json
@@ -115,7 +119,7 @@ def layout(d, dtype, n, L, P, D, ipf, skip):
             want_acts[bad] = 0.0
             got = a[()].astype(np.float64)
             err = np.abs(got - want_acts) - tol * np.abs(want_acts)
-            if err.max() > 0:
+            if not err.max() <= 0:  # NaN anywhere makes max NaN, and NaN <= 0 is False
                 fail(f"{path}: activations off the closed form by {err.max()}")
             if not np.array_equal(f["image_index"][()], imgs):
                 fail(f"{path}: image_index")
@@ -184,7 +188,7 @@ def export(store, out, max_tokens):
                         fh.seek(off)
                         got = float(np.frombuffer(fh.read(4), "<f4")[0])
                     w = 0.0 if status[i] == 2 else act(i, l, t, k)
-                    if abs(got - w) > tol * abs(w):
+                    if not abs(got - w) <= tol * abs(w):  # fails on NaN
                         fail(f"image {i} layer {l} token {t} dim {k} at {off}: {got} != {w}")
                     checked += 1
     for s in range(n_shards):
@@ -197,7 +201,7 @@ def export(store, out, max_tokens):
         imgs = np.arange(s * eps, min(n, (s + 1) * eps))
         w = closed_form(imgs, L, T, D)
         w[status[imgs] == 2] = 0
-        if (np.abs(mm[: len(imgs)] - w) - tol * np.abs(w)).max() > 0:
+        if not (np.abs(mm[: len(imgs)] - w) - tol * np.abs(w)).max() <= 0:  # fails on NaN
             fail(f"shard {s} differs from the closed form")
     lab = np.fromfile(os.path.join(out, "labels.bin"), dtype=np.uint8).reshape(n, P)
     if not np.array_equal(lab, (np.arange(n)[:, None] + np.arange(P)[None, :]) % 5):
@@ -215,6 +219,75 @@ def roundtrip(a, b):
     print(f"roundtrip: {a} == {b}")
 
 
+def fletcher32(b):
+    """Fletcher-32 as store.h defines it: little-endian 16-bit words (an odd last byte is
+    a word of its own), c0 += w, c1 += c0, both mod 65535; result c1 << 16 | c0. Plain
+    Python integers (no overflow), so this is an independent reference."""
+    w = np.frombuffer(b[: len(b) // 2 * 2], dtype="<u2").astype(np.int64)
+    if len(b) % 2:
+        w = np.append(w, b[-1])
+    c0 = np.cumsum(w) % 65535  # c0 after each word (sums of non-negative ints: exact in int64 for < 2^47 words)
+    # c1 = sum over words of c0 (mod 65535); c0 values are already reduced, which is the same mod 65535.
+    c1 = int(c0.sum()) % 65535 if len(w) else 0
+    c0 = int(c0[-1]) if len(w) else 0
+    return (c1 << 16) | c0
+
+
+def checksums(d):
+    n_checked = 0
+    for path in files(d):
+        with h5py.File(path, "r") as f:
+            if "checksum" not in f:
+                fail(f"{path}: no checksum dataset")
+            acts, sums, status = f["activations"], f["checksum"][()], f["status"][()]
+            raw_type = acts.id.get_type()
+            for i in range(acts.shape[0]):
+                for l in range(acts.shape[1]):
+                    if status[i] != 1:
+                        if sums[i, l] != 0:
+                            fail(f"{path}: image {i} not written but checksum {sums[i, l]:#x}")
+                        continue
+                    buf = np.empty(acts.shape[2:], dtype=np.uint16 if raw_type.get_size() == 2 else np.float32)
+                    acts.id.read(h5py.h5s.create_simple(buf.shape), _hyperslab(acts, i, l), buf, mtype=raw_type)
+                    want = fletcher32(buf.tobytes())
+                    if int(sums[i, l]) != want:
+                        fail(f"{path}: image {i} layer {l}: stored checksum {int(sums[i, l]):#010x}, Fletcher-32 {want:#010x}")
+                    n_checked += 1
+    print(f"checksums: {d}: {n_checked} image-layer checksums equal the reference")
+
+
+def _hyperslab(ds, i, l):
+    sp = ds.id.get_space()
+    sp.select_hyperslab((i, l, 0, 0), (1, 1) + ds.shape[2:])
+    return sp
+
+
+def corrupt(d, image, layer):
+    image, layer = int(image), int(layer)
+    for path in files(d):
+        with h5py.File(path, "r") as f:
+            first, n = int(f.attrs["first_image"]), int(f.attrs["n_images_in_file"])
+            if not first <= image < first + n:
+                continue
+            acts = f["activations"]
+            row = image - first
+            chunk = acts.chunks
+            info = acts.id.get_chunk_info_by_coord((row // chunk[0] * chunk[0], layer, 0, 0))
+            es = acts.dtype.itemsize if acts.id.get_type().get_size() != 2 else 2
+            slice_bytes = acts.shape[2] * acts.shape[3] * es
+            # chunk [c, 1, T, D]: the image's slice is at (row mod c) * slice_bytes; flip a byte in its middle.
+            off = info.byte_offset + (row % chunk[0]) * slice_bytes + slice_bytes // 2
+        with open(path, "r+b") as fh:
+            fh.seek(off)
+            b = fh.read(1)
+            fh.seek(off)
+            fh.write(bytes([b[0] ^ 0xFF]))
+        print(f"{path} {row // chunk[0] * chunk[0]}")
+        return
+    fail(f"image {image} not in {d}")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"same": same, "layout": layout, "incomplete": incomplete, "export": export, "roundtrip": roundtrip}[cmd](*args)
+    {"same": same, "layout": layout, "incomplete": incomplete, "export": export, "roundtrip": roundtrip, "checksums": checksums,
+     "corrupt": corrupt}[cmd](*args)

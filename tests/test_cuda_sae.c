@@ -18,7 +18,8 @@
  * - the per-row top-k selection alone at saev's size and at d_sae 131072, k 256 against a
  *   sort on the CPU (the selected sets must be identical; random floats have no ties).
  *
- * Needs a GPU: without one (or without SAEV_CUDA) it prints "skipped: no GPU" and passes.
+ * Needs a GPU: without one (or without SAEV_CUDA) it prints "skipped: no GPU" and exits 77,
+ * which ctest reports as Skipped (SKIP_RETURN_CODE in CMakeLists.txt).
  */
 #include <check.h>
 #include <math.h>
@@ -38,14 +39,14 @@
 
 #ifdef SAEV_CUDA
 /* One fixture case through the dispatch layer: sae_batch_rows / submit / sae_sweep_step. */
-static void run_case(const char *name, SaePrecision prec, double tol) {
+static void run_case(const char *name, Precision prec, double tol) {
     char dir[1024], path[1200];
     snprintf(dir, sizeof dir, "%s/%s", fixture_path("sae"), name);
     FxCase fc;
     fx_case_load(dir, &fc);
     int d = fc.sae.d_model, S = fc.sae.d_sae, B = (int)fc.batch_size, T = (int)fc.n_steps;
     ck_assert_int_le(T, 64);
-    SaeBackendSpec spec = {SAE_DEVICE_CUDA, prec};
+    SaeBackendSpec spec = {DEVICE_CUDA, prec};
     SaeBackend be;
     char err[512];
     ck_assert_msg(sae_backend_create(&be, &fc.sae, B, &spec, err, sizeof err) == 0, "%s", err);
@@ -66,7 +67,7 @@ static void run_case(const char *name, SaePrecision prec, double tol) {
     float *x = st_load_f32(&bt, "activations", 2, NULL);
     st_close(&bt);
     SaeBatch batch;
-    sae_batch_init(&batch, SAE_DEVICE_CUDA, B, d);
+    sae_batch_init(&batch, DEVICE_CUDA, B, d);
     double loss[64], mse[64], l0[64], l1[64], aux[64], gn[64], lr[64];
     uint64_t rng = 1, *rngs[1] = {&rng};
     SaeBackend *bes[1] = {&be};
@@ -84,13 +85,13 @@ static void run_case(const char *name, SaePrecision prec, double tol) {
     SaeFixtureResult r;
     fx_compare(dir, T, loss, mse, l0, l1, aux, gn, lr, h->p.w_enc, h->p.b_enc, h->p.w_dec, h->p.b_dec, h->threshold, &r);
     printf("cuda sae %-20s %s loss %.2e mse %.2e l0 %.2e l1 %.2e aux %.2e gnorm %.2e | W_enc %.2e b_enc %.2e W_dec %.2e b_dec %.2e thr %.2e\n",
-           name, prec == SAE_PREC_TF32 ? "tf32" : "fp32", r.err_loss, r.err_mse, r.err_l0, r.err_l1, r.err_aux,
+           name, prec == PRECISION_TF32 ? "tf32" : "fp32", r.err_loss, r.err_mse, r.err_l0, r.err_l1, r.err_aux,
            r.err_grad_norm, r.err_w_enc, r.err_b_enc, r.err_w_dec, r.err_b_dec, r.err_threshold);
     double errs[12] = {r.err_loss, r.err_mse, r.err_l0, r.err_l1, r.err_aux, r.err_grad_norm, r.err_lr,
                        r.err_w_enc, r.err_b_enc, r.err_w_dec, r.err_b_dec, r.err_threshold};
     const char *what[12] = {"loss", "mse", "l0", "l1", "aux", "grad_norm", "lr", "W_enc", "b_enc", "W_dec", "b_dec", "threshold"};
     for (int i = 0; i < 12; i++)
-        ck_assert_msg(errs[i] <= tol, "%s %s: %s rel err %.3e > %.0e", name, prec == SAE_PREC_TF32 ? "tf32" : "fp32",
+        ck_assert_msg(errs[i] <= tol, "%s %s: %s rel err %.3e > %.0e", name, prec == PRECISION_TF32 ? "tf32" : "fp32",
                       what[i], errs[i], tol);
     free(x);
     sae_batch_free(&batch);
@@ -99,9 +100,9 @@ static void run_case(const char *name, SaePrecision prec, double tol) {
 
 static const char *CASES[5] = {"relu_l1", "relu_warmup_cosine", "topk_auxk", "matryoshka_topk", "batchtopk"};
 
-START_TEST(test_fixture_fp32) { run_case(CASES[_i], SAE_PREC_FP32, 1e-4); }
+START_TEST(test_fixture_fp32) { run_case(CASES[_i], PRECISION_FP32, 1e-4); }
 END_TEST
-START_TEST(test_fixture_tf32) { run_case(CASES[_i], SAE_PREC_TF32, 5e-3); }
+START_TEST(test_fixture_tf32) { run_case(CASES[_i], PRECISION_TF32, 5e-3); }
 END_TEST
 
 static double rel_d(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-12 ? fabs(b) : 1.0); }
@@ -119,7 +120,7 @@ START_TEST(test_cuda_vs_cpu_all_options) {
     c.n_prefixes = 4;
     c.sample_prefixes = 1;
     c.center_input = 1;
-    SaeBackendSpec cpu = {SAE_DEVICE_CPU, SAE_PREC_FP32}, gpu = {SAE_DEVICE_CUDA, SAE_PREC_FP32};
+    SaeBackendSpec cpu = {DEVICE_CPU, PRECISION_FP32}, gpu = {DEVICE_CUDA, PRECISION_FP32};
     SaeBackend a, g;
     char err[512];
     ck_assert_msg(sae_backend_create(&a, &c, B, &cpu, err, sizeof err) == 0, "%s", err);
@@ -132,8 +133,8 @@ START_TEST(test_cuda_vs_cpu_all_options) {
     a.host.data_scale = g.host.data_scale = 1.5f;
     sae_backend_push(&g);
     SaeBatch ba, bg;
-    sae_batch_init(&ba, SAE_DEVICE_CPU, B, d);
-    sae_batch_init(&bg, SAE_DEVICE_CUDA, B, d);
+    sae_batch_init(&ba, DEVICE_CPU, B, d);
+    sae_batch_init(&bg, DEVICE_CUDA, B, d);
     uint64_t ra = 77, rg = 77, *pa[1] = {&ra}, *pg[1] = {&rg};
     SaeBackend *A[1] = {&a}, *G[1] = {&g};
     for (int s = 0; s < T; s++) {
@@ -212,13 +213,13 @@ static void check_topk(int n, int S, int k, uint64_t seed) {
     }
     float *dh = cuda_malloc(nS * sizeof(float)), *dv = cuda_malloc((size_t)n * k * sizeof(float));
     int *di = cuda_malloc((size_t)n * k * sizeof(int));
-    cuda_upload(dh, h, nS * sizeof(float));
+    cuda_upload(dh, h, nS * sizeof(float), NULL); /* the legacy stream, as the launch below */
     sae_cuda_topk_rows(dh, n, S, k, di, dv, NULL);
     cuda_sync();
     int *idx = mallocCheck((size_t)n * k * sizeof(int));
     float *val = mallocCheck((size_t)n * k * sizeof(float));
-    cuda_download(idx, di, (size_t)n * k * sizeof(int));
-    cuda_download(val, dv, (size_t)n * k * sizeof(float));
+    cuda_download(idx, di, (size_t)n * k * sizeof(int), NULL);
+    cuda_download(val, dv, (size_t)n * k * sizeof(float), NULL);
     for (int b = 0; b < n; b++) {
         const float *hb = h + (size_t)b * S;
         memcpy(row, hb, S * sizeof(float));
@@ -255,11 +256,11 @@ END_TEST
 int main(void) {
 #ifndef SAEV_CUDA
     printf("skipped: no GPU (built without SAEV_CUDA)\n");
-    return 0;
+    return 77; /* ctest SKIP_RETURN_CODE: shown as Skipped, never as Passed */
 #else
     if (cuda_gpu_count() < 1) {
         printf("skipped: no GPU\n");
-        return 0;
+        return 77;
     }
     Suite *s = suite_create("cuda_sae");
     TCase *tc = tcase_create("sae");

@@ -55,7 +55,7 @@ done
 
 echo "== folder path, --layers and --batch against the full run"
 "$SAEV" forward --model "$FX/dinov2_reg" --pixels "$FX/dinov2_reg/expected.safetensors" --out "$TMP/layers.safetensors" --layers -1,0,-2 --batch 1
-$PY - "$TMP/layers.safetensors" "$TMP/dinov2_reg.out.safetensors" <<'PYEOF'
+$PY - "$TMP/layers.safetensors" "$TMP/dinov2_reg.out.safetensors" "${SAEV_ROOT:?}/tests" <<'PYEOF'
 import json, struct, sys
 import numpy as np
 def load(path):
@@ -66,12 +66,16 @@ def load(path):
 part, meta = load(sys.argv[1]); full, _ = load(sys.argv[2])
 assert meta['layers'] == '2,0,1', meta
 hs = full['hidden_states']
-# --batch 1 changes GEMM shapes, so agreement is up to float summation order
+# --batch 1 changes GEMM shapes, so agreement is up to float summation order: the bound
+# of tests/sae_compare.py's vit_path_bound for blk + 1 blocks of the fixture's ViT
+# (d 48, MLP 96, 4 heads).
+sys.path.insert(0, sys.argv[3]); from sae_compare import vit_path_bound
 for j, blk in enumerate([2, 0, 1]):
     a, b = part['layers'][j].astype(np.float64), hs[blk + 1].astype(np.float64)
     err = np.linalg.norm(a - b) / np.linalg.norm(b)
-    print(f'  block {blk} (batch 1) vs hidden_states[{blk + 1}] (batch 2): rel err {err:.1e}')
-    assert err <= 1e-6, (blk, err)
+    bound = vit_path_bound(blk + 1, 96)
+    print(f'  block {blk} (batch 1) vs hidden_states[{blk + 1}] (batch 2): rel err {err:.1e} (bound {bound:.1e})')
+    assert err <= bound, (blk, err, bound)
 PYEOF
 
 echo "== make-model round trip"

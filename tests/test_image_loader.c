@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include "testutil.h"
+#include "fsutil.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,18 +51,6 @@ static void rm_tmpdir_at_exit(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
-static uint8_t *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*n);
-    ck_assert_uint_eq(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
-
 static void good_file(const char *path, int w, int h, int seed) {
     Image8 im = pattern(w, h, seed);
     char err[512];
@@ -98,7 +87,7 @@ START_TEST(test_bad_truncated) {
         snprintf(p, sizeof p, "%s/%s", tmpdir, names[k]);
         good_file(p, 64, 48, 1);
         size_t n;
-        uint8_t *b = read_bytes(p, &n);
+        uint8_t *b = (uint8_t *)read_file_or_die(p, &n);
         write_bytes(p, b, n * 2 / 3);
         free(b);
         expect_bad(p, 0, "truncated");
@@ -114,7 +103,7 @@ START_TEST(test_bad_corrupt) {
     snprintf(p, sizeof p, "%s/c.jpg", tmpdir);
     good_file(p, 64, 48, 2);
     size_t n;
-    uint8_t *b = read_bytes(p, &n);
+    uint8_t *b = (uint8_t *)read_file_or_die(p, &n);
     for (size_t i = 3; i < 200 && i < n; i++) b[i] = (uint8_t)(i * 37);
     write_bytes(p, b, n);
     free(b);
@@ -122,7 +111,7 @@ START_TEST(test_bad_corrupt) {
     /* PNG: flip a byte of the IHDR chunk so its CRC no longer matches */
     snprintf(p, sizeof p, "%s/c.png", tmpdir);
     good_file(p, 64, 48, 3);
-    b = read_bytes(p, &n);
+    b = (uint8_t *)read_file_or_die(p, &n);
     b[18] ^= 0x5a;
     write_bytes(p, b, n);
     free(b);
@@ -182,8 +171,8 @@ static void build_folder(void) {
     write_bytes(p, "x", 1);
 }
 
-static LoaderSpec loader_spec(int threads, int queue, BadImagePolicy bad) {
-    LoaderSpec s = {0};
+static ImageLoaderSpec image_loader_spec(int threads, int queue, BadImagePolicy bad) {
+    ImageLoaderSpec s = {0};
     s.batch_size = 4; s.threads = threads; s.queue_batches = queue; s.begin = 0; s.end = -1;
     char err[256];
     ck_assert(preprocess_family("clip", &s.pre, err, sizeof err) == 0);
@@ -246,13 +235,13 @@ START_TEST(test_loader_skip_and_order) {
     int64_t idx[2][16];
     int n_out[2] = {0, 0};
     for (int run = 0; run < 2; run++) {
-        LoaderSpec s = run == 0 ? loader_spec(1, 1, BAD_SKIP) : loader_spec(8, 3, BAD_SKIP);
+        ImageLoaderSpec s = run == 0 ? image_loader_spec(1, 1, BAD_SKIP) : image_loader_spec(8, 3, BAD_SKIP);
         out[run] = malloc(sizeof(float) * px * 16);
-        Loader *ld = loader_open(&ds, &s);
-        ck_assert_int_eq(loader_n_batches(ld), 3);
-        const Batch *b;
+        ImageLoader *ld = image_loader_open(&ds, &s);
+        ck_assert_int_eq(image_loader_n_batches(ld), 3);
+        const ImageBatch *b;
         int nb = 0, bad_seen = 0;
-        while ((b = loader_next(ld))) {
+        while ((b = image_loader_next(ld))) {
             ck_assert_int_eq(b->first, nb * 4);
             for (int i = 0; i < b->n; i++) {
                 idx[run][n_out[run]] = b->index[i];
@@ -269,24 +258,22 @@ START_TEST(test_loader_skip_and_order) {
         }
         ck_assert_int_eq(nb, 3);
         ck_assert_int_eq(bad_seen, 3);
-        ck_assert_int_eq(loader_n_bad(ld), 3);
+        ck_assert_int_eq(image_loader_n_bad(ld), 3);
         char listp[512];
         snprintf(listp, sizeof listp, "%s/bad.tsv", tmpdir);
-        ck_assert_msg(loader_write_bad_list(ld, listp, err, sizeof err) == 0, "%s", err);
-        size_t n;
-        char *text = (char *)read_bytes(listp, &n);
-        text = realloc(text, n + 1); text[n] = 0;
+        ck_assert_msg(image_loader_write_bad_list(ld, listp, err, sizeof err) == 0, "%s", err);
+        char *text = read_file_or_die(listp, NULL);
         ck_assert_ptr_nonnull(strstr(text, "empty file"));
         ck_assert_ptr_nonnull(strstr(text, "not a JPEG or PNG"));
         ck_assert_ptr_nonnull(strstr(text, "over the limit"));
         free(text);
-        loader_close(ld);
+        image_loader_close(ld);
     }
     ck_assert_int_eq(n_out[0], 8);
     ck_assert_int_eq(n_out[1], 8);
     ck_assert(memcmp(idx[0], idx[1], sizeof(int64_t) * 8) == 0);
     ck_assert(memcmp(out[0], out[1], sizeof(float) * px * 8) == 0);
-    LoaderSpec s = loader_spec(1, 1, BAD_SKIP);
+    ImageLoaderSpec s = image_loader_spec(1, 1, BAD_SKIP);
     float *one = malloc(sizeof(float) * px);
     for (int k = 0; k < 8; k++) {
         Image8 im;
@@ -304,6 +291,13 @@ START_TEST(test_loader_skip_and_order) {
 END_TEST
 
 /* Policy fail: the job stops (exit status 1) at the first bad image. */
+static void load_all_failing(void *ds) {
+    ImageLoaderSpec s = image_loader_spec(2, 2, BAD_FAIL);
+    ImageLoader *ld = image_loader_open(ds, &s);
+    while (image_loader_next(ld)) {}
+    image_loader_close(ld); /* not reached: the bad image ends the process */
+}
+
 START_TEST(test_loader_fail_policy) {
     make_tmpdir();
     build_folder();
@@ -311,11 +305,11 @@ START_TEST(test_loader_fail_policy) {
     Dataset ds;
     char err[512];
     ck_assert_msg(dataset_open(&ds_spec, &ds, err, sizeof err) == 0, "%s", err);
-    LoaderSpec s = loader_spec(2, 2, BAD_FAIL);
-    atexit(rm_tmpdir_at_exit); /* saev_fail exits through exit() */
-    Loader *ld = loader_open(&ds, &s);
-    while (loader_next(ld)) {}
-    loader_close(ld); /* not reached: the bad image ends the process */
+    /* The first bad image in order is a/01.jpg (zero bytes): the message names it. */
+    expect_exit(load_all_failing, &ds, 1, "bad image (data.on_bad_image: fail)");
+    expect_exit(load_all_failing, &ds, 1, "a/01.jpg");
+    dataset_free(&ds);
+    rm_tmpdir_at_exit();
 }
 END_TEST
 
@@ -362,18 +356,18 @@ START_TEST(test_ade20k_loader) {
     Dataset ds;
     ck_assert_msg(dataset_open(&spec, &ds, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(ds.n, 1);
-    LoaderSpec s = loader_spec(1, 1, BAD_SKIP);
+    ImageLoaderSpec s = image_loader_spec(1, 1, BAD_SKIP);
     s.pre.resize = RESIZE_EXACT; s.pre.width = s.pre.height = 16; s.pre.crop_w = s.pre.crop_h = 0;
     s.patch_size = 8;
-    Loader *ld = loader_open(&ds, &s);
-    ck_assert_int_eq(loader_n_patches(ld), 4);
-    const Batch *b = loader_next(ld);
+    ImageLoader *ld = image_loader_open(&ds, &s);
+    ck_assert_int_eq(image_loader_n_patches(ld), 4);
+    const ImageBatch *b = image_loader_next(ld);
     ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(b->n, 1);
     ck_assert_int_eq(b->patch_labels[0], 4); ck_assert_int_eq(b->patch_labels[1], 0);
     ck_assert_int_eq(b->patch_labels[2], 4); ck_assert_int_eq(b->patch_labels[3], 0);
-    ck_assert_ptr_null(loader_next(ld));
-    loader_close(ld);
+    ck_assert_ptr_null(image_loader_next(ld));
+    image_loader_close(ld);
     dataset_free(&ds);
     /* a missing annotation is named */
     snprintf(p, sizeof p, "%s/images/training/x2.jpg", tmpdir);
@@ -395,7 +389,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_over_pixel_limit);
     tcase_add_test(tc, test_folder_listing);
     tcase_add_test(tc, test_loader_skip_and_order);
-    tcase_add_exit_test(tc, test_loader_fail_policy, 1);
+    tcase_add_test(tc, test_loader_fail_policy);
     tcase_add_test(tc, test_patch_labels);
     tcase_add_test(tc, test_ade20k_loader);
     suite_add_tcase(s, tc);

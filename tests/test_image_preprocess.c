@@ -20,18 +20,13 @@
 static const char *images[] = {"astronaut.png", "camera_gray.png", "china.jpg", "gradient_rgba.png", "small_13x9.png", "wide_700x41.jpg"};
 static const char *pipelines[] = {"clip", "dinov2", "siglip"};
 
-static const char *fixtures(void) {
-    const char *f = getenv("SAEV_FIXTURES");
-    return f ? f : "tests/fixtures";
-}
-
 START_TEST(test_fixture_image) {
     const char *name = images[_i];
     char path[1024], err[1024];
-    snprintf(path, sizeof path, "%s/preprocess/%s", fixtures(), name);
+    snprintf(path, sizeof path, "%s/%s", fixture_path("preprocess"), name);
     Image8 im;
     ck_assert_msg(decode_rgb_file(path, 0, &im, err, sizeof err) == 0, "%s", err);
-    snprintf(path, sizeof path, "%s/preprocess/%s.expected.safetensors", fixtures(), name);
+    snprintf(path, sizeof path, "%s/%s.expected.safetensors", fixture_path("preprocess"), name);
     SafeTensors st;
     st_open_or_die(&st, path);
     for (int p = 0; p < 3; p++) {
@@ -43,7 +38,7 @@ START_TEST(test_fixture_image) {
         float *want = st_load_f32(&st, pipelines[p], 3, shape);
         float *got = malloc(sizeof(float) * 3 * ow * oh);
         preprocess_image(&spec, &im, got, NULL);
-        size_t n = (size_t)ow * oh, off1 = 0, exact = 0;
+        size_t n = (size_t)ow * oh, off1 = 0, exact = 0, not_finite = 0;
         double worst = 0;
         for (int c = 0; c < 3; c++)
             for (size_t i = 0; i < n; i++) {
@@ -51,12 +46,14 @@ START_TEST(test_fixture_image) {
                 double a = ((double)got[c * n + i] * spec.std[c] + spec.mean[c]) * 255.0;
                 double b = ((double)want[c * n + i] * spec.std[c] + spec.mean[c]) * 255.0;
                 double d = fabs(a - b);
+                if (!isfinite(d)) not_finite++; /* NaN compares false below: count it apart */
                 if (d > worst) worst = d;
                 if (d > 1.0 + 1e-3) off1++;
                 if (d < 1e-3) exact++;
             }
         printf("%-18s %-7s worst %.4f levels, %zu/%zu beyond 1 level, %.4f%% exact\n", name, pipelines[p], worst, off1, 3 * n,
                100.0 * exact / (3.0 * n));
+        ck_assert_msg(not_finite == 0, "%s %s: %zu values are NaN or Inf", name, pipelines[p], not_finite);
         ck_assert_msg(worst <= 3.0 + 1e-3, "%s %s: worst difference %.3f levels", name, pipelines[p], worst);
         ck_assert_msg(off1 <= 3 * n / 1000, "%s %s: %zu values beyond one level", name, pipelines[p], off1);
         free(want);

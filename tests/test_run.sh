@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `saev run`: one config through activations, train and evaluate (tiny CLIP on a small
 # demo set): every stage's outputs appear, evaluate defaults to the training outputs,
-# a second run resumes (nothing redone), and a config error stops before any stage with
+# a second run resumes (the store: 0 to do; every SAE at its last step, its checkpoint
+# and metrics unchanged), and a config error stops before any stage with
 # status 2 and nothing written.
 set -euo pipefail
 S="$SAEV_BIN/saev"
@@ -36,7 +37,14 @@ grep -q "activation store store complete" log1.txt
 n_sae=$(find runs/r -name sae.safetensors | wc -l)
 n_eval=$(find runs/r -name eval.json | wc -l)
 [ "$n_sae" = 2 ] && [ "$n_eval" = 2 ] || { cat log1.txt; echo "FAIL: $n_sae checkpoints, $n_eval evaluations (want 2, 2)"; exit 1; }
-# Again: the store is complete (0 to do) and training resumes at its end.
+# Again: the store is complete (0 to do) and training resumes at its end: both SAEs say
+# so, neither starts over, and checkpoints and metrics are left as the first run wrote them.
+for f in $(find runs/r -name sae.safetensors -o -name metrics.jsonl | sort); do sha256sum "$f"; done > before.sha
 "$S" run run.yaml --set train.resume=true > log2.txt 2>&1 || { cat log2.txt; exit 1; }
 grep -q "(0 to do)" log2.txt || { cat log2.txt; echo "FAIL: the second run redid activations"; exit 1; }
+n_resumed=$(grep -c "resuming at step 12" log2.txt || true)
+[ "$n_resumed" = 2 ] || { cat log2.txt; echo "FAIL: $n_resumed of 2 SAEs resumed at step 12"; exit 1; }
+if grep -q "starting from step 0" log2.txt; then cat log2.txt; echo "FAIL: training started over"; exit 1; fi
+for f in $(find runs/r -name sae.safetensors -o -name metrics.jsonl | sort); do sha256sum "$f"; done > after.sha
+cmp before.sha after.sha || { diff before.sha after.sha; echo "FAIL: the resumed run changed the finished checkpoints or metrics"; exit 1; }
 echo "test_run: ok"

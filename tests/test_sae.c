@@ -24,14 +24,10 @@
 #include "sae_fixture.h"
 #include "sae/sae_step.h"
 
-static const char *fixtures_dir(void) {
-    const char *f = getenv("SAEV_FIXTURES");
-    return f ? f : "tests/fixtures";
-}
-
 static void run_fixture(const char *name) {
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/sae/%s", fixtures_dir(), name);
+    snprintf(dir, sizeof dir, "%s", fixture_path("sae"));
+    snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s", name);
     SaeFixtureResult r;
     sae_fixture_run(dir, &r);
     printf("fixture %-20s loss %.2e mse %.2e l0 %.2e l1 %.2e aux %.2e gnorm %.2e lr %.2e | W_enc %.2e b_enc %.2e W_dec %.2e b_dec %.2e thr %.2e\n",

@@ -94,7 +94,7 @@ START_TEST(test_layer_equals_direct) {
     }
     direct[1].data_scale = be[1].host.data_scale = 0.75f;
     SaeBatch batch;
-    sae_batch_init(&batch, SAE_DEVICE_CPU, B, d);
+    sae_batch_init(&batch, DEVICE_CPU, B, d);
     float *xs = mallocCheck((size_t)B * d * sizeof(float));
     uint64_t rd[2] = {3, 4}, rl[2] = {3, 4}, *rlp[2] = {&rl[0], &rl[1]};
     for (int s = 0; s < T; s++) {
@@ -150,17 +150,17 @@ START_TEST(test_resolve_messages) {
     ck_assert_ptr_nonnull(m);
     ck_assert_msg(strstr(m, "\"half\""), "%s", m);
     ck_assert_ptr_null(sae_backend_resolve("cpu", "fp32", &s));
-    ck_assert_int_eq(s.device, SAE_DEVICE_CPU);
+    ck_assert_int_eq(s.device, DEVICE_CPU);
     m = sae_backend_resolve("cuda", "fp32", &s);
 #ifndef SAEV_CUDA
     ck_assert_ptr_nonnull(m);
     ck_assert_msg(strstr(m, "device cuda") != NULL, "%s", m);
     ck_assert_ptr_null(sae_backend_resolve("auto", "tf32", &s)); /* falls back to cpu fp32 with a warning */
-    ck_assert_int_eq(s.device, SAE_DEVICE_CPU);
-    ck_assert_int_eq(s.precision, SAE_PREC_FP32);
+    ck_assert_int_eq(s.device, DEVICE_CPU);
+    ck_assert_int_eq(s.precision, PRECISION_FP32);
 #else
     if (m) ck_assert_msg(strstr(m, "device cuda") != NULL, "%s", m); /* no GPU on this node */
-    else ck_assert_int_eq(s.device, SAE_DEVICE_CUDA);
+    else ck_assert_int_eq(s.device, DEVICE_CUDA);
 #endif
     /* a bad SAE config is refused by create with the config's message */
     SaeConfig c;

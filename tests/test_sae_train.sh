@@ -4,7 +4,8 @@
 #     init file, data = its batches with shuffle: false, the case's hyperparameters):
 #     per-step loss terms and final weights within 1e-4 of saev's PyTorch reference
 #     (fixtures/sae/*/expected.safetensors);
-#  2. the same cases on 2 ranks (same global batch) agree with 1 rank within 1e-5
+#  2. the same cases on 2 ranks (same global batch) agree with 1 rank within the bound
+#     that the other summation order allows (derived below, about 1e-4)
 #     (invariant: only the float summation order differs);
 #  3. a run killed after its step-6 checkpoint and resumed (shuffled data, sampled
 #     Matryoshka prefixes, a 2x2 train.sweep trained together) ends bit for bit equal to an
@@ -55,8 +56,13 @@ for dir in "$FIX"/sae/*/; do
   echo "fixture $name, 1 rank, against saev's reference:"
   $CMP fixture "$dir" "$TMP/$name-1" || fail=1
   "$SAEV" train "$TMP/$name.yaml" --ranks 2 --set train.out_dir="$TMP/$name-2" > "$TMP/$name-2.log" 2>&1 || { cat "$TMP/$name-2.log"; exit 1; }
-  echo "fixture $name, 2 ranks vs 1 rank:"
-  $CMP same "$TMP/$name-2" "$TMP/$name-1" 1e-5 || fail=1
+  # 2 ranks sum each gradient over the batch in another order: per step, either side's
+  # update is off by at most gamma_S (the d_sae-term products of the forward and
+  # backward) plus gamma_B (the batch sum), relative; Adam's m / sqrt(v) at most doubles
+  # a relative error, and the steps add (first order): steps * 2 * 2 * (gamma_S + gamma_B).
+  tol=$(PYTHONPATH="$ROOT/tests" $PY -c "import json, sae_compare as c; k = json.load(open('$dir/case.json')); print('%.3g' % (k['n_steps'] * 4 * (c.gamma(k['d_sae']) + c.gamma(k['batch_size']))))")
+  echo "fixture $name, 2 ranks vs 1 rank (bound $tol):"
+  $CMP same "$TMP/$name-2" "$TMP/$name-1" "$tol" || fail=1
 done
 for f in config.resolved.yaml metrics.json; do
   [ -s "$TMP/$name-1/$f" ] || { echo "no $f beside the outputs"; fail=1; }

@@ -161,23 +161,32 @@ START_TEST(test_compare) {
 END_TEST
 
 /* Reopening with another checkpoint digest exits 2 (usage) and writes nothing. */
-START_TEST(test_refuse_mix) {
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s/mix", scratch_dir());
-    write_store(dir, STORE_F32);
+static void open_mixed(void *dir) {
     StoreMeta m = test_meta(STORE_F32);
     m.checkpoint_digest = "sha256:def";
     store_open_write(dir, &m, 1, 0);
 }
+
+START_TEST(test_refuse_mix) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/mix", scratch_dir());
+    write_store(dir, STORE_F32);
+    expect_exit(open_mixed, dir, 2, "refusing to mix into activation store");
+    expect_exit(open_mixed, dir, 2, "checkpoint_digest");
+}
 END_TEST
 
 /* Without resume an existing store is refused too. */
+static void open_without_resume(void *dir) {
+    StoreMeta m = test_meta(STORE_F16);
+    store_open_write(dir, &m, 0, 0);
+}
+
 START_TEST(test_no_resume) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/nores", scratch_dir());
     write_store(dir, STORE_F16);
-    StoreMeta m = test_meta(STORE_F16);
-    store_open_write(dir, &m, 0, 0);
+    expect_exit(open_without_resume, dir, 2, "already exists; set activations.resume=true");
 }
 END_TEST
 
@@ -211,8 +220,8 @@ int main(void) {
     tcase_add_test(tc, test_float16);
     tcase_add_test(tc, test_bfloat16);
     tcase_add_test(tc, test_compare);
-    tcase_add_exit_test(tc, test_refuse_mix, 2);
-    tcase_add_exit_test(tc, test_no_resume, 2);
+    tcase_add_test(tc, test_refuse_mix);
+    tcase_add_test(tc, test_no_resume);
     tcase_add_test(tc, test_resume_complete);
     tcase_add_test(tc, test_not_a_store);
     suite_add_tcase(s, tc);

@@ -28,6 +28,7 @@ for dt in float32 float16 bfloat16; do
   run 2 --dtype $dt --out "$T/$dt-2"
   $PY "$CHK" same "$T/$dt-1" "$T/$dt-2"
   $PY "$CHK" layout "$T/$dt-2" $dt $N $L $P $D $IPF $SKIP
+  $PY "$CHK" checksums "$T/$dt-2"
 done
 $PY "$CHK" layout "$T/float32-1" float32 $N $L $P $D $IPF $SKIP
 

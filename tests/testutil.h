@@ -1,7 +1,7 @@
 /*
  * testutil.h: small helpers shared by the Check tests: where the fixtures are, a scratch
- * directory, writing raw bytes to a file, relative error of two float arrays, and
- * running a suite.
+ * directory, writing raw bytes to a file, relative error of two float arrays, a call
+ * that must exit with a given status and message, and running a suite.
  */
 #ifndef SAEV_TESTUTIL_H
 #define SAEV_TESTUTIL_H
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Fixture path: $SAEV_FIXTURES/<rel> (ctest sets it), else tests/fixtures/<rel> (the repository's own copy). */
@@ -72,6 +73,36 @@ static inline double rel_error(const float *a, const float *b, size_t n) {
         den += (double)b[i] * (double)b[i];
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Runs fn(arg) in a child process with stderr captured and checks that it exits with
+ * `status` and that its message contains `want` (Check's tcase_add_exit_test checks
+ * the status alone, so a wrong failure with the right code would pass). */
+static inline void expect_exit(void (*fn)(void *), void *arg, int status, const char *want) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/expect_exit.%d.log", scratch_dir(), (int)getpid());
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "fork failed");
+    if (pid == 0) {
+        if (!freopen(path, "w", stderr)) _exit(126);
+        fn(arg);
+        _exit(0); /* returning is a failure of the caller's expectation: status 0 */
+    }
+    int ws = 0;
+    ck_assert_msg(waitpid(pid, &ws, 0) == pid, "waitpid failed");
+    char msg[4096] = "";
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(msg, 1, sizeof msg - 1, f);
+        msg[n] = 0;
+        fclose(f);
+    }
+    ck_assert_msg(WIFEXITED(ws), "expected exit status %d, the child died by signal %d; stderr:\n%s", status,
+                  WIFSIGNALED(ws) ? WTERMSIG(ws) : -1, msg);
+    ck_assert_msg(WEXITSTATUS(ws) == status, "expected exit status %d, got %d; stderr:\n%s", status, WEXITSTATUS(ws), msg);
+    ck_assert_msg(strstr(msg, want), "the message lacks \"%s\"; stderr:\n%s", want, msg);
 }
 
 /* Runs a Check suite (forking per test unless fork = 0, which CUDA code needs) and

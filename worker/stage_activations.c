@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fsutil.h"
+#include "hash.h"
 #include "comm.h"
 #include "image/dataset.h"
 #include "image/loader.h"
@@ -37,10 +39,7 @@
 /* FNV-1a over the loaded float32 weights: identifies the checkpoint independent of its
  * file's dtype or tensor names, cheap enough to compute on every start. */
 static void weights_digest(const Vit *vit, char *out, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    const unsigned char *p = (const unsigned char *)vit->param_memory;
-    size_t n = vit->n_params * sizeof(float);
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    uint64_t h = fnv1a64(FNV1A64_INIT, vit->param_memory, vit->n_params * sizeof(float));
     snprintf(out, len, "fnv1a64-f32:%016" PRIx64, h);
 }
 
@@ -59,23 +58,22 @@ static void describe_dataset(const DataSpec *d, const Dataset *ds, char *out, si
 
 /* Writes "<index>\t<reason>" for every skipped image of a finished store. */
 static void write_bad_list(const char *dir) {
-    char err[512], path[4096], tmp[4200];
+    char err[512], path[4096];
     Store *s = store_open_read(dir, err, sizeof err);
     if (!s) saev_fail("%s", err);
     snprintf(path, sizeof path, "%s/bad_images.tsv", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    libcCheckPtr(f, tmp);
+    AtomicFile out;
+    atomic_file_open_or_die(&out, path);
+    FILE *f = out.f;
     int64_t n_bad = 0;
     for (int64_t i = 0; i < s->meta.n_images; i++) {
         if (s->status[i] != STORE_SKIPPED) continue;
         char reason[STORE_REASON_LEN + 1];
         store_read_skip_reason(s, i, reason, sizeof reason);
-        if (fprintf(f, "%" PRId64 "\t%s\n", i, reason) < 0) saev_libc_fail(__FILE__, __LINE__, "fprintf", tmp);
+        fprintf(f, "%" PRId64 "\t%s\n", i, reason); /* a failed write is seen by the commit */
         n_bad++;
     }
-    if (fclose(f) != 0) saev_libc_fail(__FILE__, __LINE__, "fclose", tmp);
-    libcCheck(rename(tmp, path));
+    atomic_file_commit_or_die(&out);
     if (n_bad) log_warn("%" PRId64 " bad images skipped; listed in %s", n_bad, path);
     store_close(s);
 }
@@ -102,14 +100,19 @@ int stage_activations(int argc, char **argv) {
     model_section_to_spec(&c->model, &vspec);
     Vit vit;
     if (vit_open(&vit, &vspec, err, sizeof err)) saev_fail("%s", err);
-    VitDevice device = model_section_device(&c->model);
-    if (c->run.device && strcmp(c->run.device, "auto")) device = !strcmp(c->run.device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
+    Device device = model_section_device(&c->model);
+    Device run_device = DEVICE_AUTO;
+    device_parse(c->run.device, &run_device); /* the schema's choices admit only known names */
+    if (run_device != DEVICE_AUTO) device = run_device;
+#ifdef SAEV_CUDA
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+#endif
     if (vit_set_device(&vit, device, err, sizeof err)) saev_fail("%s", err);
 #ifdef SAEV_CUDA
-    if (vit.device == VIT_DEVICE_CUDA) {
-        CudaPrecision prec;
-        if (cuda_precision_from_name(c->model.dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not fp32, tf32 or bf16", c->model.dtype);
-        vit_cuda_set_precision(&vit, prec);
+    if (vit.device == DEVICE_CUDA) {
+        Precision prec;
+        if (precision_parse(c->model.dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not one of " PRECISION_NAMES, c->model.dtype);
+        vit_cuda_set_precision(&vit, (CudaPrecision)prec); /* equal values (device.c) */
     }
 #endif
 
@@ -122,11 +125,11 @@ int stage_activations(int argc, char **argv) {
     const char *pipeline = c->preprocess.pipeline ? c->preprocess.pipeline : vit_family_name(vit.cfg.family);
     PreprocessConfig pc = c->preprocess;
     pc.pipeline = (char *)pipeline;
-    LoaderSpec ls = {0};
+    ImageLoaderSpec ls = {0};
     if (preprocess_resolve(&pc, &ls.pre, err, sizeof err)) saev_usage_fail("preprocess: %s", err);
     ls.batch_size = (int)c->activations.batch_size;
     int threads = (int)c->loader.threads;
-    if (threads <= 0) threads = loader_default_threads(0) / comm_local_size();
+    if (threads <= 0) threads = image_loader_default_threads(0) / comm_local_size();
     ls.threads = threads > 0 ? threads : 1;
     ls.queue_batches = (int)c->loader.queue_batches;
     ls.on_bad = dspec.on_bad;
@@ -162,6 +165,9 @@ int stage_activations(int argc, char **argv) {
     meta.saev_version = SAEV_VERSION;
     meta.config_yaml = config_yaml;
 
+    /* One run per store: a second `saev activations` into the same folder stops here,
+     * naming the first; rank 0 holds the lock for the job's lifetime. */
+    if (rank == 0) lock_output_dir_or_die(c->activations.out, "saev activations");
     Store *store = store_open_write(c->activations.out, &meta, (int)c->activations.resume, 1);
     if (rank == 0) cfg_write_resolved(&saev_config_schema, c, c->activations.out);
     /* Work is dealt in whole global batches (images [k*B, (k+1)*B)), balanced contiguous
@@ -211,9 +217,9 @@ int stage_activations(int argc, char **argv) {
         while (end < n_mine && mine[end] == mine[end - 1] + 1) end++;
         ls.begin = mine[run];
         ls.end = mine[end - 1] + 1;
-        Loader *ld = loader_open(&ds, &ls);
-        const Batch *b;
-        while ((b = loader_next(ld))) {
+        ImageLoader *ld = image_loader_open(&ds, &ls);
+        const ImageBatch *b;
+        while ((b = image_loader_next(ld))) {
             int n_all = b->n + b->n_bad;
             if (b->n > 0) vit_forward(&vit, b->pixels, b->n, out_h, out_w, hidden, n_layers, vit_out);
             int k = 0, j = 0;
@@ -241,7 +247,7 @@ int stage_activations(int argc, char **argv) {
             done_global += step;
             progress_update(&prog, done_global);
         }
-        loader_close(ld);
+        image_loader_close(ld);
         run = end;
     }
     if (n_writes != my_writes) saev_fail("activations: made %" PRId64 " writes, planned %" PRId64, n_writes, my_writes);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "config_args.h"
 #include "comm.h"
 #include "log.h"
 #include "stages.h"
@@ -33,10 +34,8 @@ static float selftest_value(int64_t i, int64_t l, int64_t t, int64_t k) {
 
 static int64_t arg_i64(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) saev_usage_fail("store-selftest: %s needs a value", argv[*i]);
-    char *end;
-    long long v = strtoll(argv[++*i], &end, 10);
-    if (*end) saev_usage_fail("store-selftest: %s: \"%s\" is not an integer", argv[*i - 1], argv[*i]);
-    return v;
+    ++*i;
+    return flag_int_or_die("store-selftest", argv[*i - 1], argv[*i], INT64_MIN, INT64_MAX);
 }
 
 int stage_store_selftest(int argc, char **argv) {

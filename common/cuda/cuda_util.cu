@@ -37,6 +37,11 @@ extern "C" int cuda_gpu_count(void) {
     return n;
 }
 
+extern "C" void cuda_use_local_device(int local_rank) {
+    int n = cuda_gpu_count();
+    if (n > 0) cudaCheck(cudaSetDevice(local_rank % n));
+}
+
 extern "C" void cuda_device_describe(char *buf, size_t len) {
     if (len == 0) return;
     buf[0] = 0;
@@ -85,12 +90,16 @@ extern "C" int cuda_is_pinned(const void *host_ptr) {
     return a.type == cudaMemoryTypeHost;
 }
 
-extern "C" void cuda_upload(void *dst_dev, const void *src_host, size_t bytes) {
-    if (bytes) cudaCheck(cudaMemcpy(dst_dev, src_host, bytes, cudaMemcpyHostToDevice));
+extern "C" void cuda_upload(void *dst_dev, const void *src_host, size_t bytes, void *stream) {
+    if (!bytes) return;
+    cudaCheck(cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream));
+    cudaCheck(cudaStreamSynchronize((cudaStream_t)stream));
 }
 
-extern "C" void cuda_download(void *dst_host, const void *src_dev, size_t bytes) {
-    if (bytes) cudaCheck(cudaMemcpy(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost));
+extern "C" void cuda_download(void *dst_host, const void *src_dev, size_t bytes, void *stream) {
+    if (!bytes) return;
+    cudaCheck(cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, (cudaStream_t)stream));
+    cudaCheck(cudaStreamSynchronize((cudaStream_t)stream));
 }
 
 extern "C" void cuda_sync(void) { cudaCheck(cudaDeviceSynchronize()); }

@@ -30,6 +30,10 @@ static inline size_t cuda_precision_bytes(CudaPrecision p) { return p == CUDA_BF
 
 /* Number of usable GPUs; 0 on any CUDA error (no driver, no device). Clears the error. */
 int cuda_gpu_count(void);
+/* One GPU per rank: makes GPU local_rank mod count this thread's device (no-op without a
+ * GPU). Call before the first allocation; under a plain mpirun every rank would else use
+ * GPU 0. */
+void cuda_use_local_device(int local_rank);
 /* Name and memory of device 0 for logs and benchmark tables ("" when none). */
 void cuda_device_describe(char *buf, size_t len);
 
@@ -39,9 +43,13 @@ void *cuda_host_alloc(size_t bytes);    /* pinned (page-locked) host memory */
 void cuda_host_free(void *ptr);
 int cuda_is_pinned(const void *host_ptr); /* 1 when host_ptr lies in pinned memory */
 
-/* Synchronous copies (for set-up and tests). */
-void cuda_upload(void *dst_dev, const void *src_host, size_t bytes);
-void cuda_download(void *dst_host, const void *src_dev, size_t bytes);
+/* Synchronous copies (set-up, checkpoints, tests), ordered on `stream`: the copy runs
+ * after the work already enqueued there and before anything enqueued after it, and the
+ * call returns when it has finished (so src may be freed or dst read at once). Every
+ * stream here is non-blocking, which the legacy default stream of a plain cudaMemcpy does
+ * not order against; NULL means that legacy stream (only for code with no stream). */
+void cuda_upload(void *dst_dev, const void *src_host, size_t bytes, void *stream);
+void cuda_download(void *dst_host, const void *src_dev, size_t bytes, void *stream);
 void cuda_sync(void);
 
 void *cuda_stream_create(void);         /* non-blocking stream */

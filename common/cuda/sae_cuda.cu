@@ -3,11 +3,13 @@
  *
  * Step (top-k): [x - b_dec] -> h = x_in·W_enc + b_enc (cuBLASLt, bias fused) -> per-row
  * radix select of the k largest h (entries kept in latent order) -> fired flags ->
- * dead counters -> per-row radix select of the k_aux largest h among dead latents ->
+ * dead counters -> per-row radix select of the k_aux largest h among dead latents (a
+ * row's keys read once into shared memory when they fit) ->
  * one block per row decodes (Matryoshka prefixes in order), writes every prefix's
  * gradient, their suffix sums, dL/dh of each active and AuxK entry -> entries sorted
- * by latent (stable) -> one block per latent accumulates its W_dec row, W_enc column
- * and b_enc -> W_enc gradient transposed into place; b_dec's gradient is a column sum
+ * by latent (stable) -> one block per chunk of up to 1024 of a latent's entries sums
+ * its part of the W_dec row, W_enc column and b_enc; a latent's chunks are added in
+ * chunk order -> W_enc gradient transposed into place; b_dec's gradient is a column sum
  * (a GEMV with a ones vector). ReLU uses dense GEMMs throughout, one per prefix block.
  * Batch-top-k: four 8-bit radix passes over the whole [n,S] block of h find the key of the
  * global (k·N)-th largest value (each pass's 256-bin histogram is all-reduced over NCCL, so
@@ -46,6 +48,11 @@ __device__ __forceinline__ int block_of(const Prefixes &pf, int s) {
 __device__ __forceinline__ unsigned fkey(float f) {
     unsigned u = __float_as_uint(f);
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Inverse of fkey (bit-exact). */
+__device__ __forceinline__ float key_to_float(unsigned k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
 }
 
 /* Sum of a double over the block (all threads get it); blockDim.x a multiple of 32. */
@@ -98,9 +105,13 @@ __global__ void x_stats_kernel(const float *x, int n, int d, double *stats) {
  * the k_max-wide output get latent -1 and value 0. One block of 256 threads per row:
  * four 8-bit radix passes find the k-th largest key exactly, then one ordered pass
  * collects everything above it plus the first ties. Top-k (no mask) also records L0/L1
- * and fired flags. */
+ * and fired flags. cached = 1 (dynamic shared memory of S keys): the row and the mask are
+ * read from global memory once, into keys, and every pass reads those; masked latents get
+ * key 0 there and no pass counts them (with a mask, 0 also drops the one NaN whose key it
+ * is). cached = 0 (rows wider than shared memory): each pass reads h again. */
 __global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_max, const int *k_limit, const float *mask,
-                                                   int *out_idx, float *out_val, float *fired, double *stats) {
+                                                   int *out_idx, float *out_val, float *fired, double *stats, int cached) {
+    extern __shared__ unsigned row_keys[]; /* [S] when cached */
     typedef cub::BlockScan<int, 256> Scan;
     __shared__ typename Scan::TempStorage scan_tmp;
     __shared__ unsigned hist[256];
@@ -127,14 +138,24 @@ __global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_
         run_gt = 0;
         run_eq = 0;
     }
+    if (cached) {
+        for (int s = tid; s < S; s += 256) row_keys[s] = (mask && mask[s] == 0.0f) ? 0u : fkey(hr[s]);
+        /* the __syncthreads after the first histogram's reset orders these writes before any read */
+    }
     for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
         hist[tid] = 0;
         __syncthreads();
         unsigned prefix = sh_prefix, pmask = sh_mask;
         for (int s = tid; s < S; s += 256) {
-            if (mask && mask[s] == 0.0f) continue;
-            unsigned key = fkey(hr[s]);
+            unsigned key;
+            if (cached) {
+                key = row_keys[s];
+                if (mask && key == 0u) continue;
+            } else {
+                if (mask && mask[s] == 0.0f) continue;
+                key = fkey(hr[s]);
+            }
             if ((key & pmask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
         }
         __syncthreads();
@@ -158,11 +179,26 @@ __global__ void __launch_bounds__(256) topk_kernel(const float *h, int S, int k_
     for (int base = 0; base < S; base += 256) {
         int s = base + tid, gt = 0, eq = 0;
         float v = 0.0f;
-        if (s < S && !(mask && mask[s] == 0.0f)) {
-            v = hr[s];
-            unsigned key = fkey(v);
-            gt = key > kstar;
-            eq = key == kstar;
+        if (s < S) {
+            unsigned key = 0u;
+            int valid;
+            if (cached) {
+                key = row_keys[s];
+                valid = !(mask && key == 0u);
+                v = key_to_float(key);
+            } else {
+                valid = !(mask && mask[s] == 0.0f);
+                if (valid) {
+                    v = hr[s];
+                    key = fkey(v);
+                }
+            }
+            if (valid) {
+                gt = key > kstar;
+                eq = key == kstar;
+            } else {
+                v = 0.0f;
+            }
         }
         int excl, total;
         Scan(scan_tmp).ExclusiveSum(gt | (eq << 16), excl, total);
@@ -374,24 +410,53 @@ __global__ void seg_start_kernel(const int *keys_sorted, int E, int S, int *seg_
     seg_start[s] = lo;
 }
 
-/* One block (256 threads) per latent s: its W_dec row, W_enc row of the transposed
- * gradient and b_enc entry, summed over its entries in sorted (entry id) order. PER =
- * ceil(d / 256) accumulators per thread, kept in registers. */
+/* A latent's sorted entries are split into chunks of LATENT_CHUNK: a latent that fires in
+ * (or, dead, is picked by AuxK in) many rows is summed by many blocks, not by one block
+ * looping over every row. */
+#define LATENT_CHUNK 1024
+
+/* chunks of latent s (an empty latent has one, which writes its zero gradient) */
+__global__ void chunk_count_kernel(const int *seg_start, int S, int *count) {
+    int s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s > S) return;
+    int len = s < S ? seg_start[s + 1] - seg_start[s] : 0;
+    count[s] = s == S ? 0 : (len == 0 ? 1 : (len + LATENT_CHUNK - 1) / LATENT_CHUNK);
+}
+
+/* One block (256 threads) per chunk c of latent s (chunk_start[s] <= c < chunk_start[s+1]):
+ * the chunk's part of the W_dec row, of the W_enc row of the transposed gradient and of
+ * the b_enc entry, summed over its entries in sorted (entry id) order. A latent with one
+ * chunk writes its gradient; with several, each chunk writes its partial sums to
+ * part[c] ([2d + 1]: W_dec part, W_enc part, b_enc part) and latent_reduce_kernel adds
+ * them in chunk order, so the sums run in a fixed order. PER = ceil(d / 256) accumulators
+ * per thread, in registers. The grid is an upper bound (S + E / LATENT_CHUNK blocks);
+ * blocks past the last chunk return. */
 template <int PER>
-__global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted, const int *seg_start, const int *act_idx,
+__global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted, const int *seg_start, const int *chunk_start,
+                                                          int S, const int *act_idx,
                                                           const float *act_val, const float *act_dh, int k,
                                                           size_t n_act, const int *act_row, const float *aux_val, const float *aux_dh, int ka,
                                                           const float *G, const float *aux_g, const float *x_in, int n,
                                                           int d, Prefixes pf, float *g_w_dec, float *g_w_enc_t,
-                                                          float *g_b_enc) {
-    const int s = blockIdx.x, tid = threadIdx.x;
+                                                          float *g_b_enc, float *part) {
+    const int c = blockIdx.x, tid = threadIdx.x;
+    if (c >= chunk_start[S]) return;
+    /* the latent of chunk c: the last s with chunk_start[s] <= c (every latent has >= 1 chunk) */
+    int lo = 0, hi = S - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (chunk_start[mid] <= c) lo = mid;
+        else hi = mid - 1;
+    }
+    const int s = lo, n_chunks = chunk_start[s + 1] - chunk_start[s], j0 = c - chunk_start[s];
+    const int p0 = seg_start[s] + j0 * LATENT_CHUNK, p1 = min(p0 + LATENT_CHUNK, seg_start[s + 1]);
     const size_t Bd = (size_t)n * d;
     float gw[PER], gt[PER];
 #pragma unroll
     for (int j = 0; j < PER; j++) gw[j] = gt[j] = 0.0f;
     float gb = 0.0f;
     const float *Gblk = G + (size_t)block_of(pf, s) * Bd;
-    for (int p = seg_start[s]; p < seg_start[s + 1]; p++) {
+    for (int p = p0; p < p1; p++) {
         size_t id = (size_t)ents_sorted[p];
         int b;
         float v, dh;
@@ -419,15 +484,38 @@ __global__ void __launch_bounds__(256) latent_grad_kernel(const int *ents_sorted
         }
         gb += dh;
     }
+    float *w_out = g_w_dec + (size_t)s * d, *t_out = g_w_enc_t + (size_t)s * d, *b_out = g_b_enc + s;
+    if (n_chunks > 1) {
+        float *pc = part + (size_t)c * (2 * d + 1);
+        w_out = pc;
+        t_out = pc + d;
+        b_out = pc + 2 * d;
+    }
 #pragma unroll
     for (int j = 0; j < PER; j++) {
         int i = tid + j * 256;
         if (i < d) {
-            g_w_dec[(size_t)s * d + i] = gw[j];
-            g_w_enc_t[(size_t)s * d + i] = gt[j];
+            w_out[i] = gw[j];
+            t_out[i] = gt[j];
         }
     }
-    if (tid == 0) g_b_enc[s] = gb;
+    if (tid == 0) *b_out = gb;
+}
+
+/* One block per latent with several chunks: its gradient is the sum of its chunks' parts,
+ * added in chunk order (the same bits every run). */
+__global__ void latent_reduce_kernel(const int *chunk_start, int d, const float *part, float *g_w_dec, float *g_w_enc_t,
+                                     float *g_b_enc) {
+    const int s = blockIdx.x, c0 = chunk_start[s], c1 = chunk_start[s + 1];
+    if (c1 - c0 < 2) return;
+    const size_t stride = 2 * (size_t)d + 1;
+    for (int i = threadIdx.x; i <= 2 * d; i += blockDim.x) {
+        float acc = 0.0f;
+        for (int c = c0; c < c1; c++) acc += part[(size_t)c * stride + i];
+        if (i < d) g_w_dec[(size_t)s * d + i] = acc;
+        else if (i < 2 * d) g_w_enc_t[(size_t)s * d + (i - d)] = acc;
+        else g_b_enc[s] = acc;
+    }
 }
 
 /* out[c, r] = in[r, c] for in [R, C], 32x32 tiles. */
@@ -506,11 +594,6 @@ __global__ void clip_adam_kernel(float *p, float *g, float *m, float *v, size_t 
 }
 
 /* ---- batch-top-k ---- */
-
-/* Inverse of fkey. */
-__device__ __forceinline__ float key_to_float(unsigned k) {
-    return __uint_as_float((k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k);
-}
 
 struct MinOp {
     __device__ __forceinline__ float operator()(float a, float b) const { return a < b ? a : b; }
@@ -638,6 +721,26 @@ static unsigned grid_for(size_t n) {
 
 static cudaStream_t stream_of(const SaeCuda *s) { return (cudaStream_t)s->stream; }
 
+/* topk_kernel's dynamic shared memory: the row's S keys when they fit beside its static
+ * shared memory under the device's opt-in limit per block (S up to about 56,000 on
+ * H100/H200), else 0 (uncached: each pass reads the row again). The limit is raised once
+ * per process (one GPU per rank). */
+static size_t topk_smem(int S) {
+    static long room = -1;
+    if (room < 0) {
+        int dev = 0, optin = 0;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        cudaFuncAttributes fa;
+        cudaCheck(cudaFuncGetAttributes(&fa, topk_kernel));
+        room = (long)optin - (long)fa.sharedSizeBytes;
+        if (room < 0) room = 0;
+        cudaCheck(cudaFuncSetAttribute(topk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)room));
+    }
+    size_t bytes = (size_t)S * sizeof(unsigned);
+    return (long)bytes <= room ? bytes : 0;
+}
+
 /* Entry arrays (active + AuxK) and the sort scratch for n_act active entries per step. */
 static void reserve_entries(SaeCuda *sae, size_t n_act) {
     size_t B = (size_t)sae->max_batch, nx = B * (size_t)sae->cfg.k_aux;
@@ -654,6 +757,8 @@ static void reserve_entries(SaeCuda *sae, size_t n_act) {
         sae->act_cap = cap;
     }
     size_t E = sae->act_cap + nx;
+    if (E > 2147483647u) /* entry ids and the sort's item count are int (creation bounds B·(S + k_aux)) */
+        saev_fail("SAE (CUDA): %zu sparse entries in one step exceed 2^31 - 1; lower the batch size", E);
     if (E > sae->sort_cap) {
         cuda_free(sae->keys);
         cuda_free(sae->keys_sorted);
@@ -670,6 +775,10 @@ static void reserve_entries(SaeCuda *sae, size_t n_act) {
         sae->sort_tmp_bytes = bytes;
         sae->sort_tmp = cuda_malloc(bytes);
         sae->sort_cap = E;
+        /* partial sums of the chunks of latents with several: at most S + E / LATENT_CHUNK chunks */
+        cuda_free(sae->chunk_part);
+        size_t max_chunks = (size_t)sae->cfg.d_sae + E / LATENT_CHUNK + 1;
+        sae->chunk_part = (float *)cuda_malloc(max_chunks * (2 * (size_t)sae->cfg.d_model + 1) * sizeof(float));
     }
 }
 
@@ -688,8 +797,17 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
     if (prec == CUDA_BF16)
         return snprintf(err, errlen, "SAE (CUDA): precision bf16 is not implemented for SAE training; use fp32 or tf32"), -1;
     if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive"), -1;
-    if ((double)max_batch * c->d_sae > 2147483647.0 / 2)
-        return snprintf(err, errlen, "SAE (CUDA): batch %d x d_sae %d is too large for one step's index range", max_batch, c->d_sae), -1;
+    /* The 32-bit quantities of a step, and only those: the sparse entries (latent keys,
+     * entry ids and the radix sort's item count are int), at most B·(k + k_aux) of them for
+     * top-k; batch-top-k's per-row entry offsets (act_start) can reach B·S when ties keep
+     * every entry, and its entries B·S + B·k_aux. Dense [B, S] buffers use size_t indices
+     * and cuBLAS takes B and S as separate ints, so relu has no such limit. */
+    if (c->activation == SAE_TOPK && (double)max_batch * ((double)c->k + (c->k_aux < c->d_sae ? c->k_aux : c->d_sae)) > 2147483647.0)
+        return snprintf(err, errlen, "SAE (CUDA): batch %d x (k %d + k_aux %d) entries exceed 2^31 - 1; lower the batch size",
+                        max_batch, c->k, c->k_aux), -1;
+    if (c->activation == SAE_BATCH_TOPK && (double)max_batch * ((double)c->d_sae + (c->k_aux < c->d_sae ? c->k_aux : c->d_sae)) > 2147483647.0)
+        return snprintf(err, errlen, "SAE (CUDA): batch-top-k: batch %d x (d_sae %d + k_aux %d) exceeds 2^31 - 1 (entry offsets are "
+                        "32-bit); lower the batch size", max_batch, c->d_sae, c->k_aux), -1;
     sae->cfg = *cfg;
     sae->prec = prec;
     sae->max_batch = max_batch;
@@ -708,7 +826,11 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
     sae->gemm = cuda_gemm_create(sae->stream);
     sae->n_params = (size_t)d * S * 2 + S + d;
     float *all = (float *)cuda_malloc(4 * sae->n_params * sizeof(float));
-    cudaCheck(cudaMemset(all, 0, 4 * sae->n_params * sizeof(float)));
+    /* Set-up writes go on sae->stream, which every later use of these buffers follows
+     * (kernels on it; the comm stream and the batch stage wait on its events): a plain
+     * cudaMemset runs on the legacy default stream, which non-blocking streams never wait for. */
+    cudaStream_t st = stream_of(sae);
+    cudaCheck(cudaMemsetAsync(all, 0, 4 * sae->n_params * sizeof(float), st));
     sae->params = all;
     sae->grads = all + sae->n_params;
     sae->adam_m = all + 2 * sae->n_params;
@@ -722,22 +844,22 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
     sae->g_w_dec = sae->g_b_enc + S;
     sae->g_b_dec = sae->g_w_dec + (size_t)S * d;
     sae->since_fired = (int64_t *)cuda_malloc(S * sizeof(int64_t));
-    cudaCheck(cudaMemset(sae->since_fired, 0, S * sizeof(int64_t)));
+    cudaCheck(cudaMemsetAsync(sae->since_fired, 0, S * sizeof(int64_t), st));
     sae->fired = (float *)cuda_malloc(S * sizeof(float));
     sae->dead = (float *)cuda_malloc(S * sizeof(float));
     sae->n_dead = (int *)cuda_malloc(sizeof(int));
-    cudaCheck(cudaMemset(sae->n_dead, 0, sizeof(int)));
+    cudaCheck(cudaMemsetAsync(sae->n_dead, 0, sizeof(int), st));
     sae->stats = (double *)cuda_malloc((SAE_STAT_X_SUM0 + d) * sizeof(double));
-    cudaCheck(cudaMemset(sae->stats, 0, (SAE_STAT_X_SUM0 + d) * sizeof(double)));
+    cudaCheck(cudaMemsetAsync(sae->stats, 0, (SAE_STAT_X_SUM0 + d) * sizeof(double), st));
     sae->norm_sq = (double *)cuda_malloc(sizeof(double));
-    cudaCheck(cudaMemset(sae->norm_sq, 0, sizeof(double)));
+    cudaCheck(cudaMemsetAsync(sae->norm_sq, 0, sizeof(double), st));
     sae->partials = (double *)cuda_malloc(NORM_BLOCKS * sizeof(double));
     sae->threshold = (float *)cuda_malloc(sizeof(float));
-    cudaCheck(cudaMemset(sae->threshold, 0, sizeof(float)));
+    cudaCheck(cudaMemsetAsync(sae->threshold, 0, sizeof(float), st));
     sae->ones = (float *)cuda_malloc(B * sizeof(float));
     float *ones = (float *)mallocCheck(B * sizeof(float));
     for (size_t i = 0; i < B; i++) ones[i] = 1.0f;
-    cuda_upload(sae->ones, ones, B * sizeof(float));
+    cuda_upload(sae->ones, ones, B * sizeof(float), st);
     free(ones);
     sae->h = (float *)cuda_malloc(B * S * sizeof(float));
     if (!sparse) sae->df = (float *)cuda_malloc(B * S * sizeof(float));
@@ -753,6 +875,12 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
             sae->aux_g = (float *)cuda_malloc(B * d * sizeof(float));
         }
         sae->seg_start = (int *)cuda_malloc((S + 1) * sizeof(int));
+        sae->chunk_count = (int *)cuda_malloc((S + 1) * sizeof(int));
+        sae->chunk_start = (int *)cuda_malloc((S + 1) * sizeof(int));
+        size_t cbytes = 0;
+        cudaCheck(cub::DeviceScan::ExclusiveSum(NULL, cbytes, sae->chunk_count, sae->chunk_start, S + 1, st));
+        sae->chunk_scan_tmp_bytes = cbytes;
+        sae->chunk_scan_tmp = cuda_malloc(cbytes);
         sae->g_w_enc_t = (float *)cuda_malloc((size_t)S * d * sizeof(float));
         /* top-k: exactly B·k entries; batch-top-k: k·B on average, room for twice that first */
         size_t first = B * (size_t)c->k;
@@ -761,7 +889,7 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
             if (first > B * (size_t)S) first = B * (size_t)S;
             sae->act_start = (int *)cuda_malloc((B + 1) * sizeof(int));
             sae->row_count = (int *)cuda_malloc((B + 1) * sizeof(int));
-            cudaCheck(cudaMemset(sae->row_count, 0, (B + 1) * sizeof(int)));
+            cudaCheck(cudaMemsetAsync(sae->row_count, 0, (B + 1) * sizeof(int), st));
             size_t bytes = 0;
             cudaCheck(cub::DeviceScan::ExclusiveSum(NULL, bytes, sae->row_count, sae->act_start, (int)B + 1, stream_of(sae)));
             sae->scan_tmp_bytes = bytes;
@@ -775,6 +903,7 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
         }
         reserve_entries(sae, first);
     }
+    cuda_stream_sync(st); /* creation is synchronous, as its callers assume */
     return 0;
 }
 
@@ -788,7 +917,8 @@ extern "C" void sae_cuda_destroy(SaeCuda *sae) {
                     sae->act_idx, sae->act_val, sae->act_dh, sae->act_start, sae->act_row, sae->row_count, sae->scan_tmp,
                     sae->bt_hist, sae->bt_key, sae->bt_rank, sae->bt_min_bits, sae->bt_neg_min, sae->aux_idx,
                     sae->aux_val, sae->aux_dh, sae->aux_g, sae->keys, sae->keys_sorted, sae->ents, sae->ents_sorted,
-                    sae->seg_start, sae->g_w_enc_t, sae->sort_tmp};
+                    sae->seg_start, sae->g_w_enc_t, sae->sort_tmp, sae->chunk_count, sae->chunk_start,
+                    sae->chunk_scan_tmp, sae->chunk_part};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cuda_free(bufs[i]);
     cuda_host_free(sae->total_host);
     cudaCheck(cudaEventDestroy((cudaEvent_t)sae->reduced));
@@ -799,38 +929,36 @@ extern "C" void sae_cuda_destroy(SaeCuda *sae) {
 }
 
 extern "C" void sae_cuda_set_params(SaeCuda *sae, const float *host) {
-    cuda_stream_sync(sae->stream);
-    cuda_upload(sae->params, host, sae->n_params * sizeof(float));
+    cuda_upload(sae->params, host, sae->n_params * sizeof(float), sae->stream);
 }
 
 extern "C" void sae_cuda_get_params(SaeCuda *sae, float *host) {
-    cuda_stream_sync(sae->stream);
-    cuda_download(host, sae->params, sae->n_params * sizeof(float));
+    cuda_download(host, sae->params, sae->n_params * sizeof(float), sae->stream);
 }
 
 extern "C" void sae_cuda_upload_state(SaeCuda *sae, const float *params, const float *adam_m, const float *adam_v,
                                       const int64_t *since_fired, float threshold, int64_t adam_t) {
     size_t bytes = sae->n_params * sizeof(float);
-    cuda_stream_sync(sae->stream);
+    /* the comm stream's last all-reduce read the gradients only, but a state upload is rare:
+     * drain it too, and order the copies on sae->stream where every step reads the state */
     cuda_stream_sync(sae->comm_stream);
-    cuda_upload(sae->params, params, bytes);
-    cuda_upload(sae->adam_m, adam_m, bytes);
-    cuda_upload(sae->adam_v, adam_v, bytes);
-    cuda_upload(sae->since_fired, since_fired, sae->cfg.d_sae * sizeof(int64_t));
-    cuda_upload(sae->threshold, &threshold, sizeof(float));
+    cuda_upload(sae->params, params, bytes, sae->stream);
+    cuda_upload(sae->adam_m, adam_m, bytes, sae->stream);
+    cuda_upload(sae->adam_v, adam_v, bytes, sae->stream);
+    cuda_upload(sae->since_fired, since_fired, sae->cfg.d_sae * sizeof(int64_t), sae->stream);
+    cuda_upload(sae->threshold, &threshold, sizeof(float), sae->stream);
     sae->adam_t = adam_t;
 }
 
 extern "C" void sae_cuda_download_state(SaeCuda *sae, float *params, float *adam_m, float *adam_v, int64_t *since_fired,
                                         float *threshold, int64_t *adam_t) {
     size_t bytes = sae->n_params * sizeof(float);
-    cuda_stream_sync(sae->stream);
     cuda_stream_sync(sae->comm_stream);
-    cuda_download(params, sae->params, bytes);
-    cuda_download(adam_m, sae->adam_m, bytes);
-    cuda_download(adam_v, sae->adam_v, bytes);
-    cuda_download(since_fired, sae->since_fired, sae->cfg.d_sae * sizeof(int64_t));
-    cuda_download(threshold, sae->threshold, sizeof(float));
+    cuda_download(params, sae->params, bytes, sae->stream);
+    cuda_download(adam_m, sae->adam_m, bytes, sae->stream);
+    cuda_download(adam_v, sae->adam_v, bytes, sae->stream);
+    cuda_download(since_fired, sae->since_fired, sae->cfg.d_sae * sizeof(int64_t), sae->stream);
+    cuda_download(threshold, sae->threshold, sizeof(float), sae->stream);
     *adam_t = sae->adam_t;
 }
 
@@ -959,7 +1087,8 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     int sparse = c->activation != SAE_RELU, batch = c->activation == SAE_BATCH_TOPK;
     const int *act_start = NULL, *act_row = NULL;
     if (c->activation == SAE_TOPK) {
-        topk_kernel<<<n, 256, 0, st>>>(sae->h, S, k, NULL, NULL, sae->act_idx, sae->act_val, sae->fired, sae->stats);
+        size_t smem = topk_smem(S);
+        topk_kernel<<<n, 256, smem, st>>>(sae->h, S, k, NULL, NULL, sae->act_idx, sae->act_val, sae->fired, sae->stats, smem > 0);
         sae->n_act = (size_t)n * k;
     } else if (batch) {
         sae->n_act = batch_topk_select(sae, n, N);
@@ -977,7 +1106,9 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     float coef = 2.0f / ((float)N * d * P);
     if (sparse) {
         if (ka > 0) {
-            topk_kernel<<<n, 256, 0, st>>>(sae->h, S, ka, sae->n_dead, sae->dead, sae->aux_idx, sae->aux_val, NULL, NULL);
+            size_t smem = topk_smem(S);
+            topk_kernel<<<n, 256, smem, st>>>(sae->h, S, ka, sae->n_dead, sae->dead, sae->aux_idx, sae->aux_val, NULL, NULL,
+                                              smem > 0);
             cudaLaunchCheck();
         }
         float aux_inv = 2.0f * c->aux_alpha / ((float)N * d);
@@ -999,18 +1130,26 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
         }
         seg_start_kernel<<<cuda_blocks((size_t)S + 1, 256), 256, 0, st>>>(sae->keys_sorted, (int)E, S, sae->seg_start);
         cudaLaunchCheck();
+        chunk_count_kernel<<<cuda_blocks((size_t)S + 1, 256), 256, 0, st>>>(sae->seg_start, S, sae->chunk_count);
+        cudaLaunchCheck();
+        size_t cbytes = sae->chunk_scan_tmp_bytes;
+        cudaCheck(cub::DeviceScan::ExclusiveSum(sae->chunk_scan_tmp, cbytes, sae->chunk_count, sae->chunk_start, S + 1, st));
+        unsigned chunk_grid = (unsigned)((size_t)S + E / LATENT_CHUNK + 1); /* >= chunk_start[S] */
         int per = (d + 255) / 256;
 #define LATENT_GRAD(PER)                                                                                              \
-    latent_grad_kernel<PER><<<S, 256, 0, st>>>(sae->ents_sorted, sae->seg_start, sae->act_idx, sae->act_val,          \
+    latent_grad_kernel<PER><<<chunk_grid, 256, 0, st>>>(sae->ents_sorted, sae->seg_start, sae->chunk_start, S,        \
+                                               sae->act_idx, sae->act_val,                                             \
                                                sae->act_dh, k, n_act, act_row, sae->aux_val, sae->aux_dh, ka,          \
                                                sae->g_pref, sae->aux_g, x_in, n, d, pf, sae->g_w_dec, sae->g_w_enc_t,  \
-                                               sae->g_b_enc)
+                                               sae->g_b_enc, sae->chunk_part)
         if (per <= 1) LATENT_GRAD(1);
         else if (per <= 2) LATENT_GRAD(2);
         else if (per <= 4) LATENT_GRAD(4);
         else if (per <= 8) LATENT_GRAD(8);
         else LATENT_GRAD(16);
 #undef LATENT_GRAD
+        cudaLaunchCheck();
+        latent_reduce_kernel<<<S, 256, 0, st>>>(sae->chunk_start, d, sae->chunk_part, sae->g_w_dec, sae->g_w_enc_t, sae->g_b_enc);
         cudaLaunchCheck();
         dim3 tgrid((d + 31) / 32, (S + 31) / 32), tblock(32, 8);
         transpose_kernel<<<tgrid, tblock, 0, st>>>(sae->g_w_enc_t, sae->g_w_enc, S, d);
@@ -1053,46 +1192,24 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
         cuda_gemm(sae->gemm, prec, 0, 0, d, 1, S, -1.0f, sae->w_enc, S, sae->g_b_enc, 1, 1.0f, sae->g_b_dec, 1, NULL);
 }
 
-static void allreduce_grads(SaeCuda *sae) {
+/* The all-reduce of the step's gradient and statistics runs on the comm stream, so the
+ * next SAE of a sweep computes on its own stream meanwhile. Ordering: `computed` is
+ * recorded on sae->stream after the forward/backward wrote grads and stats, and the comm
+ * stream waits for it before NCCL reads them; `reduced` is recorded on the comm stream
+ * after NCCL wrote them, and sae_cuda_allreduce_end makes sae->stream wait for it before
+ * the optimizer reads them. On one rank there is nothing to reduce. */
+extern "C" void sae_cuda_allreduce_begin(SaeCuda *sae) {
+    cudaCheck(cudaEventRecord((cudaEvent_t)sae->computed, stream_of(sae)));
+    if (!sae->distributed) return;
     size_t n_stats = SAE_STAT_X_SUM0 + (size_t)sae->cfg.d_model;
+    cudaCheck(cudaStreamWaitEvent((cudaStream_t)sae->comm_stream, (cudaEvent_t)sae->computed, 0));
     comm_allreduce_device(sae->grads, sae->n_params, COMM_F32, COMM_SUM, sae->comm_stream);
     comm_allreduce_device(sae->stats, n_stats, COMM_F64, COMM_SUM, sae->comm_stream);
+    cudaCheck(cudaEventRecord((cudaEvent_t)sae->reduced, (cudaStream_t)sae->comm_stream));
 }
 
-static void optimizer_part(SaeCuda *sae, float lr, double grad_clip) {
-    if (sae->cfg.remove_parallel_grads) sae_cuda_remove_parallel_grads(sae);
-    sae_cuda_grad_norm(sae);
-    sae_cuda_clip_adam(sae, lr, grad_clip);
-}
-
-extern "C" void sae_cuda_train_step(SaeCuda *sae, const float *x, int n, int64_t N, float lr, double grad_clip,
-                                    const int *prefixes, int n_prefixes) {
-    SaeCuda *one[1] = {sae};
-    const float *xs[1] = {x};
-    const int *pp[1] = {prefixes};
-    sae_cuda_sweep_step(one, 1, xs, n, N, &lr, &grad_clip, pp, &n_prefixes);
-}
-
-extern "C" void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *const *x, int n, int64_t N, const float *lr,
-                                    const double *grad_clip, const int *const *prefixes, const int *n_prefixes) {
-    for (int i = 0; i < K; i++) {
-        SaeCuda *s = saes[i];
-        if (s->cfg.normalize_w_dec) sae_cuda_normalize_w_dec(s);
-        const int *p = prefixes ? prefixes[i] : NULL;
-        sae_cuda_forward_backward(s, x[i], n, N, p, p ? n_prefixes[i] : 0);
-        /* x may be overwritten once every consumer has recorded this (the stage waits on it) */
-        cudaCheck(cudaEventRecord((cudaEvent_t)s->computed, stream_of(s)));
-        if (s->distributed) { /* the all-reduce runs on the comm stream while the next SAE computes */
-            cudaCheck(cudaStreamWaitEvent((cudaStream_t)s->comm_stream, (cudaEvent_t)s->computed, 0));
-            allreduce_grads(s);
-            cudaCheck(cudaEventRecord((cudaEvent_t)s->reduced, (cudaStream_t)s->comm_stream));
-        }
-    }
-    for (int i = 0; i < K; i++) {
-        SaeCuda *s = saes[i];
-        if (s->distributed) cudaCheck(cudaStreamWaitEvent(stream_of(s), (cudaEvent_t)s->reduced, 0));
-        optimizer_part(s, lr[i], grad_clip[i]);
-    }
+extern "C" void sae_cuda_allreduce_end(SaeCuda *sae) {
+    if (sae->distributed) cudaCheck(cudaStreamWaitEvent(stream_of(sae), (cudaEvent_t)sae->reduced, 0));
 }
 
 extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetrics *out) {
@@ -1100,17 +1217,18 @@ extern "C" void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetri
     size_t n_stats = SAE_STAT_X_SUM0 + (size_t)c->d_model;
     double *stats = (double *)mallocCheck(n_stats * sizeof(double)), norm_sq = 0;
     int n_dead = 0;
-    cuda_stream_sync(sae->stream);
-    cuda_download(stats, sae->stats, n_stats * sizeof(double));
-    cuda_download(&norm_sq, sae->norm_sq, sizeof(double));
-    cuda_download(&n_dead, sae->n_dead, sizeof(int));
+    /* on sae->stream: after the step's optimizer (which follows the all-reduce's event) */
+    cuda_download(stats, sae->stats, n_stats * sizeof(double), sae->stream);
+    cuda_download(&norm_sq, sae->norm_sq, sizeof(double), sae->stream);
+    cuda_download(&n_dead, sae->n_dead, sizeof(int), sae->stream);
     sae_metrics_from_stats(c, stats, N, sqrt(norm_sq), lr, n_dead, out);
     free(stats);
 }
 
 extern "C" void sae_cuda_topk_rows(const float *h, int n, int S, int k, int *idx, float *val, void *stream) {
     if (n < 1) return;
-    topk_kernel<<<n, 256, 0, (cudaStream_t)stream>>>(h, S, k, NULL, NULL, idx, val, NULL, NULL);
+    size_t smem = topk_smem(S);
+    topk_kernel<<<n, 256, smem, (cudaStream_t)stream>>>(h, S, k, NULL, NULL, idx, val, NULL, NULL, smem > 0);
     cudaLaunchCheck();
 }
 
@@ -1119,6 +1237,23 @@ extern "C" void sae_cuda_scale(const float *x, float *out, size_t n, float scale
     scale_kernel<<<grid_for(n), 256, 0, (cudaStream_t)stream>>>(x, out, n, scale);
     cudaLaunchCheck();
 }
+
+/* ---- the step primitives of sae_step.h (sae_step_run holds the order) ---- */
+
+static void ops_normalize(void *s) { sae_cuda_normalize_w_dec((SaeCuda *)s); }
+static void ops_forward_backward(void *s, const float *x, int n, int64_t N, const int *prefixes, int n_prefixes) {
+    sae_cuda_forward_backward((SaeCuda *)s, x, n, N, prefixes, n_prefixes);
+}
+static void ops_allreduce_begin(void *s) { sae_cuda_allreduce_begin((SaeCuda *)s); }
+static void ops_allreduce_end(void *s) { sae_cuda_allreduce_end((SaeCuda *)s); }
+static void ops_remove_parallel(void *s) { sae_cuda_remove_parallel_grads((SaeCuda *)s); }
+static void ops_grad_norm(void *s) { sae_cuda_grad_norm((SaeCuda *)s); }
+static void ops_clip_adam(void *s, float lr, double grad_clip) { sae_cuda_clip_adam((SaeCuda *)s, lr, grad_clip); }
+static void ops_metrics(void *s, int64_t N, float lr, SaeStepMetrics *out) { sae_cuda_metrics((SaeCuda *)s, N, lr, out); }
+
+extern "C" const SaeStepOps sae_cuda_step_ops = {ops_normalize,       ops_forward_backward, ops_allreduce_begin,
+                                                 ops_allreduce_end,   ops_remove_parallel,  ops_grad_norm,
+                                                 ops_clip_adam,       ops_metrics};
 
 /* ---- batch staging ---- */
 
@@ -1135,7 +1270,13 @@ extern "C" void sae_cuda_stage_create(SaeCudaStage *st, int max_rows, int d) {
         cudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
         cudaCheck(cudaEventRecord(e, (cudaStream_t)st->copy_stream)); /* "done" before the first copy */
         st->copied[i] = e;
+        /* never recorded until a step reads the slot: waiting on an unrecorded event is a no-op */
+        for (int c = 0; c < SAE_CUDA_STAGE_CONSUMERS; c++) {
+            cudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+            st->released[i][c] = e;
+        }
     }
+    st->current_slot = -1;
 }
 
 extern "C" void sae_cuda_stage_destroy(SaeCudaStage *st) {
@@ -1145,6 +1286,7 @@ extern "C" void sae_cuda_stage_destroy(SaeCudaStage *st) {
         cuda_host_free(st->host[i]);
         cuda_free(st->dev[i]);
         cudaCheck(cudaEventDestroy((cudaEvent_t)st->copied[i]));
+        for (int c = 0; c < SAE_CUDA_STAGE_CONSUMERS; c++) cudaCheck(cudaEventDestroy((cudaEvent_t)st->released[i][c]));
     }
     cuda_stream_destroy(st->copy_stream);
     memset(st, 0, sizeof *st);
@@ -1157,14 +1299,28 @@ extern "C" float *sae_cuda_stage_host(SaeCudaStage *st) {
 
 extern "C" void sae_cuda_stage_submit(SaeCudaStage *st, int n_rows, SaeCuda *const *consumers, int K) {
     if (n_rows < 0 || n_rows > st->max_rows) saev_fail("batch stage: %d rows, room for %d", n_rows, st->max_rows);
+    if (K > SAE_CUDA_STAGE_CONSUMERS) saev_fail("batch stage: %d consumers, at most %d", K, SAE_CUDA_STAGE_CONSUMERS);
     cudaStream_t cs = (cudaStream_t)st->copy_stream;
     int i = st->slot;
-    /* dev[i] may still be read by the step before last: wait for the consumers' latest forward/backward */
-    for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(cs, (cudaEvent_t)consumers[c]->computed, 0));
+    /* dev[i] was last read by the step two batches ago (the previous batch is in the other
+     * slot): wait for that step only, through the slot's own events, so this copy overlaps
+     * the step on the previous batch. */
+    for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(cs, (cudaEvent_t)st->released[i][c], 0));
     cudaCheck(cudaMemcpyAsync(st->dev[i], st->host[i], (size_t)n_rows * st->d * sizeof(float), cudaMemcpyHostToDevice, cs));
     cudaCheck(cudaEventRecord((cudaEvent_t)st->copied[i], cs));
+    /* each consumer's next step reads the rows only after they arrived */
     for (int c = 0; c < K; c++) cudaCheck(cudaStreamWaitEvent(stream_of(consumers[c]), (cudaEvent_t)st->copied[i], 0));
     st->current = st->dev[i];
+    st->current_slot = i;
     st->n_rows = n_rows;
     st->slot = 1 - i;
+}
+
+extern "C" void sae_cuda_stage_release(SaeCudaStage *st, SaeCuda *const *consumers, int K) {
+    if (st->current_slot < 0) saev_fail("batch stage: release without a submitted batch");
+    if (K > SAE_CUDA_STAGE_CONSUMERS) saev_fail("batch stage: %d consumers, at most %d", K, SAE_CUDA_STAGE_CONSUMERS);
+    /* recorded behind each consumer's whole step (its forward/backward read the rows, or
+     * the scaled copy made from them on the same stream) */
+    for (int c = 0; c < K; c++)
+        cudaCheck(cudaEventRecord((cudaEvent_t)st->released[st->current_slot][c], stream_of(consumers[c])));
 }

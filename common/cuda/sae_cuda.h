@@ -6,14 +6,18 @@
  *
  * Everything lives on the device and one step is enqueued on the SAE's stream without a
  * host round trip: statistics, the gradient norm and the dead count stay in device
- * memory until sae_cuda_metrics reads them, so the K SAEs of a sweep run back to back
- * (sae_cuda_sweep_step), each one's NCCL all-reduce overlapping the next one's compute.
+ * memory until sae_cuda_metrics reads them, so the K SAEs of a sweep run back to back,
+ * each one's NCCL all-reduce overlapping the next one's compute. The step's order is not
+ * here: sae_step.c's sae_step_run calls these primitives through sae_cuda_step_ops, the
+ * same order the CPU runs.
  *
  * Top-k never forms a dense code: a radix select per row keeps (latent, value) pairs,
  * the decoder gathers those W_dec rows, and the backward sorts the active (and AuxK)
- * entries by latent (a stable radix sort, so sums run in a fixed order) and lets one
- * block own each latent's W_dec row, W_enc column and b_enc entry: no atomics on
- * gradients, the same bits every run.
+ * entries by latent (a stable radix sort, so sums run in a fixed order), splits each
+ * latent's entries into chunks of 1024, sums each chunk in one block and adds a latent's
+ * chunks in chunk order into its W_dec row, W_enc column and b_enc entry: no atomics on
+ * gradients, the same bits every run, and a latent hit by every row (AuxK's few dead
+ * ones) spread over many blocks.
  *
  * The configuration is sae.h's SaeConfig. Every option runs on the GPU: relu, top-k and
  * batch-top-k (the global k·B-th largest pre-activation found by a radix select whose
@@ -95,6 +99,11 @@ typedef struct {
     int *keys, *keys_sorted;  // [E] latent of each entry (S for padding), E = B·(k + k_aux)
     int *ents, *ents_sorted;  // [E] entry ids
     int *seg_start;           // [S + 1] sorted entries of latent s: [seg_start[s], seg_start[s+1])
+    int *chunk_count;         // [S + 1] chunks of LATENT_CHUNK entries per latent (>= 1; last slot 0, for the scan)
+    int *chunk_start;         // [S + 1] latent s's chunks: [chunk_start[s], chunk_start[s+1])
+    void *chunk_scan_tmp;     // cub scan scratch for chunk_start
+    size_t chunk_scan_tmp_bytes;
+    float *chunk_part;        // [S + sort_cap / LATENT_CHUNK + 1, 2d + 1] partial sums of latents with several chunks
     float *g_w_enc_t;         // [S, d] W_enc gradient transposed (one row per latent)
     void *sort_tmp;           // cub radix-sort scratch
     size_t sort_tmp_bytes;
@@ -123,15 +132,12 @@ void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, int64_t N, c
 void sae_cuda_remove_parallel_grads(SaeCuda *sae);
 void sae_cuda_grad_norm(SaeCuda *sae);                        /* into sae->norm_sq */
 void sae_cuda_clip_adam(SaeCuda *sae, float lr, double grad_clip); /* torch clip_grad_norm_, then Adam */
-/* One whole step: normalize, forward/backward, [all-reduce], parallel removal, norm, clip,
- * Adam (sae_step.c's order). prefixes NULL: the configured ones. */
-void sae_cuda_train_step(SaeCuda *sae, const float *x, int n, int64_t N, float lr, double grad_clip, const int *prefixes,
-                         int n_prefixes);
-/* K SAEs, each on its own stream, x[i] its (device) input: every forward/backward, each
- * followed by its gradient all-reduce on its comm stream (overlapping the next SAE's
- * compute), then every optimizer step. prefixes / n_prefixes may be NULL (configured). */
-void sae_cuda_sweep_step(SaeCuda **saes, int K, const float *const *x, int n, int64_t N, const float *lr,
-                         const double *grad_clip, const int *const *prefixes, const int *n_prefixes);
+/* Records `computed` and, with several ranks, all-reduces the gradient and statistics on
+ * the comm stream behind it; _end makes sae->stream wait for the result. */
+void sae_cuda_allreduce_begin(SaeCuda *sae);
+void sae_cuda_allreduce_end(SaeCuda *sae);
+/* These primitives as sae_step.h's table (handles are SaeCuda *). */
+extern const SaeStepOps sae_cuda_step_ops;
 /* Waits for the SAE's stream and turns the device sums into saev's metrics (sae_step.c's
  * definitions); lr is recorded as given. */
 void sae_cuda_metrics(SaeCuda *sae, int64_t N, float lr, SaeStepMetrics *out);
@@ -143,14 +149,19 @@ void sae_cuda_scale(const float *x, float *out, size_t n, float scale, void *str
 /* Batches staged through pinned host memory: the loader writes rows into
  * sae_cuda_stage_host (pinned), sae_cuda_stage_submit copies them to the device on the copy
  * stream and makes the consumers' streams wait for the copy; two slots alternate so the
- * next batch can be loaded and copied while the current step computes. */
+ * next batch can be loaded and copied while the current step computes. Each slot has its
+ * own events: copied (the rows arrived) and, per consumer, released (that consumer's step
+ * on the slot is done), so refilling a slot waits for the step two batches back only. */
+#define SAE_CUDA_STAGE_CONSUMERS 64
 typedef struct {
     int max_rows, d;
     float *host[2];           // [max_rows, d] pinned
     float *dev[2];            // [max_rows, d] device
     void *copy_stream;        // cudaStream_t
     void *copied[2];          // cudaEvent_t: dev[i] holds host[i]'s rows
+    void *released[2][SAE_CUDA_STAGE_CONSUMERS]; // cudaEvent_t: consumer c's step on slot i is done with dev[i]
     int slot;                 // slot the next batch goes to
+    int current_slot;         // slot of the last submitted batch (-1 before the first)
     int n_rows;               // rows of the last submitted batch
     const float *current;     // device rows of the last submitted batch
 } SaeCudaStage;
@@ -159,9 +170,12 @@ void sae_cuda_stage_create(SaeCudaStage *st, int max_rows, int d);
 void sae_cuda_stage_destroy(SaeCudaStage *st);
 /* Pinned buffer for the next batch (waits until its previous copy has finished). */
 float *sae_cuda_stage_host(SaeCudaStage *st);
-/* Starts the copy of n_rows rows; it waits for the consumers' last forward/backward (which
- * may still read the slot's previous batch), and their streams wait for it. */
+/* Starts the copy of n_rows rows into the next slot; it waits for the consumers' steps on
+ * that slot's previous batch (sae_cuda_stage_release), and their streams wait for it. */
 void sae_cuda_stage_submit(SaeCudaStage *st, int n_rows, SaeCuda *const *consumers, int K);
+/* After the consumers' steps on the current batch were enqueued: marks the slot free once
+ * they complete. */
+void sae_cuda_stage_release(SaeCudaStage *st, SaeCuda *const *consumers, int K);
 
 #ifdef __cplusplus
 }

@@ -284,7 +284,7 @@ static void ensure_shape(const Vit *vit, VitCudaState *s, int B, int H, int W) {
     float *pos = (float *)mallocCheck(n_pos_rows * D * sizeof(float));
     char err[1024];
     if (vit_position_table(vit, gh, gw, pos, err, sizeof err)) saev_fail("%s", err);
-    cuda_upload(s->pos, pos, n_pos_rows * D * sizeof(float));
+    cuda_upload(s->pos, pos, n_pos_rows * D * sizeof(float), s->stream); /* the forward reads it on s->stream */
     free(pos);
 
     /* attention pointer arrays, (image, head) major-to-minor */
@@ -300,7 +300,7 @@ static void ensure_shape(const Vit *vit, VitCudaState *s, int B, int H, int W) {
             hp[3 * nb + i] = (char *)s->scores + i * T * s->T_pad * es;
             hp[4 * nb + i] = (char *)s->att + (b * T * D + hh * hd) * es;
         }
-    cuda_upload(s->ptr, hp, 5 * nb * sizeof(void *));
+    cuda_upload(s->ptr, hp, 5 * nb * sizeof(void *), s->stream);
     free(hp);
 }
 

@@ -15,39 +15,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
-
-
-static const CfgField data_fields[] = {
-    {"kind", CFG_STRING, offsetof(DataConfig, kind), "folder", 0, -1, "folder|list|ade20k", NULL, 0,
-     "folder: root/<class>/<image>; list: a file of `path [label]` lines; ade20k: images/<split> + annotations/<split>"},
-    {"root", CFG_STRING, offsetof(DataConfig, root), CFG_UNSET, 0, -1, NULL, NULL, 0, "top folder (kind folder or ade20k)"},
-    {"path", CFG_STRING, offsetof(DataConfig, path), CFG_UNSET, 0, -1, NULL, NULL, 0, "list file (kind list)"},
-    {"split", CFG_STRING, offsetof(DataConfig, split), "training", 0, -1, NULL, NULL, 0, "ade20k split folder (training, validation)"},
-    {"on_bad_image", CFG_STRING, offsetof(DataConfig, on_bad_image), "skip", 0, -1, "skip|fail", NULL, 0,
-     "an unreadable image: skip it (logged and listed beside the outputs) or stop naming it"},
-    {"max_pixels", CFG_INT, offsetof(DataConfig, max_pixels), "89478485", 0, 1e15, NULL, NULL, 0,
-     "images with more pixels are bad (decompression bombs); 0 = no limit; default as Pillow's MAX_IMAGE_PIXELS"},
-    {"patch_label", CFG_STRING, offsetof(DataConfig, patch_label), "majority", 0, -1, "majority|prefer-fg", NULL, 0,
-     "segmentation sets: a patch's label is its most common class, or its most common non-zero class"},
-};
-
-
-static const char *data_validate(void *section, const CfgNode *node, char *buf, size_t buflen) {
-    const DataConfig *c = section;
-    /* A config that names no data set is fine for commands that read none (train, serve);
-     * the stages that read images check for one when they start. */
-    if (!c->root && !c->path) return NULL;
-    DataSpec spec;
-    char why[512];
-    if (data_resolve(c, &spec, why, sizeof why) == 0) return NULL;
-    (void)node; /* cfg_bind prefixes the section's position and path */
-    snprintf(buf, buflen, "%s", why);
-    return buf;
-}
-
-const CfgSchema data_config_schema = {
-    "data", sizeof(DataConfig), data_fields, (int)(sizeof data_fields / sizeof data_fields[0]), data_validate,
-};
+#include "log.h"
 
 int data_resolve(const DataConfig *c, DataSpec *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
@@ -102,7 +70,12 @@ static int has_image_ext(const char *name) {
     return 0;
 }
 
-/* Entries of dir (sorted): want_dirs = 1 for subfolders, 0 for image files. */
+/* Entries of dir (sorted): want_dirs = 1 for subfolders, 0 for image files. Every entry
+ * named like an image is listed, whatever it is (a folder, a broken link, a symlink loop):
+ * it then fails to decode and counts as a bad image with its reason, under the
+ * data.on_bad_image policy, instead of vanishing from the data set unseen. Subfolders are
+ * only followed one level (classes), so a link loop cannot make the walk endless; a class
+ * entry that cannot be looked at is reported and left out. */
 static int list_dir(const char *dir, int want_dirs, Names *out, char *err, size_t errlen) {
     DIR *d = opendir(dir);
     if (!d) { saev_errf(err, errlen, "%s: cannot open folder: %s", dir, strerror(errno)); return -1; }
@@ -111,9 +84,16 @@ static int list_dir(const char *dir, int want_dirs, Names *out, char *err, size_
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        if (!want_dirs) {
+            if (has_image_ext(e->d_name)) names_push(out, e->d_name);
+            continue;
+        }
         struct stat st;
-        if (stat(full, &st) != 0) continue;
-        if (want_dirs ? S_ISDIR(st.st_mode) : (S_ISREG(st.st_mode) && has_image_ext(e->d_name))) names_push(out, e->d_name);
+        if (stat(full, &st) != 0) {
+            log_warn("data: skipping %s: %s", full, strerror(errno));
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) names_push(out, e->d_name);
     }
     closedir(d);
     qsort(out->v, out->n, sizeof(char *), cmp_str);

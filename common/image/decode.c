@@ -22,6 +22,7 @@
 #include <jerror.h>
 
 #include "check.h"
+#include "fsutil.h"
 
 void image8_free(Image8 *im) {
     free(im->data);
@@ -245,26 +246,11 @@ int decode_rgb_mem(const uint8_t *buf, size_t len, int64_t max_pixels, Image8 *o
     return -1;
 }
 
-/* Whole file into memory; -1 with the reason. */
-static int read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) {
-    *buf = NULL; *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) { saev_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) { saev_errf(err, errlen, "%s: not a regular file", path); fclose(f); return -1; }
-    size_t n = (size_t)st.st_size;
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) { saev_errf(err, errlen, "%s: out of memory for %zu bytes", path, n); fclose(f); return -1; }
-    if (n && fread(b, 1, n, f) != n) { saev_errf(err, errlen, "%s: read error: %s", path, strerror(errno)); free(b); fclose(f); return -1; }
-    fclose(f);
-    *buf = b; *len = n;
-    return 0;
-}
-
 int decode_rgb_file(const char *path, int64_t max_pixels, Image8 *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    uint8_t *buf; size_t len;
-    if (read_file(path, &buf, &len, err, errlen)) return -1;
+    size_t len;
+    uint8_t *buf = (uint8_t *)read_file(path, &len, err, errlen);
+    if (!buf) return -1;
     char why[512];
     int rc = decode_rgb_mem(buf, len, max_pixels, out, why, sizeof why);
     free(buf);
@@ -274,8 +260,9 @@ int decode_rgb_file(const char *path, int64_t max_pixels, Image8 *out, char *err
 
 int decode_mask_file(const char *path, int64_t max_pixels, Image8 *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    uint8_t *buf; size_t len;
-    if (read_file(path, &buf, &len, err, errlen)) return -1;
+    size_t len;
+    uint8_t *buf = (uint8_t *)read_file(path, &len, err, errlen);
+    if (!buf) return -1;
     char why[512];
     int rc = -1;
     int kind = sniff(buf, len, why, sizeof why);
@@ -288,26 +275,17 @@ int decode_mask_file(const char *path, int64_t max_pixels, Image8 *out, char *er
 
 /* ---- writers --------------------------------------------------------------------------- */
 
-static int finish_tmp(FILE *f, const char *tmp, const char *path, char *err, size_t errlen) {
-    if (fflush(f) != 0 || ferror(f)) { saev_errf(err, errlen, "%s: write error: %s", tmp, strerror(errno)); fclose(f); unlink(tmp); return -1; }
-    if (fclose(f) != 0) { saev_errf(err, errlen, "%s: close error: %s", tmp, strerror(errno)); unlink(tmp); return -1; }
-    if (rename(tmp, path) != 0) { saev_errf(err, errlen, "%s: rename failed: %s", path, strerror(errno)); unlink(tmp); return -1; }
-    return 0;
-}
-
 int write_png(const char *path, const Image8 *im, char *err, size_t errlen) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { saev_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
+    AtomicFile out;
+    if (atomic_file_open(&out, path, err, errlen)) return -1;
+    FILE *f = out.f;
     PngSrc src = {0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb, png_warning_cb);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info || setjmp(png_jmpbuf(png))) {
         saev_errf(err, errlen, "%s: PNG write failed: %s", path, src.msg);
         png_destroy_write_struct(&png, &info);
-        fclose(f);
-        unlink(tmp);
+        atomic_file_abort(&out);
         return -1;
     }
     png_init_io(png, f);
@@ -317,14 +295,13 @@ int write_png(const char *path, const Image8 *im, char *err, size_t errlen) {
     for (int y = 0; y < im->h; y++) png_write_row(png, im->data + (size_t)y * im->w * im->channels);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    return finish_tmp(f, tmp, path, err, errlen);
+    return atomic_file_commit(&out, err, errlen);
 }
 
 int write_jpeg(const char *path, const Image8 *im, int quality, char *err, size_t errlen) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { saev_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
+    AtomicFile out;
+    if (atomic_file_open(&out, path, err, errlen)) return -1;
+    FILE *f = out.f;
     struct jpeg_compress_struct cinfo;
     JpegErr jerr;
     memset(&jerr, 0, sizeof jerr);
@@ -333,8 +310,7 @@ int write_jpeg(const char *path, const Image8 *im, int quality, char *err, size_
     if (setjmp(jerr.jump)) {
         saev_errf(err, errlen, "%s: JPEG write failed: %s", path, jerr.msg);
         jpeg_destroy_compress(&cinfo);
-        fclose(f);
-        unlink(tmp);
+        atomic_file_abort(&out);
         return -1;
     }
     jpeg_create_compress(&cinfo);
@@ -352,5 +328,5 @@ int write_jpeg(const char *path, const Image8 *im, int quality, char *err, size_
     }
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
-    return finish_tmp(f, tmp, path, err, errlen);
+    return atomic_file_commit(&out, err, errlen);
 }

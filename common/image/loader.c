@@ -18,29 +18,19 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "log.h"
 
-static const CfgField loader_fields[] = {
-    {"threads", CFG_INT, offsetof(LoaderConfig, threads), "0", 0, 1024, NULL, NULL, 0,
-     "image decoding threads per rank; 0 = one per core"},
-    {"queue_batches", CFG_INT, offsetof(LoaderConfig, queue_batches), "4", 1, 1024, NULL, NULL, 0,
-     "batches decoded ahead of the model (memory: queue_batches x batch x 3 x H x W floats)"},
-};
-
-const CfgSchema loader_config_schema = {
-    "loader", sizeof(LoaderConfig), loader_fields, (int)(sizeof loader_fields / sizeof loader_fields[0]), NULL,
-};
-
 typedef struct {
-    Batch b;           /* what loader_next hands out (pointers into the slot's buffers) */
+    ImageBatch b;           /* what image_loader_next hands out (pointers into the slot's buffers) */
     int size;          /* images in this batch before skips */
     int done;          /* images finished */
     char **reason;     /* [batch_size] NULL = ok, else why the image is bad */
 } Slot;
 
-struct Loader {
+struct ImageLoader {
     const Dataset *ds;
-    LoaderSpec spec;
+    ImageLoaderSpec spec;
     int W, H, n_patches, grid_w;
     int64_t n_items, n_batches;
     Slot *slots;                 /* [queue_batches] */
@@ -58,17 +48,17 @@ struct Loader {
     char **bad_reason;           /* [n_bad] */
 };
 
-int loader_default_threads(int threads) {
+int image_loader_default_threads(int threads) {
     if (threads > 0) return threads;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
 
 /* Decode and preprocess one image into row `row` of slot s; the reason on failure. */
-static void load_one(Loader *ld, Slot *s, int row, int64_t idx, uint8_t *scratch, uint8_t *mask_buf) {
+static void load_one(ImageLoader *ld, Slot *s, int row, int64_t idx, uint8_t *scratch, uint8_t *mask_buf) {
     char err[1024];
     Image8 im;
-    const LoaderSpec *sp = &ld->spec;
+    const ImageLoaderSpec *sp = &ld->spec;
     if (decode_rgb_file(ld->ds->paths[idx], sp->max_pixels, &im, err, sizeof err)) {
         s->reason[row] = strdupCheck(err);
         return;
@@ -105,7 +95,7 @@ static void load_one(Loader *ld, Slot *s, int row, int64_t idx, uint8_t *scratch
 }
 
 static void *worker_main(void *arg) {
-    Loader *ld = arg;
+    ImageLoader *ld = arg;
     uint8_t *scratch = mallocCheck((size_t)ld->W * ld->H * 3);
     uint8_t *mask_buf = mallocCheck((size_t)ld->W * ld->H);
     const int B = ld->spec.batch_size, Q = ld->spec.queue_batches;
@@ -128,11 +118,11 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-Loader *loader_open(const Dataset *ds, const LoaderSpec *spec) {
-    Loader *ld = callocCheck(1, sizeof *ld);
+ImageLoader *image_loader_open(const Dataset *ds, const ImageLoaderSpec *spec) {
+    ImageLoader *ld = callocCheck(1, sizeof *ld);
     ld->ds = ds;
     ld->spec = *spec;
-    LoaderSpec *sp = &ld->spec;
+    ImageLoaderSpec *sp = &ld->spec;
     if (sp->end < 0 || sp->end > ds->n) sp->end = ds->n;
     if (sp->begin < 0 || sp->begin > sp->end) saev_usage_fail("loader: index range [%lld, %lld) outside the data set of %lld images",
                                                               (long long)sp->begin, (long long)sp->end, (long long)ds->n);
@@ -172,7 +162,7 @@ Loader *loader_open(const Dataset *ds, const LoaderSpec *spec) {
     pthread_mutex_init(&ld->mu, NULL);
     pthread_cond_init(&ld->cv_space, NULL);
     pthread_cond_init(&ld->cv_ready, NULL);
-    ld->n_threads = loader_default_threads(sp->threads);
+    ld->n_threads = image_loader_default_threads(sp->threads);
     ld->threads = mallocCheck(sizeof(pthread_t) * ld->n_threads);
     for (int t = 0; t < ld->n_threads; t++) {
         int rc = pthread_create(&ld->threads[t], NULL, worker_main, ld);
@@ -182,7 +172,7 @@ Loader *loader_open(const Dataset *ds, const LoaderSpec *spec) {
 }
 
 /* Hands the slot of batch `consumed` back to the workers. Called with the mutex held. */
-static void release_current(Loader *ld) {
+static void release_current(ImageLoader *ld) {
     const int B = ld->spec.batch_size, Q = ld->spec.queue_batches;
     Slot *s = &ld->slots[ld->consumed % Q];
     for (int i = 0; i < s->b.n_bad; i++) free(s->b.bad_reason[i]); /* copies live in the loader's list */
@@ -199,7 +189,7 @@ static void release_current(Loader *ld) {
     pthread_cond_broadcast(&ld->cv_space);
 }
 
-const Batch *loader_next(Loader *ld) {
+const ImageBatch *image_loader_next(ImageLoader *ld) {
     const int B = ld->spec.batch_size, Q = ld->spec.queue_batches;
     pthread_mutex_lock(&ld->mu);
     if (ld->holding) release_current(ld);
@@ -209,7 +199,7 @@ const Batch *loader_next(Loader *ld) {
     ld->holding = 1;
     pthread_mutex_unlock(&ld->mu);
     /* Compact: kept images move to the front, in order. Workers do not touch this slot. */
-    Batch *b = &s->b;
+    ImageBatch *b = &s->b;
     b->first = ld->spec.begin + ld->consumed * B;
     b->n = 0;
     b->n_bad = 0;
@@ -243,7 +233,7 @@ const Batch *loader_next(Loader *ld) {
     return b;
 }
 
-void loader_close(Loader *ld) {
+void image_loader_close(ImageLoader *ld) {
     if (!ld) return;
     pthread_mutex_lock(&ld->mu);
     ld->stop = 1;
@@ -269,21 +259,18 @@ void loader_close(Loader *ld) {
     free(ld);
 }
 
-int loader_width(const Loader *ld) { return ld->W; }
-int loader_height(const Loader *ld) { return ld->H; }
-int loader_n_patches(const Loader *ld) { return ld->n_patches; }
-int64_t loader_n_batches(const Loader *ld) { return ld->n_batches; }
-int64_t loader_n_bad(const Loader *ld) { return ld->n_bad; }
+int image_loader_width(const ImageLoader *ld) { return ld->W; }
+int image_loader_height(const ImageLoader *ld) { return ld->H; }
+int image_loader_n_patches(const ImageLoader *ld) { return ld->n_patches; }
+int64_t image_loader_n_batches(const ImageLoader *ld) { return ld->n_batches; }
+int64_t image_loader_n_bad(const ImageLoader *ld) { return ld->n_bad; }
 
-int loader_write_bad_list(const Loader *ld, const char *path, char *err, size_t errlen) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) { snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); return -1; }
+int image_loader_write_bad_list(const ImageLoader *ld, const char *path, char *err, size_t errlen) {
+    AtomicFile out;
+    if (atomic_file_open(&out, path, err, errlen)) return -1;
+    FILE *f = out.f;
     fprintf(f, "# index\tpath\treason\n");
     for (int64_t i = 0; i < ld->n_bad; i++)
         fprintf(f, "%lld\t%s\t%s\n", (long long)ld->bad_index[i], ld->ds->paths[ld->bad_index[i]], ld->bad_reason[i]);
-    if (fflush(f) || ferror(f) || fclose(f)) { snprintf(err, errlen, "%s: write error: %s", tmp, strerror(errno)); unlink(tmp); return -1; }
-    if (rename(tmp, path)) { snprintf(err, errlen, "%s: rename failed: %s", path, strerror(errno)); unlink(tmp); return -1; }
-    return 0;
+    return atomic_file_commit(&out, err, errlen);
 }

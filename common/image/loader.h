@@ -6,19 +6,19 @@
  * batch b holds images begin + b*batch_size ... . Threads claim single images in order,
  * decode and preprocess them straight into their batch slot; at most queue_batches
  * batches are in flight, so memory stays bounded when the consumer (the ViT) is slower.
- * loader_next hands batches out strictly in order, so the output does not depend on the
+ * image_loader_next hands batches out strictly in order, so the output does not depend on the
  * thread count.
  *
  * Bad images (see decode.h): with BAD_SKIP they are logged, left out of the batch (its
  * n shrinks) and listed in the batch and in the loader's running list
- * (loader_write_bad_list writes it beside the outputs); with BAD_FAIL loader_next stops
+ * (image_loader_write_bad_list writes it beside the outputs); with BAD_FAIL image_loader_next stops
  * the job with the reason, which names the file.
  *
  * Usage:
- *   Loader *ld = loader_open(&ds, &spec);
- *   const Batch *b;
- *   while ((b = loader_next(ld))) { use b->pixels [b->n, 3, H, W] ... }
- *   loader_close(ld);
+ *   ImageLoader *ld = image_loader_open(&ds, &spec);
+ *   const ImageBatch *b;
+ *   while ((b = image_loader_next(ld))) { use b->pixels [b->n, 3, H, W] ... }
+ *   image_loader_close(ld);
  */
 #ifndef SAEV_IMAGE_LOADER_H
 #define SAEV_IMAGE_LOADER_H
@@ -47,7 +47,7 @@ typedef struct {
     int64_t max_pixels;         /* <= 0: no limit */
     int patch_size;             /* > 0 with a segmentation set: per-patch labels */
     PatchLabelMode patch_label;
-} LoaderSpec;
+} ImageLoaderSpec;
 
 typedef struct {
     int64_t first;          /* dataset index of the batch's first image (kept or not) */
@@ -59,27 +59,27 @@ typedef struct {
     int n_bad;              /* images of this batch left out */
     int64_t *bad_index;     /* [n_bad] dataset index */
     char **bad_reason;      /* [n_bad] reason, naming the file */
-} Batch;
+} ImageBatch;
 
-typedef struct Loader Loader;
+typedef struct ImageLoader ImageLoader;
 
 /* Starts the threads. A spec that cannot work (variable output size, patch size not
  * dividing it, empty range) ends the job with a usage error. */
-Loader *loader_open(const Dataset *ds, const LoaderSpec *spec);
+ImageLoader *image_loader_open(const Dataset *ds, const ImageLoaderSpec *spec);
 /* The next batch in order, or NULL after the last; valid until the next call. */
-const Batch *loader_next(Loader *ld);
-void loader_close(Loader *ld);
+const ImageBatch *image_loader_next(ImageLoader *ld);
+void image_loader_close(ImageLoader *ld);
 
-int loader_width(const Loader *ld);      /* W of every batch */
-int loader_height(const Loader *ld);     /* H */
-int loader_n_patches(const Loader *ld);  /* patches per image for patch_labels, 0 without */
-int64_t loader_n_batches(const Loader *ld);
+int image_loader_width(const ImageLoader *ld);      /* W of every batch */
+int image_loader_height(const ImageLoader *ld);     /* H */
+int image_loader_n_patches(const ImageLoader *ld);  /* patches per image for patch_labels, 0 without */
+int64_t image_loader_n_batches(const ImageLoader *ld);
 /* Bad images met so far (all handed-out batches), in dataset order. */
-int64_t loader_n_bad(const Loader *ld);
+int64_t image_loader_n_bad(const ImageLoader *ld);
 /* Writes "index<TAB>path<TAB>reason" lines (tmp + rename); 0 or -1 with err. */
-int loader_write_bad_list(const Loader *ld, const char *path, char *err, size_t errlen);
+int image_loader_write_bad_list(const ImageLoader *ld, const char *path, char *err, size_t errlen);
 
 /* Threads to use for `threads` (0 = online cores). */
-int loader_default_threads(int threads);
+int image_loader_default_threads(int threads);
 
 #endif

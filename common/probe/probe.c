@@ -426,17 +426,9 @@ cJSON *probe_json_beside(const char *probe_path) {
     char path[4200];
     const char *slash = strrchr(probe_path, '/');
     snprintf(path, sizeof path, "%.*sprobe.json", slash ? (int)(slash - probe_path + 1) : 0, probe_path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *text = NULL;
-    size_t len = 0, cap = 0, got;
-    do {
-        if (len + 65536 > cap) text = reallocCheck(text, cap = 2 * cap + 65536);
-        got = fread(text + len, 1, cap - len - 1, f);
-        len += got;
-    } while (got > 0);
-    fclose(f);
-    text[len] = 0;
+    char err[256];
+    char *text = read_file(path, NULL, err, sizeof err);
+    if (!text) return NULL;
     cJSON *j = cJSON_Parse(text);
     free(text);
     return j;

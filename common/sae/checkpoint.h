@@ -21,9 +21,15 @@ char *sae_config_to_json(const SaeConfig *c, float data_scale);
 const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_scale);
 
 void sae_checkpoint_write(const Sae *sae, const char *path, int64_t step);
-/* Creates `sae` from a checkpoint (config from its metadata) for batches of max_batch. */
+/* Creates `sae` from a checkpoint (config from its metadata) for batches of max_batch.
+ * Everything is checked before anything is allocated: the metadata (integers in range,
+ * a known activation), then that every tensor is there with the shape the config implies
+ * and a float dtype. Returns 0, or -1 with "<path>: <problem>" in err (sae untouched). */
+int sae_checkpoint_read(Sae *sae, const char *path, int max_batch, char *err, size_t errlen);
+/* Same; a failure ends the job with that message (status 2). */
 void sae_checkpoint_load(Sae *sae, const char *path, int max_batch);
-/* Loads W_enc, b_enc, W_dec, b_dec of the right shapes into an existing SAE. */
+/* Loads W_enc, b_enc, W_dec, b_dec (and threshold if present) into an existing SAE; a
+ * missing tensor or another shape ends the job naming the file and the tensor. */
 void sae_load_weights(Sae *sae, const char *path);
 
 typedef struct {

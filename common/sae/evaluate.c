@@ -26,27 +26,6 @@
 #include "log.h"
 #include "safetensors.h"
 
-/* ---------------------------------------------------------------- config section */
-
-#define F(type_, key_, def_, min_, max_, help_) \
-    {.key = #key_, .type = type_, .offset = offsetof(EvaluateConfig, key_), .def = def_, .min = min_, .max = max_, .help = help_}
-static const CfgField evaluate_fields[] = {
-    F(CFG_STRING_LIST, sae, "[]", 1, 0, "SAE checkpoints (sae.safetensors) or run directories (every sae.safetensors under them)"),
-    F(CFG_STRING, data, CFG_UNSET, 1, 0, "held-out activations: safetensors file with `activations` [N,d], or a store directory"),
-    F(CFG_INT, layer, CFG_UNSET, -1e6, 1e6, "store: ViT block as recorded in the store's `layers` (negative counts from the ViT's end); unset: the store's only layer"),
-    {.key = "tokens", .type = CFG_STRING, .offset = offsetof(EvaluateConfig, tokens), .def = "patches", .min = 1, .max = 0,
-     .choices = "patches|all|cls", .help = "store: rows are patch tokens, all tokens (CLS too), or CLS only (as train.tokens)"},
-    F(CFG_INT, first_row, "0", 0, 1e15, "first row of the data to evaluate"),
-    F(CFG_INT, max_tokens, "0", 0, 1e15, "rows to evaluate from first_row; 0: all the rest"),
-    F(CFG_INT, batch_size, "1024", 1, 1 << 20, "rows per rank per forward pass (memory: batch_size x d_sae floats)"),
-    F(CFG_INT, hist_bins, "45", 1, 10000, "bins of the frequency and mean-value histograms"),
-    F(CFG_STRING, out, CFG_UNSET, 1, 0, "output directory (one SAE) or parent of <i>/ per SAE; unset: beside each checkpoint"),
-};
-#undef F
-
-const CfgSchema evaluate_config_schema = {"evaluate", sizeof(EvaluateConfig), evaluate_fields,
-                                          (int)(sizeof evaluate_fields / sizeof evaluate_fields[0]), NULL};
-
 /* ---------------------------------------------------------------- sums and metrics */
 
 void eval_sums_init(EvalSums *e, int d, int S) {
@@ -286,8 +265,6 @@ void eval_plan_free(EvalPlan *plan) {
 
 /* ---------------------------------------------------------------- outputs */
 
-static const char *activation_name(SaeActivation a) { return a == SAE_RELU ? "relu" : a == SAE_TOPK ? "top-k" : "batch-top-k"; }
-
 static cJSON *hist_json(double lo, double hi, const int64_t *counts, int bins, const char *value) {
     cJSON *h = cJSON_CreateObject();
     cJSON_AddStringToObject(h, "value", value);
@@ -308,7 +285,7 @@ char *eval_json(const EvalMetrics *m, const Sae *sae, const char *ckpt, const Ev
     cJSON_AddNumberToObject(j, "n_tokens", (double)m->n_tokens);
     cJSON_AddNumberToObject(j, "d_model", sae->cfg.d_model);
     cJSON_AddNumberToObject(j, "d_sae", sae->cfg.d_sae);
-    cJSON_AddStringToObject(j, "activation", activation_name(sae->cfg.activation));
+    cJSON_AddStringToObject(j, "activation", sae_activation_name(sae->cfg.activation));
     if (sae->cfg.activation != SAE_RELU) cJSON_AddNumberToObject(j, "k", sae->cfg.k);
     if (sae->cfg.activation == SAE_BATCH_TOPK) cJSON_AddNumberToObject(j, "threshold", sae->threshold);
     cJSON_AddNumberToObject(j, "data_scale", sae->data_scale);
@@ -451,8 +428,6 @@ char *eval_svg(const EvalMetrics *m, const char *title) {
     return t.s;
 }
 
-
-
 /* ---------------------------------------------------------------- the pass */
 
 void evaluate_run(const EvaluateConfig *c) {
@@ -468,7 +443,7 @@ void evaluate_run(const EvaluateConfig *c) {
         sae_checkpoint_load(&saes[i], plan.ckpt[i], 1); /* eval needs no training workspace */
         eval_sums_init(&sums[i], d, saes[i].cfg.d_sae);
         if (saes[i].cfg.d_sae > max_S) max_S = saes[i].cfg.d_sae;
-        log_info("evaluate: %s (%s, d_sae %d, data_scale %g)", plan.ckpt[i], activation_name(saes[i].cfg.activation),
+        log_info("evaluate: %s (%s, d_sae %d, data_scale %g)", plan.ckpt[i], sae_activation_name(saes[i].cfg.activation),
                  saes[i].cfg.d_sae, saes[i].data_scale);
     }
 

@@ -7,14 +7,15 @@
  *   x̂_p = f[:, :m_p] W_dec[:m_p] + b_dec     for every Matryoshka prefix m_p (the last is S)
  *   loss = mean_p mean((x̂_p - x)²) + l1_coeff·mean_b Σ|f| (relu) + AuxK (top-k variants)
  *
- * One training step (sae_train_step in the trainer) is: normalize W_dec rows, forward +
- * backward (sae_forward_backward), all-reduce the flat gradient, remove the component of
- * each W_dec row's gradient parallel to the row, clip the global norm, Adam.
+ * One training step is: normalize W_dec rows, forward + backward (sae_forward_backward),
+ * all-reduce the flat gradient, remove the component of each W_dec row's gradient
+ * parallel to the row, clip the global norm, Adam. That order is written once, in
+ * sae_step.c (sae_step_run), over a table of primitives: the functions below on the cpu,
+ * common/cuda/sae_cuda.h's on the GPU.
  *
  * Memory: all parameters live in one allocation (`params`, n_params floats) with the
  * gradient, Adam m and v laid out the same way, so data parallelism all-reduces one flat
- * buffer and a checkpoint is four slices of it. The CPU implementation is sae_cpu.c;
- * a CUDA implementation provides the same functions for device-resident Sae structs.
+ * buffer and a checkpoint is four slices of it. The CPU implementation is sae_cpu.c.
  *
  * Data parallelism: every rank calls sae_forward_backward on its share of the global
  * batch with `global_batch` set to the global row count; the loss normalizers use the
@@ -32,6 +33,12 @@
 #define SAE_MAX_PREFIXES 64
 
 typedef enum { SAE_RELU = 0, SAE_TOPK, SAE_BATCH_TOPK } SaeActivation;
+
+/* The activations' names as configs and checkpoints spell them (sae_activation.c). */
+#define SAE_ACTIVATION_NAMES "relu|top-k|batch-top-k"
+const char *sae_activation_name(SaeActivation a);
+/* 0 and *out for a known name; -1 for any other. */
+int sae_activation_parse(const char *name, SaeActivation *out);
 
 typedef struct {
     int d_model;                  // d: input width
@@ -76,6 +83,8 @@ typedef struct {
     float data_scale;       // inputs are multiplied by this before the SAE (1 = off)
     int step_prefixes[SAE_MAX_PREFIXES]; // [n_step_prefixes] the prefixes of the current step
     int n_step_prefixes;
+    double *step_stats;     // [sae_n_stats] the current step's statistics (local sums, then all-reduced)
+    double step_grad_norm;  // the current step's global gradient norm before clipping
     /* Workspace for up to max_batch rows (CPU). */
     int max_batch;
     float *h;               // [B, S] pre-activations; relu: f in place

@@ -1,11 +1,12 @@
 /*
  * sae_backend.c: the cpu and cuda implementations of sae_backend.h, side by side.
  *
- * cpu is sae_train_step on the host Sae, with the rows scaled exactly as the trainer
- * scaled them; cuda drives common/cuda/sae_cuda.h: Matryoshka prefixes drawn on the host
- * with sae_draw_prefixes (the CPU path's generator and draw), rows staged through pinned
- * memory, the K SAEs' steps enqueued back to back without host round trips (batch-top-k
- * reads one count back inside its forward), metrics read when the steps end.
+ * Both devices step through sae_step_run (sae_step.c), the one place the step order lives,
+ * with their own primitives: sae_cpu_step_ops on the host Sae (rows scaled exactly as the
+ * trainer scaled them), sae_cuda_step_ops on the SaeCuda (Matryoshka prefixes drawn on
+ * the host with the CPU path's generator, rows staged through pinned memory, the K SAEs'
+ * steps enqueued back to back without host round trips; batch-top-k reads one count back
+ * inside its forward); metrics are read when the steps end.
  */
 #include "sae_backend.h"
 
@@ -168,8 +169,8 @@ void sae_batch_submit(SaeBatch *bt, int n_rows, SaeBackend *const *consumers, in
     bt->submitted = 1;
 #ifdef SAEV_CUDA
     if (bt->stage) {
-        SaeCuda *devs[64];
-        if (K > 64) saev_fail("SAE sweep: %d members on one GPU, at most 64", K);
+        SaeCuda *devs[SAE_SWEEP_MAX];
+        if (K > SAE_SWEEP_MAX) saev_fail("SAE sweep: %d members on one GPU, at most %d", K, SAE_SWEEP_MAX);
         for (int i = 0; i < K; i++) {
             if (!consumers[i]->dev) saev_fail("SAE batch: a cuda batch fed to a cpu SAE");
             devs[i] = (SaeCuda *)consumers[i]->dev;
@@ -184,56 +185,73 @@ void sae_batch_submit(SaeBatch *bt, int n_rows, SaeBackend *const *consumers, in
 
 /* ---- steps ---- */
 
+/* The step primitives of a device (sae_step.h). */
+static const SaeStepOps *step_ops(SaeDevice device) {
+#ifdef SAEV_CUDA
+    if (device == SAE_DEVICE_CUDA) return &sae_cuda_step_ops;
+#endif
+    if (device == SAE_DEVICE_CUDA) saev_fail("SAE step on cuda: this saev-c was built without CUDA");
+    return &sae_cpu_step_ops;
+}
+
+/* Backend handle of each SAE for its step primitives: the host Sae on cpu, the SaeCuda
+ * on cuda. */
+static void *step_handle(SaeBackend *b) { return b->spec.device == SAE_DEVICE_CPU ? (void *)&b->host : b->dev; }
+
+typedef struct {
+    SaeBackend *const *b;
+    SaeBatch *bt;
+} StepInput;
+
+/* SAE i's rows: the batch times its data scale (the same float product the trainer did
+ * before the layer existed). cpu: into the batch's one scratch buffer, which the previous
+ * member's forward (run to completion) no longer reads; cuda: on the SAE's own stream into
+ * its own buffer, so the members' streams never share a written buffer. */
+static const float *step_input(void *ctx_, int i) {
+    StepInput *ctx = ctx_;
+    SaeBackend *be = ctx->b[i];
+    SaeBatch *bt = ctx->bt;
+    float scale = be->host.data_scale;
+    size_t elems = (size_t)bt->n_rows * bt->d;
+    if (bt->device == SAE_DEVICE_CPU) {
+        if (scale == 1.0f) return bt->rows;
+        for (size_t e = 0; e < elems; e++) bt->scaled[e] = bt->rows[e] * scale;
+        return bt->scaled;
+    }
+#ifdef SAEV_CUDA
+    SaeCudaStage *st = (SaeCudaStage *)bt->stage;
+    if (scale == 1.0f) return st->current;
+    SaeCuda *dev = (SaeCuda *)be->dev;
+    if (!be->dev_scaled) be->dev_scaled = cuda_malloc((size_t)be->max_batch * bt->d * sizeof(float));
+    sae_cuda_scale(st->current, be->dev_scaled, elems, scale, dev->stream);
+    return be->dev_scaled;
+#else
+    saev_fail("SAE step on cuda: this saev-c was built without CUDA");
+#endif
+}
+
 void sae_sweep_step_begin(SaeBackend *const *b, int K, SaeBatch *bt, int64_t global_batch, const float *lr,
                           const double *grad_clip, uint64_t *const *prefix_rng) {
     if (!bt->submitted) saev_fail("SAE step: no batch submitted (sae_batch_submit)");
     bt->submitted = 0;
-    int n = bt->n_rows, d = bt->d;
+    if (K > SAE_SWEEP_MAX) saev_fail("SAE sweep: %d members in one step, at most %d", K, SAE_SWEEP_MAX);
+    Sae *host[SAE_SWEEP_MAX];
+    void *dev[SAE_SWEEP_MAX];
     for (int i = 0; i < K; i++) {
         if (b[i]->pending) saev_fail("SAE step: the previous step of SAE %d was not ended", i);
         if (b[i]->spec.device != bt->device) saev_fail("SAE step: SAE %d is on %s, its batch on %s", i, sae_device_name(b[i]->spec.device), sae_device_name(bt->device));
-        if (b[i]->host.cfg.d_model != d) saev_fail("SAE step: SAE %d has d_model %d, the batch %d", i, b[i]->host.cfg.d_model, d);
+        if (b[i]->host.cfg.d_model != bt->d) saev_fail("SAE step: SAE %d has d_model %d, the batch %d", i, b[i]->host.cfg.d_model, bt->d);
         b[i]->pending = 1;
         b[i]->step_lr = lr[i];
         b[i]->step_rows = global_batch;
+        host[i] = &b[i]->host;
+        dev[i] = step_handle(b[i]);
     }
-    if (bt->device == SAE_DEVICE_CPU) {
-        /* exactly the trainer's former loop: scale (when the SAE has a data scale), then sae_train_step */
-        for (int i = 0; i < K; i++) {
-            Sae *sae = &b[i]->host;
-            const float *x = bt->rows;
-            if (sae->data_scale != 1.0f) {
-                for (size_t e = 0; e < (size_t)n * d; e++) bt->scaled[e] = bt->rows[e] * sae->data_scale;
-                x = bt->scaled;
-            }
-            sae_train_step(sae, x, n, global_batch, lr[i], grad_clip[i], prefix_rng[i], &b[i]->cpu_metrics);
-        }
-        return;
-    }
+    StepInput in = {b, bt};
+    sae_step_run(step_ops(bt->device), host, dev, K, step_input, &in, bt->n_rows, global_batch, lr, grad_clip, prefix_rng);
 #ifdef SAEV_CUDA
-    SaeCudaStage *st = (SaeCudaStage *)bt->stage;
-    SaeCuda *devs[64];
-    const float *xs[64];
-    int prefs[64][SAE_MAX_PREFIXES], n_prefs[64];
-    const int *pp[64];
-    if (K > 64) saev_fail("SAE sweep: %d members on one GPU, at most 64", K);
-    for (int i = 0; i < K; i++) {
-        SaeBackend *be = b[i];
-        SaeCuda *dev = (SaeCuda *)be->dev;
-        devs[i] = dev;
-        /* the CPU path's draw, from the same generator state */
-        n_prefs[i] = sae_draw_prefixes(&be->host.cfg, prefix_rng[i], prefs[i]);
-        memcpy(be->host.step_prefixes, prefs[i], n_prefs[i] * sizeof(int));
-        be->host.n_step_prefixes = n_prefs[i];
-        pp[i] = prefs[i];
-        xs[i] = st->current;
-        if (be->host.data_scale != 1.0f) {
-            if (!be->dev_scaled) be->dev_scaled = cuda_malloc((size_t)be->max_batch * d * sizeof(float));
-            sae_cuda_scale(st->current, be->dev_scaled, (size_t)n * d, be->host.data_scale, dev->stream);
-            xs[i] = be->dev_scaled;
-        }
-    }
-    sae_cuda_sweep_step(devs, K, xs, n, global_batch, lr, grad_clip, pp, n_prefs);
+    /* the batch's slot may be refilled once every member's step has been enqueued behind it */
+    if (bt->stage) sae_cuda_stage_release((SaeCudaStage *)bt->stage, (SaeCuda *const *)dev, K);
 #endif
 }
 
@@ -241,13 +259,7 @@ void sae_sweep_step_end(SaeBackend *const *b, int K, SaeStepMetrics *out) {
     for (int i = 0; i < K; i++) {
         if (!b[i]->pending) saev_fail("SAE step: SAE %d has no step in flight", i);
         b[i]->pending = 0;
-        if (b[i]->spec.device == SAE_DEVICE_CPU) {
-            out[i] = b[i]->cpu_metrics;
-            continue;
-        }
-#ifdef SAEV_CUDA
-        sae_cuda_metrics((SaeCuda *)b[i]->dev, b[i]->step_rows, b[i]->step_lr, &out[i]);
-#endif
+        step_ops(b[i]->spec.device)->metrics(step_handle(b[i]), b[i]->step_rows, b[i]->step_lr, &out[i]);
     }
 }
 

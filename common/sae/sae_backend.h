@@ -1,11 +1,12 @@
 /*
  * sae_backend.h: where the SAE trains, behind one interface the trainer calls without
  * knowing the device. Two implementations side by side (sae_backend.c):
- *   cpu   a thin wrapper of sae.h + sae_step.c: the step is sae_train_step itself, so a
+ *   cpu   sae.h's functions on the host Sae: the same step as sae_train_step, so a
  *         trainer switching to this layer changes no result;
- *   cuda  common/cuda/sae_cuda.h: parameters, optimizer and counters live on the GPU;
- *         the same step order (normalize, forward + backward, all-reduce of the flat
- *         gradient and statistics over NCCL, parallel-gradient removal, clip, Adam).
+ *   cuda  common/cuda/sae_cuda.h: parameters, optimizer and counters live on the GPU.
+ * Both run sae_step_run (sae_step.c), the step order written once (normalize, forward +
+ * backward, all-reduce of the flat gradient and statistics (MPI or NCCL), parallel-
+ * gradient removal, clip, Adam), over their own primitives (SaeStepOps).
  *
  * Every backend owns a host Sae (`host`): on cpu it is the SAE; on cuda it is a mirror
  * (parameters, Adam state, dead counters, threshold, data scale, Adam t; workspace for
@@ -18,8 +19,8 @@
  * device on a copy stream, sae_sweep_step_begin enqueues every SAE's step on the
  * submitted batch (each SAE's gradient all-reduce overlapping the next one's compute)
  * and sae_sweep_step_end waits and returns the metrics. Between begin and end the
- * trainer may load and submit the next batch (two slots alternate), so loading and the
- * host-to-device copy overlap the GPU's compute. Inputs are raw rows: each SAE scales
+ * trainer may load and submit the next batch (two slots alternate, each with its own
+ * "released" events), so loading and the host-to-device copy overlap the GPU's compute. Inputs are raw rows: each SAE scales
  * them by its host.data_scale (the same float product the trainer did before).
  */
 #ifndef SAEV_SAE_BACKEND_H
@@ -28,12 +29,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device.h"
 #include "sae.h"
 #include "sae_step.h"
 
-typedef enum { SAE_DEVICE_CPU = 0, SAE_DEVICE_CUDA } SaeDevice;
-/* Values of cuda_util.h's CudaPrecision. */
-typedef enum { SAE_PREC_FP32 = 0, SAE_PREC_TF32, SAE_PREC_BF16 } SaePrecision;
+/* The SAE runs on a Device in a Precision (device.h). These aliases are the names
+ * sae_backend.c and common/cuda still spell; they go when that code takes device.h's. */
+typedef Device SaeDevice;
+typedef Precision SaePrecision;
+#define SAE_DEVICE_CPU DEVICE_CPU
+#define SAE_DEVICE_CUDA DEVICE_CUDA
+#define SAE_PREC_FP32 PRECISION_FP32
+#define SAE_PREC_TF32 PRECISION_TF32
+#define SAE_PREC_BF16 PRECISION_BF16
+/* Most SAEs one sweep steps on one batch. */
+#define SAE_SWEEP_MAX 64
 
 typedef struct {
     SaeDevice device;
@@ -49,7 +59,6 @@ typedef struct {
     float step_lr;            // lr of the step in flight (metrics)
     int64_t step_rows;        // global batch of the step in flight (metrics)
     int pending;              // a step was begun and not yet ended
-    SaeStepMetrics cpu_metrics; // cpu: metrics of the step run in begin
 } SaeBackend;
 
 typedef struct {

@@ -148,6 +148,7 @@ void sae_create(Sae *sae, const SaeConfig *cfg, int max_batch) {
     sae->latent_block = mallocCheck(S * sizeof(int));
     sae->n_step_prefixes = P;
     memcpy(sae->step_prefixes, cfg->prefixes, sizeof cfg->prefixes);
+    sae->step_stats = callocCheck(sae_n_stats(cfg), sizeof(double));
 }
 
 void sae_destroy(Sae *sae) {
@@ -157,7 +158,7 @@ void sae_destroy(Sae *sae) {
     free(sae->act_start); free(sae->act_idx); free(sae->act_val); free(sae->act_dh); free(sae->act_row);
     free(sae->aux_idx); free(sae->aux_val); free(sae->aux_dh); free(sae->aux_g);
     free(sae->w_enc_t_grad); free(sae->csc_start); free(sae->csc_entry); free(sae->sel_buf);
-    free(sae->fired); free(sae->latent_block);
+    free(sae->fired); free(sae->latent_block); free(sae->step_stats);
     memset(sae, 0, sizeof *sae);
 }
 

@@ -1,6 +1,6 @@
 /*
- * sae_step.c: one optimizer step of an SAE in saev's order, written once against the
- * sae.h interface (so the CPU and CUDA implementations share it), plus the learning-rate
+ * sae_step.c: one optimizer step of an SAE in saev's order, written once (sae_step_run)
+ * over a backend's primitives (SaeStepOps), the cpu primitives, and the learning-rate
  * schedules.
  *
  * Order (fixtures README): normalize W_dec rows; forward + backward on this rank's rows;
@@ -10,7 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "check.h"
 #include "comm.h"
 #include "sae_step.h"
 
@@ -56,23 +55,74 @@ void sae_metrics_from_stats(const SaeConfig *c, const double *stats, int64_t glo
     out->finite = isfinite(out->loss) && isfinite(grad_norm);
 }
 
-void sae_train_step(Sae *sae, const float *x, int n_rows, int64_t global_batch, float lr, double grad_clip,
-                    uint64_t *prefix_rng, SaeStepMetrics *out) {
-    const SaeConfig *c = &sae->cfg;
-    int d = c->d_model;
-    size_t n_stats = sae_n_stats(c);
-    double stats[SAE_STAT_X_SUM0 + 16384];
-    if (n_stats > sizeof stats / sizeof stats[0]) saev_fail("d_model %d too large for the step statistics", d);
-    if (c->normalize_w_dec) sae_normalize_w_dec(sae);
-    sae_choose_prefixes(sae, prefix_rng);
-    sae_forward_backward(sae, x, n_rows, global_batch, stats);
+void sae_step_run(const SaeStepOps *ops, Sae *const *host, void *const *dev, int K, SaeStepInput input, void *input_ctx,
+                  int n, int64_t N, const float *lr, const double *grad_clip, uint64_t *const *prefix_rng) {
+    for (int i = 0; i < K; i++) {
+        const SaeConfig *c = &host[i]->cfg;
+        sae_choose_prefixes(host[i], prefix_rng[i]);
+        if (c->normalize_w_dec) ops->normalize_w_dec(dev[i]);
+        ops->forward_backward(dev[i], input(input_ctx, i), n, N, host[i]->step_prefixes, host[i]->n_step_prefixes);
+        ops->allreduce_begin(dev[i]);
+    }
+    for (int i = 0; i < K; i++) {
+        ops->allreduce_end(dev[i]);
+        if (host[i]->cfg.remove_parallel_grads) ops->remove_parallel_grads(dev[i]);
+        ops->grad_norm(dev[i]);
+        ops->clip_adam(dev[i], lr[i], grad_clip[i]);
+    }
+}
+
+/* ---- the cpu primitives: each runs to completion ---- */
+
+static void cpu_normalize_w_dec(void *sae) { sae_normalize_w_dec(sae); }
+
+static void cpu_forward_backward(void *sae_, const float *x, int n, int64_t N, const int *prefixes, int n_prefixes) {
+    Sae *sae = sae_;
+    /* the prefixes are host->step_prefixes already when the handle is the host Sae */
+    memmove(sae->step_prefixes, prefixes, (size_t)n_prefixes * sizeof(int));
+    sae->n_step_prefixes = n_prefixes;
+    sae_forward_backward(sae, x, n, N, sae->step_stats);
+}
+
+static void cpu_allreduce_begin(void *sae_) {
+    Sae *sae = sae_;
     /* Data parallelism: one flat gradient buffer, one statistics buffer. */
     comm_allreduce(sae->grads, sae->n_params, COMM_F32, COMM_SUM);
-    comm_allreduce(stats, n_stats, COMM_F64, COMM_SUM);
-    if (c->remove_parallel_grads) sae_remove_parallel_grads(sae);
-    double norm = sae_grad_norm(sae);
-    sae_clip_grads(sae, norm, grad_clip);
-    sae_adam_step(sae, lr);
+    comm_allreduce(sae->step_stats, sae_n_stats(&sae->cfg), COMM_F64, COMM_SUM);
+}
 
-    sae_metrics_from_stats(c, stats, global_batch, norm, lr, sae_n_dead(sae), out);
+static void cpu_allreduce_end(void *sae) { (void)sae; /* the MPI all-reduce above is blocking */ }
+static void cpu_remove_parallel_grads(void *sae) { sae_remove_parallel_grads(sae); }
+
+static void cpu_grad_norm(void *sae_) {
+    Sae *sae = sae_;
+    sae->step_grad_norm = sae_grad_norm(sae);
+}
+
+static void cpu_clip_adam(void *sae_, float lr, double grad_clip) {
+    Sae *sae = sae_;
+    sae_clip_grads(sae, sae->step_grad_norm, grad_clip);
+    sae_adam_step(sae, lr);
+}
+
+static void cpu_metrics(void *sae_, int64_t N, float lr, SaeStepMetrics *out) {
+    Sae *sae = sae_;
+    sae_metrics_from_stats(&sae->cfg, sae->step_stats, N, sae->step_grad_norm, lr, sae_n_dead(sae), out);
+}
+
+const SaeStepOps sae_cpu_step_ops = {cpu_normalize_w_dec, cpu_forward_backward, cpu_allreduce_begin, cpu_allreduce_end,
+                                     cpu_remove_parallel_grads, cpu_grad_norm, cpu_clip_adam, cpu_metrics};
+
+static const float *single_input(void *x, int i) {
+    (void)i;
+    return x;
+}
+
+void sae_train_step(Sae *sae, const float *x, int n_rows, int64_t global_batch, float lr, double grad_clip,
+                    uint64_t *prefix_rng, SaeStepMetrics *out) {
+    Sae *one[1] = {sae};
+    void *dev[1] = {sae};
+    uint64_t *rng[1] = {prefix_rng};
+    sae_step_run(&sae_cpu_step_ops, one, dev, 1, single_input, (void *)x, n_rows, global_batch, &lr, &grad_clip, rng);
+    cpu_metrics(sae, global_batch, lr, out);
 }

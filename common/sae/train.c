@@ -5,9 +5,10 @@
  * cuda, or auto = cuda when a GPU is present; train.precision on cuda). Per step: read
  * this rank's share of the next global batch into the shared SaeBatch (one loader for all
  * K SAEs), check it for NaN/Inf (collectively), submit it, and step every SAE on it
- * (sae_sweep_step: each SAE scales the rows by its data scale, and the step all-reduces
- * the flat gradient and statistics). On cpu this is sae_train_step exactly as before the
- * layer existed. Every SAE's host Sae (sae_backend_host) is what initialization, resume
+ * (sae_sweep_step_begin/_end: each SAE scales the rows by its data scale, and the step
+ * all-reduces the flat gradient and statistics); the next batch is read between begin
+ * and end, so on cuda loading overlaps the GPU's step. On cpu this is sae_train_step
+ * exactly as before the layer existed. Every SAE's host Sae (sae_backend_host) is what initialization, resume
  * and checkpoints use; on cuda it is pushed to the GPU after init/resume and pulled back
  * before each checkpoint. Rank 0 writes metrics lines, checkpoints and training state;
  * every rank holds identical weights, so any rank could.
@@ -18,6 +19,7 @@
  * (disk, decoding), not by the SAE.
  */
 #include "fsutil.h"
+#include "hash.h"
 #include "train.h"
 
 #include <errno.h>
@@ -64,10 +66,23 @@ static uint64_t member_hash(const TrainConfig *c) {
     t.metrics_every = 0;
     memset(&t.eval, 0, sizeof t.eval);
     char *yaml = cfg_dump(identity_schema(), &t);
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)yaml; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    uint64_t h = fnv1a64(FNV1A64_INIT, yaml, strlen(yaml));
     free(yaml);
     return h;
+}
+
+/* Reads this rank's rows of the next batch into the batch's host buffer (adding the
+ * simulated slow disk of the tests), sets *read_s to the seconds it took, and returns
+ * whether the rows are all finite (this rank only: the caller takes the collective verdict). */
+static int read_batch(BatchLoader *loader, SaeBatch *batch, int n_local, int d, int64_t delay_ms, double *read_s) {
+    float *x = sae_batch_rows(batch);
+    double t_load = saev_now();
+    batch_loader_next(loader, x);
+    if (delay_ms > 0) usleep((useconds_t)(delay_ms * 1000));
+    *read_s = saev_now() - t_load;
+    int ok = 1;
+    for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
+    return ok;
 }
 
 char *train_member_dir(const SaevConfig *cfgs, int K, int i) {
@@ -191,25 +206,23 @@ static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, do
             "\"explained_variance\": %.9g, \"dead_pct\": %.6g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, \"loader_tokens_per_s\": %.6g}\n",
             (long long)step, m->loss, m->mse, m->l1, m->l0, m->aux, m->nmse, m->nmse_uncentered, m->explained_variance, 100.0 * m->dead_frac, m->lr,
             m->grad_norm, tokens_per_s, loader_tokens_per_s);
-    if (fclose(f) != 0) saev_fail("%s: write failed", mb->metrics);
+    if (ferror(f) | (fclose(f) != 0)) saev_fail("%s: write failed: %s", mb->metrics, strerror(errno));
 }
 
 /* On resume, drop metrics lines the killed run wrote after its last saved step. */
 static void trim_metrics(const char *path, int64_t keep_below) {
     FILE *f = fopen(path, "r");
     if (!f) return;
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
-    libcCheckPtr(o, tmp);
+    AtomicFile out;
+    atomic_file_open_or_die(&out, path);
+    FILE *o = out.f;
     char line[4096];
     while (fgets(line, sizeof line, f)) {
         long long s;
         if (sscanf(line, "{\"step\": %lld", &s) == 1 && s < keep_below) fputs(line, o);
     }
     fclose(f);
-    if (fclose(o) != 0) saev_fail("%s: write failed", tmp);
-    libcCheck(rename(tmp, path));
+    atomic_file_commit_or_die(&out);
 }
 
 /* metrics.json, the finished SAE's summary: the last metrics line's fields plus the run's
@@ -247,6 +260,9 @@ void train_run(const SaevConfig *cfgs, int K) {
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
     int rank = comm_rank(), size = comm_size();
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
+    /* One run per output: a second `saev train` into the same folder stops here, naming
+     * the first; rank 0 holds the lock for the job's lifetime. */
+    if (rank == 0) lock_output_dir_or_die(c0->out_dir, "saev train");
     DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
@@ -268,7 +284,7 @@ void train_run(const SaevConfig *cfgs, int K) {
         if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
         char err[512];
         if (sae_backend_create(&mb->be, &sc, local_max, &spec, err, sizeof err))
-            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, sae_device_name(spec.device), err);
+            saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec.device), err);
         Sae *host = sae_backend_host(&mb->be);
         mb->dir = train_member_dir(cfgs, K, i);
         snprintf(mb->ckpt, sizeof mb->ckpt, "%s/sae.safetensors", mb->dir);
@@ -328,8 +344,8 @@ void train_run(const SaevConfig *cfgs, int K) {
         clips[i] = cfgs[i].train.grad_clip;
     }
     log_info("training %d SAE%s on %s: d=%d, %lld steps of %lld rows on %d rank%s, device %s%s", K, K > 1 ? "s" : "", c0->data, d,
-             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", sae_device_name(spec.device),
-             spec.device == SAE_DEVICE_CUDA && spec.precision == SAE_PREC_TF32 ? " (tf32)" : "");
+             (long long)T, (long long)c0->batch_size, size, size > 1 ? "s" : "", device_name(spec.device),
+             spec.device == DEVICE_CUDA && spec.precision == PRECISION_TF32 ? " (tf32)" : "");
     Progress prog;
     progress_start(&prog, "steps", T);
     progress_update(&prog, start);
@@ -344,24 +360,29 @@ void train_run(const SaevConfig *cfgs, int K) {
     const char *delay_env = getenv("SAEV_TRAIN_LOADER_DELAY_MS");
     int64_t loader_delay_ms = delay_env ? atoll(delay_env) : 0;
     int64_t steps_since = 0;
+    /* Pipelined: the next batch is read (and checked for NaN on this rank) between
+     * sae_sweep_step_begin and _end, so on cuda reading and the host-to-device copy overlap
+     * the GPU's step; on cpu the steps run inside begin and reading follows as it always did.
+     * The collective NaN verdict on a batch comes after the previous step's checkpoint, so
+     * the last good checkpoints are kept. */
+    int64_t batch_first_row = loader.position;
+    double batch_read_s = 0; /* reading a batch counts in the metrics interval of the step it feeds */
+    int batch_ok = start < T ? read_batch(&loader, &batch, n_local, d, loader_delay_ms, &batch_read_s) : 1;
     for (int64_t step = start; step < T; step++) {
-        int64_t batch_first_row = loader.position;
-        float *x = sae_batch_rows(&batch);
-        double t_load = saev_now();
-        batch_loader_next(&loader, x);
-        if (loader_delay_ms > 0) usleep((useconds_t)(loader_delay_ms * 1000));
-        loader_s += saev_now() - t_load;
-        int ok = 1;
-        for (size_t e = 0; e < (size_t)n_local * d && ok; e++) ok = isfinite(x[e]);
-        if (!comm_all_true(ok))
+        loader_s += batch_read_s;
+        if (!comm_all_true(batch_ok))
             saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
                       c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
         sae_batch_submit(&batch, n_local, bes, K);
+        int64_t position_after = loader.position; /* where a resume after this step reads on */
         for (int i = 0; i < K; i++) {
             const TrainConfig *c = &cfgs[i].train;
             lrs[i] = (float)sae_lr_at(mem[i].schedule, c->lr, c->lr_warmup, T, step);
         }
-        sae_sweep_step(bes, K, &batch, c0->batch_size, lrs, clips, rngs, ms);
+        sae_sweep_step_begin(bes, K, &batch, c0->batch_size, lrs, clips, rngs);
+        batch_first_row = loader.position;
+        if (step + 1 < T) batch_ok = read_batch(&loader, &batch, n_local, d, loader_delay_ms, &batch_read_s);
+        sae_sweep_step_end(bes, K, ms);
         for (int i = 0; i < K; i++) {
             Member *mb = &mem[i];
             mb->m = ms[i];
@@ -394,7 +415,7 @@ void train_run(const SaevConfig *cfgs, int K) {
             steps_since = 0;
         }
         if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
-            for (int i = 0; i < K; i++) save_member(&mem[i], done, loader.position);
+            for (int i = 0; i < K; i++) save_member(&mem[i], done, position_after);
         progress_update(&prog, done);
         if (done == kill_after) _exit(137);
     }

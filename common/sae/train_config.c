@@ -28,7 +28,7 @@ static const CfgSchema matryoshka_schema = {"matryoshka", sizeof(TrainMatryoshka
 static const CfgField sae_fields[] = {
     {"d_sae", CFG_INT, offsetof(TrainSaeConfig, d_sae), CFG_UNSET, 1, 1e9, NULL, NULL, 0, "number of latents (or expansion)"},
     {"expansion", CFG_INT, offsetof(TrainSaeConfig, expansion), "16", 1, 1e6, NULL, NULL, 0, "d_sae = expansion * d when d_sae is absent"},
-    {"activation", CFG_STRING, offsetof(TrainSaeConfig, activation), "top-k", 0, -1, "relu|top-k|batch-top-k", NULL, 0, "activation"},
+    {"activation", CFG_STRING, offsetof(TrainSaeConfig, activation), "top-k", 0, -1, SAE_ACTIVATION_NAMES, NULL, 0, "activation"},
     {"l1_coeff", CFG_FLOAT, offsetof(TrainSaeConfig, l1_coeff), "4.0e-4", 0, 1e9, NULL, NULL, 0, "relu: L1 sparsity coefficient"},
     {"k", CFG_INT, offsetof(TrainSaeConfig, k), "32", 1, 1e9, NULL, NULL, 0, "top-k / batch-top-k: active latents per row"},
     {"momentum", CFG_FLOAT, offsetof(TrainSaeConfig, momentum), "0.1", 0, 1, NULL, NULL, 0, "batch-top-k: threshold EMA rate"},
@@ -68,7 +68,7 @@ static const CfgField train_fields[] = {
     {"checkpoint_every", CFG_INT, offsetof(TrainConfig, checkpoint_every), "1000", 0, 1e15, NULL, NULL, 0, "steps between checkpoints (0 = end only)"},
     {"metrics_every", CFG_INT, offsetof(TrainConfig, metrics_every), "10", 1, 1e15, NULL, NULL, 0, "steps between metrics lines"},
     {"resume", CFG_BOOL, offsetof(TrainConfig, resume), "false", 0, -1, NULL, NULL, 0, "continue from out_dir's training state"},
-    {"precision", CFG_STRING, offsetof(TrainConfig, precision), "fp32", 0, -1, "fp32|tf32|bf16", NULL, 0, "SAE GEMM precision on cuda (tf32: TF32 tensor cores; bf16 is refused); the CPU trains in fp32"},
+    {"precision", CFG_STRING, offsetof(TrainConfig, precision), "fp32", 0, -1, PRECISION_NAMES, NULL, 0, "SAE GEMM precision on cuda (tf32: TF32 tensor cores; bf16 is refused); the CPU trains in fp32"},
     {"eval", CFG_SECTION, offsetof(TrainConfig, eval), "{}", 0, -1, NULL, &eval_schema, 0, "held-out evaluation after training"},
     {"sae", CFG_SECTION, offsetof(TrainConfig, sae), "{}", 0, -1, NULL, &sae_schema, 0, "the SAE"},
 };
@@ -109,7 +109,7 @@ const char *train_config_sae(const TrainConfig *c, int d_model, SaeConfig *out) 
     int64_t S = s->d_sae != CFG_UNSET_INT ? s->d_sae : s->expansion * d_model;
     if (S < 1 || S > (1 << 30)) return "train.sae.d_sae: out of range";
     sae_config_default(out, d_model, (int)S);
-    out->activation = !strcmp(s->activation, "relu") ? SAE_RELU : !strcmp(s->activation, "top-k") ? SAE_TOPK : SAE_BATCH_TOPK;
+    if (sae_activation_parse(s->activation, &out->activation)) return "train.sae.activation: expected one of " SAE_ACTIVATION_NAMES;
     out->k = (int)s->k;
     out->l1_coeff = (float)s->l1_coeff;
     out->momentum = (float)s->momentum;

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "device.h"
 #include "sae.h"
 
 typedef struct {

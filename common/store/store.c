@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -39,6 +40,31 @@ int store_dtype_parse(const char *name, StoreDtype *out) {
     else if (!strcmp(name, "bfloat16")) *out = STORE_BF16;
     else return -1;
     return 0;
+}
+
+/* ---- checksums --------------------------------------------------------------------- */
+
+uint32_t store_checksum(const void *data, size_t nbytes) {
+    /* Fletcher-32 over little-endian 16-bit words (a trailing odd byte is a word of its
+     * own); sums reduced mod 65535 every 359 words, the most that cannot overflow. */
+    const uint8_t *p = data;
+    uint32_t c0 = 0, c1 = 0;
+    size_t words = nbytes / 2;
+    while (words) {
+        size_t block = words < 359 ? words : 359;
+        words -= block;
+        for (size_t i = 0; i < block; i++, p += 2) {
+            c0 += (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+            c1 += c0;
+        }
+        c0 %= 65535;
+        c1 %= 65535;
+    }
+    if (nbytes & 1) {
+        c0 = (c0 + p[0]) % 65535;
+        c1 = (c1 + c0) % 65535;
+    }
+    return (c1 << 16) | c0;
 }
 
 /* IEEE half: what h5py writes for numpy float16 (HDF5 1.10 has no predefined one). */
@@ -99,56 +125,67 @@ static void attr_write_i64s(hid_t obj, const char *name, const int64_t *v, int n
 
 static void attr_write_i64(hid_t obj, const char *name, int64_t v) { attr_write_i64s(obj, name, &v, 1, 1); }
 
-/* Reads a string attribute (variable or fixed length) as a malloc'd string; NULL if absent. */
+/* Attribute readers see files from anywhere: whatever an attribute holds (another type,
+ * a huge extent, unreadable bytes) they answer "absent or malformed" instead of failing,
+ * and the caller names the attribute. Attribute text and lists beyond these sizes are
+ * not a saev-c store's. */
+#define STORE_MAX_ATTR_READ (16u << 20)
+#define STORE_MAX_ATTR_INTS 4096
+
+static void h5_close_quietly(hid_t id) {
+    if (id < 0) return;
+    H5E_BEGIN_TRY { H5Idec_ref(id); } H5E_END_TRY;
+}
+
+/* Reads a string attribute (variable or fixed length) as a malloc'd string; NULL if absent or malformed. */
 static char *attr_read_str(hid_t obj, const char *name) {
-    if (H5Aexists(obj, name) <= 0) return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    h5Check(a);
-    hid_t ft = H5Aget_type(a);
-    h5Check(ft);
     char *out = NULL;
-    if (H5Tget_class(ft) != H5T_STRING) {
-        out = NULL;
-    } else if (H5Tis_variable_str(ft) > 0) {
-        hid_t t = vl_string_type();
-        char *p = NULL;
-        h5Check(H5Aread(a, t, &p));
-        out = strdupCheck(p ? p : "");
-        if (p) h5Check(H5free_memory(p));
-        h5Check(H5Tclose(t));
-    } else {
-        size_t n = H5Tget_size(ft);
-        out = callocCheck(n + 1, 1);
-        hid_t t = H5Tcopy(H5T_C_S1);
-        h5Check(t);
-        h5Check(H5Tset_size(t, n));
-        h5Check(H5Aread(a, t, out));
-        h5Check(H5Tclose(t));
-    }
-    h5Check(H5Tclose(ft));
-    h5Check(H5Aclose(a));
+    hid_t a = -1, ft = -1, sp = -1, t = -1;
+    H5E_BEGIN_TRY {
+        if (H5Aexists(obj, name) > 0 && (a = H5Aopen(obj, name, H5P_DEFAULT)) >= 0 && (ft = H5Aget_type(a)) >= 0 &&
+            (sp = H5Aget_space(a)) >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_npoints(sp) == 1) {
+            if (H5Tis_variable_str(ft) > 0) {
+                char *p = NULL;
+                t = vl_string_type();
+                if (H5Aread(a, t, &p) >= 0) {
+                    out = strdupCheck(p ? p : "");
+                    if (p) H5free_memory(p);
+                }
+            } else {
+                size_t n = H5Tget_size(ft);
+                if (n > 0 && n <= STORE_MAX_ATTR_READ && (t = H5Tcopy(H5T_C_S1)) >= 0 && H5Tset_size(t, n) >= 0) {
+                    out = callocCheck(n + 1, 1);
+                    if (H5Aread(a, t, out) < 0) { free(out); out = NULL; }
+                }
+            }
+        }
+    } H5E_END_TRY;
+    h5_close_quietly(t);
+    h5_close_quietly(sp);
+    h5_close_quietly(ft);
+    h5_close_quietly(a);
     return out;
 }
 
-/* Reads an integer attribute (scalar or 1-D) into *out (malloc'd); returns the count, -1 if absent. */
+/* Reads an integer attribute (scalar or 1-D) into *out (malloc'd); returns the count, -1 if absent or malformed. */
 static int attr_read_i64s(hid_t obj, const char *name, int64_t **out) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    h5Check(a);
-    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
-    h5Check(ft);
-    h5Check(sp);
     int n = -1;
-    if (H5Tget_class(ft) == H5T_INTEGER) {
-        hssize_t np = H5Sget_simple_extent_npoints(sp);
-        h5Check(np);
-        n = (int)np;
-        *out = mallocCheck(sizeof(int64_t) * (size_t)(n ? n : 1));
-        h5Check(H5Aread(a, H5T_NATIVE_INT64, *out));
-    }
-    h5Check(H5Sclose(sp));
-    h5Check(H5Tclose(ft));
-    h5Check(H5Aclose(a));
+    hid_t a = -1, ft = -1, sp = -1;
+    *out = NULL;
+    H5E_BEGIN_TRY {
+        if (H5Aexists(obj, name) > 0 && (a = H5Aopen(obj, name, H5P_DEFAULT)) >= 0 && (ft = H5Aget_type(a)) >= 0 &&
+            (sp = H5Aget_space(a)) >= 0 && H5Tget_class(ft) == H5T_INTEGER) {
+            hssize_t np = H5Sget_simple_extent_npoints(sp);
+            if (np >= 0 && np <= STORE_MAX_ATTR_INTS) {
+                *out = mallocCheck(sizeof(int64_t) * (size_t)(np ? np : 1));
+                if (H5Aread(a, H5T_NATIVE_INT64, *out) >= 0) n = (int)np;
+                else { free(*out); *out = NULL; }
+            }
+        }
+    } H5E_END_TRY;
+    h5_close_quietly(sp);
+    h5_close_quietly(ft);
+    h5_close_quietly(a);
     return n;
 }
 
@@ -245,15 +282,52 @@ const char *store_meta_compare(const StoreMeta *a, const StoreMeta *b, char *msg
     return NULL;
 }
 
-static void meta_check(const StoreMeta *m, const char *dir) {
-    if (m->n_images <= 0 || m->n_layers <= 0 || m->d_model <= 0 || m->n_patches < 0 || m->images_per_file < 0)
-        saev_usage_fail("store %s: bad shape (images %lld, layers %d, patches %d, d_model %d, images_per_file %lld)", dir,
-                        (long long)m->n_images, m->n_layers, m->n_patches, m->d_model, (long long)m->images_per_file);
-    if (m->n_tokens != m->has_cls + m->n_patches || m->n_tokens <= 0)
-        saev_usage_fail("store %s: tokens (%d) must equal CLS (%d) + patches (%d)", dir, m->n_tokens, m->has_cls, m->n_patches);
+/* Limits far beyond any ViT or data set, so that a store's numbers can be trusted for
+ * allocation sizes: no slice of one image and layer over 256 MiB, no more images than
+ * 2^36, no more layers than 4096 or files than 2^20. */
+#define STORE_MAX_SLICE_BYTES ((int64_t)256 << 20)
+#define STORE_MAX_IMAGES ((int64_t)1 << 36)
+#define STORE_MAX_LAYERS 4096
+#define STORE_MAX_FILES (1 << 20)
+
+/* Whether m describes a store saev-c can hold; NULL, or the problem written to buf. */
+static const char *meta_problem(const StoreMeta *m, char *buf, size_t len) {
+    if (m->n_images <= 0 || m->n_images > STORE_MAX_IMAGES || m->n_layers <= 0 || m->n_layers > STORE_MAX_LAYERS || m->d_model <= 0 ||
+        m->n_patches < 0 || m->images_per_file < 0 || (m->has_cls != 0 && m->has_cls != 1) ||
+        (m->has_patch_labels != 0 && m->has_patch_labels != 1)) {
+        snprintf(buf, len, "bad shape (images %lld, layers %d, patches %d, d_model %d, images_per_file %lld, has_cls %d, patch_labels %d)",
+                 (long long)m->n_images, m->n_layers, m->n_patches, m->d_model, (long long)m->images_per_file, m->has_cls,
+                 m->has_patch_labels);
+        return buf;
+    }
+    if (m->n_tokens != m->has_cls + m->n_patches || m->n_tokens <= 0) {
+        snprintf(buf, len, "tokens (%d) must equal CLS (%d) + patches (%d)", m->n_tokens, m->has_cls, m->n_patches);
+        return buf;
+    }
+    if ((int64_t)m->n_tokens * m->d_model * 4 > STORE_MAX_SLICE_BYTES) {
+        snprintf(buf, len, "%d tokens x %d d_model is more than a store holds per image and layer", m->n_tokens, m->d_model);
+        return buf;
+    }
+    if (m->images_per_file > 0 && (m->n_images + m->images_per_file - 1) / m->images_per_file > STORE_MAX_FILES) {
+        snprintf(buf, len, "%lld images in files of %lld is more than %d files", (long long)m->n_images, (long long)m->images_per_file,
+                 STORE_MAX_FILES);
+        return buf;
+    }
     for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i] < 0) saev_usage_fail("store %s: layers must be resolved to block indices >= 0 (got %d)", dir, m->layers[i]);
-    if (m->dtype != STORE_F32 && m->dtype != STORE_F16 && m->dtype != STORE_BF16) saev_usage_fail("store %s: unknown dtype %d", dir, (int)m->dtype);
+        if (m->layers[i] < 0) {
+            snprintf(buf, len, "layers must be resolved to block indices >= 0 (got %d)", m->layers[i]);
+            return buf;
+        }
+    if (m->dtype != STORE_F32 && m->dtype != STORE_F16 && m->dtype != STORE_BF16) {
+        snprintf(buf, len, "unknown dtype %d", (int)m->dtype);
+        return buf;
+    }
+    return NULL;
+}
+
+static void meta_check(const StoreMeta *m, const char *dir) {
+    char buf[512];
+    if (meta_problem(m, buf, sizeof buf)) saev_usage_fail("store %s: %s", dir, buf);
 }
 
 static void meta_write_attrs(hid_t f, const StoreMeta *m) {
@@ -287,8 +361,8 @@ static const char *meta_read_attrs(hid_t f, StoreMeta *m) {
     int64_t v = 0, *layers = NULL;
 #define RD_STR(key, field) \
     if (!(m->field = attr_read_str(f, key))) return key;
-#define RD_INT(key, field)                        \
-    if (attr_read_i64(f, key, &v)) return key;    \
+#define RD_INT(key, field)                                            \
+    if (attr_read_i64(f, key, &v) || v < INT_MIN || v > INT_MAX) return key; \
     m->field = v;
     RD_STR("model_family", model_family);
     RD_STR("model", model);
@@ -297,7 +371,10 @@ static const char *meta_read_attrs(hid_t f, StoreMeta *m) {
     if (n <= 0) { free(layers); return "layers"; }
     m->n_layers = n;
     m->layers = mallocCheck(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++) m->layers[i] = (int)layers[i];
+    for (int i = 0; i < n; i++) {
+        if (layers[i] < 0 || layers[i] > INT_MAX) { free(layers); return "layers"; }
+        m->layers[i] = (int)layers[i];
+    }
     free(layers);
     RD_INT("tokens", n_tokens);
     RD_INT("has_cls", has_cls);
@@ -307,8 +384,8 @@ static const char *meta_read_attrs(hid_t f, StoreMeta *m) {
     int bad = store_dtype_parse(dt, &m->dtype);
     free(dt);
     if (bad) return "dtype";
-    RD_INT("n_images", n_images);
-    RD_INT("images_per_file", images_per_file);
+    if (attr_read_i64(f, "n_images", &m->n_images)) return "n_images";
+    if (attr_read_i64(f, "images_per_file", &m->images_per_file)) return "images_per_file";
     RD_INT("patch_labels", has_patch_labels);
     RD_STR("preprocessing", preprocessing);
     RD_STR("dataset", dataset);
@@ -416,6 +493,8 @@ static void create_file(const char *path, const StoreMeta *m, int f, int n_files
     create_small(file, "label", H5T_STD_I64LE, 1, &n1);
     if (m->has_patch_labels) create_small(file, "patch_labels", H5T_STD_U8LE, 2, n2);
     create_small(file, "status", H5T_STD_U8LE, 1, &n1);
+    hsize_t nl[2] = {(hsize_t)n_f, (hsize_t)m->n_layers};
+    create_small(file, "checksum", H5T_STD_U32LE, 2, nl);
     hid_t rt = H5Tcopy(H5T_C_S1);
     h5Check(rt);
     h5Check(H5Tset_size(rt, STORE_REASON_LEN));
@@ -431,16 +510,62 @@ static void create_file(const char *path, const StoreMeta *m, int f, int n_files
     h5Check(H5Fclose(file));
 }
 
-static hid_t open_dataset(hid_t file, const char *name, const char *path) {
-    if (H5Lexists(file, name, H5P_DEFAULT) <= 0) saev_fail("store file %s has no dataset \"%s\"", path, name);
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
-    h5Check(d);
-    return d;
+/* Opens dataset `name` of a store file and checks that it has the given rank, extent,
+ * type class and element size (and, for 2-byte floats, exponent width: float16 or
+ * bfloat16); -1 with the problem in err. `optional`: absent is fine (returns 0, *out -1). */
+static int open_checked(hid_t file, const char *path, const char *name, int rank, const hsize_t *dims, H5T_class_t cls, size_t size,
+                        size_t exp_bits, int optional, hid_t *out, char *err, size_t errlen) {
+    *out = -1;
+    htri_t exists;
+    H5E_BEGIN_TRY { exists = H5Lexists(file, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (exists <= 0) return optional ? 0 : saev_errf(err, errlen, "store file %s has no dataset \"%s\"", path, name);
+    hid_t d, sp = -1, t = -1;
+    H5E_BEGIN_TRY { d = H5Dopen2(file, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (d < 0) return saev_errf(err, errlen, "store file %s: cannot open dataset \"%s\" (corrupt file?)", path, name);
+    hsize_t have[8] = {0};
+    int ok = 0, have_rank = -1;
+    H5E_BEGIN_TRY {
+        sp = H5Dget_space(d);
+        t = H5Dget_type(d);
+        have_rank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+        if (have_rank == rank && H5Sget_simple_extent_dims(sp, have, NULL) == rank && t >= 0 && H5Tget_class(t) == cls &&
+            H5Tget_size(t) == size && (cls != H5T_STRING || H5Tis_variable_str(t) == 0)) {
+            ok = 1;
+            for (int i = 0; i < rank; i++) ok &= have[i] == dims[i];
+            if (ok && exp_bits) {
+                size_t spos, epos, esize, mpos, msize;
+                ok = H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 && esize == exp_bits;
+            }
+        }
+    } H5E_END_TRY;
+    h5_close_quietly(t);
+    h5_close_quietly(sp);
+    if (!ok) {
+        char want[128] = "", got[128] = "";
+        for (int i = 0; i < rank; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+        for (int i = 0; i < have_rank && i < 8; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", i ? ", " : "", (unsigned long long)have[i]);
+        h5_close_quietly(d);
+        return saev_errf(err, errlen, "store file %s: dataset \"%s\" is [%s] or of another type; [%s] of %zu-byte %s expected from the store's attributes",
+                         path, name, got, want, size, cls == H5T_FLOAT ? "floats" : cls == H5T_STRING ? "strings" : "integers");
+    }
+    *out = d;
+    return 0;
 }
 
-/* Opens every file of s (s->meta, s->n_files, s->file_first set) and reads status. */
-static void open_files(Store *s) {
+/* Reads a whole small dataset; -1 with a message naming the file when the bytes are not there. */
+static int read_all(hid_t d, hid_t mem_type, void *buf, const char *path, const char *name, char *err, size_t errlen) {
+    herr_t rc;
+    H5E_BEGIN_TRY { rc = H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf); } H5E_END_TRY;
+    return rc < 0 ? saev_errf(err, errlen, "store file %s: cannot read dataset \"%s\" (the file is truncated or corrupt)", path, name) : 0;
+}
+
+/* Opens every file of s (s->meta, s->n_files, s->file_first set), checks each dataset
+ * against the metadata, and reads status (and, for readers, index, label and
+ * checksums). 0, or -1 with the first problem in err (what was opened stays recorded
+ * for close_files). */
+static int open_files(Store *s, char *err, size_t errlen) {
     int n = s->n_files;
+    const StoreMeta *m = &s->meta;
     s->file = mallocCheck(sizeof(hid_t) * (size_t)n);
     s->d_acts = mallocCheck(sizeof(hid_t) * (size_t)n);
     s->d_index = mallocCheck(sizeof(hid_t) * (size_t)n);
@@ -448,30 +573,90 @@ static void open_files(Store *s) {
     s->d_status = mallocCheck(sizeof(hid_t) * (size_t)n);
     s->d_reason = mallocCheck(sizeof(hid_t) * (size_t)n);
     s->d_plabels = mallocCheck(sizeof(hid_t) * (size_t)n);
-    s->status = mallocCheck((size_t)s->meta.n_images);
+    s->d_checksum = mallocCheck(sizeof(hid_t) * (size_t)n);
+    s->n_open = 0;
     s->complete = 1;
+    s->has_checksums = 1;
     hid_t fapl = make_fapl(s->use_mpi);
-    for (int f = 0; f < n; f++) {
+    int rc = 0;
+    for (int f = 0; f < n && rc == 0; f++) {
         char *path = file_path(s->dir, f, "");
+        int64_t first = s->file_first[f], nf = s->file_first[f + 1] - first;
         hid_t file = quiet_open(path, s->writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
-        if (file < 0) saev_fail("cannot open store file %s (missing or not HDF5)", path);
-        int64_t first = -1, nf = -1, fi = -1;
-        if (attr_read_i64(file, "first_image", &first) || attr_read_i64(file, "n_images_in_file", &nf) ||
-            attr_read_i64(file, "file_index", &fi) || fi != f || first != s->file_first[f] || nf != s->file_first[f + 1] - first)
-            saev_fail("store file %s does not belong to this store (file index/image range differ from file 0's)", path);
+        if (file < 0) {
+            rc = saev_errf(err, errlen, "cannot open store file %s (missing or not HDF5)", path);
+            free(path);
+            break;
+        }
         s->file[f] = file;
-        s->d_acts[f] = open_dataset(file, "activations", path);
-        s->d_index[f] = open_dataset(file, "image_index", path);
-        s->d_label[f] = open_dataset(file, "label", path);
-        s->d_status[f] = open_dataset(file, "status", path);
-        s->d_reason[f] = open_dataset(file, "skip_reason", path);
-        s->d_plabels[f] = s->meta.has_patch_labels ? open_dataset(file, "patch_labels", path) : H5I_INVALID_HID;
-        h5Check(H5Dread(s->d_status[f], H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, s->dxpl, s->status + first));
-        int64_t done = 0;
-        if (attr_read_i64(file, "complete", &done) || done != 1) s->complete = 0;
+        s->d_acts[f] = s->d_index[f] = s->d_label[f] = s->d_status[f] = s->d_reason[f] = s->d_plabels[f] = s->d_checksum[f] = -1;
+        s->n_open = f + 1;
+        int64_t afirst = -1, anf = -1, fi = -1;
+        if (attr_read_i64(file, "first_image", &afirst) || attr_read_i64(file, "n_images_in_file", &anf) ||
+            attr_read_i64(file, "file_index", &fi) || fi != f || afirst != first || anf != nf) {
+            rc = saev_errf(err, errlen, "store file %s does not belong to this store (file index/image range differ from file 0's)", path);
+            free(path);
+            break;
+        }
+        size_t es = store_dtype_size(m->dtype);
+        hsize_t d4[4] = {(hsize_t)nf, (hsize_t)m->n_layers, (hsize_t)m->n_tokens, (hsize_t)m->d_model};
+        hsize_t d1 = (hsize_t)nf, dp[2] = {(hsize_t)nf, (hsize_t)(m->n_patches ? m->n_patches : 1)}, dl[2] = {(hsize_t)nf, (hsize_t)m->n_layers};
+        if (open_checked(file, path, "activations", 4, d4, H5T_FLOAT, es, es == 2 ? (m->dtype == STORE_F16 ? 5 : 8) : 0, 0, &s->d_acts[f], err, errlen) ||
+            open_checked(file, path, "image_index", 1, &d1, H5T_INTEGER, 8, 0, 0, &s->d_index[f], err, errlen) ||
+            open_checked(file, path, "label", 1, &d1, H5T_INTEGER, 8, 0, 0, &s->d_label[f], err, errlen) ||
+            open_checked(file, path, "status", 1, &d1, H5T_INTEGER, 1, 0, 0, &s->d_status[f], err, errlen) ||
+            open_checked(file, path, "skip_reason", 1, &d1, H5T_STRING, STORE_REASON_LEN, 0, 0, &s->d_reason[f], err, errlen) ||
+            (m->has_patch_labels && open_checked(file, path, "patch_labels", 2, dp, H5T_INTEGER, 1, 0, 0, &s->d_plabels[f], err, errlen)) ||
+            open_checked(file, path, "checksum", 2, dl, H5T_INTEGER, 4, 0, 1, &s->d_checksum[f], err, errlen)) {
+            rc = -1;
+            free(path);
+            break;
+        }
+        if (s->d_checksum[f] < 0) s->has_checksums = 0;
+        /* A file shorter than its allocated small datasets is truncated: say so before
+         * allocating anything from the numbers it claims. */
+        struct stat sb;
+        if (stat(path, &sb) == 0 && (int64_t)sb.st_size < nf * (int64_t)(1 + 16 + STORE_REASON_LEN)) {
+            rc = saev_errf(err, errlen, "store file %s is truncated: %lld bytes cannot hold the records of its %lld images", path,
+                           (long long)sb.st_size, (long long)nf);
+            free(path);
+            break;
+        }
         free(path);
     }
     h5Check(H5Pclose(fapl));
+    if (rc) return -1;
+    if (s->has_checksums == 0)
+        for (int f = 0; f < n; f++) /* all or nothing: a store is either from before checksums or not */
+            if (s->d_checksum[f] >= 0) {
+                h5_close_quietly(s->d_checksum[f]);
+                s->d_checksum[f] = -1;
+            }
+    s->status = mallocCheck((size_t)m->n_images);
+    if (!s->writable) {
+        s->image_index = mallocCheck(sizeof(int64_t) * (size_t)m->n_images);
+        s->label = mallocCheck(sizeof(int64_t) * (size_t)m->n_images);
+        if (s->has_checksums) s->checksum = mallocCheck(sizeof(uint32_t) * (size_t)m->n_images * (size_t)m->n_layers);
+    }
+    for (int f = 0; f < n; f++) {
+        char *path = file_path(s->dir, f, "");
+        int64_t first = s->file_first[f];
+        rc = read_all(s->d_status[f], H5T_NATIVE_UINT8, s->status + first, path, "status", err, errlen);
+        for (int64_t i = first; rc == 0 && i < s->file_first[f + 1]; i++)
+            if (s->status[i] > STORE_SKIPPED)
+                rc = saev_errf(err, errlen, "store file %s: status of image %lld is %d, not 0, 1 or 2 (corrupt file)", path, (long long)i,
+                               s->status[i]);
+        if (rc == 0 && !s->writable)
+            rc = read_all(s->d_index[f], H5T_NATIVE_INT64, s->image_index + first, path, "image_index", err, errlen) ||
+                 read_all(s->d_label[f], H5T_NATIVE_INT64, s->label + first, path, "label", err, errlen) ||
+                 (s->has_checksums &&
+                  read_all(s->d_checksum[f], H5T_NATIVE_UINT32, s->checksum + first * m->n_layers, path, "checksum", err, errlen));
+        int64_t done = 0;
+        if (attr_read_i64(s->file[f], "complete", &done) || done != 1) s->complete = 0;
+        free(path);
+        if (rc) return -1;
+    }
+    return 0;
 }
 
 /* Loads StoreMeta and the file table from file 0 of dir (serially, read-only). */
@@ -489,6 +674,12 @@ static int load_meta(Store *s, char *err, size_t errlen) {
     h5Check(H5Fclose(file));
     if (missing) {
         snprintf(err, errlen, "%s: attribute \"%s\" is missing or malformed (not a saev-c store?)", path0, missing);
+        free(path0);
+        return -1;
+    }
+    char why[512];
+    if (meta_problem(&s->meta, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s", path0, why);
         free(path0);
         return -1;
     }
@@ -574,7 +765,8 @@ Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int 
         barrier(use_mpi);
     }
     free(path0);
-    open_files(s);
+    char err[1024];
+    if (open_files(s, err, sizeof err)) saev_fail("%s", err);
     return s;
 }
 
@@ -631,7 +823,7 @@ static int64_t select_runs(hid_t fsp, hid_t msp, const int64_t *idx, const uint8
  * each shaped like one image's slice of d. The memory dataspace has the file's rank and
  * row shape: HDF5 maps equal-shaped selections to chunks wholesale, while a differently
  * shaped memory space makes it visit every element (5x slower writes). */
-static void write_rows(Store *s, hid_t d, hid_t mem_type, const void *buf, int64_t n, const int64_t *idx, const uint8_t *keep,
+static void write_rows(Store *s, int f, hid_t d, hid_t mem_type, const void *buf, int64_t n, const int64_t *idx, const uint8_t *keep,
                        int64_t a, int64_t b, int64_t first) {
     hid_t fsp = H5Dget_space(d);
     h5Check(fsp);
@@ -642,7 +834,18 @@ static void write_rows(Store *s, hid_t d, hid_t mem_type, const void *buf, int64
     hid_t msp = H5Screate_simple(rank, mdims, NULL);
     h5Check(msp);
     select_runs(fsp, msp, idx, keep, a, b, first);
-    h5Check(H5Dwrite(d, mem_type, msp, fsp, s->dxpl, buf));
+    herr_t rc;
+    H5E_BEGIN_TRY { rc = H5Dwrite(d, mem_type, msp, fsp, s->dxpl, buf); } H5E_END_TRY;
+    if (rc < 0) {
+        /* Status is written last, so the images of this call stay pending: the store is as
+         * it was before the call, and a rerun with resume writes them again. */
+        char *path = file_path(s->dir, f, ""), name[64] = "?";
+        H5Iget_name(d, name, sizeof name);
+        struct statvfs v;
+        int full = statvfs(s->dir, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < (64u << 20);
+        saev_fail("store file %s: cannot write %s: %s; the images of this batch stay pending (free space, then rerun with "
+                  "activations.resume=true to continue)", path, name, full ? "the disk is full" : "write error (see the HDF5/MPI-IO messages)");
+    }
     h5Check(H5Sclose(msp));
     h5Check(H5Sclose(fsp));
 }
@@ -683,6 +886,13 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
     uint8_t *keep = mallocCheck((size_t)nn), *st = mallocCheck((size_t)nn);
     int64_t *ii = mallocCheck(sizeof(int64_t) * (size_t)nn), *ll = mallocCheck(sizeof(int64_t) * (size_t)nn);
     char *reason = callocCheck((size_t)nn, STORE_REASON_LEN);
+    /* Checksum of each image's slice of each layer, of the bytes as stored. */
+    size_t slice = (size_t)m->n_tokens * (size_t)m->d_model * store_dtype_size(m->dtype);
+    uint32_t *sums = callocCheck((size_t)nn * (size_t)m->n_layers, sizeof(uint32_t));
+    for (int64_t j = 0; j < n; j++)
+        if (!skip_reason || !skip_reason[j])
+            for (int l = 0; l < m->n_layers; l++)
+                sums[j * m->n_layers + l] = store_checksum((const char *)acts + ((size_t)j * (size_t)m->n_layers + (size_t)l) * slice, slice);
     for (int64_t j = 0; j < n; j++) {
         const char *r = skip_reason ? skip_reason[j] : NULL;
         keep[j] = r == NULL;
@@ -713,7 +923,7 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         if (!touched[f]) continue;
         hid_t mt = H5Dget_type(s->d_acts[f]);
         h5Check(mt);
-        write_rows(s, s->d_acts[f], mt, acts, n, idx, keep, lo[f], hi[f], s->file_first[f]);
+        write_rows(s, f, s->d_acts[f], mt, acts, n, idx, keep, lo[f], hi[f], s->file_first[f]);
         h5Check(H5Tclose(mt));
     }
     s->n_writes++;
@@ -727,19 +937,20 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         int64_t a = lo[f], b = hi[f], first = s->file_first[f];
         if (m->has_patch_labels) {
             if (!patch_labels && b > a) saev_fail("store %s has patch labels but store_write got none", s->dir);
-            write_rows(s, s->d_plabels[f], H5T_NATIVE_UINT8, patch_labels, n, idx, NULL,
+            write_rows(s, f, s->d_plabels[f], H5T_NATIVE_UINT8, patch_labels, n, idx, NULL,
                        a, b, first);
         }
-        write_rows(s, s->d_index[f], H5T_NATIVE_INT64, ii, n, idx, NULL, a, b, first);
-        write_rows(s, s->d_label[f], H5T_NATIVE_INT64, ll, n, idx, NULL, a, b, first);
+        write_rows(s, f, s->d_index[f], H5T_NATIVE_INT64, ii, n, idx, NULL, a, b, first);
+        write_rows(s, f, s->d_label[f], H5T_NATIVE_INT64, ll, n, idx, NULL, a, b, first);
+        if (s->has_checksums) write_rows(s, f, s->d_checksum[f], H5T_NATIVE_UINT32, sums, n, idx, NULL, a, b, first);
         hid_t rt = H5Dget_type(s->d_reason[f]);
         h5Check(rt);
-        write_rows(s, s->d_reason[f], rt, reason, n, idx, NULL, a, b, first);
+        write_rows(s, f, s->d_reason[f], rt, reason, n, idx, NULL, a, b, first);
         h5Check(H5Tclose(rt));
     }
     /* Status last: an image counts as written only once its data is in the file. */
     for (f = 0; f < s->n_files; f++)
-        if (touched[f]) write_rows(s, s->d_status[f], H5T_NATIVE_UINT8, st, n, idx, NULL, lo[f], hi[f], s->file_first[f]);
+        if (touched[f]) write_rows(s, f, s->d_status[f], H5T_NATIVE_UINT8, st, n, idx, NULL, lo[f], hi[f], s->file_first[f]);
     for (int64_t j = 0; j < n; j++) s->status[idx[j]] = st[j];
     free(lo);
     free(hi);
@@ -749,18 +960,17 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
     free(ii);
     free(ll);
     free(reason);
+    free(sums);
 }
 
 static void close_files(Store *s) {
-    for (int f = 0; f < s->n_files && s->file; f++) {
-        h5Check(H5Dclose(s->d_acts[f]));
-        h5Check(H5Dclose(s->d_index[f]));
-        h5Check(H5Dclose(s->d_label[f]));
-        h5Check(H5Dclose(s->d_status[f]));
-        h5Check(H5Dclose(s->d_reason[f]));
-        if (s->meta.has_patch_labels) h5Check(H5Dclose(s->d_plabels[f]));
+    for (int f = 0; f < s->n_open && s->file; f++) {
+        hid_t ids[7] = {s->d_acts[f], s->d_index[f], s->d_label[f], s->d_status[f], s->d_reason[f], s->d_plabels[f], s->d_checksum[f]};
+        for (int i = 0; i < 7; i++)
+            if (ids[i] >= 0) h5Check(H5Dclose(ids[i]));
         h5Check(H5Fclose(s->file[f]));
     }
+    s->n_open = 0;
 }
 
 static void store_free(Store *s) {
@@ -775,6 +985,8 @@ static void store_free(Store *s) {
     free(s->d_status);
     free(s->d_reason);
     free(s->d_plabels);
+    free(s->d_checksum);
+    free(s->checksum);
     free(s->status);
     free(s->image_index);
     free(s->label);
@@ -812,7 +1024,14 @@ int store_finish(Store *s) {
         pending += s->status[i] == STORE_PENDING;
         skipped += s->status[i] == STORE_SKIPPED;
     }
-    for (int f = 0; f < s->n_files; f++) h5Check(H5Fflush(s->file[f], H5F_SCOPE_LOCAL));
+    for (int f = 0; f < s->n_files; f++) {
+        herr_t rc;
+        H5E_BEGIN_TRY { rc = H5Fflush(s->file[f], H5F_SCOPE_LOCAL); } H5E_END_TRY;
+        if (rc < 0) {
+            char *path = file_path(s->dir, f, "");
+            saev_fail("store file %s: cannot flush (disk full?); written images stay written, rerun with activations.resume=true", path);
+        }
+    }
     sync_files(s);
     int complete = pending == 0;
     if (complete && !s->complete) {
@@ -850,7 +1069,7 @@ Store *store_open_read(const char *path, char *err, size_t errlen) {
         if (slash) *slash = 0;
         else strcpy(s->dir, ".");
     }
-    s->dxpl = H5P_DEFAULT;
+    s->dxpl = -1; /* reads use H5P_DEFAULT; store_free closes only what it created */
     s->crash_after = -1;
     if (load_meta(s, err, errlen)) {
         store_meta_free(&s->meta);
@@ -872,13 +1091,10 @@ Store *store_open_read(const char *path, char *err, size_t errlen) {
         }
         free(p);
     }
-    open_files(s);
-    int64_t n = s->meta.n_images;
-    s->image_index = mallocCheck(sizeof(int64_t) * (size_t)n);
-    s->label = mallocCheck(sizeof(int64_t) * (size_t)n);
-    for (int f = 0; f < s->n_files; f++) {
-        h5Check(H5Dread(s->d_index[f], H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->image_index + s->file_first[f]));
-        h5Check(H5Dread(s->d_label[f], H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->label + s->file_first[f]));
+    if (open_files(s, err, errlen)) {
+        close_files(s);
+        store_free(s);
+        return NULL;
     }
     return s;
 }
@@ -887,7 +1103,6 @@ void store_close(Store *s) {
     if (!s) return;
     if (s->writable) saev_fail("store_close on a store opened for writing: use store_finish");
     close_files(s);
-    s->dxpl = -1;
     store_free(s);
 }
 
@@ -904,8 +1119,62 @@ static void to_f32(StoreDtype t, const void *src, float *dst, size_t n) {
     else for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]);
 }
 
+/* The HDF5 chunk of the activations of file f that holds row `row` of layer l, as text. */
+static void chunk_text(const Store *s, int f, int64_t row, int l, char *buf, size_t len) {
+    hsize_t chunk[4] = {1, 1, 1, 1};
+    hid_t dcpl;
+    H5E_BEGIN_TRY {
+        dcpl = H5Dget_create_plist(s->d_acts[f]);
+        if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) H5Pget_chunk(dcpl, 4, chunk);
+    } H5E_END_TRY;
+    h5_close_quietly(dcpl);
+    snprintf(buf, len, "chunk [%llu, %d, 0, 0]", (unsigned long long)((hsize_t)row / chunk[0] * chunk[0]), l);
+}
+
+/* Reads rows [a, b) (of the whole store, inside file f) of layers [l0, l0+nl) as raw
+ * bytes into out. 0, or -1 when HDF5 cannot (a truncated or damaged file). */
+static int read_block(Store *s, int f, int64_t a, int64_t b, int l0, int nl, void *out) {
+    const StoreMeta *m = &s->meta;
+    hsize_t start[4] = {(hsize_t)(a - s->file_first[f]), (hsize_t)l0, 0, 0};
+    hsize_t count[4] = {(hsize_t)(b - a), (hsize_t)nl, (hsize_t)m->n_tokens, (hsize_t)m->d_model};
+    herr_t rc = -1;
+    hid_t fsp = -1, mt = -1, msp = -1;
+    H5E_BEGIN_TRY {
+        fsp = H5Dget_space(s->d_acts[f]);
+        mt = H5Dget_type(s->d_acts[f]);
+        msp = H5Screate_simple(4, count, NULL);
+        if (fsp >= 0 && mt >= 0 && msp >= 0 && H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) >= 0)
+            rc = H5Dread(s->d_acts[f], mt, msp, fsp, H5P_DEFAULT, out);
+    } H5E_END_TRY;
+    h5_close_quietly(msp);
+    h5_close_quietly(mt);
+    h5_close_quietly(fsp);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The first image of rows [a, b) x layers [l0, l0+nl) in buf whose stored checksum
+ * differs (only written images carry one); -1 when all match or the store has none.
+ * *layer gets its layer. */
+static int64_t first_bad_checksum(const Store *s, int64_t a, int64_t b, int l0, int nl, const void *buf, int *layer) {
+    if (!s->has_checksums || !s->checksum) return -1;
+    const StoreMeta *m = &s->meta;
+    size_t slice = (size_t)m->n_tokens * (size_t)m->d_model * store_dtype_size(m->dtype);
+    for (int64_t i = a; i < b; i++) {
+        if (s->status[i] != STORE_WRITTEN) continue;
+        for (int l = 0; l < nl; l++) {
+            uint32_t got = store_checksum((const char *)buf + ((size_t)(i - a) * (size_t)nl + (size_t)l) * slice, slice);
+            if (got != s->checksum[i * m->n_layers + l0 + l]) {
+                *layer = l0 + l;
+                return i;
+            }
+        }
+    }
+    return -1;
+}
+
 /* Reads the hyperslab [img0, img0+n) x layers [l0, l0+nl) x all tokens x d of the whole
- * store as raw stored bytes into out (contiguous, image-major). */
+ * store as raw stored bytes into out (contiguous, image-major), checking every written
+ * image's checksum; a damaged file ends the job naming the file, image, layer and chunk. */
 static void read_raw(Store *s, int64_t img0, int64_t n, int l0, int nl, void *out) {
     check_range(s, img0, n);
     const StoreMeta *m = &s->meta;
@@ -914,19 +1183,59 @@ static void read_raw(Store *s, int64_t img0, int64_t n, int l0, int nl, void *ou
         int64_t a = img0 > s->file_first[f] ? img0 : s->file_first[f];
         int64_t b = img0 + n < s->file_first[f + 1] ? img0 + n : s->file_first[f + 1];
         if (a >= b) continue;
-        hid_t fsp = H5Dget_space(s->d_acts[f]), mt = H5Dget_type(s->d_acts[f]);
-        h5Check(fsp);
-        h5Check(mt);
-        hsize_t start[4] = {(hsize_t)(a - s->file_first[f]), (hsize_t)l0, 0, 0};
-        hsize_t count[4] = {(hsize_t)(b - a), (hsize_t)nl, (hsize_t)m->n_tokens, (hsize_t)m->d_model};
-        h5Check(H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL));
-        hid_t msp = H5Screate_simple(4, count, NULL);
-        h5Check(msp);
-        h5Check(H5Dread(s->d_acts[f], mt, msp, fsp, H5P_DEFAULT, (char *)out + (size_t)(a - img0) * row_bytes));
-        h5Check(H5Sclose(msp));
-        h5Check(H5Sclose(fsp));
-        h5Check(H5Tclose(mt));
+        char *dst = (char *)out + (size_t)(a - img0) * row_bytes;
+        if (read_block(s, f, a, b, l0, nl, dst)) {
+            char *path = file_path(s->dir, f, "");
+            saev_fail("store file %s: cannot read images [%lld, %lld) of layers [%d, %d): the file is truncated or damaged "
+                      "(saev inspect --verify %s lists every bad chunk)", path, (long long)(a - s->file_first[f]),
+                      (long long)(b - s->file_first[f]), l0, l0 + nl, s->dir);
+        }
+        int layer = 0;
+        int64_t bad = first_bad_checksum(s, a, b, l0, nl, dst, &layer);
+        if (bad >= 0) {
+            char *path = file_path(s->dir, f, ""), ch[96];
+            chunk_text(s, f, bad - s->file_first[f], layer, ch, sizeof ch);
+            saev_fail("store file %s: checksum mismatch in image %lld (row %lld of the file), layer %d, %s: the stored activations "
+                      "are corrupt (saev inspect --verify %s lists every bad chunk)", path, (long long)bad,
+                      (long long)(bad - s->file_first[f]), layer, ch, s->dir);
+        }
     }
+}
+
+int64_t store_verify(Store *s, FILE *report) {
+    const StoreMeta *m = &s->meta;
+    size_t slice = (size_t)m->n_tokens * (size_t)m->d_model * store_dtype_size(m->dtype);
+    /* Blocks of about 16 MiB of one layer: whole chunks in the usual layout. */
+    int64_t per = (int64_t)((16u << 20) / slice);
+    if (per < 1) per = 1;
+    void *buf = mallocCheck(slice * (size_t)per);
+    int64_t bad = 0;
+    for (int f = 0; f < s->n_files; f++) {
+        char *path = file_path(s->dir, f, "");
+        for (int l = 0; l < m->n_layers; l++)
+            for (int64_t a = s->file_first[f]; a < s->file_first[f + 1]; a += per) {
+                int64_t b = a + per < s->file_first[f + 1] ? a + per : s->file_first[f + 1];
+                int whole = read_block(s, f, a, b, l, 1, buf) == 0;
+                /* Image by image: which ones are unreadable or differ. */
+                for (int64_t i = a; i < b; i++) {
+                    char *one = (char *)buf + (size_t)(i - a) * slice;
+                    const char *why = NULL;
+                    if (!whole && read_block(s, f, i, i + 1, l, 1, one)) why = "unreadable (truncated or damaged)";
+                    int layer;
+                    if (!why && first_bad_checksum(s, i, i + 1, l, 1, one, &layer) >= 0) why = "checksum mismatch";
+                    if (!why) continue;
+                    char ch[96];
+                    chunk_text(s, f, i - s->file_first[f], l, ch, sizeof ch);
+                    if (report)
+                        fprintf(report, "bad: %s: image %lld (row %lld of the file), layer %d, %s: %s\n", path, (long long)i,
+                                (long long)(i - s->file_first[f]), l, ch, why);
+                    bad++;
+                }
+            }
+        free(path);
+    }
+    free(buf);
+    return bad;
 }
 
 void store_read_images_raw(Store *s, int64_t img0, int64_t n, void *out) { read_raw(s, img0, n, 0, s->meta.n_layers, out); }
@@ -1041,7 +1350,8 @@ static herr_t print_attr(hid_t loc, const char *name, const H5A_info_t *info, vo
     if (H5Tget_class(t) == H5T_STRING) {
         char *v = attr_read_str(loc, name);
         /* Multi-line text (the config) is indented under its name. */
-        if (strchr(v, '\n')) {
+        if (!v) fprintf(out, "  %s: (unreadable text)\n", name);
+        else if (strchr(v, '\n')) {
             fprintf(out, "  %s: |\n", name);
             for (char *line = strtok(v, "\n"); line; line = strtok(NULL, "\n")) fprintf(out, "      %s\n", line);
         } else fprintf(out, "  %s: %s\n", name, v);
@@ -1049,6 +1359,12 @@ static herr_t print_attr(hid_t loc, const char *name, const H5A_info_t *info, vo
     } else if (H5Tget_class(t) == H5T_INTEGER) {
         int64_t *v = NULL;
         int n = attr_read_i64s(loc, name, &v);
+        if (n < 0) {
+            fprintf(out, "  %s: (unreadable integers)\n", name);
+            h5Check(H5Tclose(t));
+            h5Check(H5Aclose(a));
+            return 0;
+        }
         hid_t sp = H5Aget_space(a);
         int scalar = H5Sget_simple_extent_type(sp) == H5S_SCALAR;
         h5Check(H5Sclose(sp));
@@ -1136,6 +1452,8 @@ int store_describe(const char *path, FILE *out) {
     fprintf(out, "  activations [%lld images, %d layers, %d tokens, %d d_model] %s, %.3f GB in %d file%s\n", (long long)m->n_images,
             m->n_layers, m->n_tokens, m->d_model, store_dtype_name(m->dtype), gb, s->n_files, s->n_files == 1 ? "" : "s");
     fprintf(out, "  model %s (%s), layers %s\n", m->model, m->model_family, layers);
+    fprintf(out, "  checksums: %s\n", s->has_checksums ? "Fletcher-32 per image and layer, checked on every read (saev inspect --verify reads them all)"
+                                                      : "none (a store written before saev-c stored checksums: reads are not verified)");
     fprintf(out, "  images written %lld, skipped %lld, pending %lld\n", (long long)written, (long long)skipped,
             (long long)(m->n_images - written - skipped));
     int shown = 0;

@@ -13,6 +13,8 @@
  *   patch_labels uint8 [n_f, patches]   per-patch labels (segmentation sets only)
  *   status       uint8 [n_f]   0 = not yet written, 1 = written, 2 = skipped (bad image)
  *   skip_reason  char[128] [n_f]  why an image was skipped ("" otherwise)
+ *   checksum     uint32 [n_f, layers]  store_checksum (Fletcher-32) of the stored bytes of
+ *                each image's slice of each layer; 0 for images not written
  * and the same root attributes (VL UTF-8 strings and int64s): model_family, model,
  * checkpoint_digest, layers (resolved, non-negative block indices), tokens, d_model,
  * has_cls, patches, token_layout (text: CLS first, then patches in raster order,
@@ -39,6 +41,19 @@
  * store_open_write, store_write (the same number of times; a rank with nothing left
  * passes n = 0) and store_finish. Without use_mpi the store is written by one process
  * through the sec2 driver (import-saev). Readers never need MPI.
+ *
+ * Silent corruption. Every written image carries a checksum per layer, written with its
+ * data (collectively, like the labels) before its status. Every read of activations
+ * checks the checksums of the written images it covers: a flipped byte ends the job
+ * naming the file, image, layer and HDF5 chunk, instead of feeding a wrong activation to
+ * training. store_verify reads a whole store and reports every bad slice. Stores written
+ * before checksums existed have no `checksum` dataset: they open and read unchecked
+ * (has_checksums = 0; `saev inspect` says so).
+ *
+ * Readers check what a file claims before trusting it: attributes in range, every
+ * dataset present with the shape and type the attributes imply, status values 0..2, the
+ * file long enough for its records. A malformed store gives a message naming the file
+ * and the problem, never a crash or an allocation sized by a corrupt number.
  *
  * Test hook: SAEV_STORE_CRASH_RANK=R and SAEV_STORE_CRASH_AFTER=K make rank R kill itself
  * (SIGKILL) inside its (K+1)-th store_write, after the activations are written and before
@@ -89,7 +104,11 @@ typedef struct {
     int64_t *file_first;     /* [n_files + 1] first image of each file; last = n_images */
     hid_t *file;             /* [n_files] */
     hid_t *d_acts;           /* [n_files] activations */
-    hid_t *d_index, *d_label, *d_status, *d_reason, *d_plabels; /* [n_files]; d_plabels only with patch labels */
+    hid_t *d_index, *d_label, *d_status, *d_reason, *d_plabels; /* [n_files]; d_plabels only with patch labels (else -1) */
+    hid_t *d_checksum;       /* [n_files] checksum datasets; -1 in stores from before checksums */
+    int n_open;              /* files opened so far (close_files closes these) */
+    int has_checksums;       /* 1: every file has a checksum dataset, and reads verify it */
+    uint32_t *checksum;      /* [n_images, layers] stored checksums (readers with has_checksums) */
     hid_t dxpl;              /* collective transfer with use_mpi, default otherwise */
     uint8_t *status;         /* [n_images] as read at open, updated by this rank's writes */
     int64_t *image_index;    /* [n_images] (readers) */
@@ -101,6 +120,9 @@ typedef struct {
 } Store;
 
 size_t store_dtype_size(StoreDtype t);
+/* Fletcher-32 of nbytes at data, over little-endian 16-bit words (an odd last byte is a
+ * word of its own), both sums mod 65535: the checksum stored per image and layer. */
+uint32_t store_checksum(const void *data, size_t nbytes);
 const char *store_dtype_name(StoreDtype t);
 /* "float32" | "float16" | "bfloat16" -> 0 and *out, else -1. */
 int store_dtype_parse(const char *name, StoreDtype *out);
@@ -154,6 +176,12 @@ void store_read_patch_labels(Store *s, int64_t img0, int64_t n, uint8_t *out);
 /* Skip reason of image i into buf ("" when not skipped). */
 void store_read_skip_reason(Store *s, int64_t i, char *buf, size_t len);
 void store_close(Store *s);
+/* Reads every activation of the store, never ending the job: each image slice of each
+ * layer that cannot be read or whose checksum differs is reported on `report` (when not
+ * NULL) as "bad: FILE: image I (row R of the file), layer L, chunk [...]: why". Returns
+ * the number of bad slices. Without checksums (s->has_checksums = 0) only readability is
+ * checked. */
+int64_t store_verify(Store *s, FILE *report);
 
 /* Prints shapes, dtypes, attributes and progress of a store directory or one of its
  * .h5 files. Returns 0, or 1 with a message on stderr. */

@@ -17,7 +17,7 @@ static const CfgField model_fields[] = {
      "model family; needed only when there is no config.json"},
     {"layers", CFG_INT_LIST, offsetof(ModelSection, layers), "[-2]", -10000, 9999, NULL, NULL, 0,
      "blocks whose output (residual stream) is recorded; negative counts from the end"},
-    {"dtype", CFG_STRING, offsetof(ModelSection, dtype), "fp32", 1, 0, "fp32|tf32|bf16", NULL, 0,
+    {"dtype", CFG_STRING, offsetof(ModelSection, dtype), "fp32", 1, 0, PRECISION_NAMES, NULL, 0,
      "compute precision on CUDA (the CPU always computes fp32)"},
     {"heads", CFG_INT, offsetof(ModelSection, heads), CFG_UNSET, 1, 65536, NULL, NULL, 0, "attention heads (overrides config.json)"},
     {"patch_size", CFG_INT, offsetof(ModelSection, patch_size), CFG_UNSET, 1, 65536, NULL, NULL, 0, "patch side in pixels (overrides config.json)"},
@@ -27,7 +27,7 @@ static const CfgField model_fields[] = {
     {"eps", CFG_FLOAT, offsetof(ModelSection, eps), CFG_UNSET, 1e-30, 1, NULL, NULL, 0, "LayerNorm epsilon (overrides config.json)"},
     {"act", CFG_STRING, offsetof(ModelSection, act), CFG_UNSET, 1, 0, "gelu|gelu_pytorch_tanh|quick_gelu", NULL, 0,
      "MLP activation (overrides config.json)"},
-    {"device", CFG_STRING, offsetof(ModelSection, device), "auto", 1, 0, "auto|cpu|cuda", NULL, 0,
+    {"device", CFG_STRING, offsetof(ModelSection, device), "auto", 1, 0, DEVICE_NAMES, NULL, 0,
      "where the ViT runs: auto = CUDA when a GPU is present"},
 };
 
@@ -48,8 +48,8 @@ void model_section_to_spec(const ModelSection *m, VitSpec *spec) {
     if (m->act && !vit_act_from_name(m->act, &a)) spec->act = (int)a;
 }
 
-VitDevice model_section_device(const ModelSection *m) {
-    if (m->device && !strcmp(m->device, "cpu")) return VIT_DEVICE_CPU;
-    if (m->device && !strcmp(m->device, "cuda")) return VIT_DEVICE_CUDA;
-    return VIT_DEVICE_AUTO;
+Device model_section_device(const ModelSection *m) {
+    Device d = DEVICE_AUTO;
+    device_parse(m->device, &d); /* the schema's choices admit only known names */
+    return d;
 }

@@ -29,6 +29,6 @@ extern const CfgSchema model_schema;
 
 /* The section as a VitSpec (strings point into m) and a device. */
 void model_section_to_spec(const ModelSection *m, VitSpec *spec);
-VitDevice model_section_device(const ModelSection *m);
+Device model_section_device(const ModelSection *m);
 
 #endif

@@ -222,15 +222,15 @@ int vit_position_table(const Vit *vit, int gh, int gw, float *out, char *err, si
     return 0;
 }
 
-int vit_set_device(Vit *vit, VitDevice device, char *err, size_t errlen) {
+int vit_set_device(Vit *vit, Device device, char *err, size_t errlen) {
 #ifdef SAEV_CUDA
     return vit_cuda_set_device(vit, device, err, errlen); /* handles auto/cpu/cuda */
 #endif
-    if (device == VIT_DEVICE_CUDA) {
+    if (device == DEVICE_CUDA) {
         snprintf(err, errlen, "device cuda: this build has no CUDA ViT backend; use device cpu or auto");
         return -1;
     }
-    vit->device = VIT_DEVICE_CPU; /* AUTO without a CUDA backend is the CPU */
+    vit->device = DEVICE_CPU; /* AUTO without a CUDA backend is the CPU */
     return 0;
 }
 
@@ -239,7 +239,7 @@ void vit_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *
         if (hidden[i] < 0 || hidden[i] > VIT_LAST_HIDDEN(&vit->cfg))
             saev_fail("vit_forward: hidden-state index %d out of range 0..%d", hidden[i], VIT_LAST_HIDDEN(&vit->cfg));
 #ifdef SAEV_CUDA
-    if (vit->device == VIT_DEVICE_CUDA) {
+    if (vit->device == DEVICE_CUDA) {
         vit_cuda_forward(vit, pixels, B, H, W, hidden, n, out);
         return;
     }

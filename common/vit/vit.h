@@ -33,13 +33,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef enum { VIT_CLIP = 0, VIT_DINOV2, VIT_SIGLIP, VIT_N_FAMILIES } VitFamily;
 typedef enum { VIT_ACT_GELU = 0, VIT_ACT_GELU_TANH, VIT_ACT_QUICK_GELU, VIT_N_ACTS } VitAct;
-typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU, VIT_DEVICE_CUDA } VitDevice;
+/* The ViT runs on a Device (device.h). These aliases are the names common/cuda still
+ * spells; they go when that code takes device.h's names. */
+typedef Device VitDevice;
+#define VIT_DEVICE_AUTO DEVICE_AUTO
+#define VIT_DEVICE_CPU DEVICE_CPU
+#define VIT_DEVICE_CUDA DEVICE_CUDA
 
 typedef struct {
     VitFamily family;

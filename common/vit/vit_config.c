@@ -14,35 +14,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "fsutil.h"
 #include "vit.h"
-
-static char *read_text(const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = reallocCheck(buf, cap);
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        snprintf(err, errlen, "%s: read error", path);
-        return NULL;
-    }
-    buf[len] = 0;
-    return buf;
-}
 
 /* Integer field: absent keeps *out; present must be a whole number in [lo, hi]. */
 static int get_int(const cJSON *obj, const char *key, int *out, int lo, int hi, const char *path, char *err, size_t errlen) {
@@ -57,7 +30,7 @@ static int get_int(const cJSON *obj, const char *key, int *out, int lo, int hi, 
 }
 
 int vit_config_from_json(VitConfig *cfg, const char *path, char *err, size_t errlen) {
-    char *text = read_text(path, err, errlen);
+    char *text = read_file(path, NULL, err, errlen);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);

@@ -258,7 +258,7 @@ static void state_free(CpuState *s) {
 }
 
 void vit_cpu_release(Vit *vit) {
-    if (vit->device == VIT_DEVICE_CPU) state_free(vit->backend);
+    if (vit->device == DEVICE_CPU) state_free(vit->backend);
     vit->backend = NULL;
 }
 

@@ -96,15 +96,15 @@ typedef struct {
     const char *why; /* where the expected sizes came from, for messages */
     char *err;
     size_t errlen;
-} Loader;
+} WeightReader;
 
-static void full_name(const Loader *ld, Kind k, int layer, char *buf, size_t len) {
+static void full_name(const WeightReader *ld, Kind k, int layer, char *buf, size_t len) {
     char inner[256];
     snprintf(inner, sizeof inner, names[ld->scheme][k], layer);
     snprintf(buf, len, "%s%s", ld->prefix, inner);
 }
 
-static const StTensor *find(const Loader *ld, Kind k, int layer) {
+static const StTensor *find(const WeightReader *ld, Kind k, int layer) {
     if (!names[ld->scheme][k]) return NULL;
     char name[512];
     full_name(ld, k, layer, name, sizeof name);
@@ -118,7 +118,7 @@ static void shape_str(const int64_t *shape, int ndim, char *buf, size_t len) {
 
 /* Copies tensor k (block `layer`) into dst as float32 after checking its shape is
  * exactly dims[0..ndim). Returns 0 or -1 with the message in ld->err. */
-static int load(Loader *ld, Kind k, int layer, float *dst, int ndim, ...) {
+static int load(WeightReader *ld, Kind k, int layer, float *dst, int ndim, ...) {
     int64_t want[ST_MAX_DIMS];
     va_list ap;
     va_start(ap, ndim);
@@ -209,7 +209,7 @@ void vit_alloc_params(Vit *vit, const VitConfig *cfg) {
 
 /* ---- finding the name set ---- */
 
-static int detect_scheme(const SafeTensors *st, VitFamily family, Loader *ld, char *err, size_t errlen) {
+static int detect_scheme(const SafeTensors *st, VitFamily family, WeightReader *ld, char *err, size_t errlen) {
     static const char *prefixes[] = {"", "vision_model.", "visual.", "dinov2.", "dinov2_with_registers.", "model.vision_model."};
     Scheme candidates[2];
     int nc = 0;
@@ -234,7 +234,7 @@ static int detect_scheme(const SafeTensors *st, VitFamily family, Loader *ld, ch
 
 /* Sizes read off the tensors, for checkpoints without a config.json. */
 static int infer_config(const SafeTensors *st, VitConfig *cfg, VitFamily family, char *err, size_t errlen) {
-    Loader ld = {.st = st};
+    WeightReader ld = {.st = st};
     if (detect_scheme(st, family, &ld, err, errlen)) return -1;
     vit_config_defaults(cfg, family);
     const StTensor *pw = find(&ld, K_PATCH_W, 0);
@@ -265,7 +265,7 @@ static int infer_config(const SafeTensors *st, VitConfig *cfg, VitFamily family,
     return 0;
 }
 
-static int load_all(Vit *vit, Loader *ld) {
+static int load_all(Vit *vit, WeightReader *ld) {
     const VitConfig *c = &vit->cfg;
     VitParams *p = &vit->params;
     int64_t D = c->d_model, F = c->d_mlp, P = c->patch_size, C = c->n_channels, R = c->n_registers;
@@ -315,7 +315,7 @@ int vit_load(Vit *vit, const VitConfig *cfg, const char *path, char *err, size_t
     if (vit_config_check(cfg, err, errlen)) return -1;
     SafeTensors st;
     if (st_open(&st, path, err, errlen)) return -1;
-    Loader ld = {.st = &st, .err = err, .errlen = errlen};
+    WeightReader ld = {.st = &st, .err = err, .errlen = errlen};
     if (detect_scheme(&st, cfg->family, &ld, err, errlen)) {
         st_close(&st);
         return -1;
@@ -333,7 +333,7 @@ int vit_load(Vit *vit, const VitConfig *cfg, const char *path, char *err, size_t
         return -1;
     }
     vit->source = strdupCheck(path);
-    vit->device = VIT_DEVICE_CPU;
+    vit->device = DEVICE_CPU;
     return 0;
 }
 

@@ -83,18 +83,11 @@ static int write_config_json(const VitConfig *c, const char *path, char *err, si
     cJSON_AddNumberToObject(o, "layer_norm_eps", c->ln_eps);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f && fclose(f)) ok = 0;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON_Print leaves room for the NUL; the file wants a final newline instead */
+    int rc = write_file_atomic(path, text, len + 1, err, errlen);
     free(text);
-    if (!ok || rename(tmp, path)) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 

@@ -1,0 +1,34 @@
+/*
+ * device.h: where a stage computes and in what precision: one enum each, with one
+ * parser and one name table that the config schemas, the command-line flags and every
+ * backend (ViT, SAE; CPU and CUDA) share.
+ *
+ * Precision's values equal cuda_util.h's CudaPrecision (device.c checks it when CUDA is
+ * built), so the CUDA code takes a Precision as it is.
+ */
+#ifndef SAEV_DEVICE_H
+#define SAEV_DEVICE_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { DEVICE_AUTO = 0, DEVICE_CPU, DEVICE_CUDA } Device;
+typedef enum { PRECISION_FP32 = 0, PRECISION_TF32, PRECISION_BF16 } Precision;
+
+/* The spellings the schemas list as choices. */
+#define DEVICE_NAMES "auto|cpu|cuda"
+#define PRECISION_NAMES "fp32|tf32|bf16"
+
+/* 0 and *out for a known name (NULL is auto); -1 for any other. */
+int device_parse(const char *name, Device *out);
+const char *device_name(Device d);
+/* 0 and *out for fp32|tf32|bf16 (also float32, bfloat16; NULL is fp32); -1 otherwise. */
+int precision_parse(const char *name, Precision *out);
+const char *precision_name(Precision p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
