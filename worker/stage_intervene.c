@@ -7,9 +7,13 @@
 #include <string.h>
 
 #include "check.h"
+#include "comm.h"
 #include "intervene/intervene.h"
 #include "saev_config.h"
 #include "stages.h"
+#ifdef SAEV_CUDA
+#include "cuda/cuda_util.h"
+#endif
 
 int stage_intervene(int argc, char **argv) {
     CfgArgs args;
@@ -20,8 +24,13 @@ int stage_intervene(int argc, char **argv) {
     const SaevConfig *c = saev_config_one_or_die(cfgs, n_cfg, "intervene", "train");
     VitSpec spec;
     model_section_to_spec(&c->model, &spec);
-    VitDevice device = model_section_device(&c->model);
-    if (c->run.device && strcmp(c->run.device, "auto")) device = !strcmp(c->run.device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
+    Device device = model_section_device(&c->model);
+    Device run_device = DEVICE_AUTO;
+    device_parse(c->run.device, &run_device); /* the schema's choices admit only known names */
+    if (run_device != DEVICE_AUTO) device = run_device;
+#ifdef SAEV_CUDA
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+#endif
     intervene_run(&c->intervene, &spec, device);
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);

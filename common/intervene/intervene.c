@@ -38,7 +38,7 @@ static int64_t *probe_test_images(const char *probe_path, int64_t *n) {
     return out;
 }
 
-void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *model, VitDevice device, int load_model) {
+void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *model, Device device, int load_model) {
     memset(ss, 0, sizeof *ss);
     ss->c = c;
     char err[1024];
@@ -181,7 +181,7 @@ const float *session_predict(Session *ss, const float *x, int *pred, float *prob
 
 void intervene_check_or_die(const InterveneConfig *c, const VitSpec *model) {
     Session ss;
-    session_open_or_die(&ss, c, model, VIT_DEVICE_CPU, 1);
+    session_open_or_die(&ss, c, model, DEVICE_CPU, 1);
     if (!strcmp(c->study, "faithfulness")) study_check_or_die(&ss);
     session_close(&ss);
 }
@@ -192,7 +192,7 @@ static cJSON *labels_json(const int64_t *v, int n) {
     return a;
 }
 
-void intervene_run(const InterveneConfig *c, const VitSpec *model, VitDevice device) {
+void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device) {
     Session ss;
     session_open_or_die(&ss, c, model, device, 1);
     if (!strcmp(c->study, "faithfulness")) {

@@ -94,6 +94,6 @@ int edit_apply(const Sae *sae, const Edit *edits, int n_edits, float *x, const f
 /* Checks everything before ranks start (store, layer, SAE, probe, model, edits); exit 2. */
 void intervene_check_or_die(const InterveneConfig *c, const VitSpec *model);
 /* The stage on every rank (collective). */
-void intervene_run(const InterveneConfig *c, const VitSpec *model, VitDevice device);
+void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device);
 
 #endif

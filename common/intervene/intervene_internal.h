@@ -45,7 +45,7 @@ typedef struct {
     uint8_t *labels;        // [np] patch labels
 } Session;
 
-void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *model, VitDevice device, int load_model);
+void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *model, Device device, int load_model);
 void session_close(Session *ss);
 /* Reads image img's tokens and patch labels and encodes its patches (ss->tokens, labels, f). */
 void session_read_image(Session *ss, int64_t img);
