@@ -1,7 +1,9 @@
 /*
  * cmd_run.c: `saev run CONFIG`: the whole pipeline of one config, stage after stage:
  * activations (when activations.out is set), train (when train.data is set), evaluate
- * (when evaluate.data is set; evaluate.sae defaults to the training outputs). Each stage
+ * (when evaluate.data is set; evaluate.sae defaults to the training outputs), visuals
+ * (when the config has a visuals: section; visuals.sae defaults to evaluate's checkpoints
+ * or the training outputs, visuals.data to train.data or activations.out). Each stage
  * checks its part before starting and resumes what an earlier run left, so `saev run`
  * can simply be run again after a failure.
  */
@@ -18,7 +20,21 @@ static const char usage[] =
     "usage: saev run CONFIG.yaml [--set key.path=value ...] [--ranks N] [--device cpu|cuda|auto]\n\n"
     "Runs the pipeline the config describes, in order: activations (if activations.out is\n"
     "set), train (if train.data is set), evaluate (if evaluate.data is set; evaluate.sae\n"
-    "defaults to train.out_dir). Stops at the first stage that fails; a rerun resumes.\n";
+    "defaults to train.out_dir), visuals (if the config has a visuals: section; visuals.sae\n"
+    "defaults to evaluate.sae or train.out_dir, visuals.data to train.data or\n"
+    "activations.out). Stops at the first stage that fails; a rerun resumes.\n";
+
+/* Runs `cmd` with extra --set assignments (NULL or "" entries are left out). */
+static int run_with_sets(int (*cmd)(int, char **), int argc, char **argv, const char *const *sets, int n_sets) {
+    char **av = callocCheck((size_t)argc + 2 * (size_t)n_sets + 1, sizeof(char *));
+    memcpy(av, argv, sizeof(char *) * (size_t)argc);
+    int ac = argc;
+    for (int i = 0; i < n_sets; i++)
+        if (sets[i] && sets[i][0]) { av[ac++] = "--set"; av[ac++] = (char *)sets[i]; }
+    int rc = cmd(ac, av);
+    free(av);
+    return rc;
+}
 
 int cmd_run(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
@@ -43,21 +59,40 @@ int cmd_run(int argc, char **argv) {
         if (cfgs[0].train.out_dir) snprintf(eval_default, sizeof eval_default, "evaluate.sae=[\"%s\"]", cfgs[0].train.out_dir);
         else snprintf(eval_default, sizeof eval_default, "evaluate.sae=[\"%s/%s\"]", cfgs[0].run.out_dir, cfgs[0].run.name);
     }
+    int do_vis = cfgs[0].visuals.enabled;
+    char vis_sae[4200] = "", vis_data[4200] = "";
+    if (do_vis && cfgs[0].visuals.sae.n == 0) {
+        if (do_eval && !eval_default[0]) {
+            size_t len = (size_t)snprintf(vis_sae, sizeof vis_sae, "visuals.sae=[");
+            for (int i = 0; i < cfgs[0].evaluate.sae.n; i++)
+                len += (size_t)snprintf(vis_sae + len, len < sizeof vis_sae ? sizeof vis_sae - len : 0, "%s\"%s\"", i ? ", " : "", cfgs[0].evaluate.sae.s[i]);
+            if (len + 2 > sizeof vis_sae) saev_usage_fail("%s: evaluate.sae is too long to pass on to visuals; set visuals.sae", args.config_path);
+            snprintf(vis_sae + len, sizeof vis_sae - len, "]");
+        } else if (eval_default[0]) {
+            snprintf(vis_sae, sizeof vis_sae, "visuals.%s", eval_default + strlen("evaluate."));
+        } else if (do_train) {
+            if (cfgs[0].train.out_dir) snprintf(vis_sae, sizeof vis_sae, "visuals.sae=[\"%s\"]", cfgs[0].train.out_dir);
+            else snprintf(vis_sae, sizeof vis_sae, "visuals.sae=[\"%s/%s\"]", cfgs[0].run.out_dir, cfgs[0].run.name);
+        } else {
+            saev_usage_fail("%s: visuals needs visuals.sae (checkpoints) when there is no train or evaluate section", args.config_path);
+        }
+    }
+    if (do_vis && !cfgs[0].visuals.data) {
+        const char *store = cfgs[0].train.data ? cfgs[0].train.data : cfgs[0].activations.out;
+        if (!store) saev_usage_fail("%s: visuals needs visuals.data (an activation store) when train.data and activations.out are unset", args.config_path);
+        snprintf(vis_data, sizeof vis_data, "visuals.data=\"%s\"", store);
+    }
     saev_config_free(cfgs, n);
     cfg_args_free(&args);
-    if (!do_acts && !do_train && !do_eval) saev_usage_fail("saev run: the config has nothing to run (set activations.out, train.data or evaluate.data)");
+    if (!do_acts && !do_train && !do_eval && !do_vis)
+        saev_usage_fail("saev run: the config has nothing to run (set activations.out, train.data, evaluate.data or a visuals: section)");
 
     int rc = 0;
     if (do_acts && (rc = cmd_activations(argc, argv)) != 0) return rc;
     if (do_train && (rc = cmd_train(argc, argv)) != 0) return rc;
-    if (do_eval) {
-        if (!eval_default[0]) return cmd_evaluate(argc, argv);
-        char **av = callocCheck((size_t)argc + 3, sizeof(char *));
-        memcpy(av, argv, sizeof(char *) * (size_t)argc);
-        av[argc] = "--set";
-        av[argc + 1] = eval_default;
-        rc = cmd_evaluate(argc + 2, av);
-        free(av);
-    }
+    const char *eval_sets[1] = {eval_default};
+    if (do_eval && (rc = run_with_sets(cmd_evaluate, argc, argv, eval_sets, 1)) != 0) return rc;
+    const char *vis_sets[2] = {vis_sae, vis_data};
+    if (do_vis) rc = run_with_sets(cmd_visuals, argc, argv, vis_sets, 2);
     return rc;
 }

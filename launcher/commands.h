@@ -29,6 +29,7 @@ int cmd_status(int argc, char **argv);
 int launcher_has_command(const char *name);
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
+int cmd_visuals(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_intervene(int argc, char **argv);
 

@@ -10,11 +10,12 @@
 #include "log.h"
 
 static const Command commands[] = {
-    {"run", cmd_run, "the whole pipeline of one config: activations, train, evaluate"},
+    {"run", cmd_run, "the whole pipeline of one config: activations, train, evaluate, visuals"},
     {"activations", cmd_activations, "record ViT activations of every image into an HDF5 store (many ranks)"},
     {"config", cmd_config, "check a config and print it resolved (defaults, --set, one document per sweep point)"},
     {"train", cmd_train, "train one SAE or a sweep of them (saev-worker train on N ranks)"},
     {"evaluate", cmd_evaluate, "metrics of trained SAEs on held-out activations (L0, L1, MSE, NMSE, dead/dense latents) as JSON + SVG"},
+    {"visuals", cmd_visuals, "per-latent statistics, top images and patch heatmaps of trained SAEs (PNG, JSON, SVG, safetensors)"},
     {"probe", cmd_probe, "linear probes (class or per patch) on activations or SAE codes; semantic F1 of every latent against every class"},
     {"intervene", cmd_intervene, "edit latents at the SAE's layer, run the rest of the ViT, a probe's predictions before/after; the faithfulness study"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},

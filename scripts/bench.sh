@@ -12,4 +12,5 @@ run "$BUILD/bench/bench_vit"
 run "$BUILD/bench/bench_store"
 [ -x "$BUILD/bench/bench_sae" ] && run "$BUILD/bench/bench_sae"
 run bash bench/bench_activations.sh "$BUILD"
+run bash bench/bench_visuals.sh "$BUILD"
 exit $rc

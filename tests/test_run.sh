@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `saev run`: one config through activations, train and evaluate (tiny CLIP on a small
-# demo set): every stage's outputs appear, evaluate defaults to the training outputs,
-# a second run resumes (the store: 0 to do; every SAE at its last step, its checkpoint
-# and metrics unchanged), and a config error stops before any stage with
+# `saev run`: one config through activations, train, evaluate and visuals (tiny CLIP on a
+# small demo set): every stage's outputs appear, evaluate and visuals default to the
+# training outputs (visuals to the training store), a second run resumes (the store: 0 to
+# do; every SAE at its last step, its checkpoint and metrics unchanged; the visuals' pass
+# reused), and a config error stops before any stage with
 # status 2 and nothing written.
 set -euo pipefail
 S="$SAEV_BIN/saev"
@@ -23,6 +24,7 @@ train:
   sae: {d_sae: 96, k: 4}
   sweep: {lr: [0.001, 0.003]}
 evaluate: {data: store}
+visuals: {top_k: 3, n_render: 4, log_freq_range: [-3, 0], log_value_range: [-3, 2]}
 YAML
 # A config error: exit 2, nothing written.
 set +e
@@ -36,7 +38,10 @@ grep -q "train.sae.kk: unknown key" err.txt
 grep -q "activation store store complete" log1.txt
 n_sae=$(find runs/r -name sae.safetensors | wc -l)
 n_eval=$(find runs/r -name eval.json | wc -l)
-[ "$n_sae" = 2 ] && [ "$n_eval" = 2 ] || { cat log1.txt; echo "FAIL: $n_sae checkpoints, $n_eval evaluations (want 2, 2)"; exit 1; }
+n_vis=$(find runs/r -path '*/visuals/index.json' | wc -l)
+n_png=$(find runs/r -path '*/visuals/latents/*' -name '*_heat.png' | wc -l)
+[ "$n_sae" = 2 ] && [ "$n_eval" = 2 ] && [ "$n_vis" = 2 ] && [ "$n_png" -gt 0 ] \
+  || { cat log1.txt; echo "FAIL: $n_sae checkpoints, $n_eval evaluations, $n_vis visuals, $n_png heatmaps (want 2, 2, 2, > 0)"; exit 1; }
 # Again: the store is complete (0 to do) and training resumes at its end: both SAEs say
 # so, neither starts over, and checkpoints and metrics are left as the first run wrote them.
 for f in $(find runs/r -name sae.safetensors -o -name metrics.jsonl | sort); do sha256sum "$f"; done > before.sha
@@ -47,4 +52,5 @@ n_resumed=$(grep -c "resuming at step 12" log2.txt || true)
 if grep -q "starting from step 0" log2.txt; then cat log2.txt; echo "FAIL: training started over"; exit 1; fi
 for f in $(find runs/r -name sae.safetensors -o -name metrics.jsonl | sort); do sha256sum "$f"; done > after.sha
 cmp before.sha after.sha || { diff before.sha after.sha; echo "FAIL: the resumed run changed the finished checkpoints or metrics"; exit 1; }
+grep -q "visuals: .*reusing" log2.txt || { cat log2.txt; echo "FAIL: the second run did not reuse the visuals' pass"; exit 1; }
 echo "test_run: ok"

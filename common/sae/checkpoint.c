@@ -80,7 +80,8 @@ const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_sca
         return msg;
     }
     int64_t k = c->k, k_aux = c->k_aux, dead = c->dead_threshold_tokens, n_pref = c->n_prefixes;
-    INT_KEY("k", 1, INT32_MAX, k);
+    /* ReLU SAEs have no k (saev-c writes 0 for them); the top-k variants need k >= 1. */
+    INT_KEY("k", c->activation == SAE_RELU ? 0 : 1, INT32_MAX, k);
     INT_KEY("k_aux", 0, INT32_MAX, k_aux);
     INT_KEY("dead_threshold_tokens", 0, 9007199254740992.0, dead);
     c->k = (int)k;

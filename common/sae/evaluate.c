@@ -156,9 +156,9 @@ static void strlist_push(StrList *l, const char *s) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Every file named sae.safetensors under dir (any depth), appended to out. */
-static void find_checkpoints(const char *dir, StrList *out) {
+static void find_checkpoints(const char *key, const char *dir, StrList *out) {
     DIR *dp = opendir(dir);
-    if (!dp) saev_usage_fail("evaluate.sae: %s: cannot read the directory: %s", dir, strerror(errno));
+    if (!dp) saev_usage_fail("%s: %s: cannot read the directory: %s", key, dir, strerror(errno));
     StrList names = {0};
     struct dirent *de;
     while ((de = readdir(dp))) {
@@ -175,7 +175,7 @@ static void find_checkpoints(const char *dir, StrList *out) {
         snprintf(p, len, "%.*s/%s", (int)dl, dir, names.v[i]);
         struct stat sb;
         if (stat(p, &sb) == 0) {
-            if (S_ISDIR(sb.st_mode)) find_checkpoints(p, out);
+            if (S_ISDIR(sb.st_mode)) find_checkpoints(key, p, out);
             else if (S_ISREG(sb.st_mode) && !strcmp(names.v[i], "sae.safetensors")) strlist_push(out, p);
         }
         free(p);
@@ -184,19 +184,56 @@ static void find_checkpoints(const char *dir, StrList *out) {
     free(names.v);
 }
 
-/* d_model of a checkpoint from its metadata; exits naming the file when it is not one. */
-static int checkpoint_d_model(const char *path) {
+int eval_checkpoint_d_model(const char *key, const char *path) {
     SafeTensors st;
     char err[1024];
-    if (st_open(&st, path, err, sizeof err)) saev_usage_fail("evaluate.sae: %s", err);
+    if (st_open(&st, path, err, sizeof err)) saev_usage_fail("%s: %s", key, err);
     const char *meta = st_meta(&st, "saev_sae_config");
-    if (!meta) saev_usage_fail("evaluate.sae: %s: not an SAE checkpoint (no saev_sae_config metadata)", path);
+    if (!meta) saev_usage_fail("%s: %s: not an SAE checkpoint (no saev_sae_config metadata)", key, path);
     SaeConfig c;
     float scale;
     const char *bad = sae_config_from_json(meta, &c, &scale);
-    if (bad) saev_usage_fail("evaluate.sae: %s: %s", path, bad);
+    if (bad) saev_usage_fail("%s: %s: %s", key, path, bad);
     st_close(&st);
     return c.d_model;
+}
+
+int eval_resolve_checkpoints(const CfgList *sae, const char *key, char ***out) {
+    if (sae->n == 0) saev_usage_fail("%s: no checkpoint given (a list of sae.safetensors files or run directories)", key);
+    StrList ckpts = {0};
+    struct stat sb;
+    for (int i = 0; i < sae->n; i++) {
+        const char *p = sae->s[i];
+        if (stat(p, &sb) != 0) saev_usage_fail("%s: %s: no such checkpoint or run directory", key, p);
+        if (S_ISDIR(sb.st_mode)) {
+            int before = ckpts.n;
+            find_checkpoints(key, p, &ckpts);
+            if (ckpts.n == before) saev_usage_fail("%s: %s: no sae.safetensors under this directory", key, p);
+        } else {
+            strlist_push(&ckpts, p);
+        }
+    }
+    for (int i = 0; i < ckpts.n; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(ckpts.v[i], ckpts.v[j])) saev_usage_fail("%s: %s is listed twice", key, ckpts.v[i]);
+    *out = ckpts.v;
+    return ckpts.n;
+}
+
+char *eval_out_dir(const char *out, int n_sae, int i, const char *ckpt, const char *beside) {
+    char buf[4096];
+    if (out && n_sae == 1) {
+        snprintf(buf, sizeof buf, "%s", out);
+    } else if (out) {
+        snprintf(buf, sizeof buf, "%s/%d", out, i);
+    } else {
+        const char *slash = strrchr(ckpt, '/');
+        if (slash) snprintf(buf, sizeof buf, "%.*s", (int)(slash - ckpt), ckpt);
+        else snprintf(buf, sizeof buf, ".");
+        if (!buf[0]) snprintf(buf, sizeof buf, "/");
+        if (beside) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", buf[strlen(buf) - 1] == '/' ? "" : "/", beside);
+    }
+    return strdupCheck(buf);
 }
 
 void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
@@ -205,31 +242,17 @@ void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
     if (!c->data) saev_usage_fail("evaluate.data: not set (a safetensors file with `activations` [N,d] or a store directory)");
     struct stat sb;
     if (stat(c->data, &sb) != 0) saev_usage_fail("evaluate.data: %s: not found", c->data);
-
-    StrList ckpts = {0};
-    for (int i = 0; i < c->sae.n; i++) {
-        const char *p = c->sae.s[i];
-        if (stat(p, &sb) != 0) saev_usage_fail("evaluate.sae: %s: no such checkpoint or run directory", p);
-        if (S_ISDIR(sb.st_mode)) {
-            int before = ckpts.n;
-            find_checkpoints(p, &ckpts);
-            if (ckpts.n == before) saev_usage_fail("evaluate.sae: %s: no sae.safetensors under this directory", p);
-        } else {
-            strlist_push(&ckpts, p);
-        }
-    }
-    for (int i = 0; i < ckpts.n; i++)
-        for (int j = 0; j < i; j++)
-            if (!strcmp(ckpts.v[i], ckpts.v[j])) saev_usage_fail("evaluate.sae: %s is listed twice", ckpts.v[i]);
+    char **ckpts;
+    int n_ckpt = eval_resolve_checkpoints(&c->sae, "evaluate.sae", &ckpts);
 
     DataSource *src = data_source_open(c->data, c->layer, c->tokens);
     plan->d = src->d;
     int64_t n_data = src->n_rows;
     data_source_close(src);
-    for (int i = 0; i < ckpts.n; i++) {
-        int d = checkpoint_d_model(ckpts.v[i]);
+    for (int i = 0; i < n_ckpt; i++) {
+        int d = eval_checkpoint_d_model("evaluate.sae", ckpts[i]);
         if (d != plan->d)
-            saev_usage_fail("evaluate: %s has d_model %d but the rows of %s have width %d", ckpts.v[i], d, c->data, plan->d);
+            saev_usage_fail("evaluate: %s has d_model %d but the rows of %s have width %d", ckpts[i], d, c->data, plan->d);
     }
     if (c->first_row >= n_data)
         saev_usage_fail("evaluate.first_row: %" PRId64 " is past the end of %s (%" PRId64 " rows)", c->first_row, c->data, n_data);
@@ -237,23 +260,10 @@ void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
     plan->n_rows = n_data - c->first_row;
     if (c->max_tokens > 0 && c->max_tokens < plan->n_rows) plan->n_rows = c->max_tokens;
 
-    plan->n_sae = ckpts.n;
-    plan->ckpt = ckpts.v;
-    plan->out_dir = mallocCheck((size_t)ckpts.n * sizeof(char *));
-    for (int i = 0; i < ckpts.n; i++) {
-        char buf[4096];
-        if (c->out && ckpts.n == 1) {
-            snprintf(buf, sizeof buf, "%s", c->out);
-        } else if (c->out) {
-            snprintf(buf, sizeof buf, "%s/%d", c->out, i);
-        } else {
-            const char *slash = strrchr(ckpts.v[i], '/');
-            if (slash) snprintf(buf, sizeof buf, "%.*s", (int)(slash - ckpts.v[i]), ckpts.v[i]);
-            else snprintf(buf, sizeof buf, ".");
-            if (!buf[0]) snprintf(buf, sizeof buf, "/");
-        }
-        plan->out_dir[i] = strdupCheck(buf);
-    }
+    plan->n_sae = n_ckpt;
+    plan->ckpt = ckpts;
+    plan->out_dir = mallocCheck((size_t)n_ckpt * sizeof(char *));
+    for (int i = 0; i < n_ckpt; i++) plan->out_dir[i] = eval_out_dir(c->out, n_ckpt, i, ckpts[i], NULL);
 }
 
 void eval_plan_free(EvalPlan *plan) {

@@ -133,6 +133,17 @@ typedef struct {
 void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan);
 void eval_plan_free(EvalPlan *plan);
 
+/* Shared with other stages that take SAE checkpoints (visuals); `key` names the config
+ * key in messages. Resolves a list of checkpoint files and run directories (every
+ * sae.safetensors under them, sorted) into *out (malloc'd strings); returns the count;
+ * exits with 2 naming the key and path when one is missing or listed twice. */
+int eval_resolve_checkpoints(const CfgList *sae, const char *key, char ***out);
+/* d_model of a checkpoint from its metadata; exits with 2 naming the key and file when it is not one. */
+int eval_checkpoint_d_model(const char *key, const char *path);
+/* Output folder of the i-th of n_sae checkpoints: `out` itself (one SAE), out/<i>
+ * (several), or the checkpoint's folder (out NULL), with `beside` appended when given. */
+char *eval_out_dir(const char *out, int n_sae, int i, const char *ckpt, const char *beside);
+
 /* The whole evaluation on every rank (collective); rank 0 writes the outputs. */
 void evaluate_run(const EvaluateConfig *c);
 
