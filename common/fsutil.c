@@ -3,6 +3,7 @@
  */
 #include "fsutil.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -169,4 +170,15 @@ int lock_output_dir(const char *dir, const char *what, char *err, size_t errlen)
 void lock_output_dir_or_die(const char *dir, const char *what) {
     char err[PATH_MAX + 1024];
     if (lock_output_dir(dir, what, err, sizeof err)) saev_fail("%s", err);
+}
+
+void write_json_atomic_or_die(const char *path, const struct cJSON *json) {
+    char *s = cJSON_Print(json);
+    if (!s) saev_fail("%s: cannot format the JSON", path);
+    size_t len = strlen(s);
+    s = reallocCheck(s, len + 2);
+    s[len] = '\n';
+    s[len + 1] = 0;
+    write_file_atomic_or_die(path, s, len + 1);
+    free(s);
 }

@@ -1,8 +1,8 @@
 /*
  * fsutil.h: the file-system helpers every stage needs, each written once: `mkdir -p`;
  * reading a whole file; writing a file atomically (a temporary name in the same folder,
- * fsync, rename) so readers never see half a file, either from one buffer or streamed
- * through an AtomicFile; the folder this program was started from; and the lock that
+ * fsync, rename) so readers never see half a file, either from one buffer, a cJSON tree
+ * or streamed through an AtomicFile; the folder this program was started from; and the lock that
  * keeps two runs from writing one output.
  */
 #ifndef SAEV_FSUTIL_H
@@ -45,6 +45,9 @@ void atomic_file_commit_or_die(AtomicFile *a);
 int write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 /* Same; a failure ends the job naming the file. */
 void write_file_atomic_or_die(const char *path, const void *data, size_t len);
+/* A cJSON tree, indented and newline-terminated, the same way. */
+struct cJSON;
+void write_json_atomic_or_die(const char *path, const struct cJSON *json);
 
 /* The running program's own path (from /proc/self/exe); a failure ends the job. */
 void self_exe_path(char *out, size_t outlen);

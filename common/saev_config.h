@@ -31,6 +31,8 @@
 #include "viewer/serve.h"
 #include "visuals/visuals.h"
 #include "sae/train.h"
+#include "probe/probe.h"
+#include "intervene/intervene.h"
 
 /* run: what every command shares. */
 typedef struct {
@@ -53,6 +55,8 @@ extern const CfgSchema run_config_schema;
     X(train, TrainConfig, train_config_schema, NULL, 0, "SAE training: data, schedule, the SAE, checkpoints; train.sweep trains a grid together") \
     X(evaluate, EvaluateConfig, evaluate_config_schema, NULL, 0, "metrics of trained SAEs on held-out activations: checkpoints, data, output") \
     X(visuals, VisualsConfig, visuals_config_schema, "none", 1, "what each latent responds to: top images, patch heatmaps, statistics (off unless configured)") \
+    X(probe, ProbeConfig, probe_config_schema, NULL, 0, "linear probes on a store's activations or an SAE's codes (class or per patch) and semantic F1 of every latent") \
+    X(intervene, InterveneConfig, intervene_config_schema, NULL, 0, "latent edits at an SAE's layer, the later ViT blocks, a probe's predictions before and after; the faithfulness study") \
     X(slurm, SlurmConfig, slurm_config_schema, NULL, 0, "what `saev submit` asks Slurm for: nodes, ranks, GPUs, time, sweep groups as job arrays") \
     X(serve, ServeConfig, serve_config_schema, NULL, 0, "the viewer (saev serve): served folders, address, port, threads, upload limit")
 

@@ -32,5 +32,7 @@ int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_visuals(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
+int cmd_intervene(int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@ static const Command commands[] = {
     {"evaluate", cmd_evaluate, "metrics of trained SAEs on held-out activations (L0, L1, MSE, NMSE, dead/dense latents) as JSON + SVG"},
     {"serve", cmd_serve, "the viewer: a web page to browse latents and run images through the ViT and SAE live (127.0.0.1)"},
     {"visuals", cmd_visuals, "per-latent statistics, top images and patch heatmaps of trained SAEs (PNG, JSON, SVG, safetensors)"},
+    {"probe", cmd_probe, "linear probes (class or per patch) on activations or SAE codes; semantic F1 of every latent against every class"},
+    {"intervene", cmd_intervene, "edit latents at the SAE's layer, run the rest of the ViT, a probe's predictions before/after; the faithfulness study"},
     {"inspect", cmd_inspect, "print what a safetensors file (model, checkpoint, tensors) or store holds"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image (clip|dinov2|siglip) into a safetensors tensor"},
     {"demo-data", cmd_demo_data, "build the demo data sets (Fashion-MNIST folder + ADE20K-style segmentation) from Debian packages"},

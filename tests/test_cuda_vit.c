@@ -9,7 +9,8 @@
  * exercised) is compared with the CPU backend, which test_vit.c checks against
  * transformers. Invariants: pinned and pageable outputs are identical; a smaller batch
  * after a larger one (reused buffers) reproduces the first images; output slots the
- * forward must write are poisoned with NaN first.
+ * forward must write are poisoned with NaN first. vit_cuda_forward_from from every block
+ * of a tiny CLIP equals the full forward's later states bit for bit.
  *
  * Needs a GPU: without one (or in a build without SAEV_CUDA) it prints
  * "skipped: no GPU" and exits 77 (ctest: Skipped). CUDA is not fork-safe, so Check runs without fork.
@@ -146,6 +147,41 @@ START_TEST(test_vit_b16_vs_cpu) {
     vit_free(&cpu);
 }
 END_TEST
+/* vit_cuda_forward_from (the interventions' entry point): given the full forward's hidden
+ * state h0, the later states equal the full forward's bit for bit (the same kernels on the
+ * same shapes; an invariant, tolerance zero), for every h0 of a random tiny CLIP. */
+START_TEST(test_forward_from) {
+    char err[2048], dir[600];
+    VitConfig cfg;
+    ck_assert_msg(vit_preset_config(&cfg, VIT_CLIP, "tiny", err, sizeof err) == 0, "%s", err);
+    snprintf(dir, sizeof dir, "%s", scratch_file("tiny-from"));
+    ck_assert_msg(vit_make_random(&cfg, 7, dir, err, sizeof err) == 0, "%s", err);
+    Vit gpu;
+    open_on_gpu(&gpu, dir, NULL);
+    int B = 2, S = cfg.image_size, T = vit_tokens_out(&cfg, S, S), D = cfg.d_model, n_h = cfg.n_layers + 2;
+    size_t px_n = (size_t)B * 3 * S * S, slot = (size_t)B * T * D;
+    float *px = mallocCheck(sizeof(float) * px_n);
+    uint64_t z = 777;
+    for (size_t i = 0; i < px_n; i++) {
+        z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+        px[i] = (float)((z >> 40) / 16777216.0 * 4.0 - 2.0);
+    }
+    int *hidden = mallocCheck(sizeof(int) * n_h);
+    for (int h = 0; h < n_h; h++) hidden[h] = h;
+    float *full = mallocCheck(sizeof(float) * n_h * slot), *from = mallocCheck(sizeof(float) * n_h * slot);
+    vit_cuda_forward(&gpu, px, B, S, S, hidden, n_h, full);
+    for (int h0 = 0; h0 <= cfg.n_layers; h0++) {
+        fill_nan(from, (size_t)n_h * slot);
+        vit_cuda_forward_from(&gpu, full + (size_t)h0 * slot, h0, B, S, S, hidden + h0, n_h - h0, from);
+        for (int i = 0; i < n_h - h0; i++)
+            ck_assert_msg(memcmp(from + (size_t)i * slot, full + (size_t)(h0 + i) * slot, slot * sizeof(float)) == 0,
+                          "from hidden %d: hidden state %d differs from the full forward", h0, h0 + i);
+    }
+    free(px); free(hidden); free(full); free(from);
+    vit_cuda_release(&gpu);
+    vit_free(&gpu);
+}
+END_TEST
 #endif
 
 int main(void) {
@@ -168,6 +204,7 @@ int main(void) {
     tcase_add_test(tc, test_dinov2_registers);
     tcase_add_test(tc, test_siglip);
     tcase_add_test(tc, test_vit_b16_vs_cpu);
+    tcase_add_test(tc, test_forward_from);
     suite_add_tcase(s, tc);
     return run_suite(s, 0);
 #endif

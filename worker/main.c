@@ -14,6 +14,8 @@ static const Stage stages[] = {
     {"activations", stage_activations, "ViT activations of the data set into the store"},
     {"evaluate", stage_evaluate, "metrics of trained SAEs on held-out activations (ordered pass, rows split across ranks)"},
     {"visuals", stage_visuals, "per-latent statistics and top images with patch heatmaps (images dealt to ranks in whole batches)"},
+    {"probe", stage_probe, "linear probe on a store layer (data-parallel L-BFGS) and semantic F1 of an SAE's latents"},
+    {"intervene", stage_intervene, "edit SAE latents at a layer, run the later ViT blocks, a probe's predictions before and after; the faithfulness study"},
     {"comm-selftest", stage_comm_selftest, "exercise all-reduce, broadcast and failure propagation (tests)"},
     {"store-selftest", stage_store_selftest, "write closed-form synthetic activations into a store (tests, benchmark)"},
     {"data-dump", stage_data_dump, "the rows the training loader gives each rank, batch by batch, as safetensors (tests)"},

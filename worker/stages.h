@@ -18,5 +18,7 @@ int stage_data_dump(int argc, char **argv);
 int stage_train(int argc, char **argv);
 int stage_evaluate(int argc, char **argv);
 int stage_visuals(int argc, char **argv);
+int stage_probe(int argc, char **argv);
+int stage_intervene(int argc, char **argv);
 
 #endif

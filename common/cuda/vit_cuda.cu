@@ -349,10 +349,9 @@ static void emit(const Emit *e, int h, const float *src) {
     }
 }
 
-extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out) {
-    VitCudaState *s = state_of(vit);
-    if (!s) saev_fail("vit_cuda_forward: the model is not on the CUDA device (call vit_set_device first)");
-    if (B <= 0 || n <= 0) return;
+/* Everything a forward call needs before it touches the residual stream: weights in the
+ * current precision, buffers for the shape, output slots. */
+static Emit prepare(Vit *vit, VitCudaState *s, int B, int H, int W, const int *hidden, int n, float *out, int *pinned) {
     const VitConfig *c = &vit->cfg;
     if (s->weights_prec != (int)s->prec) {
         free_shape_buffers(s); /* element sizes depend on the precision */
@@ -360,17 +359,24 @@ extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, in
         upload_weights(vit, s);
     }
     ensure_shape(vit, s, B, H, W);
+    int T_out = vit_has_cls(c) + s->gh * s->gw;
+    size_t out_elems = (size_t)B * T_out * c->d_model;
+    *pinned = cuda_is_pinned(out);
+    ensure_outputs(s, n, (size_t)s->cap_B * T_out * c->d_model, !*pinned);
+    Emit em = {vit, s, hidden, n, B, T_out, (size_t)s->cap_B * T_out * c->d_model, out_elems, *pinned ? out : s->staging};
+    return em;
+}
+
+/* Blocks first..deepest on s->x, the final LayerNorm when asked, then waits for the
+ * copies. vit_cuda_forward and vit_cuda_forward_from share it. */
+static void run_blocks(Vit *vit, VitCudaState *s, const Emit *em, int B, int first, const int *hidden, int n, float *out, int pinned) {
+    const VitConfig *c = &vit->cfg;
     CudaPrecision prec = s->prec;
     cudaStream_t st = s->stream;
-    int D = c->d_model, F = c->d_mlp, P = c->patch_size, C = c->n_channels, T = s->T, np = s->gh * s->gw;
-    int cls = vit_has_cls(c), R = c->n_registers, K = C * P * P, NH = c->n_heads, hd = D / NH;
-    int rows = B * T, T_out = cls + np, nb = B * NH;
+    int D = c->d_model, F = c->d_mlp, T = s->T, NH = c->n_heads, hd = D / NH;
+    int rows = B * T, nb = B * NH;
     float eps = (float)c->ln_eps;
     int deepest = vit_deepest_block(c, hidden, n);
-    size_t out_elems = (size_t)B * T_out * D;
-    int pinned = cuda_is_pinned(out);
-    ensure_outputs(s, n, (size_t)s->cap_B * T_out * D, !pinned);
-    Emit em = {vit, s, hidden, n, B, T_out, (size_t)s->cap_B * T_out * D, out_elems, pinned ? out : s->staging};
     size_t nbp = (size_t)s->cap_B * NH; /* stride of the pointer arrays */
     const void *const *qp = (const void *const *)s->ptr;
     const void *const *kp = (const void *const *)(s->ptr + nbp);
@@ -378,6 +384,60 @@ extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, in
     void *const *sp = (void *const *)(s->ptr + 3 * nbp);
     void *const *op = (void *const *)(s->ptr + 4 * nbp);
     CudaAct act = c->act == VIT_ACT_GELU ? CUDA_ACT_GELU : c->act == VIT_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_QUICK_GELU;
+    float scale = 1.0f / sqrtf((float)hd);
+    int has_ls = c->family == VIT_DINOV2;
+    for (int l = first; l <= deepest; l++) {
+        size_t lD = (size_t)l * D;
+        /* attention branch */
+        cuda_layernorm(s->x, s->h, prec, p32(s, T_LN1_W, lD), p32(s, T_LN1_B, lD), rows, D, eps, st);
+        cuda_gemm(s->gemm, prec, 0, 1, rows, 3 * D, D, 1.0f, s->h, D, pmat(s, T_QKV_W, (size_t)l * 3 * D * D), D, 0.0f,
+                  s->qkv, 3 * D, pmat(s, T_QKV_B, (size_t)l * 3 * D));
+        /* scores[T, T] = scale · q[T, hd] · k[T, hd]^T per (image, head) */
+        cuda_gemm_batched(s->gemm, prec, 0, 1, T, T, hd, scale, qp, 3 * D, kp, 3 * D, 0.0f, sp, s->T_pad, nb);
+        cuda_softmax_rows(s->scores, prec, (size_t)nb * T, T, s->T_pad, st);
+        /* out[T, hd] = probs[T, T] · v[T, hd], written into the heads-side-by-side buffer */
+        cuda_gemm_batched(s->gemm, prec, 0, 0, T, hd, T, 1.0f, (const void *const *)sp, s->T_pad, vp, 3 * D, 0.0f, op, D, nb);
+        cuda_gemm(s->gemm, prec, 0, 1, rows, D, D, 1.0f, s->att, D, pmat(s, T_PROJ_W, (size_t)l * D * D), D, 0.0f, s->h, D,
+                  pmat(s, T_PROJ_B, lD));
+        cuda_residual_add(s->x, s->h, prec, has_ls ? p32(s, T_LS1, lD) : NULL, rows, D, st);
+        /* MLP branch */
+        cuda_layernorm(s->x, s->h, prec, p32(s, T_LN2_W, lD), p32(s, T_LN2_B, lD), rows, D, eps, st);
+        cuda_gemm(s->gemm, prec, 0, 1, rows, F, D, 1.0f, s->h, D, pmat(s, T_FC1_W, (size_t)l * F * D), D, 0.0f, s->mlp, F,
+                  pmat(s, T_FC1_B, (size_t)l * F));
+        cuda_bias_act(s->mlp, prec, NULL, rows, F, act, st);
+        cuda_gemm(s->gemm, prec, 0, 1, rows, D, F, 1.0f, s->mlp, F, pmat(s, T_FC2_W, (size_t)l * D * F), F, 0.0f, s->h, D,
+                  pmat(s, T_FC2_B, lD));
+        cuda_residual_add(s->x, s->h, prec, has_ls ? p32(s, T_LS2, lD) : NULL, rows, D, st);
+        emit(em, l + 1, s->x);
+    }
+    for (int i = 0; i < n; i++)
+        if (hidden[i] == VIT_LAST_HIDDEN(c)) {
+            if (c->family == VIT_CLIP) { /* transformers' CLIP leaves last_hidden_state unnormalised */
+                emit(em, VIT_LAST_HIDDEN(c), s->x);
+            } else {
+                cuda_layernorm(s->x, s->xf, CUDA_FP32, p32(s, T_FINAL_LN_W, 0), p32(s, T_FINAL_LN_B, 0), rows, D, eps, st);
+                emit(em, VIT_LAST_HIDDEN(c), s->xf);
+            }
+            break; /* emit serves every request for this index */
+        }
+    cudaCheck(cudaStreamSynchronize(st));
+    cudaCheck(cudaStreamSynchronize(s->copy));
+    if (!pinned) memcpy(out, s->staging, (size_t)n * em->out_elems * sizeof(float));
+}
+
+extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out) {
+    VitCudaState *s = state_of(vit);
+    if (!s) saev_fail("vit_cuda_forward: the model is not on the CUDA device (call vit_set_device first)");
+    if (B <= 0 || n <= 0) return;
+    const VitConfig *c = &vit->cfg;
+    int pinned;
+    Emit em = prepare(vit, s, B, H, W, hidden, n, out, &pinned);
+    CudaPrecision prec = s->prec;
+    cudaStream_t st = s->stream;
+    int D = c->d_model, P = c->patch_size, C = c->n_channels, T = s->T, np = s->gh * s->gw;
+    int cls = vit_has_cls(c), R = c->n_registers, K = C * P * P;
+    int rows = B * T;
+    float eps = (float)c->ln_eps;
 
     /* the copy stream must not still be reading last call's staging (it is synchronized at
      * the end of every call, so this is free) */
@@ -400,44 +460,16 @@ extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, in
     if (c->family == VIT_CLIP)
         cuda_layernorm(s->x, s->x, CUDA_FP32, p32(s, T_PRE_LN_W, 0), p32(s, T_PRE_LN_B, 0), rows, D, eps, st);
     emit(&em, 0, s->x);
+    run_blocks(vit, s, &em, B, 0, hidden, n, out, pinned);
+}
 
-    float scale = 1.0f / sqrtf((float)hd);
-    int has_ls = c->family == VIT_DINOV2;
-    for (int l = 0; l <= deepest; l++) {
-        size_t lD = (size_t)l * D;
-        /* attention branch */
-        cuda_layernorm(s->x, s->h, prec, p32(s, T_LN1_W, lD), p32(s, T_LN1_B, lD), rows, D, eps, st);
-        cuda_gemm(s->gemm, prec, 0, 1, rows, 3 * D, D, 1.0f, s->h, D, pmat(s, T_QKV_W, (size_t)l * 3 * D * D), D, 0.0f,
-                  s->qkv, 3 * D, pmat(s, T_QKV_B, (size_t)l * 3 * D));
-        /* scores[T, T] = scale · q[T, hd] · k[T, hd]^T per (image, head) */
-        cuda_gemm_batched(s->gemm, prec, 0, 1, T, T, hd, scale, qp, 3 * D, kp, 3 * D, 0.0f, sp, s->T_pad, nb);
-        cuda_softmax_rows(s->scores, prec, (size_t)nb * T, T, s->T_pad, st);
-        /* out[T, hd] = probs[T, T] · v[T, hd], written into the heads-side-by-side buffer */
-        cuda_gemm_batched(s->gemm, prec, 0, 0, T, hd, T, 1.0f, (const void *const *)sp, s->T_pad, vp, 3 * D, 0.0f, op, D, nb);
-        cuda_gemm(s->gemm, prec, 0, 1, rows, D, D, 1.0f, s->att, D, pmat(s, T_PROJ_W, (size_t)l * D * D), D, 0.0f, s->h, D,
-                  pmat(s, T_PROJ_B, lD));
-        cuda_residual_add(s->x, s->h, prec, has_ls ? p32(s, T_LS1, lD) : NULL, rows, D, st);
-        /* MLP branch */
-        cuda_layernorm(s->x, s->h, prec, p32(s, T_LN2_W, lD), p32(s, T_LN2_B, lD), rows, D, eps, st);
-        cuda_gemm(s->gemm, prec, 0, 1, rows, F, D, 1.0f, s->h, D, pmat(s, T_FC1_W, (size_t)l * F * D), D, 0.0f, s->mlp, F,
-                  pmat(s, T_FC1_B, (size_t)l * F));
-        cuda_bias_act(s->mlp, prec, NULL, rows, F, act, st);
-        cuda_gemm(s->gemm, prec, 0, 1, rows, D, F, 1.0f, s->mlp, F, pmat(s, T_FC2_W, (size_t)l * D * F), F, 0.0f, s->h, D,
-                  pmat(s, T_FC2_B, lD));
-        cuda_residual_add(s->x, s->h, prec, has_ls ? p32(s, T_LS2, lD) : NULL, rows, D, st);
-        emit(&em, l + 1, s->x);
-    }
-    for (int i = 0; i < n; i++)
-        if (hidden[i] == VIT_LAST_HIDDEN(c)) {
-            if (c->family == VIT_CLIP) { /* transformers' CLIP leaves last_hidden_state unnormalised */
-                emit(&em, VIT_LAST_HIDDEN(c), s->x);
-            } else {
-                cuda_layernorm(s->x, s->xf, CUDA_FP32, p32(s, T_FINAL_LN_W, 0), p32(s, T_FINAL_LN_B, 0), rows, D, eps, st);
-                emit(&em, VIT_LAST_HIDDEN(c), s->xf);
-            }
-            break; /* emit serves every request for this index */
-        }
-    cudaCheck(cudaStreamSynchronize(st));
-    cudaCheck(cudaStreamSynchronize(s->copy));
-    if (!pinned) memcpy(out, s->staging, (size_t)n * out_elems * sizeof(float));
+extern "C" void vit_cuda_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, const int *hidden, int n, float *out) {
+    VitCudaState *s = state_of(vit);
+    if (!s) saev_fail("vit_cuda_forward_from: the model is not on the CUDA device (call vit_set_device first)");
+    if (B <= 0 || n <= 0) return;
+    int pinned;
+    Emit em = prepare(vit, s, B, H, W, hidden, n, out, &pinned);
+    cudaCheck(cudaMemcpyAsync(s->x, x, (size_t)B * s->T * vit->cfg.d_model * sizeof(float), cudaMemcpyHostToDevice, s->stream));
+    emit(&em, h0, s->x);
+    run_blocks(vit, s, &em, B, h0, hidden, n, out, pinned);
 }

@@ -35,6 +35,9 @@ int vit_cuda_set_device(Vit *vit, VitDevice device, char *err, size_t errlen);
 void vit_cuda_set_precision(Vit *vit, CudaPrecision prec);
 CudaPrecision vit_cuda_precision(const Vit *vit);
 void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out);
+/* vit_forward_from on the GPU: uploads x [B, T_int, D] as the residual stream at hidden
+ * index h0 and runs the later blocks with the same kernels as vit_cuda_forward. */
+void vit_cuda_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, const int *hidden, int n, float *out);
 /* Frees the CUDA state when vit->device is CUDA (safe to call otherwise). */
 void vit_cuda_release(Vit *vit);
 /* Pinned host memory for `out`, so results arrive without a staging copy. */

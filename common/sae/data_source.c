@@ -158,13 +158,38 @@ static int64_t store_vit_depth(const StoreMeta *m) {
     return -1;
 }
 
+int store_layer_index_or_die(const Store *st, int64_t layer, const char *key, int *block_out) {
+    const StoreMeta *m = &st->meta;
+    char listed[512] = "";
+    for (int i = 0; i < m->n_layers; i++) snprintf(listed + strlen(listed), sizeof listed - strlen(listed), "%s%d", i ? ", " : "", m->layers[i]);
+    int idx = -1;
+    if (layer == CFG_UNSET_INT) {
+        if (m->n_layers != 1) saev_usage_fail("%s: store %s holds blocks [%s]; say which one (%s)", key, st->dir, listed, key);
+        idx = 0;
+    } else {
+        int64_t block = layer;
+        if (layer < 0) {
+            int64_t depth = store_vit_depth(m);
+            if (depth < 0)
+                saev_usage_fail("%s: %lld counts from the end of the ViT, but store %s does not record the ViT's depth; "
+                                "give the block number, one of [%s]", key, (long long)layer, st->dir, listed);
+            block = depth + layer;
+        }
+        for (int i = 0; i < m->n_layers; i++)
+            if (m->layers[i] == block) idx = i;
+        if (idx < 0)
+            saev_usage_fail("%s: block %lld%s is not in store %s, which holds blocks [%s]", key, (long long)block,
+                            layer < 0 ? " (counted from the end)" : "", st->dir, listed);
+    }
+    if (block_out) *block_out = m->layers[idx];
+    return idx;
+}
+
 DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens) {
     char err[1024];
     Store *st = store_open_read(dir, err, sizeof err);
     if (!st) saev_usage_fail("train.data: %s", err);
     const StoreMeta *m = &st->meta;
-    char listed[512] = "";
-    for (int i = 0; i < m->n_layers; i++) snprintf(listed + strlen(listed), sizeof listed - strlen(listed), "%s%d", i ? ", " : "", m->layers[i]);
     if (!st->complete) {
         int64_t pending = 0;
         for (int64_t i = 0; i < m->n_images; i++) pending += st->status[i] == STORE_PENDING;
@@ -173,25 +198,7 @@ DataSource *data_source_open_store(const char *dir, int64_t layer, const char *t
     }
     StoreSource *s = callocCheck(1, sizeof *s);
     s->store = st;
-    s->layer_idx = -1;
-    if (layer == CFG_UNSET_INT) {
-        if (m->n_layers != 1) saev_usage_fail("train.layer: store %s holds blocks [%s]; say which one to train on (train.layer)", dir, listed);
-        s->layer_idx = 0;
-    } else {
-        int64_t block = layer;
-        if (layer < 0) {
-            int64_t depth = store_vit_depth(m);
-            if (depth < 0)
-                saev_usage_fail("train.layer: %lld counts from the end of the ViT, but store %s does not record the ViT's depth; "
-                                "give the block number, one of [%s]", (long long)layer, dir, listed);
-            block = depth + layer;
-        }
-        for (int i = 0; i < m->n_layers; i++)
-            if (m->layers[i] == block) s->layer_idx = i;
-        if (s->layer_idx < 0)
-            saev_usage_fail("train.layer: block %lld%s is not in store %s, which holds blocks [%s]", (long long)block,
-                            layer < 0 ? " (counted from the end)" : "", dir, listed);
-    }
+    s->layer_idx = store_layer_index_or_die(st, layer, "train.layer", NULL);
     if (!strcmp(tokens, "patches")) {
         s->tok0 = m->has_cls, s->n_tok = m->n_patches;
         if (s->n_tok < 1) saev_usage_fail("train.tokens: store %s holds no patch tokens", dir);

@@ -58,6 +58,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "store/store.h"
+
 typedef struct DataSource DataSource;
 struct DataSource {
     int64_t n_rows;       // N
@@ -77,6 +79,10 @@ DataSource *data_source_open_safetensors(const char *path);
  * `layers`, negative from the ViT's end, or CFG_UNSET_INT for the store's only layer;
  * tokens: "patches" | "all" | "cls". Fails (exit 2) naming the store and the problem. */
 DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens);
+/* Position in the store's `layers` of a block number (negative from the ViT's end, as
+ * train.layer; CFG_UNSET_INT: the store's only layer); *block_out (when not NULL) gets
+ * the non-negative block. Fails (exit 2) naming `key`, the store and its blocks. */
+int store_layer_index_or_die(const Store *st, int64_t layer, const char *key, int *block_out);
 /* A directory is a store, anything else a safetensors file. */
 DataSource *data_source_open(const char *path, int64_t layer, const char *tokens);
 void data_source_close(DataSource *src);

@@ -247,6 +247,21 @@ void vit_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *
     vit_cpu_forward(vit, pixels, B, H, W, hidden, n, out);
 }
 
+void vit_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, const int *hidden, int n, float *out) {
+    if (h0 < 0 || h0 > vit->cfg.n_layers)
+        saev_fail("vit_forward_from: start index %d out of range 0..%d (the input of a block)", h0, vit->cfg.n_layers);
+    for (int i = 0; i < n; i++)
+        if (hidden[i] < h0 || hidden[i] > VIT_LAST_HIDDEN(&vit->cfg))
+            saev_fail("vit_forward_from: hidden-state index %d out of range %d..%d", hidden[i], h0, VIT_LAST_HIDDEN(&vit->cfg));
+#ifdef SAEV_CUDA
+    if (vit->device == VIT_DEVICE_CUDA) {
+        vit_cuda_forward_from(vit, x, h0, B, H, W, hidden, n, out);
+        return;
+    }
+#endif
+    vit_cpu_forward_from(vit, x, h0, B, H, W, hidden, n, out);
+}
+
 void vit_free(Vit *vit) {
 #ifdef SAEV_CUDA
     vit_cuda_release(vit);

@@ -177,6 +177,16 @@ int vit_set_device(Vit *vit, VitDevice device, char *err, size_t errlen);
  * Buffers are allocated on first use and reused while B, H, W stay within them. */
 void vit_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out);
 
+/* Runs the ViT from hidden-state index h0 (the input of block h0, i.e. block h0-1's
+ * output; 0 <= h0 <= n_layers) given the residual stream there, for interventions:
+ * x: [B, T_int, D] host memory in the model's internal token order (CLS, registers,
+ * patches; T_int = vit_tokens_internal(cfg, H, W)), which for families without
+ * registers is exactly what the store records. hidden: [n] indices >= h0; out as
+ * vit_forward's. The later blocks run the same code as vit_forward's, so given
+ * vit_forward's own hidden state h0 it returns vit_forward's later states bit for bit.
+ * H, W: the pixel size the stream came from (they fix the token count). */
+void vit_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, const int *hidden, int n, float *out);
+
 /* Position table for a grid_h x grid_w patch grid, CLS row first when the family has
  * one: the table itself when the grid matches, else (dinov2) resampled exactly as
  * transformers' Dinov2Embeddings.interpolate_pos_encoding does. out: [has_cls + gh*gw, D].
@@ -198,6 +208,7 @@ int vit_make_random(const VitConfig *cfg, uint64_t seed, const char *dir, char *
  * (frees its buffers in vit->backend). vit.c dispatches on vit->device; a CUDA backend
  * adds vit_cuda_available/vit_cuda_forward/vit_cuda_release beside these. */
 void vit_cpu_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out);
+void vit_cpu_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, const int *hidden, int n, float *out);
 void vit_cpu_release(Vit *vit);
 
 #ifdef __cplusplus

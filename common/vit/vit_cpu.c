@@ -315,42 +315,21 @@ static void copy_tokens(const Vit *vit, const CpuState *s, const float *x, int B
     }
 }
 
-void vit_cpu_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out) {
+/* Blocks first..deepest on the residual stream s->x (hidden index `first` on entry), then
+ * the final LayerNorm when asked; copies every requested hidden index >= first + 1 out.
+ * vit_cpu_forward and vit_cpu_forward_from share it, so running from block L is the very
+ * same arithmetic as the full forward's later blocks (bit for bit). */
+static void run_blocks(Vit *vit, CpuState *s, int B, int first, const int *hidden, int n, float *out) {
     const VitConfig *c = &vit->cfg;
     const VitParams *w = &vit->params;
-    if (B <= 0 || n <= 0) return;
-    CpuState *s = state_for(vit, B, H, W);
-    int D = c->d_model, F = c->d_mlp, P = c->patch_size, C = c->n_channels, T = s->T, np = s->gh * s->gw;
-    int cls = vit_has_cls(c), R = c->n_registers, K = C * P * P, NH = c->n_heads, hd = D / NH;
+    int D = c->d_model, F = c->d_mlp, T = s->T, np = s->gh * s->gw;
+    int cls = vit_has_cls(c), NH = c->n_heads, hd = D / NH;
     int rows = B * T, T_out = cls + np;
     size_t out_stride = (size_t)B * T_out * D;
     float eps = (float)c->ln_eps;
     int deepest = vit_deepest_block(c, hidden, n);
-
-    /* patch embedding: im2col + one GEMM, then [CLS, registers, patches] + positions */
-    Im2colJob ij = {pixels, s->patches, C, H, W, P, s->gh, s->gw};
-    pool_run(s->pool, (int64_t)B * np, im2col_rows, &ij);
-    linear(s->patches, w->patch_w, s->h, B * np, D, K);
-    for (int b = 0; b < B; b++) {
-        float *xb = s->x + (size_t)b * T * D;
-        if (cls)
-            for (int i = 0; i < D; i++) xb[i] = w->cls[i] + s->pos[i];
-        if (R) memcpy(xb + (size_t)cls * D, w->registers, sizeof(float) * R * D); /* registers get no position */
-        for (int p = 0; p < np; p++) {
-            float *dst = xb + (size_t)(cls + R + p) * D;
-            const float *e = s->h + ((size_t)b * np + p) * D, *pos = s->pos + (size_t)(cls + p) * D;
-            for (int i = 0; i < D; i++) dst[i] = e[i] + w->patch_b[i] + pos[i];
-        }
-    }
-    if (c->family == VIT_CLIP) {
-        LnJob lj = {s->x, s->x, w->pre_ln_w, w->pre_ln_b, D, eps};
-        pool_run(s->pool, rows, layernorm_rows, &lj);
-    }
-    for (int i = 0; i < n; i++)
-        if (hidden[i] == 0) copy_tokens(vit, s, s->x, B, out + i * out_stride);
-
     float scale = 1.0f / sqrtf((float)hd);
-    for (int l = 0; l <= deepest; l++) {
+    for (int l = first; l <= deepest; l++) {
         /* attention branch */
         LnJob ln1 = {s->x, s->h, w->ln1_w + (size_t)l * D, w->ln1_b + (size_t)l * D, D, eps};
         pool_run(s->pool, rows, layernorm_rows, &ln1);
@@ -390,4 +369,51 @@ void vit_cpu_forward(Vit *vit, const float *pixels, int B, int H, int W, const i
             copy_tokens(vit, s, s->h, B, out + i * out_stride);
         }
     }
+}
+
+void vit_cpu_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out) {
+    const VitConfig *c = &vit->cfg;
+    const VitParams *w = &vit->params;
+    if (B <= 0 || n <= 0) return;
+    CpuState *s = state_for(vit, B, H, W);
+    int D = c->d_model, P = c->patch_size, C = c->n_channels, T = s->T, np = s->gh * s->gw;
+    int cls = vit_has_cls(c), R = c->n_registers, K = C * P * P;
+    int rows = B * T, T_out = cls + np;
+    size_t out_stride = (size_t)B * T_out * D;
+    float eps = (float)c->ln_eps;
+
+    /* patch embedding: im2col + one GEMM, then [CLS, registers, patches] + positions */
+    Im2colJob ij = {pixels, s->patches, C, H, W, P, s->gh, s->gw};
+    pool_run(s->pool, (int64_t)B * np, im2col_rows, &ij);
+    linear(s->patches, w->patch_w, s->h, B * np, D, K);
+    for (int b = 0; b < B; b++) {
+        float *xb = s->x + (size_t)b * T * D;
+        if (cls)
+            for (int i = 0; i < D; i++) xb[i] = w->cls[i] + s->pos[i];
+        if (R) memcpy(xb + (size_t)cls * D, w->registers, sizeof(float) * R * D); /* registers get no position */
+        for (int p = 0; p < np; p++) {
+            float *dst = xb + (size_t)(cls + R + p) * D;
+            const float *e = s->h + ((size_t)b * np + p) * D, *pos = s->pos + (size_t)(cls + p) * D;
+            for (int i = 0; i < D; i++) dst[i] = e[i] + w->patch_b[i] + pos[i];
+        }
+    }
+    if (c->family == VIT_CLIP) {
+        LnJob lj = {s->x, s->x, w->pre_ln_w, w->pre_ln_b, D, eps};
+        pool_run(s->pool, rows, layernorm_rows, &lj);
+    }
+    for (int i = 0; i < n; i++)
+        if (hidden[i] == 0) copy_tokens(vit, s, s->x, B, out + i * out_stride);
+    run_blocks(vit, s, B, 0, hidden, n, out);
+}
+
+void vit_cpu_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, const int *hidden, int n, float *out) {
+    const VitConfig *c = &vit->cfg;
+    if (B <= 0 || n <= 0) return;
+    CpuState *s = state_for(vit, B, H, W);
+    int D = c->d_model, T_out = vit_has_cls(c) + s->gh * s->gw;
+    size_t out_stride = (size_t)B * T_out * D;
+    memcpy(s->x, x, sizeof(float) * (size_t)B * s->T * D);
+    for (int i = 0; i < n; i++)
+        if (hidden[i] == h0) copy_tokens(vit, s, s->x, B, out + i * out_stride);
+    run_blocks(vit, s, B, h0, hidden, n, out);
 }

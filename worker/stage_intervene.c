@@ -1,0 +1,38 @@
+/*
+ * stage_intervene.c: `saev-worker intervene [CONFIG.yaml] [--set intervene.KEY=VALUE ...]`,
+ * run on every rank: reads the `intervene:` section (and `model:` for the ViT that runs
+ * the blocks after the SAE's layer) and runs the edits or the faithfulness study
+ * (common/intervene/); images are split across ranks, rank 0 writes the outputs.
+ */
+#include <string.h>
+
+#include "check.h"
+#include "comm.h"
+#include "intervene/intervene.h"
+#include "saev_config.h"
+#include "stages.h"
+#ifdef SAEV_CUDA
+#include "cuda/cuda_util.h"
+#endif
+
+int stage_intervene(int argc, char **argv) {
+    CfgArgs args;
+    cfg_args_parse_or_die(argc, argv, NULL, &args);
+    if (args.argc > 1) saev_usage_fail("intervene: unexpected argument \"%s\"", args.argv[1]);
+    SaevConfig *cfgs;
+    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    const SaevConfig *c = saev_config_one_or_die(cfgs, n_cfg, "intervene", "train");
+    VitSpec spec;
+    model_section_to_spec(&c->model, &spec);
+    Device device = model_section_device(&c->model);
+    Device run_device = DEVICE_AUTO;
+    device_parse(c->run.device, &run_device); /* the schema's choices admit only known names */
+    if (run_device != DEVICE_AUTO) device = run_device;
+#ifdef SAEV_CUDA
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+#endif
+    intervene_run(&c->intervene, &spec, device);
+    saev_config_free(cfgs, n_cfg);
+    cfg_args_free(&args);
+    return 0;
+}

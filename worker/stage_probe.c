@@ -1,0 +1,27 @@
+/*
+ * stage_probe.c: `saev-worker probe [CONFIG.yaml] [--set probe.KEY=VALUE ...]`, run on
+ * every rank: reads the config's `probe:` section and runs the probe (common/probe/probe.c):
+ * each rank holds a share of the training images, gradients are all-reduced, rank 0
+ * writes probe.safetensors, probe.json, confusion.svg and latent_f1.safetensors.
+ */
+#include <string.h>
+
+#include "check.h"
+#include "log.h"
+#include "probe/probe.h"
+#include "saev_config.h"
+#include "stages.h"
+
+int stage_probe(int argc, char **argv) {
+    CfgArgs args;
+    cfg_args_parse_or_die(argc, argv, NULL, &args);
+    if (args.argc > 1) saev_usage_fail("probe: unexpected argument \"%s\"", args.argv[1]);
+    SaevConfig *cfgs;
+    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    saev_config_one_or_die(cfgs, n_cfg, "probe", "train");
+    if (cfgs[0].run.device && !strcmp(cfgs[0].run.device, "cuda")) log_warn("probe runs on the CPU (float64 OpenBLAS); run.device=cuda is ignored");
+    probe_run(&cfgs[0].probe);
+    saev_config_free(cfgs, n_cfg);
+    cfg_args_free(&args);
+    return 0;
+}
