@@ -5,7 +5,8 @@
 #    tens of GB if copied); refused at the alias that crosses 100000 values;
 #  - a 10 MB scalar; refused as a value over 1 MiB (line of the value);
 #  - mappings nested 200 deep, and the same nesting through --set; refused at depth 64;
-#  - a key given twice; refused at the second, naming the first's line and column.
+#  - a key given twice; refused at the second, naming the first's line and column;
+#  - a sweep grid of 10^6 configs; refused at the axis that passes 100000.
 # Bounds: each run must end within 60 s of wall time and peak below 512 MiB of resident
 # memory (measured by /usr/bin/python3's resource.getrusage of the child; the unbounded
 # alias expansion would need ~50x that). The expected lines are counted in the files
@@ -74,6 +75,11 @@ train:
   lr: 0.002
 YAML
 expect dup "dup.yaml:4:3: train.lr: duplicate key \(first given at line 2, column 3\)" "$S" config dup.yaml
+
+# A sweep of 6 axes of 10 values: 10^6 configs. The grid passes 100000 at the sixth axis
+# (line 8, column 5: "    f: [...]").
+{ echo "train:"; echo "  sweep:"; for k in a b c d e f; do echo "    $k: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"; done; } > sweep.yaml
+expect sweep "sweep.yaml:8:5: train.f: the sweep grid exceeds 100000 configs" "$S" config sweep.yaml
 
 # The same files through a command that writes: refused before anything is written.
 expect bomb-train "bomb.yaml:6:" "$S" train bomb.yaml --set train.out_dir="$T/never"
