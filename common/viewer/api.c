@@ -539,7 +539,12 @@ static cJSON *prediction_json(const Probe *p, const int *pred, const float *prob
     cJSON *j = cJSON_CreateObject();
     cJSON *labels = cJSON_AddArrayToObject(j, "labels");
     for (int r = 0; r < rows; r++) cJSON_AddItemToArray(labels, cJSON_CreateNumber((double)p->classes[pred[r]]));
-    if (!p->is_patch) cJSON_AddItemToObject(j, "probs", num_array_f(probs, p->K));
+    if (!p->is_patch) {
+        cJSON_AddItemToObject(j, "probs", num_array_f(probs, p->K));
+    } else {
+        cJSON *a = cJSON_AddArrayToObject(j, "probs");
+        for (int r = 0; r < rows; r++) cJSON_AddItemToArray(a, num_array_f(probs + (size_t)r * p->K, p->K));
+    }
     return j;
 }
 

@@ -1,0 +1,81 @@
+"""viewer_intervene.py HOST PORT SAEV CONFIG PROBE: checks of POST /api/sae/<i>/intervene
+(see tests/test_serve_intervene.sh for what and why)."""
+import json, subprocess, sys, urllib.request, urllib.error
+
+host, port, saev, cfg, probe = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+base = f"http://{host}:{port}/api/"
+
+
+def call(path, body=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+st, saes = call("saes")
+assert st == 200, saes
+sae = saes[0]
+if not sae["probe"] or sae["probe"]["target"] != "patch": fail(f"/api/saes does not announce the patch probe: {sae['probe']}")
+IMG = 3
+st, im = call(f"sae/0/image/{IMG}")
+assert st == 200, im
+lat = im["top"][0]["latent"]
+
+# One edit against `saev intervene` on the same image (store position = data-set index:
+# the fixture's store records every image of the data set in order).
+st, ans = call("sae/0/intervene", {"image": IMG, "edits": [{"latent": lat, "scale": -10}]})
+if st != 200: fail(f"intervene answered {st}: {ans}")
+print(f"edit of latent {lat} x-10 on image {IMG}: {ans['patches_edited']} patches edited, server {ans['ms']:.1f} ms")
+out = "runs/iv"
+subprocess.run([saev, "intervene", cfg, "--set", "intervene.data=store", "--set", "intervene.layer=-2",
+                "--set", f"intervene.sae={sae['checkpoint']}", "--set", f"intervene.probe={probe}",
+                "--set", f'intervene.edits=["{lat}*-10"]', "--set", f"intervene.images=[{IMG}]",
+                "--set", f"intervene.out={out}", "--ranks", "1"], check=True, stdout=subprocess.DEVNULL)
+ref = json.load(open(f"{out}/intervene.json"))["images"][0]
+if ref["image"] != IMG: fail(f"saev intervene ran on image {ref['image']}")
+if ans["before"]["labels"] != ref["before"]: fail(f"before labels differ:\n{ans['before']['labels']}\n{ref['before']}")
+if ans["after"]["labels"] != ref["after"]: fail(f"after labels differ:\n{ans['after']['labels']}\n{ref['after']}")
+if ans["patches_edited"] != ref["patches_edited"]: fail(f"patches edited {ans['patches_edited']} vs {ref['patches_edited']}")
+changed = sum(a != b for a, b in zip(ans["before"]["labels"], ans["after"]["labels"]))
+print(f"labels identical to saev intervene; {changed} of {len(ref['after'])} patch predictions changed")
+if ans["before"]["probs"] == ans["after"]["probs"]: fail("a x-10 edit of the top latent left every probability unchanged")
+
+# Zero edits: after == before bit for bit.
+for edits in ([{"latent": lat, "scale": 1}], []):
+    st, z = call("sae/0/intervene", {"image": IMG, "edits": edits})
+    if st != 200: fail(f"zero edit answered {st}: {z}")
+    if z["after"] != z["before"] or z["before"] != ans["before"] or z["patches_edited"] != 0:
+        fail(f"zero edit {edits} changed the prediction")
+print("zero edits: after == before bit for bit")
+
+# Bad input.
+S = sae["d_sae"]
+cases = [
+    (400, None, b"not json"),
+    (400, {"edits": []}, None),
+    (400, {"image": IMG, "upload": 1, "edits": []}, None),
+    (400, {"image": 1.5, "edits": []}, None),
+    (400, {"image": IMG}, None),
+    (400, {"image": IMG, "edits": [{"latent": lat, "scale": 10.5}]}, None),
+    (400, {"image": IMG, "edits": [{"latent": lat, "scale": 2, "value": 1}]}, None),
+    (400, {"image": IMG, "edits": [{"latent": -1, "scale": 2}]}, None),
+    (400, {"image": IMG, "edits": [{"latent": lat, "scale": "2"}]}, None),
+    (404, {"image": IMG, "edits": [{"latent": S, "scale": 2}]}, None),
+    (404, {"image": 10 ** 6, "edits": []}, None),
+    (404, {"upload": 999, "edits": []}, None),
+]
+for want, body, raw in cases:
+    st, j = call("sae/0/intervene", body, raw)
+    if st != want or "error" not in j: fail(f"{body or raw} gave {st} {j}, expected {want}")
+st, j = call(f"sae/{len(saes)}/intervene", {"image": IMG, "edits": []})
+if st != 404: fail(f"an unknown SAE gave {st}")
+print("bad input: statuses ok")
