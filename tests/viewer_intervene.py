@@ -28,17 +28,23 @@ if not sae["probe"] or sae["probe"]["target"] != "patch": fail(f"/api/saes does 
 IMG = 3
 st, im = call(f"sae/0/image/{IMG}")
 assert st == 200, im
-lat = im["top"][0]["latent"]
-
-# One edit against `saev intervene` on the same image (store position = data-set index:
-# the fixture's store records every image of the data set in order).
-st, ans = call("sae/0/intervene", {"image": IMG, "edits": [{"latent": lat, "scale": -10}]})
-if st != 200: fail(f"intervene answered {st}: {ans}")
-print(f"edit of latent {lat} x-10 on image {IMG}: {ans['patches_edited']} patches edited, server {ans['ms']:.1f} ms")
+# The first edit (top latents in order, scale -10 then +10) that changes a patch label, so
+# that the comparison below covers a changed prediction.
+ans = None
+for t in im["top"]:
+    for a in (-10, 10):
+        st, j = call("sae/0/intervene", {"image": IMG, "edits": [{"latent": t["latent"], "scale": a}]})
+        if st != 200: fail(f"intervene answered {st}: {j}")
+        if j["before"]["labels"] != j["after"]["labels"]:
+            lat, scale, ans = t["latent"], a, j
+            break
+    if ans: break
+if not ans: fail("no edit of the image's top latents by -10x or +10x changes a patch label")
+print(f"edit of latent {lat} x{scale} on image {IMG}: {ans['patches_edited']} patches edited, server {ans['ms']:.1f} ms")
 out = "runs/iv"
 subprocess.run([saev, "intervene", cfg, "--set", "intervene.data=store", "--set", "intervene.layer=-2",
                 "--set", f"intervene.sae={sae['checkpoint']}", "--set", f"intervene.probe={probe}",
-                "--set", f'intervene.edits=["{lat}*-10"]', "--set", f"intervene.images=[{IMG}]",
+                "--set", f'intervene.edits=["{lat}*{scale}"]', "--set", f"intervene.images=[{IMG}]",
                 "--set", f"intervene.out={out}", "--ranks", "1"], check=True, stdout=subprocess.DEVNULL)
 ref = json.load(open(f"{out}/intervene.json"))["images"][0]
 if ref["image"] != IMG: fail(f"saev intervene ran on image {ref['image']}")
