@@ -12,14 +12,11 @@
 # The server runs without ASan here (test_serve_api.sh runs the ASan server); timings are
 # printed, not checked.
 set -euo pipefail
-/usr/bin/python3 -c "import safetensors" 2>/dev/null || true
 T="${SAEV_TEST_TMP:-$(mktemp -d)}"; rm -rf "$T"; mkdir -p "$T"; cd "$T"
 . "$SAEV_ROOT/tests/viewer_fixture.sh"
 viewer_fixture
+viewer_probe
 S="$SAEV_BIN/saev"
-"$S" activations v.yaml --set 'model.layers=[-2, -1]' --set activations.out=store2 > log.txt 2>&1 || { cat log.txt; exit 1; }
-"$S" probe v.yaml --set probe.data=store2 --set probe.layer=-1 --set probe.target=patch --set probe.l2=1.0e-1 \
-    --set probe.out=runs/probe > log.txt 2>&1 || { cat log.txt; exit 1; }
 ASAN_SAEV="$S"
 viewer_start serve.log runs/v --probe runs/probe/probe.safetensors --set "serve.web=$SAEV_ROOT/web"
 /usr/bin/python3 "$SAEV_ROOT/tests/viewer_intervene.py" 127.0.0.1 "$PORT" "$S" v.yaml runs/probe/probe.safetensors \
