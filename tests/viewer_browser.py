@@ -119,9 +119,10 @@ try:
         first = driver.find_element(By.ID, "iv-summary").text
         if not first.startswith("0 of"): fail(f"the panel shows a change before any edit: {first!r}")
         def move(slider, value):
-            old = driver.find_element(By.ID, "iv-time").text
+            answers = lambda: driver.find_element(By.ID, "iv-result").get_attribute("data-answers")
+            old = answers()
             driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", slider, value)
-            wait.until(lambda d: d.find_element(By.ID, "iv-time").text != old or d.find_element(By.ID, "iv-summary").text != first)
+            wait.until(lambda d: answers() != old)
         changed = None
         for slider in driver.find_elements(By.CSS_SELECTOR, "#iv-sliders input[type=range]"):
             for value in (10, -10):

@@ -83,6 +83,7 @@ function render(el, state) {
   }
 
   function show(ans) {
+    out.dataset.answers = String(Number(out.dataset.answers || 0) + 1); // lets a test wait for the next answer
     timing.textContent = `server ${fmt(ans.ms, 3)} ms · ${ans.patches_edited} patches edited`;
     const names = ans.class_names || [];
     if (ans.target === 'class') {
