@@ -15,14 +15,21 @@ const DEBOUNCE_MS = 120;  // quiet time after a slider move before asking the se
 // A distinct colour per patch label (golden-angle hues), the same in both grids.
 const labelColour = (label) => `hsl(${(label * 137.508) % 360}, 62%, ${label % 2 ? 48 : 62}%)`;
 
-function drawGrid(canvas, labels, [gw, gh], compare) {
+// The labels as a translucent colour per patch over the picture the model saw.
+function drawGrid(canvas, picture, labels, [gw, gh], compare) {
   const g = canvas.getContext('2d');
   const cw = canvas.width / gw, ch = canvas.height / gh;
   g.clearRect(0, 0, canvas.width, canvas.height);
+  g.imageSmoothingEnabled = false; // the model's pixels, as the image view shows them
+  if (picture.complete && picture.naturalWidth) g.drawImage(picture, 0, 0, canvas.width, canvas.height);
+  g.globalAlpha = 0.55;
+  labels.forEach((lab, p) => {
+    g.fillStyle = labelColour(lab);
+    g.fillRect((p % gw) * cw, Math.floor(p / gw) * ch, cw, ch);
+  });
+  g.globalAlpha = 1;
   labels.forEach((lab, p) => {
     const x = (p % gw) * cw, y = Math.floor(p / gw) * ch;
-    g.fillStyle = labelColour(lab);
-    g.fillRect(x, y, cw, ch);
     if (compare && compare[p] !== lab) { g.strokeStyle = '#111'; g.lineWidth = 2; g.strokeRect(x + 1, y + 1, cw - 2, ch - 2); }
   });
 }
@@ -49,7 +56,10 @@ function render(el, state) {
   const out = h('div', { id: 'iv-result' }, h('p', { class: 'muted' }, 'asking the server…'));
   const timing = h('span', { class: 'muted', id: 'iv-time' });
   const addInput = h('input', { type: 'number', min: 0, max: meta.d_sae - 1, id: 'iv-add-latent', placeholder: 'latent', style: 'width:80px' });
-  let seq = 0, timer = null;
+  let seq = 0, timer = null, lastAnswer = null;
+  const picture = new Image();
+  picture.onload = () => { if (lastAnswer) show(lastAnswer); };
+  picture.src = state.imageURL('plain');
 
   function addSlider(lat) {
     if (scales.has(lat) || !(lat >= 0 && lat < meta.d_sae)) return;
@@ -83,7 +93,8 @@ function render(el, state) {
   }
 
   function show(ans) {
-    out.dataset.answers = String(Number(out.dataset.answers || 0) + 1); // lets a test wait for the next answer
+    if (ans !== lastAnswer) out.dataset.answers = String(Number(out.dataset.answers || 0) + 1); // lets a test wait for the next answer
+    lastAnswer = ans;
     timing.textContent = `server ${fmt(ans.ms, 3)} ms · ${ans.patches_edited} patches edited`;
     const names = ans.class_names || [];
     if (ans.target === 'class') {
@@ -98,8 +109,8 @@ function render(el, state) {
     const changed = ans.after.labels.reduce((n, l, p) => n + (l !== ans.before.labels[p]), 0);
     const before = h('canvas', { width: 196, height: 196, id: 'iv-grid-before', class: 'iv-grid' });
     const after = h('canvas', { width: 196, height: 196, id: 'iv-grid-after', class: 'iv-grid' });
-    drawGrid(before, ans.before.labels, ans.grid, null);
-    drawGrid(after, ans.after.labels, ans.grid, ans.before.labels);
+    drawGrid(before, picture, ans.before.labels, ans.grid, null);
+    drawGrid(after, picture, ans.after.labels, ans.grid, ans.before.labels);
     const seen = [...new Set([...ans.before.labels, ...ans.after.labels])].sort((x, y) => x - y);
     const nameOf = (c) => { const k = ans.classes.indexOf(c); return names[k] ?? `label ${c}`; };
     out.replaceChildren(
@@ -112,13 +123,12 @@ function render(el, state) {
   for (const t of res.top.slice(0, N_SLIDERS)) addSlider(t.latent);
   el.append(
     h('p', { class: 'muted' }, `${meta.probe.target} probe on block ${meta.probe.block}; edits at block ${meta.block}, the SAE's error term kept`),
-    sliders,
+    h('div', { class: 'row' }, h('div', { class: 'iv-controls' }, sliders,
     h('div', { class: 'row', style: 'align-items:center' },
       h('label', {}, 'add latent ', addInput),
       h('button', { class: 'link', id: 'iv-add', onclick: () => { addSlider(Number(addInput.value)); addInput.value = ''; } }, 'add'),
       h('button', { class: 'link', id: 'iv-reset', onclick: () => { for (const r of sliders.querySelectorAll('input')) r.value = 1, r.dispatchEvent(new Event('input')); } }, 'reset'),
-      timing),
-    out);
+      timing)), out));
   ask();
 }
 
