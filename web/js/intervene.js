@@ -102,7 +102,7 @@ function render(el, state) {
       const nm = (k) => names[k] ?? `class ${ans.classes[k]}`;
       out.replaceChildren(
         h('p', { id: 'iv-summary' }, `before: ${nm(top(ans.before.probs))} · after: ${nm(top(ans.after.probs))}`),
-        h('div', { class: 'iv-legend muted' }, h('span', {}, 'class'), h('span', {}, 'before'), h('span', {}, 'after')),
+        h('div', { class: 'iv-legend muted' }, h('span', {}, 'class'), h('span', {}, 'before'), h('span', {}), h('span', {}, 'after'), h('span', {})),
         classBars(ans, names));
       return;
     }
