@@ -25,7 +25,9 @@ static const char usage[] =
     "index.json) or run directories (every sae.safetensors under them); the store, data set\n"
     "and ViT are found from their recorded paths. It listens on 127.0.0.1 unless --host is\n"
     "given. Keys: serve.threads, serve.max_upload_mb, serve.timeout_s, serve.hist_images,\n"
-    "serve.web (see `saev config --reference`). The API is documented in docs/viewer.md.\n";
+    "serve.web (see `saev config --reference`). --probe (serve.probe): a probe.safetensors of\n"
+    "saev probe; the image page then has an intervention panel (latent sliders, the probe's\n"
+    "prediction before and after). The API is documented in docs/viewer.md.\n";
 
 int cmd_serve(int argc, char **argv) {
     /* Positional DIRs and --port/--host become --set assignments, so the config, --set and
