@@ -1,5 +1,5 @@
 /*
- * cmd_serve.c: `saev serve DIR... [--port N] [--host ADDR] [CONFIG.yaml] [--set serve.KEY=V]`:
+ * cmd_serve.c: `saev serve DIR... [--port N] [--host ADDR] [--probe PATH] [CONFIG.yaml] [--set serve.KEY=V]`:
  * the viewer. Parses the arguments into the `serve:` section (DIRs become serve.dirs,
  * the flags serve.port and serve.host), finds the page's files (web/ in-tree or
  * installed under share/saev-c/web, unless serve.web says where) and runs serve_run in
@@ -18,14 +18,16 @@
 #include "saev_config.h"
 
 static const char usage[] =
-    "usage: saev serve DIR... [--port 8080] [--host 127.0.0.1] [CONFIG.yaml] [--set serve.KEY=VALUE ...]\n\n"
+    "usage: saev serve DIR... [--port 8080] [--host 127.0.0.1] [--probe probe.safetensors] [CONFIG.yaml] [--set serve.KEY=VALUE ...]\n\n"
     "Serves the viewer: a web page to browse the latents of trained SAEs (table, scatter,\n"
     "top images with heatmaps, similar latents) and to run any image of the data set, or\n"
     "one uploaded, through the ViT and the SAE live. DIR: visuals outputs (top.safetensors,\n"
     "index.json) or run directories (every sae.safetensors under them); the store, data set\n"
     "and ViT are found from their recorded paths. It listens on 127.0.0.1 unless --host is\n"
     "given. Keys: serve.threads, serve.max_upload_mb, serve.timeout_s, serve.hist_images,\n"
-    "serve.web (see `saev config --reference`). The API is documented in docs/viewer.md.\n";
+    "serve.web (see `saev config --reference`). --probe (serve.probe): a probe.safetensors of\n"
+    "saev probe; the image page then has an intervention panel (latent sliders, the probe's\n"
+    "prediction before and after). The API is documented in docs/viewer.md.\n";
 
 int cmd_serve(int argc, char **argv) {
     /* Positional DIRs and --port/--host become --set assignments, so the config, --set and
@@ -41,7 +43,7 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage, stdout); return 0; }
-        if (!strcmp(a, "--port") || !strcmp(a, "--host")) {
+        if (!strcmp(a, "--port") || !strcmp(a, "--host") || !strcmp(a, "--probe")) {
             if (i + 1 >= argc) saev_usage_fail("%s needs a value (saev serve --help)", a);
             size_t len = strlen(argv[i + 1]) + 32;
             char *s = mallocCheck(len);

@@ -69,4 +69,4 @@ echo
 echo "(random ViT weights: these rates show the machinery, not a finding; README.md, \"Probes and interventions\", gives the config for real weights)"
 echo
 echo "Browse them (then open the address it prints):"
-echo "  $S serve demo/runs/sae"
+echo "  $S serve demo/runs/sae --probe demo/runs/probe/probe.safetensors   (the image page gets the intervention panel)"

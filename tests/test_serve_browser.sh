@@ -4,9 +4,12 @@
 # (viewer_fixture.sh), sorts the latents table, opens a latent and checks its top images
 # loaded, uploads a photo the store has not seen, clicks a patch and sees its latents
 # (tests/viewer_browser.py). The server runs under AddressSanitizer and must stop cleanly.
-# Screenshots of each page: $SAEV_TEST_TMP/shots/{latents,latent,image}.png.
+# Then, with the fixture's patch probe served (--probe), the image page's intervention
+# panel: moving a slider changes the displayed prediction.
+# Screenshots of each page: $SAEV_TEST_TMP/shots/{latents,latent,image,intervene}.png.
 # With VIEWER_DIR=DIR (e.g. demo/runs/sae after `make demo`) the browser runs on those
-# outputs instead, from the repository root where their recorded paths start.
+# outputs instead, from the repository root where their recorded paths start
+# (VIEWER_PROBE=demo/runs/probe/probe.safetensors adds the panel's check).
 # Skips (77) only when Chromium, chromedriver or Selenium is not installed.
 set -euo pipefail
 for f in /usr/bin/chromium /usr/bin/chromedriver; do
@@ -19,14 +22,19 @@ viewer_asan_build
 if [ -n "${VIEWER_DIR:-}" ]; then
   cd "$SAEV_ROOT"
   UPLOAD=$(ls demo/data-heldout/fashion/*/* 2>/dev/null | head -1)
-  viewer_start "$T/serve.log" "$VIEWER_DIR" --set "serve.web=$SAEV_ROOT/web"
+  PROBE=()
+  [ -n "${VIEWER_PROBE:-}" ] && PROBE=(--probe "$VIEWER_PROBE")
+  viewer_start "$T/serve.log" "$VIEWER_DIR" ${PROBE[@]+"${PROBE[@]}"} --set "serve.web=$SAEV_ROOT/web"
+  WITH_PROBE=${VIEWER_PROBE:+probe}
 else
   viewer_fixture
+  viewer_probe
   UPLOAD=data/segmentation/images/validation/$(ls data/segmentation/images/validation | head -1)
-  viewer_start "$T/serve.log" runs/v --set "serve.web=$SAEV_ROOT/web"
+  viewer_start "$T/serve.log" runs/v --probe runs/probe/probe.safetensors --set "serve.web=$SAEV_ROOT/web"
+  WITH_PROBE=probe
 fi
-/usr/bin/python3 "$SAEV_ROOT/tests/viewer_browser.py" "http://127.0.0.1:$PORT" "$T/shots" "$UPLOAD" \
+/usr/bin/python3 "$SAEV_ROOT/tests/viewer_browser.py" "http://127.0.0.1:$PORT" "$T/shots" "$UPLOAD" "${WITH_PROBE:-}" \
   || { viewer_stop "$T/serve.log" || true; tail -20 "$T/serve.log"; exit 1; }
 viewer_stop "$T/serve.log"
-echo "screenshots: $T/shots/latents.png $T/shots/latent.png $T/shots/image.png"
+echo "screenshots: $T/shots/latents.png $T/shots/latent.png $T/shots/image.png $T/shots/intervene.png"
 echo "test_serve_browser: ok"

@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 url, shots, upload_path = sys.argv[1], sys.argv[2], sys.argv[3]
+with_probe = len(sys.argv) > 4 and sys.argv[4] == "probe"  # the server was given --probe
 os.makedirs(shots, exist_ok=True)
 
 def fail(msg):
@@ -110,6 +111,34 @@ try:
     wait.until(lambda d: d.execute_script("const i = document.getElementById('image-main'); return i && i.complete && i.naturalWidth"))
     wait.until(heat_loaded)
     print(f"data-set image 3: {driver.find_element(By.ID, 'server-time').text}")
+
+    # 4. The intervention panel: the before/after prediction shows; moving sliders (each
+    # top latent to +10x, then -10x, as a person drags it) changes the displayed prediction.
+    if with_probe:
+        wait.until(lambda d: d.find_elements(By.ID, "iv-summary"))
+        first = driver.find_element(By.ID, "iv-summary").text
+        if not first.startswith("0 of"): fail(f"the panel shows a change before any edit: {first!r}")
+        def move(slider, value):
+            answers = lambda: driver.find_element(By.ID, "iv-result").get_attribute("data-answers")
+            old = answers()
+            driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", slider, value)
+            wait.until(lambda d: answers() != old)
+        changed = None
+        for slider in driver.find_elements(By.CSS_SELECTOR, "#iv-sliders input[type=range]"):
+            for value in (10, -10):
+                move(slider, value)
+                shown = driver.find_element(By.ID, "iv-summary").text
+                if not shown.startswith("0 of"):
+                    changed = (slider.get_attribute("data-latent"), value, shown)
+                    break
+            if changed: break
+            move(slider, 1)
+        if not changed: fail(f"no slider of the panel changed the displayed prediction: {first!r}")
+        timing = driver.find_element(By.ID, "iv-time").text
+        if "server" not in timing or "ms" not in timing: fail(f"the panel does not show the server's time: {timing!r}")
+        driver.execute_script("document.getElementById('panel-intervene').scrollIntoView()")
+        driver.save_screenshot(os.path.join(shots, "intervene.png"))
+        print(f"intervention panel: latent {changed[0]} at {changed[1]}x: {changed[2]} ({timing})")
 
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     if errors:

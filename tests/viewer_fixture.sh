@@ -6,6 +6,7 @@
 # the tests to run the server under (that binary does not sit where it finds web/ by
 # itself: give it serve.web).
 #   viewer_fixture          -> data/ model/ store/ runs/v/<sae>/{sae.safetensors,eval.json,visuals/}
+#   viewer_probe            -> store2/ runs/probe/probe.safetensors (a patch probe on block -1)
 #   viewer_asan_build       -> $ASAN_SAEV (the ASan binary)
 viewer_fixture() {
   local S="$SAEV_BIN/saev"
@@ -29,6 +30,15 @@ evaluate: {sae: [runs/v], data: store, layer: -2}
 visuals: {sae: [runs/v], data: store, layer: -2, top_k: 8, n_render: 10}
 YAML
   "$S" run v.yaml > run.log 2>&1 || { cat run.log; echo "FAIL: the fixture pipeline failed"; exit 1; }
+}
+
+# A patch probe on block -1 (as the demo has), from a second store holding blocks -2 and
+# -1: viewer_probe -> runs/probe/probe.safetensors (for serve --probe).
+viewer_probe() {
+  local S="$SAEV_BIN/saev"
+  "$S" activations v.yaml --set 'model.layers=[-2, -1]' --set activations.out=store2 > probe.log 2>&1 || { cat probe.log; exit 1; }
+  "$S" probe v.yaml --set probe.data=store2 --set probe.layer=-1 --set probe.target=patch --set probe.l2=1.0e-1 \
+      --set probe.out=runs/probe > probe.log 2>&1 || { cat probe.log; echo "FAIL: the fixture probe failed"; exit 1; }
 }
 
 viewer_asan_build() {

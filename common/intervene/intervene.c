@@ -155,26 +155,31 @@ void session_read_image(Session *ss, int64_t img) {
     probe_sae_codes(&ss->sae, ss->tokens + (size_t)ss->has_cls * ss->d, ss->np, ss->f, ss->xs, ss->x_hat);
 }
 
-const float *session_predict(Session *ss, const float *x, int *pred, float *probs) {
+const float *intervene_predict(const InterveneModel *m, const float *x, float *later, float *feat, float *f2, float *xs, float *x_hat,
+                               double *z, int *pred, float *probs) {
     const float *act = x;
-    if (ss->probe.block > ss->block) {
-        int hidden = ss->probe.block + 1;
-        vit_forward_from(&ss->vit, x, ss->block + 1, 1, ss->H, ss->W, &hidden, 1, ss->later);
-        act = ss->later;
+    const Probe *p = m->probe;
+    if (p->block > m->sae_block) {
+        int hidden = p->block + 1;
+        vit_forward_from(m->vit, x, m->sae_block + 1, 1, m->H, m->W, &hidden, 1, later);
+        act = later;
     }
-    const Probe *p = &ss->probe;
-    int rows = probe_features(p->is_patch, p->pool_mean, p->use_sae ? &ss->probe_sae : NULL, act, ss->has_cls, ss->np, ss->d, ss->feat, ss->f2,
-                              ss->xs, ss->x_hat);
-    logreg_scores(p->theta, p->n_in, p->K, ss->feat, rows, ss->z, pred);
+    int rows = probe_features(p->is_patch, p->pool_mean, p->use_sae ? m->probe_sae : NULL, act, m->has_cls, m->np, m->d, feat, f2, xs, x_hat);
+    logreg_scores(p->theta, p->n_in, p->K, feat, rows, z, pred);
     if (probs)
         for (int r = 0; r < rows; r++) {
-            const double *z = ss->z + (size_t)r * p->K;
-            double mx = z[0], sum = 0;
-            for (int k = 1; k < p->K; k++) if (z[k] > mx) mx = z[k];
-            for (int k = 0; k < p->K; k++) sum += exp(z[k] - mx);
-            for (int k = 0; k < p->K; k++) probs[(size_t)r * p->K + k] = (float)(exp(z[k] - mx) / sum);
+            const double *zr = z + (size_t)r * p->K;
+            double mx = zr[0], sum = 0;
+            for (int k = 1; k < p->K; k++) if (zr[k] > mx) mx = zr[k];
+            for (int k = 0; k < p->K; k++) sum += exp(zr[k] - mx);
+            for (int k = 0; k < p->K; k++) probs[(size_t)r * p->K + k] = (float)(exp(zr[k] - mx) / sum);
         }
     return act;
+}
+
+const float *session_predict(Session *ss, const float *x, int *pred, float *probs) {
+    InterveneModel m = {&ss->vit, &ss->probe, &ss->probe_sae, ss->block, ss->H, ss->W, ss->has_cls, ss->np, ss->d};
+    return intervene_predict(&m, x, ss->later, ss->feat, ss->f2, ss->xs, ss->x_hat, ss->z, pred, probs);
 }
 
 /* ---------------------------------------------------------------- checks and the plain run */

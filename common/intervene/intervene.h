@@ -50,6 +50,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "probe/probe.h"
 #include "sae/sae.h"
 #include "vit/vit.h"
 
@@ -90,6 +91,24 @@ void edit_free(Edit *e);
  * Returns the number of patches changed. */
 int edit_apply(const Sae *sae, const Edit *edits, int n_edits, float *x, const float *f, int n_patches, const uint8_t *labels,
                float *scratch_f);
+
+/* What a prediction after an edit needs: the ViT from the SAE's block on, the probe. */
+typedef struct {
+    Vit *vit;             // loaded when the probe reads a later block than the SAE's
+    const Probe *probe;
+    const Sae *probe_sae; // the probe's SAE when it reads codes, else unused
+    int sae_block;        // the edited block L; tokens x are hidden state L+1
+    int H, W;             // pixel size the ViT runs at
+    int has_cls, np, d;   // CLS present, patches, width
+} InterveneModel;
+
+/* The probe on tokens x [has_cls + np, d] of the SAE's block: runs blocks L+1..probe
+ * block into later [T, d], the features into feat [rows, n_in] (f2 [np+1, max(S, n_in)],
+ * xs/x_hat [np+1, d] scratch), scores into z [rows, K], pred [rows] (column indices) and,
+ * when not NULL, softmax probs [rows, K] (float64, rounded once). Returns the probe
+ * block's tokens. The one prediction path of `saev intervene` and `saev serve`. */
+const float *intervene_predict(const InterveneModel *m, const float *x, float *later, float *feat, float *f2, float *xs, float *x_hat,
+                               double *z, int *pred, float *probs);
 
 /* Checks everything before ranks start (store, layer, SAE, probe, model, edits); exit 2. */
 void intervene_check_or_die(const InterveneConfig *c, const VitSpec *model);

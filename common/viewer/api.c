@@ -10,6 +10,7 @@
  *   POST sae/<i>/upload                    body: a JPEG or PNG; answers like image/<n> + "upload"
  *   GET  sae/<i>/upload/<u>.png            an upload's picture (?mode&latent)
  *   GET  sae/<i>/summary.svg               visuals' summary.svg
+ *   POST sae/<i>/intervene                 {"image"|"upload", "edits"}: the probe before and after
  *
  * Numbers in paths and queries are decimal integers, anything else is 400; unknown SAEs,
  * latents, images and uploads are 404. Top images that visuals rendered are its PNG files;
@@ -29,6 +30,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "log.h"
 
 #define N_IMAGE_CACHE 64
 #define N_UPLOADS 32
@@ -298,6 +300,15 @@ static void get_saes(Viewer *v, Reply *r) {
         if (!src->has_model) cJSON_AddStringToObject(e, "why_not_live", src->why_no_model);
         cJSON_AddBoolToObject(e, "has_seg", src->store->meta.has_patch_labels);
         cJSON_AddNumberToObject(e, "max_upload_mb", (double)v->cfg->max_upload_mb);
+        if (v->has_probe) {
+            cJSON *pr = cJSON_AddObjectToObject(e, "probe");
+            cJSON_AddStringToObject(pr, "path", v->cfg->probe);
+            cJSON_AddStringToObject(pr, "target", v->probe.is_patch ? "patch" : "class");
+            cJSON_AddNumberToObject(pr, "block", v->probe.block);
+            cJSON_AddNumberToObject(pr, "classes", v->probe.K);
+        } else {
+            cJSON_AddNullToObject(e, "probe");
+        }
         cJSON_AddItemToArray(a, e);
     }
     reply_json(r, a);
@@ -517,17 +528,142 @@ void api_get(Viewer *v, const char *path, QueryFn query, void *qctx, Reply *r) {
     api_error(r, 404, "no such API path /api/%s (see docs/viewer.md)", path);
 }
 
+/* A JSON number that is an integer, into *out; 0, or -1. */
+static int json_int(const cJSON *x, int64_t *out) {
+    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble != floor(x->valuedouble) || fabs(x->valuedouble) > 1e15) return -1;
+    *out = (int64_t)x->valuedouble;
+    return 0;
+}
+
+static cJSON *prediction_json(const Probe *p, const int *pred, const float *probs, int rows) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON *labels = cJSON_AddArrayToObject(j, "labels");
+    for (int r = 0; r < rows; r++) cJSON_AddItemToArray(labels, cJSON_CreateNumber((double)p->classes[pred[r]]));
+    if (!p->is_patch) {
+        cJSON_AddItemToObject(j, "probs", num_array_f(probs, p->K));
+    } else {
+        cJSON *a = cJSON_AddArrayToObject(j, "probs");
+        for (int r = 0; r < rows; r++) cJSON_AddItemToArray(a, num_array_f(probs + (size_t)r * p->K, p->K));
+    }
+    return j;
+}
+
+/* POST sae/<i>/intervene: {"image": n | "upload": u, "edits": [{"latent": s, "scale": a | "value": v}]}. */
+static void post_intervene(Viewer *v, int si, const uint8_t *body, size_t len, Reply *r) {
+    double t0 = saev_now();
+    ViewerSae *s = &v->saes[si];
+    if (!v->has_probe) { api_error(r, 404, "no probe is served (saev serve --probe probe.safetensors)"); return; }
+    if (!s->src->has_model) { api_error(r, 503, "no model for this SAE: %s", s->src->why_no_model); return; }
+    cJSON *req = cJSON_ParseWithLength((const char *)body, len);
+    if (!cJSON_IsObject(req)) { cJSON_Delete(req); api_error(r, 400, "intervene: the body is not a JSON object"); return; }
+    const cJSON *jimg = cJSON_GetObjectItemCaseSensitive(req, "image"), *jup = cJSON_GetObjectItemCaseSensitive(req, "upload");
+    const cJSON *jed = cJSON_GetObjectItemCaseSensitive(req, "edits");
+    int64_t key;
+    if (!!jimg == !!jup || json_int(jimg ? jimg : jup, &key)) {
+        cJSON_Delete(req);
+        api_error(r, 400, "intervene: give one of \"image\" (a data-set index) or \"upload\" (an upload id), an integer");
+        return;
+    }
+    if (!cJSON_IsArray(jed) || cJSON_GetArraySize(jed) > 256) {
+        cJSON_Delete(req);
+        api_error(r, 400, "intervene: \"edits\" must be an array of at most 256 {\"latent\": s, \"scale\": a} or {\"latent\": s, \"value\": v}");
+        return;
+    }
+    int n_edits = cJSON_GetArraySize(jed);
+    Edit *edits = callocCheck((size_t)(n_edits > 0 ? n_edits : 1), sizeof(Edit));
+    for (int i = 0; i < n_edits; i++) {
+        const cJSON *e = cJSON_GetArrayItem(jed, i);
+        const cJSON *jl = cJSON_GetObjectItemCaseSensitive(e, "latent"), *ja = cJSON_GetObjectItemCaseSensitive(e, "scale");
+        const cJSON *jv = cJSON_GetObjectItemCaseSensitive(e, "value");
+        int64_t lat;
+        int bad_num = (ja && (!cJSON_IsNumber(ja) || !isfinite(ja->valuedouble) || fabs(ja->valuedouble) > 10)) ||
+                      (jv && (!cJSON_IsNumber(jv) || !isfinite(jv->valuedouble)));
+        if (!cJSON_IsObject(e) || json_int(jl, &lat) || lat < 0 || !!ja == !!jv || bad_num) {
+            free(edits);
+            cJSON_Delete(req);
+            api_error(r, 400, "intervene: edits[%d]: expected {\"latent\": s >= 0, \"scale\": a in -10..10} or {\"latent\": s, \"value\": v (finite)}", i);
+            return;
+        }
+        if (lat >= s->S) {
+            free(edits);
+            cJSON_Delete(req);
+            api_error(r, 404, "intervene: edits[%d]: no latent %lld (SAE %d has %d)", i, (long long)lat, si, s->S);
+            return;
+        }
+        edits[i].latent = (int)lat;
+        edits[i].is_scale = ja != NULL;
+        edits[i].value = ja ? ja->valuedouble : jv->valuedouble;
+        edits[i].where = EDIT_ALL;
+    }
+    int is_upload = jup != NULL;
+    cJSON_Delete(req);
+    ViewerImage *im;
+    if (is_upload) {
+        pthread_mutex_lock(&cache_lock);
+        im = cache_find_locked(uploads, N_UPLOADS, si, key);
+        if (!im) {
+            pthread_mutex_unlock(&cache_lock);
+            free(edits);
+            api_error(r, 404, "no upload %lld (the %d most recent are kept)", (long long)key, N_UPLOADS);
+            return;
+        }
+    } else if (dataset_image_locked(v, si, key, &im, r)) {
+        free(edits);
+        return;
+    }
+    /* cache_lock stays held so the image cannot be evicted while the model reads it */
+    const Probe *p = &v->probe;
+    int rows = p->is_patch ? im->n_patches : 1, edited = 0;
+    int *pb = mallocCheck((size_t)rows * sizeof(int)), *pa = mallocCheck((size_t)rows * sizeof(int));
+    float *qb = mallocCheck((size_t)rows * p->K * sizeof(float)), *qa = mallocCheck((size_t)rows * p->K * sizeof(float));
+    char err[1024];
+    int st = viewer_intervene(v, s, im, edits, n_edits, pb, qb, pa, qa, &edited, err, sizeof err);
+    int grid_w = im->grid_w, grid_h = im->grid_h;
+    pthread_mutex_unlock(&cache_lock);
+    free(edits);
+    if (st) { free(pb); free(pa); free(qb); free(qa); api_error(r, st, "intervene: %s", err); return; }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "sae", si);
+    cJSON_AddNumberToObject(j, is_upload ? "upload" : "image", (double)key);
+    cJSON_AddStringToObject(j, "target", p->is_patch ? "patch" : "class");
+    cJSON_AddNumberToObject(j, "sae_block", s->block);
+    cJSON_AddNumberToObject(j, "probe_block", p->block);
+    cJSON *cls = cJSON_AddArrayToObject(j, "classes");
+    for (int k = 0; k < p->K; k++) cJSON_AddItemToArray(cls, cJSON_CreateNumber((double)p->classes[k]));
+    const Dataset *ds = &s->src->ds;
+    if (ds->class_names) {
+        cJSON *names = cJSON_AddArrayToObject(j, "class_names");
+        for (int k = 0; k < p->K; k++) {
+            int64_t c = p->classes[k];
+            cJSON_AddItemToArray(names, c >= 0 && c < ds->n_classes ? cJSON_CreateString(ds->class_names[c]) : cJSON_CreateNull());
+        }
+    }
+    if (p->is_patch) {
+        cJSON *grid = cJSON_AddArrayToObject(j, "grid");
+        cJSON_AddItemToArray(grid, cJSON_CreateNumber(grid_w));
+        cJSON_AddItemToArray(grid, cJSON_CreateNumber(grid_h));
+    }
+    cJSON_AddNumberToObject(j, "patches_edited", edited);
+    cJSON_AddItemToObject(j, "before", prediction_json(p, pb, qb, rows));
+    cJSON_AddItemToObject(j, "after", prediction_json(p, pa, qa, rows));
+    free(pb); free(pa); free(qb); free(qa);
+    cJSON_AddNumberToObject(j, "ms", 1e3 * (saev_now() - t0));
+    reply_json(r, j);
+}
+
 void api_post(Viewer *v, const char *path, const uint8_t *body, size_t len, Reply *r) {
     const char *part[6];
     size_t plen[6];
     int n = split(path, part, plen);
     int64_t si;
-    if (n != 3 || !part_is(part[0], plen[0], "sae") || !part_is(part[2], plen[2], "upload")) {
-        api_error(r, 404, "no such API path /api/%s (POST: /api/sae/<i>/upload)", path);
+    int is_edit = n == 3 && part_is(part[2], plen[2], "intervene");
+    if (n != 3 || !part_is(part[0], plen[0], "sae") || !(part_is(part[2], plen[2], "upload") || is_edit)) {
+        api_error(r, 404, "no such API path /api/%s (POST: /api/sae/<i>/upload, /api/sae/<i>/intervene)", path);
         return;
     }
     if (parse_i64(part[1], plen[1], &si)) { api_error(r, 400, "SAE id \"%.*s\" is not an integer", (int)plen[1], part[1]); return; }
     if (si < 0 || si >= v->n_sae) { api_error(r, 404, "no SAE %lld (there are %d)", (long long)si, v->n_sae); return; }
+    if (is_edit) { post_intervene(v, (int)si, body, len, r); return; }
     if (len == 0) { api_error(r, 400, "empty upload: send the JPEG or PNG bytes as the request body"); return; }
     ViewerSae *s = &v->saes[si];
     ViewerImage im;

@@ -387,6 +387,15 @@ void viewer_load(Viewer *v, const ServeConfig *cfg) {
     }
     for (int k = 0; k < v->n_sae; k++) free(seen[k]);
     free(seen);
+    if (cfg->probe) {
+        if (!is_file(cfg->probe)) saev_usage_fail("serve.probe: %s: not found (probe.safetensors of saev probe)", cfg->probe);
+        probe_load_or_die(&v->probe, cfg->probe);
+        if (v->probe.use_sae) {
+            if (!is_file(v->probe.sae_path)) saev_usage_fail("serve.probe: %s reads the codes of %s, which is not found", cfg->probe, v->probe.sae_path);
+            sae_checkpoint_load(&v->probe_sae, v->probe.sae_path, 1);
+        }
+        v->has_probe = 1;
+    }
     PathList *lists[4] = {&visuals, &ckpts, &pair_ckpt, &pair_vis};
     for (int l = 0; l < 4; l++) {
         for (int i = 0; i < lists[l]->n; i++) free(lists[l]->v[i]);
@@ -417,4 +426,8 @@ void viewer_free(Viewer *v) {
     }
     free(v->sources);
     free(v->web_dir);
+    if (v->has_probe) {
+        if (v->probe.use_sae) sae_destroy(&v->probe_sae);
+        probe_free(&v->probe);
+    }
 }

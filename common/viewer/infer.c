@@ -22,6 +22,7 @@ void viewer_image_free(ViewerImage *im) {
     free(im->rgb);
     free(im->seg);
     free(im->f);
+    free(im->tokens);
     memset(im, 0, sizeof *im);
 }
 
@@ -49,16 +50,18 @@ static float *prepare(ViewerSource *src, const Image8 *pic, ViewerImage *im) {
     return px;
 }
 
-/* The ViT up to the SAE's block on one model input; x gets the patch rows [P, d]. */
-static void vit_patches(ViewerSae *s, const float *px, float *x) {
+/* The ViT up to the SAE's block on one model input: im->tokens gets the block's tokens
+ * (kept for edits), x the patch rows [P, d]. */
+static void vit_patches(ViewerSae *s, const float *px, float *x, ViewerImage *im) {
     ViewerSource *src = s->src;
     int T = vit_tokens_out(&src->vit.cfg, src->in_h, src->in_w);
     int hidden = s->block + 1; /* block i's output is hidden state i + 1 */
-    float *out = mallocCheck((size_t)T * s->d * sizeof(float));
-    vit_forward(&src->vit, px, 1, src->in_h, src->in_w, &hidden, 1, out);
+    im->n_tokens = T;
+    im->d = s->d;
+    im->tokens = mallocCheck((size_t)T * s->d * sizeof(float));
+    vit_forward(&src->vit, px, 1, src->in_h, src->in_w, &hidden, 1, im->tokens);
     int first = vit_has_cls(&src->vit.cfg) ? 1 : 0;
-    memcpy(x, out + (size_t)first * s->d, (size_t)(T - first) * s->d * sizeof(float));
-    free(out);
+    memcpy(x, im->tokens + (size_t)first * s->d, (size_t)(T - first) * s->d * sizeof(float));
 }
 
 /* The rest of the path from decoded pixels: the picture and model input, then under the
@@ -71,13 +74,18 @@ static void run_decoded(ViewerSae *s, const Image8 *pic, int64_t pos, double t0,
     const StoreMeta *m = &src->store->meta;
     viewer_compute_lock();
     if (pos >= 0) {
-        store_read_layer(src->store, s->layer_idx, pos, 1, m->has_cls, m->n_patches, x);
+        /* every token of the block (what `saev intervene` reads), the patches for the SAE */
+        out->n_tokens = m->n_tokens;
+        out->d = s->d;
+        out->tokens = mallocCheck((size_t)m->n_tokens * s->d * sizeof(float));
+        store_read_layer(src->store, s->layer_idx, pos, 1, 0, m->n_tokens, out->tokens);
+        memcpy(x, out->tokens + (size_t)m->has_cls * s->d, (size_t)m->n_patches * s->d * sizeof(float));
         if (m->has_patch_labels) {
             out->seg = mallocCheck((size_t)m->n_patches);
             store_read_patch_labels(src->store, pos, 1, out->seg);
         }
     } else {
-        vit_patches(s, px, x);
+        vit_patches(s, px, x, out);
     }
     encode_patches(s, x, out);
     viewer_compute_unlock();
@@ -112,6 +120,38 @@ int viewer_image_from_bytes(ViewerSae *s, const uint8_t *buf, size_t len, Viewer
         return strstr(err, "data.max_pixels") ? 413 : 400; /* decode.c names the limit in its message */
     run_decoded(s, &pic, -1, t0, out);
     image8_free(&pic);
+    return 0;
+}
+
+int viewer_intervene(Viewer *v, ViewerSae *s, const ViewerImage *im, const Edit *edits, int n_edits, int *pred_before, float *probs_before,
+                     int *pred_after, float *probs_after, int *patches_edited, char *err, size_t errlen) {
+    ViewerSource *src = s->src;
+    const Probe *p = &v->probe;
+    int has_cls = vit_has_cls(&src->vit.cfg), np = im->n_patches, d = s->d;
+    int n_in = p->use_sae ? v->probe_sae.cfg.d_sae : d;
+    if (p->block < s->block)
+        return saev_errf(err, errlen, "probe %s reads block %d, before SAE %s's block %d; an edit cannot reach it", v->cfg->probe, p->block, s->name, s->block), 400;
+    if (p->n_in != n_in || (p->use_sae && v->probe_sae.cfg.d_model != d))
+        return saev_errf(err, errlen, "probe %s has %d input features, but SAE %s's images give %d", v->cfg->probe, p->n_in, s->name, n_in), 400;
+    if (src->vit.cfg.n_registers > 0)
+        return saev_errf(err, errlen, "the ViT of SAE %s has register tokens, which the stored layer lacks; the ViT cannot run on from it", s->name), 400;
+    if (!p->is_patch && !p->pool_mean && !has_cls) return saev_errf(err, errlen, "probe %s reads the CLS token, which this ViT lacks", v->cfg->probe), 400;
+    if (p->block >= src->vit.cfg.n_layers) return saev_errf(err, errlen, "probe %s reads block %d; the ViT has %d", v->cfg->probe, p->block, src->vit.cfg.n_layers), 400;
+    int T = im->n_tokens, S_max = s->S > n_in ? s->S : n_in, rows = p->is_patch ? np : 1;
+    size_t TD = (size_t)T * d;
+    float *edited = mallocCheck(TD * sizeof(float)), *later = mallocCheck(TD * sizeof(float));
+    float *f2 = mallocCheck((size_t)(np + 1) * S_max * sizeof(float)), *sf = mallocCheck((size_t)s->S * sizeof(float));
+    float *xs = mallocCheck((size_t)(np + 1) * d * sizeof(float)), *x_hat = mallocCheck((size_t)(np + 1) * d * sizeof(float));
+    float *feat = mallocCheck((size_t)rows * n_in * sizeof(float));
+    double *z = mallocCheck((size_t)rows * p->K * sizeof(double));
+    InterveneModel m = {&src->vit, p, &v->probe_sae, s->block, src->in_h, src->in_w, has_cls, np, d};
+    memcpy(edited, im->tokens, TD * sizeof(float));
+    viewer_compute_lock();
+    intervene_predict(&m, im->tokens, later, feat, f2, xs, x_hat, z, pred_before, probs_before);
+    *patches_edited = edit_apply(&s->sae, edits, n_edits, edited + (size_t)has_cls * d, im->f, np, im->seg, sf);
+    intervene_predict(&m, edited, later, feat, f2, xs, x_hat, z, pred_after, probs_after);
+    viewer_compute_unlock();
+    free(edited); free(later); free(f2); free(sf); free(xs); free(x_hat); free(feat); free(z);
     return 0;
 }
 

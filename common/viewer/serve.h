@@ -34,6 +34,7 @@
  *     timeout_s: 30           # idle connections are closed after this
  *     hist_images: 128        # store images sampled for each latent's activation histogram
  *     web: null               # the page's files; null: found beside the program
+ *     probe: null             # probe.safetensors of `saev probe` (the intervention panel)
  */
 typedef struct {
     CfgList dirs;          // CFG_STRING_LIST: [n] served roots
@@ -44,6 +45,7 @@ typedef struct {
     int64_t timeout_s;     // connection idle timeout
     int64_t hist_images;   // images sampled for latent histograms
     char *web;             // static files folder (NULL: search)
+    char *probe;           // probe.safetensors for the intervention panel (NULL: none)
 } ServeConfig;
 
 extern const CfgSchema serve_config_schema;

@@ -20,6 +20,8 @@
 #include "image/dataset.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
+#include "intervene/intervene.h"
+#include "probe/probe.h"
 #include "sae/sae.h"
 #include "serve.h"
 #include "store/store.h"
@@ -78,6 +80,8 @@ typedef struct {
     int grid_w, grid_h;
     int S;                  // latents
     float *f;               // [n_patches, S] latent values of each patch
+    int n_tokens, d;        // tokens of the SAE's block kept for edits (CLS first when present), width
+    float *tokens;          // [n_tokens, d] the SAE's block (hidden state block+1) in data units
     double ms;              // server time for the whole path in milliseconds
 } ViewerImage;
 
@@ -88,6 +92,9 @@ typedef struct {
     int n_sae;
     const ServeConfig *cfg;
     char *web_dir;          // realpath of the static files
+    int has_probe;          // serve.probe was given
+    Probe probe;            // its weights, read for the intervention panel
+    Sae probe_sae;          // the probe's SAE when it reads codes
 } Viewer;
 
 /* ---- catalog.c ---- */
@@ -107,6 +114,13 @@ int viewer_image_from_bytes(ViewerSae *s, const uint8_t *buf, size_t len, Viewer
 void viewer_image_free(ViewerImage *im);
 /* The histogram of latent values over the sampled store images (computed once). */
 void viewer_latent_histograms(ViewerSae *s, int hist_images);
+
+/* The probe before and after edits on a computed image (the edit arithmetic is
+ * intervene.h's edit_apply, the prediction intervene_predict): rows = n_patches for a
+ * patch probe, else 1; pred_* [rows] column indices; probs_* [rows, K]. Returns 0, or 400
+ * (the probe cannot read this SAE's images) with the reason in err. */
+int viewer_intervene(Viewer *v, ViewerSae *s, const ViewerImage *im, const Edit *edits, int n_edits, int *pred_before, float *probs_before,
+                     int *pred_after, float *probs_after, int *patches_edited, char *err, size_t errlen);
 
 /* ---- render.c ---- */
 typedef enum { RENDER_PLAIN = 0, RENDER_HEAT, RENDER_SEG } RenderMode;

@@ -17,3 +17,11 @@ export async function upload(sae, file) {
 export const topImageURL = (sae, latent, rank, mode) => `/api/sae/${sae}/latent/${latent}/top/${rank}.png?mode=${mode}`;
 export const imageURL = (sae, image, mode, latent) => `/api/sae/${sae}/image/${image}.png?mode=${mode}` + (latent != null ? `&latent=${latent}` : '');
 export const uploadURL = (sae, id, mode, latent) => `/api/sae/${sae}/upload/${id}.png?mode=${mode}` + (latent != null ? `&latent=${latent}` : '');
+
+// POSTs a JSON body; the answer's JSON, or an Error with the server's message.
+export async function postJSON(path, body) {
+  const r = await fetch(`/api/${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+  const answer = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+  if (!r.ok) throw new Error(answer.error || `HTTP ${r.status}`);
+  return answer;
+}

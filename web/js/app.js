@@ -8,6 +8,7 @@ import { errorBox } from './util.js';
 import * as latents from './latents.js';
 import * as latent from './latent.js';
 import * as image from './image.js';
+import './intervene.js'; // registers the image page's intervention panel
 
 const app = document.getElementById('app');
 const select = document.getElementById('sae-select');
