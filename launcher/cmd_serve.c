@@ -30,6 +30,8 @@ static const char usage[] =
     "prediction before and after). The API is documented in docs/viewer.md.\n";
 
 int cmd_serve(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; } /* before any allocation */
     /* Positional DIRs and --port/--host become --set assignments, so the config, --set and
      * the flags go through the one config path (and its error messages). */
     char **args = mallocCheck(sizeof(char *) * (size_t)(2 * argc + 4));
@@ -42,7 +44,6 @@ int cmd_serve(int argc, char **argv) {
     int n_dirs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage, stdout); return 0; }
         if (!strcmp(a, "--port") || !strcmp(a, "--host") || !strcmp(a, "--probe")) {
             if (i + 1 >= argc) saev_usage_fail("%s needs a value (saev serve --help)", a);
             size_t len = strlen(argv[i + 1]) + 32;
