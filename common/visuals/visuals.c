@@ -371,17 +371,6 @@ static int file_exists(const char *path) {
 
 static cJSON *number_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
 
-static void write_json_or_die(cJSON *j, const char *path) {
-    char *s = cJSON_Print(j);
-    if (!s) saev_fail("visuals: cannot format %s", path);
-    size_t len = strlen(s);
-    s = reallocCheck(s, len + 2);
-    s[len] = '\n';
-    s[len + 1] = 0;
-    write_file_atomic_or_die(path, s, len + 1);
-    free(s);
-}
-
 /* Phase 3 for one SAE: PNGs of the rendered latents' top images on every rank, then
  * rank 0 writes the latent.json files, summary.svg and index.json. */
 static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae, const TopResult *t, const ImageSource *is,
@@ -551,7 +540,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
             }
             char path[4400];
             snprintf(path, sizeof path, "%s/latents/%d/latent.json", out, s);
-            write_json_or_die(j, path);
+            write_json_atomic_or_die(path, j);
             cJSON_Delete(j);
         }
 
@@ -606,7 +595,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         cJSON_AddStringToObject(j, "top", "top.safetensors");
         cJSON_AddStringToObject(j, "summary", "summary.svg");
         snprintf(path, sizeof path, "%s/index.json", out);
-        write_json_or_die(j, path);
+        write_json_atomic_or_die(path, j);
         cJSON_Delete(j);
         log_info("visuals: %s: %d latents rendered (%" PRId64 " images) -> %s/index.json", p->ckpt[i], n_rendered, n_unique, out);
     }
