@@ -53,7 +53,10 @@ int cmd_import_sae(int argc, char **argv) {
             int64_t n;
             float *t = torch_tensor_read(norm, &n, err, sizeof err);
             if (!t) saev_usage_fail("import-sae: --scale-norm: %s", err);
-            if (n != 1) saev_usage_fail("import-sae: --scale-norm: %s holds %lld values, not one scalar", norm, (long long)n);
+            if (n != 1) {
+                free(t);
+                saev_usage_fail("import-sae: --scale-norm: %s holds %lld values, not one scalar", norm, (long long)n);
+            }
             scalar = t[0];
             free(t);
         }
@@ -68,9 +71,15 @@ int cmd_import_sae(int argc, char **argv) {
         int64_t n;
         mean = torch_tensor_read(mean_path, &n, err, sizeof err);
         if (!mean) saev_usage_fail("import-sae: --scale-mean: %s", err);
-        if (n != pt.cfg.d_model) saev_usage_fail("import-sae: --scale-mean: %s holds %lld values; the SAE's d_model is %d", mean_path, (long long)n, pt.cfg.d_model);
-        for (int64_t i = 0; i < n; i++)
-            if (!isfinite(mean[i])) saev_usage_fail("import-sae: --scale-mean: %s: value %lld is not finite", mean_path, (long long)i);
+        const char *bad = n != pt.cfg.d_model ? "holds a number of values other than the SAE's d_model" : NULL;
+        for (int64_t i = 0; !bad && i < n; i++)
+            if (!isfinite(mean[i])) bad = "holds a value that is not finite";
+        if (bad) { /* freed first: the exit must not leave a leak for LeakSanitizer to report */
+            int d_model = pt.cfg.d_model;
+            free(mean);
+            saev_pt_free(&pt);
+            saev_usage_fail("import-sae: --scale-mean: %s %s (%lld values; d_model %d)", mean_path, bad, (long long)n, d_model);
+        }
     }
     saev_pt_free(&pt);
     saev_pt_import(in, out, data_scale, mean);

@@ -60,7 +60,9 @@ viewer_asan_build() {
 # Starts the ASan server in the background: viewer_start LOG ARGS...; sets SERVER_PID, PORT.
 viewer_start() {
   local log="$1"; shift
-  ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0" LSAN_OPTIONS="suppressions=$SAEV_ROOT/tests/asan/lsan.supp:print_suppressions=0" \
+  # LD_PRELOAD unset: under `make test-asan` it holds that suite's dlopen shim, and this
+  # server's own ASan runtime must come first in the library list.
+  env -u LD_PRELOAD ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0" LSAN_OPTIONS="suppressions=$SAEV_ROOT/tests/asan/lsan.supp:print_suppressions=0" \
     "$ASAN_SAEV" serve "$@" --port 0 > "$log" 2>&1 &
   SERVER_PID=$!
   local i
