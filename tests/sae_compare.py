@@ -23,15 +23,16 @@ def load(path):
         out[k] = np.frombuffer(data[a:b], dtype=DT[v["dtype"]]).reshape(v["shape"])
     return out, h.get("__metadata__", {})
 
-def save(path, tensors, meta=None, keep_f64=False):
+def save(path, tensors, meta=None, exact=False):
     """Writes tensors as safetensors, F32 (data 8-byte aligned, as the C writer does), with
-    the string dict meta as __metadata__ when given; with keep_f64, float64 arrays stay
-    F64 (float64 references)."""
+    the string dict meta as __metadata__ when given; with exact, float64 arrays stay F64
+    (float64 references) and int64 arrays stay I64 (indices)."""
+    kinds = {np.dtype(np.float64): ("<f8", "F64"), np.dtype(np.int64): ("<i8", "I64")}
     header, off, blobs = {}, 0, []
     for k, a in tensors.items():
-        f64 = keep_f64 and np.asarray(a).dtype == np.float64
-        b = np.ascontiguousarray(a, dtype="<f8" if f64 else "<f4").tobytes()
-        header[k] = {"dtype": "F64" if f64 else "F32", "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
+        np_dt, st_dt = kinds.get(np.asarray(a).dtype, ("<f4", "F32")) if exact else ("<f4", "F32")
+        b = np.ascontiguousarray(a, dtype=np_dt).tobytes()
+        header[k] = {"dtype": st_dt, "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
         off += len(b)
         blobs.append(b)
     if meta:

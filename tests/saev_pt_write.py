@@ -246,7 +246,7 @@ def make_case(out, name, era, kind, d, S, k=0, B=40, center=False, threshold=Non
         ref.update(x=x, f_ref=f, tol=tol)
         if threshold is not None:
             ref["threshold"] = np.array([threshold], np.float32)
-        save(f"{out}/{name}.ref.safetensors", ref, keep_f64=True)
+        save(f"{out}/{name}.ref.safetensors", ref, exact=True)
         return sae
     raise SystemExit(f"{name}: no draw with every selection decided by more than the bound")
 

@@ -107,12 +107,7 @@ img, t = ids // T, ids % T
 k = np.arange(D)
 rows = ((((131 * img[:, None] + 7 * t[:, None] + 3 * k[None, :]) % 1001) - 500) / 64.0).astype(np.float32)
 def dump(path, r):
-    import json, struct
-    hdr, blobs, off = {}, [], 0
-    for name, a, dt in (("ids", ids.reshape(1, -1).astype("<i8"), "I64"), ("rows", r.reshape(1, -1, D).astype("<f4"), "F32")):
-        b = a.tobytes(); hdr[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}; off += len(b); blobs.append(b)
-    hb = json.dumps(hdr).encode(); hb += b" " * (-len(hb) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+    save(path, {"ids": ids.reshape(1, -1).astype(np.int64), "rows": r.reshape(1, -1, D)}, exact=True)
 dump("clean.rank0.safetensors", rows)
 rows[7, 3] = np.nan
 dump("nan.rank0.safetensors", rows)
