@@ -123,16 +123,8 @@ static ViewerSource *source_open(Viewer *v, const char *store_dir) {
 
     /* The data set, preprocessing and ViT as the store recorded them. */
     const StoreMeta *m = &src->store->meta;
-    CfgError cerr;
-    CfgDoc *doc = m->config_yaml ? cfg_parse_string(m->config_yaml, store_dir, &cerr) : NULL;
     SaevConfig *cfg = callocCheck(1, sizeof *cfg);
-    if (!doc || cfg_bind(doc, &saev_config_schema, cfg, &cerr)) {
-        snprintf(err, sizeof err, "store %s: its recorded config cannot be read: %s", store_dir, m->config_yaml ? cerr.msg : "absent");
-        if (doc) cfg_free(doc);
-        free(cfg);
-        goto no_model;
-    }
-    cfg_free(doc);
+    if (saev_config_recorded(m->config_yaml, store_dir, cfg, err, sizeof err)) { free(cfg); goto no_model; }
     src->config = cfg;
     if (data_resolve(&cfg->data, &src->data, err, sizeof err) || dataset_open(&src->data, &src->ds, err, sizeof err)) goto no_model;
     if (preprocess_resolve(&cfg->preprocess, &src->prep, err, sizeof err)) goto no_model;

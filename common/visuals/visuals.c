@@ -307,19 +307,12 @@ static void image_source_open(ImageSource *is, const Store *store, const DataCon
     memset(is, 0, sizeof *is);
     const StoreMeta *m = &store->meta;
     SaevConfig recorded;
-    memset(&recorded, 0, sizeof recorded);
-    int have_recorded = 0;
-    if (m->config_yaml) {
-        CfgError e;
-        CfgDoc *doc = cfg_parse_string(m->config_yaml, "the store's config attribute", &e);
-        if (doc && cfg_bind(doc, &saev_config_schema, &recorded, &e) == 0) have_recorded = 1;
-        if (doc) cfg_free(doc);
-        if (!have_recorded) log_warn("visuals: cannot read the config recorded in store %s (%s)", store->dir, e.msg);
-    }
+    char err[1024];
+    int have_recorded = saev_config_recorded(m->config_yaml, store->dir, &recorded, err, sizeof err) == 0;
+    if (!have_recorded && m->config_yaml) log_warn("visuals: %s", err);
     const DataConfig *dc = data && (data->root || data->path) ? data : have_recorded ? &recorded.data : NULL;
     if (!dc || !(dc->root || dc->path))
         saev_usage_fail("visuals: store %s does not record its data set; give it in the config's data: section", store->dir);
-    char err[1024];
     DataSpec spec;
     if (data_resolve(dc, &spec, err, sizeof err)) saev_usage_fail("visuals: data: %s", err);
     if (dataset_open(&spec, &is->ds, err, sizeof err)) saev_fail("visuals: the store's images: %s", err);
