@@ -74,33 +74,31 @@ void semantic_f1(const int64_t *tp, const int64_t *fires, const int64_t *support
 
 /* ---------------------------------------------------------------- the probe file */
 
-void probe_load_or_die(Probe *p, const char *path) {
+int probe_load(Probe *p, const char *path, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     SafeTensors st;
-    char err[1024];
-    if (st_open(&st, path, err, sizeof err)) saev_usage_fail("probe: %s", err);
-    const StTensor *W = st_require(&st, "W"), *b = st_require(&st, "b");
-    if (W->ndim != 2 || b->ndim != 1 || b->shape[0] != W->shape[1])
-        saev_usage_fail("probe: %s: W must be [features, classes] and b [classes]", path);
+    char why[1024];
+    if (st_open(&st, path, why, sizeof why)) { snprintf(err, errlen, "probe: %s", why); return -1; }
+    const StTensor *W = st_find(&st, "W"), *b = st_find(&st, "b");
+    const char *meta = st_meta(&st, "saev_probe");
+    cJSON *j = meta ? cJSON_Parse(meta) : NULL;
+    const cJSON *v;
+    const char *bad = NULL;
+    if (!W || !b || W->ndim != 2 || b->ndim != 1 || b->shape[0] != W->shape[1]) bad = "W must be [features, classes] and b [classes]";
+    else if (!meta) bad = "not a saev probe (no saev_probe metadata)";
+    else if (!j) bad = "saev_probe metadata is not JSON";
+    else if (!cJSON_IsNumber(cJSON_GetObjectItem(j, "layer"))) bad = "metadata lacks layer";
+    else if (!cJSON_IsString(cJSON_GetObjectItem(j, "target"))) bad = "metadata lacks target";
+    if (bad) {
+        snprintf(err, errlen, "probe: %s: %s", path, bad);
+        cJSON_Delete(j);
+        st_close(&st);
+        return -1;
+    }
     p->n_in = (int)W->shape[0];
     p->K = (int)W->shape[1];
-    int64_t np = logreg_n_params(p->n_in, p->K);
-    float *tmp = mallocCheck((size_t)np * sizeof(float));
-    st_to_f32(W, tmp);
-    st_to_f32(b, tmp + (size_t)p->n_in * p->K);
-    p->theta = mallocCheck((size_t)np * sizeof(double));
-    for (int64_t j = 0; j < np; j++) p->theta[j] = tmp[j];
-    free(tmp);
-    const char *meta = st_meta(&st, "saev_probe");
-    if (!meta) saev_usage_fail("probe: %s: not a saev probe (no saev_probe metadata)", path);
-    cJSON *j = cJSON_Parse(meta);
-    if (!j) saev_usage_fail("probe: %s: saev_probe metadata is not JSON", path);
-    const cJSON *v;
-    if (!cJSON_IsNumber(v = cJSON_GetObjectItem(j, "layer"))) saev_usage_fail("probe: %s: metadata lacks layer", path);
-    p->block = (int)v->valuedouble;
-    v = cJSON_GetObjectItem(j, "target");
-    if (!cJSON_IsString(v)) saev_usage_fail("probe: %s: metadata lacks target", path);
-    p->is_patch = !strcmp(v->valuestring, "patch");
+    p->block = (int)cJSON_GetObjectItem(j, "layer")->valuedouble;
+    p->is_patch = !strcmp(cJSON_GetObjectItem(j, "target")->valuestring, "patch");
     v = cJSON_GetObjectItem(j, "pool");
     p->pool_mean = cJSON_IsString(v) && !strcmp(v->valuestring, "mean");
     v = cJSON_GetObjectItem(j, "features");
@@ -109,13 +107,33 @@ void probe_load_or_die(Probe *p, const char *path) {
     if (cJSON_IsString(v)) p->sae_path = strdupCheck(v->valuestring);
     v = cJSON_GetObjectItem(j, "store");
     if (cJSON_IsString(v)) p->store = strdupCheck(v->valuestring);
-    if (p->use_sae && !p->sae_path) saev_usage_fail("probe: %s: features sae but no sae in the metadata", path);
     const cJSON *cl = cJSON_GetObjectItem(j, "classes");
-    if (!cJSON_IsArray(cl) || cJSON_GetArraySize(cl) != p->K) saev_usage_fail("probe: %s: metadata classes must list %d labels", path, p->K);
+    if (p->use_sae && !p->sae_path) bad = "features sae but no sae in the metadata";
+    else if (!cJSON_IsArray(cl) || cJSON_GetArraySize(cl) != p->K) bad = "metadata classes must list one label per column of W";
+    if (bad) {
+        snprintf(err, errlen, "probe: %s: %s", path, bad);
+        cJSON_Delete(j);
+        st_close(&st);
+        probe_free(p);
+        return -1;
+    }
     p->classes = mallocCheck((size_t)p->K * sizeof(int64_t));
     for (int k = 0; k < p->K; k++) p->classes[k] = (int64_t)cJSON_GetArrayItem(cl, k)->valuedouble;
     cJSON_Delete(j);
+    int64_t np = logreg_n_params(p->n_in, p->K);
+    float *tmp = mallocCheck((size_t)np * sizeof(float));
+    st_to_f32(W, tmp);
+    st_to_f32(b, tmp + (size_t)p->n_in * p->K);
+    p->theta = mallocCheck((size_t)np * sizeof(double));
+    for (int64_t i = 0; i < np; i++) p->theta[i] = tmp[i];
+    free(tmp);
     st_close(&st);
+    return 0;
+}
+
+void probe_load_or_die(Probe *p, const char *path) {
+    char err[2048];
+    if (probe_load(p, path, err, sizeof err)) saev_usage_fail("%s", err);
 }
 
 void probe_free(Probe *p) {

@@ -85,6 +85,9 @@ typedef struct {
 } Probe;
 
 /* Loads probe.safetensors; fails naming the file. */
+/* Reads probe.safetensors (W, b, the saev_probe metadata): 0, or -1 with why in err
+ * (naming the file); the _or_die form exits with status 2. */
+int probe_load(Probe *p, const char *path, char *err, size_t errlen);
 void probe_load_or_die(Probe *p, const char *path);
 void probe_free(Probe *p);
 
