@@ -155,8 +155,24 @@ static void strlist_push(StrList *l, const char *s) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* The folders on the way down from a given run directory, by identity: a symlinked
+ * folder is followed (runs/latest -> runs/2026-11-30), one that leads back up is not. */
+typedef struct DirPath {
+    dev_t dev;
+    ino_t ino;
+    const struct DirPath *up;
+} DirPath;
+
 /* Every file named sae.safetensors or sae.pt (saev's) under dir (any depth), appended to out. */
-static void find_checkpoints(const char *key, const char *dir, StrList *out) {
+static void find_checkpoints(const char *key, const char *dir, const DirPath *up, StrList *out) {
+    struct stat self;
+    if (stat(dir, &self) != 0) saev_usage_fail("%s: %s: %s", key, dir, strerror(errno));
+    for (const DirPath *a = up; a; a = a->up)
+        if (a->dev == self.st_dev && a->ino == self.st_ino) {
+            log_warn("%s: %s: skipped, a link back to a folder above it", key, dir);
+            return;
+        }
+    DirPath here = {self.st_dev, self.st_ino, up};
     DIR *dp = opendir(dir);
     if (!dp) saev_usage_fail("%s: %s: cannot read the directory: %s", key, dir, strerror(errno));
     StrList names = {0};
@@ -175,7 +191,7 @@ static void find_checkpoints(const char *key, const char *dir, StrList *out) {
         snprintf(p, len, "%.*s/%s", (int)dl, dir, names.v[i]);
         struct stat sb;
         if (stat(p, &sb) == 0) {
-            if (S_ISDIR(sb.st_mode)) find_checkpoints(key, p, out);
+            if (S_ISDIR(sb.st_mode)) find_checkpoints(key, p, &here, out);
             else if (S_ISREG(sb.st_mode) && (!strcmp(names.v[i], "sae.safetensors") || !strcmp(names.v[i], "sae.pt"))) strlist_push(out, p);
         }
         free(p);
@@ -201,7 +217,7 @@ int eval_resolve_checkpoints(const CfgList *sae, const char *key, char ***out) {
         if (stat(p, &sb) != 0) saev_usage_fail("%s: %s: no such checkpoint or run directory", key, p);
         if (S_ISDIR(sb.st_mode)) {
             int before = ckpts.n;
-            find_checkpoints(key, p, &ckpts);
+            find_checkpoints(key, p, NULL, &ckpts);
             if (ckpts.n == before) saev_usage_fail("%s: %s: no sae.safetensors (or saev sae.pt) under this directory", key, p);
         } else {
             strlist_push(&ckpts, p);
