@@ -137,4 +137,5 @@ bad "visuals.data: nostore" --set 'visuals.sae=[saes]' --set visuals.data=nostor
 bad "visuals.latents: 64 is not a latent" --set 'visuals.sae=[saes/c_topk]' --set visuals.data=store --set 'visuals.latents=[64]'
 bad "visuals.sae: saes/none" --set 'visuals.sae=[saes/none]' --set visuals.data=store
 bad "log_freq_range" --set 'visuals.sae=[saes]' --set visuals.data=store --set 'visuals.log_freq_range=[1, 0]'
+bad "visuals.layer: block 7" --set 'visuals.sae=[saes/c_topk]' --set visuals.data=store --set visuals.layer=7
 echo "test_visuals: ok"

@@ -37,7 +37,7 @@ int stage_data_dump(int argc, char **argv) {
     int K = saev_config_load_or_die(&args, &cfgs);
     const TrainConfig *c = &cfgs[0].train;
     if (!c->data) saev_usage_fail("data-dump: train.data is required");
-    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
+    DataSource *src = data_source_open("train", c->data, c->layer, c->tokens);
     int local = batch_loader_local_rows(c->batch_size, comm_rank(), comm_size());
     BatchLoader l;
     batch_loader_init(&l, src, c->batch_size, c->shuffle, c->shuffle_buffer, (uint64_t)c->seed, from * c->batch_size);

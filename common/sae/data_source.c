@@ -185,35 +185,37 @@ int store_layer_index_or_die(const Store *st, int64_t layer, const char *key, in
     return idx;
 }
 
-DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens) {
+DataSource *data_source_open_store(const char *section, const char *dir, int64_t layer, const char *tokens) {
     char err[1024];
     Store *st = store_open_read(dir, err, sizeof err);
-    if (!st) saev_usage_fail("train.data: %s", err);
+    if (!st) saev_usage_fail("%s.data: %s", section, err);
     const StoreMeta *m = &st->meta;
     if (!st->complete) {
         int64_t pending = 0;
         for (int64_t i = 0; i < m->n_images; i++) pending += st->status[i] == STORE_PENDING;
-        saev_usage_fail("train.data: store %s is incomplete (%lld of %lld images not yet written); finish `saev activations` first", dir,
+        saev_usage_fail("%s.data: store %s is incomplete (%lld of %lld images not yet written); finish `saev activations` first", section, dir,
                         (long long)pending, (long long)m->n_images);
     }
     StoreSource *s = callocCheck(1, sizeof *s);
     s->store = st;
-    s->layer_idx = store_layer_index_or_die(st, layer, "train.layer", NULL);
+    char key[64];
+    snprintf(key, sizeof key, "%s.layer", section);
+    s->layer_idx = store_layer_index_or_die(st, layer, key, NULL);
     if (!strcmp(tokens, "patches")) {
         s->tok0 = m->has_cls, s->n_tok = m->n_patches;
-        if (s->n_tok < 1) saev_usage_fail("train.tokens: store %s holds no patch tokens", dir);
+        if (s->n_tok < 1) saev_usage_fail("%s.tokens: store %s holds no patch tokens", section, dir);
     } else if (!strcmp(tokens, "cls")) {
-        if (!m->has_cls) saev_usage_fail("train.tokens: cls, but store %s has no CLS token", dir);
+        if (!m->has_cls) saev_usage_fail("%s.tokens: cls, but store %s has no CLS token", section, dir);
         s->tok0 = 0, s->n_tok = 1;
     } else if (!strcmp(tokens, "all")) {
         s->tok0 = 0, s->n_tok = m->n_tokens;
     } else {
-        saev_usage_fail("train.tokens: \"%s\" is not patches, all or cls", tokens);
+        saev_usage_fail("%s.tokens: \"%s\" is not patches, all or cls", section, tokens);
     }
     s->img = mallocCheck((size_t)(m->n_images > 0 ? m->n_images : 1) * sizeof(int64_t));
     for (int64_t i = 0; i < m->n_images; i++)
         if (st->status[i] == STORE_WRITTEN) s->img[s->n_img++] = i;
-    if (s->n_img == 0) saev_usage_fail("train.data: store %s holds no written images", dir);
+    if (s->n_img == 0) saev_usage_fail("%s.data: store %s holds no written images", section, dir);
 
     /* Chunks: the HDF5 chunk's image count, aligned within each file. */
     hid_t dcpl = H5Dget_create_plist(st->d_acts[0]);
@@ -242,10 +244,10 @@ DataSource *data_source_open_store(const char *dir, int64_t layer, const char *t
     return src;
 }
 
-DataSource *data_source_open(const char *path, int64_t layer, const char *tokens) {
+DataSource *data_source_open(const char *section, const char *path, int64_t layer, const char *tokens) {
     struct stat sb;
-    if (stat(path, &sb) != 0) saev_usage_fail("train.data: %s not found", path);
-    if (S_ISDIR(sb.st_mode)) return data_source_open_store(path, layer, tokens);
+    if (stat(path, &sb) != 0) saev_usage_fail("%s.data: %s not found", section, path);
+    if (S_ISDIR(sb.st_mode)) return data_source_open_store(section, path, layer, tokens);
     return data_source_open_safetensors(path);
 }
 

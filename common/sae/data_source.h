@@ -77,14 +77,15 @@ struct DataSource {
 DataSource *data_source_open_safetensors(const char *path);
 /* Opens one layer of an activation store. layer: a block number recorded in the store's
  * `layers`, negative from the ViT's end, or CFG_UNSET_INT for the store's only layer;
- * tokens: "patches" | "all" | "cls". Fails (exit 2) naming the store and the problem. */
-DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens);
+ * tokens: "patches" | "all" | "cls". Fails (exit 2) naming the store, the problem and
+ * the key (section "train" -> train.data, train.layer, train.tokens). */
+DataSource *data_source_open_store(const char *section, const char *dir, int64_t layer, const char *tokens);
 /* Position in the store's `layers` of a block number (negative from the ViT's end, as
  * train.layer; CFG_UNSET_INT: the store's only layer); *block_out (when not NULL) gets
  * the non-negative block. Fails (exit 2) naming `key`, the store and its blocks. */
 int store_layer_index_or_die(const Store *st, int64_t layer, const char *key, int *block_out);
 /* A directory is a store, anything else a safetensors file. */
-DataSource *data_source_open(const char *path, int64_t layer, const char *tokens);
+DataSource *data_source_open(const char *section, const char *path, int64_t layer, const char *tokens);
 void data_source_close(DataSource *src);
 /* Rows ids[0..n) (any order) into out [n, d]; consecutive ids are read as one range. */
 void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *out);

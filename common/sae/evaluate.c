@@ -255,7 +255,7 @@ void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
     char **ckpts;
     int n_ckpt = eval_resolve_checkpoints(&c->sae, "evaluate.sae", &ckpts);
 
-    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
+    DataSource *src = data_source_open("evaluate", c->data, c->layer, c->tokens);
     plan->d = src->d;
     int64_t n_data = src->n_rows;
     data_source_close(src);
@@ -480,7 +480,7 @@ void evaluate_run(const EvaluateConfig *c) {
     float *x_hat = mallocCheck((size_t)B * d * sizeof(float));
     float *f = mallocCheck((size_t)B * max_S * sizeof(float));
     int64_t *ids = mallocCheck((size_t)B * sizeof(int64_t));
-    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
+    DataSource *src = data_source_open("evaluate", c->data, c->layer, c->tokens);
     log_info("evaluate: %d SAE(s) on rows [%" PRId64 ", %" PRId64 ") of %s, %d rank(s)", K, plan.first_row,
              plan.first_row + plan.n_rows, c->data, size);
     Progress prog;

@@ -360,7 +360,7 @@ void train_run(const TrainJob *job) {
     SaeBackendSpec spec;
     const char *bad_dev = sae_backend_resolve(job->device, c0->precision, &spec);
     if (bad_dev) saev_usage_fail("train: %s", bad_dev);
-    DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
+    DataSource *src = data_source_open("train", c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);

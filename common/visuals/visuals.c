@@ -58,7 +58,7 @@ static void vis_plan_or_die(const VisualsConfig *c, VisPlan *p) {
     if (!c->data) saev_usage_fail("visuals.data: not set (an activation store directory)");
     if (!store_path_is_store(c->data)) saev_usage_fail("visuals.data: %s: not an activation store (a directory holding acts-000000.h5)", c->data);
     p->n_sae = eval_resolve_checkpoints(&c->sae, "visuals.sae", &p->ckpt);
-    DataSource *src = data_source_open_store(c->data, c->layer, c->tokens); /* checks layer, tokens, completeness */
+    DataSource *src = data_source_open_store("visuals", c->data, c->layer, c->tokens); /* checks layer, tokens, completeness */
     p->d = src->d;
     p->n_rows = src->n_rows;
     data_source_close(src);
@@ -238,7 +238,7 @@ static void encode_pass(const VisualsConfig *c, const VisPlan *p, Sae *saes, con
     size_t rows_cap = (size_t)per_batch * T;
     float *x = mallocCheck(rows_cap * d * sizeof(float)), *xs = mallocCheck(rows_cap * d * sizeof(float));
     float *x_hat = mallocCheck(rows_cap * d * sizeof(float)), *f = mallocCheck(rows_cap * max_S * sizeof(float));
-    DataSource *src = data_source_open_store(c->data, c->layer, c->tokens);
+    DataSource *src = data_source_open_store("visuals", c->data, c->layer, c->tokens);
     Progress prog;
     progress_start(&prog, "tokens", (img_hi - img_lo) * T);
     for (int64_t img = img_lo; img < img_hi; img += per_batch) {
@@ -423,7 +423,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     int64_t u0 = n_unique * rank / size, u1 = n_unique * (rank + 1) / size;
     int64_t *row_of = callocCheck((size_t)(m->n_images > 0 ? m->n_images : 1), sizeof(int64_t)); /* store position -> used index */
     for (int64_t u = 0; u < p->n_used; u++) row_of[p->used[u]] = u;
-    DataSource *src = P > 0 ? data_source_open_store(c->data, c->layer, "patches") : NULL;
+    DataSource *src = P > 0 ? data_source_open_store("visuals", c->data, c->layer, "patches") : NULL;
     float *x = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float)), *xs = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float));
     float *x_hat = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float)), *f = mallocCheck((size_t)(P > 0 ? P : 1) * S * sizeof(float));
     uint8_t *labels = m->has_patch_labels ? mallocCheck((size_t)P) : NULL;
