@@ -604,6 +604,8 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
     mpiCheck(MPI_Comm_size(comm, &size));
     VisPlan p;
     vis_plan_or_die(c, &p);
+    /* Two visuals writing one folder would interleave top.safetensors and the PNGs. */
+    for (int i = 0; rank == 0 && i < p.n_sae; i++) lock_output_dir_or_die(p.out_dir[i], "saev visuals");
     int K = (int)c->top_k;
     Sae *saes = callocCheck((size_t)p.n_sae, sizeof(Sae));
     TopResult *tops = callocCheck((size_t)p.n_sae, sizeof(TopResult));
