@@ -79,6 +79,10 @@ void saev_config_free(SaevConfig *configs, int n) {
 int saev_config_recorded(const char *yaml, const char *where, SaevConfig *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (!yaml) { snprintf(err, errlen, "store %s does not record its config (written before stores kept it)", where); return -1; }
+    if (!strncmp(yaml, "import_saev:", 12)) {
+        snprintf(err, errlen, "store %s was imported from saev's shards (saev import-saev): it records no saev-c config (data set, preprocessing, model)", where);
+        return -1;
+    }
     CfgError e;
     CfgDoc *doc = cfg_parse_string(yaml, where, &e);
     int bad = !doc || cfg_bind(doc, &saev_config_schema, out, &e);

@@ -303,16 +303,23 @@ typedef struct {
     char *description; // for index.json
 } ImageSource;
 
-static void image_source_open(ImageSource *is, const Store *store, const DataConfig *data) {
+/* need_images = 0 (nothing to render): a store that does not record its data set is
+ * fine, the top images are then listed without paths. */
+static void image_source_open(ImageSource *is, const Store *store, const DataConfig *data, int need_images) {
     memset(is, 0, sizeof *is);
     const StoreMeta *m = &store->meta;
     SaevConfig recorded;
     char err[1024];
     int have_recorded = saev_config_recorded(m->config_yaml, store->dir, &recorded, err, sizeof err) == 0;
-    if (!have_recorded && m->config_yaml) log_warn("visuals: %s", err);
+    if (!have_recorded && m->config_yaml && need_images) log_warn("visuals: %s", err);
     const DataConfig *dc = data && (data->root || data->path) ? data : have_recorded ? &recorded.data : NULL;
+    if ((!dc || !(dc->root || dc->path)) && !need_images) {
+        is->description = strdupCheck(m->dataset ? m->dataset : "");
+        if (have_recorded) cfg_free_obj(&saev_config_schema, &recorded);
+        return;
+    }
     if (!dc || !(dc->root || dc->path))
-        saev_usage_fail("visuals: store %s does not record its data set; give it in the config's data: section", store->dir);
+        saev_usage_fail("visuals: store %s does not record its data set; give it in the config's data: section (or render nothing: visuals.n_render 0)", store->dir);
     DataSpec spec;
     if (data_resolve(dc, &spec, err, sizeof err)) saev_usage_fail("visuals: data: %s", err);
     if (dataset_open(&spec, &is->ds, err, sizeof err)) saev_fail("visuals: the store's images: %s", err);
@@ -430,7 +437,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     /* The geometry index.json reports, from one image (rank 0 decodes it; the model's
      * input has the same size for every image under a cropping pipeline). */
     int sizes[6] = {0, 0, 0, 0, 0, 0}; /* grid h, w; image h, w; png h, w */
-    if (rank == 0) {
+    if (rank == 0 && is->ds.n > 0) { /* no data set (nothing rendered): sizes stay 0 */
         int w, h;
         free(image_as_seen(is, p->store, n_pairs > 0 ? by_image[0].image : p->used[0], &w, &h));
         int patch_px = P > 0 ? (int)lrint(sqrt((double)w * h / P)) : 0;
@@ -605,6 +612,9 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
     VisPlan p;
     vis_plan_or_die(c, &p);
     /* Two visuals writing one folder would interleave top.safetensors and the PNGs. */
+    /* The images first, so that a store without its data set fails before any output. */
+    ImageSource is;
+    image_source_open(&is, p.store, data, c->n_render > 0 || c->latents.n > 0);
     for (int i = 0; rank == 0 && i < p.n_sae; i++) lock_output_dir_or_die(p.out_dir[i], "saev visuals");
     int K = (int)c->top_k;
     Sae *saes = callocCheck((size_t)p.n_sae, sizeof(Sae));
@@ -658,8 +668,6 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
         }
     }
 
-    ImageSource is;
-    image_source_open(&is, p.store, data);
     for (int i = 0; i < p.n_sae; i++) render_sae(c, &p, i, &saes[i], &tops[i], &is, todo[i], comm);
     image_source_close(&is);
     mpiCheck(MPI_Barrier(comm));
