@@ -176,7 +176,7 @@ int cmd_import_saev(int argc, char **argv) {
             saev_usage_fail("import-saev: %s is %lld bytes; expected %lld x %d uint8", lab_path, (long long)sb.st_size, (long long)N, m.n_patches);
     }
 
-    Store *s = store_open_write(store_dir, &m, 0, 0);
+    Store *s = store_open_write(store_dir, &m, 0, NULL);
     int64_t block = (64 << 20) / (row * 4) > 0 ? (64 << 20) / (row * 4) : 1;
     float *buf = mallocCheck(sizeof(float) * (size_t)(block * row));
     int64_t *idx = mallocCheck(sizeof(int64_t) * (size_t)block);

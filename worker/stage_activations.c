@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "comm.h"
 #include "config_args.h"
 #include "saev_config.h"
 #include "stages.h"
@@ -22,7 +23,7 @@ int stage_activations(int argc, char **argv) {
     char *config_yaml = cfg_dump(&saev_config_schema, c);
     ActivationsSections s = {.device = device, .data = &c->data, .preprocess = &c->preprocess, .loader = &c->loader,
                              .model = &c->model, .activations = &c->activations, .config_yaml = config_yaml};
-    int complete = activations_run(&s);
+    int complete = activations_run(&s, comm_world());
     free(config_yaml);
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);

@@ -29,9 +29,9 @@ int stage_intervene(int argc, char **argv) {
     device_parse(c->run.device, &run_device); /* the schema's choices admit only known names */
     if (run_device != DEVICE_AUTO) device = run_device;
 #ifdef SAEV_CUDA
-    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_world()->local_rank); /* before the weights go to a GPU */
 #endif
-    intervene_run(&c->intervene, &spec, device);
+    intervene_run(&c->intervene, &spec, device, comm_world());
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);
     return 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "comm.h"
 #include "log.h"
 #include "probe/probe.h"
 #include "saev_config.h"
@@ -20,7 +21,7 @@ int stage_probe(int argc, char **argv) {
     int n_cfg = saev_config_load_or_die(&args, &cfgs);
     saev_config_one_or_die(cfgs, n_cfg, "probe", "train");
     if (cfgs[0].run.device && !strcmp(cfgs[0].run.device, "cuda")) log_warn("probe runs on the CPU (float64 OpenBLAS); run.device=cuda is ignored");
-    probe_run(&cfgs[0].probe);
+    probe_run(&cfgs[0].probe, comm_world());
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);
     return 0;

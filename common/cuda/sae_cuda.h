@@ -108,7 +108,8 @@ typedef struct {
     void *sort_tmp;           // cub radix-sort scratch
     size_t sort_tmp_bytes;
     size_t sort_cap;          // entries sort_tmp and keys/ents hold
-    int distributed;          // 1: all-reduce gradients, statistics and fired flags over NCCL
+    const struct Comm *comm;  // the ranks of the step (sae_backend_create sets it)
+    int distributed;          // 1: all-reduce gradients, statistics and fired flags over comm's NCCL
 } SaeCuda;
 
 /* cfg is checked (sae_config_check, then the GPU limits; the message names the option);

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "intervene.h"
 #include "probe/probe.h"
 #include "sae/sae.h"
@@ -54,6 +55,6 @@ void session_read_image(Session *ss, int64_t img);
 const float *session_predict(Session *ss, const float *x, int *pred, float *probs);
 
 void study_check_or_die(Session *ss);
-void study_run(Session *ss);
+void study_run(Session *ss, const Comm *comm);
 
 #endif

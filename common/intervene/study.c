@@ -160,9 +160,9 @@ static char *study_svg(int n_c, char names[][64], const Rates (*r)[N_COND], cons
     return buf;
 }
 
-void study_run(Session *ss) {
+void study_run(Session *ss, const Comm *comm) {
     const InterveneConfig *c = ss->c;
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     int64_t N = ss->n_img;
     int np = ss->np, d = ss->d, S = ss->S;
     F1Table t;
@@ -253,9 +253,9 @@ void study_run(Session *ss) {
     }
     progress_finish(&prog);
     if (size > 1) {
-        comm_allreduce(before, NP, COMM_I64, COMM_SUM);
-        comm_allreduce(after, (size_t)N_COND * n_c * NP, COMM_I64, COMM_SUM);
-        comm_allreduce(n_edited, (size_t)n_c, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, before, NP, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, after, (size_t)N_COND * n_c * NP, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, n_edited, (size_t)n_c, COMM_I64, COMM_SUM);
     }
 
     if (rank == 0) {
@@ -379,7 +379,7 @@ void study_run(Session *ss) {
         log_info("intervene: study -> %s/study.{json,md,svg}, study_predictions.safetensors", c->out);
         free(r); free(names); free(lat); free(cl);
     }
-    if (size > 1) comm_barrier();
+    comm_barrier(comm);
     free(labels); free(cls); free(n_patches); free(best); free(rnd); free(dir); free(before); free(after); free(pred); free(delta); free(n_edited);
     free(t.f1); free(t.classes);
 }

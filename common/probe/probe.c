@@ -434,10 +434,10 @@ cJSON *probe_json_beside(const char *probe_path) {
     return j;
 }
 
-void probe_run(const ProbeConfig *c) {
+void probe_run(const ProbeConfig *c, const Comm *comm) {
     ProbePlan pl;
     plan_or_die(c, &pl);
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     int d = pl.d, K = pl.K, np = pl.n_patches;
     Sae sae_obj, *sae = NULL;
     if (c->sae) {
@@ -470,7 +470,7 @@ void probe_run(const ProbeConfig *c) {
     }
     progress_finish(&prog);
     int64_t n_global = tr.n;
-    comm_allreduce(&n_global, 1, COMM_I64, COMM_SUM);
+    comm_allreduce(comm, &n_global, 1, COMM_I64, COMM_SUM);
     if (n_global < 1) saev_usage_fail("probe: no training rows (every label ignored?)");
     /* float64 rows for the fit: dense, or CSR when at most a quarter of the values are
      * non-zero (SAE codes), which makes each evaluation nnz·K work instead of n·d·K */
@@ -496,7 +496,7 @@ void probe_run(const ProbeConfig *c) {
         xd = mallocCheck((n_vals > 0 ? n_vals : 1) * sizeof(double));
         for (size_t e = 0; e < n_vals; e++) xd[e] = tr.x[e];
     }
-    LogregProblem prob = {.d = cx.n_in, .K = K, .n_local = tr.n, .n_global = n_global, .x = xd, .row_ptr = row_ptr, .col = col, .val = val, .y = tr.y, .l2 = c->l2};
+    LogregProblem prob = {.d = cx.n_in, .K = K, .n_local = tr.n, .n_global = n_global, .x = xd, .row_ptr = row_ptr, .col = col, .val = val, .y = tr.y, .l2 = c->l2, .comm = comm};
     LogregOptions opt = {c->tol, (int)c->max_iter, (int)c->history};
     int64_t n_par = logreg_n_params(cx.n_in, K);
     double *theta = mallocCheck((size_t)n_par * sizeof(double));
@@ -538,8 +538,8 @@ void probe_run(const ProbeConfig *c) {
             else { ev[(size_t)K * K + pred[r]]++; ev[(size_t)K * K + K]++; }
         }
     }
-    comm_allreduce(ev, (size_t)K * K + K + 2, COMM_I64, COMM_SUM);
-    if (sae) comm_allreduce(cx.counts, n_counts, COMM_I64, COMM_SUM);
+    comm_allreduce(comm, ev, (size_t)K * K + K + 2, COMM_I64, COMM_SUM);
+    if (sae) comm_allreduce(comm, cx.counts, n_counts, COMM_I64, COMM_SUM);
 
     if (rank == 0) {
         int64_t *conf = ev, *pred_unseen = ev + (size_t)K * K, n_unseen = ev[(size_t)K * K + K];
@@ -699,7 +699,7 @@ void probe_run(const ProbeConfig *c) {
         for (int k = 0; k < K; k++) free(names[k]);
         free(names);
     }
-    if (size > 1) comm_barrier();
+    comm_barrier(comm);
     free(ev); free(z); free(pred); free(w32); free(theta);
     free(tr.x); free(tr.y); free(te.x); free(te.y);
     free(cx.tokens); free(cx.feat); free(cx.f); free(cx.xs); free(cx.x_hat); free(cx.plabels); free(cx.counts);

@@ -65,8 +65,8 @@ const char *sae_backend_resolve(const char *device, const char *precision, SaeBa
     return NULL;
 }
 
-int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec, char *err,
-                       size_t errlen) {
+int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec,
+                       const Comm *comm, char *err, size_t errlen) {
     memset(b, 0, sizeof *b);
     b->spec = *spec;
     b->max_batch = max_batch;
@@ -76,20 +76,23 @@ int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const
     if (spec->device == SAE_DEVICE_CPU) {
         if (spec->precision != SAE_PREC_FP32) return snprintf(err, errlen, "SAE on the CPU trains in fp32 only"), -1;
         sae_create(&b->host, cfg, max_batch);
+        b->host.comm = comm;
         return 0;
     }
 #ifndef SAEV_CUDA
     return snprintf(err, errlen, "device cuda: this saev-c was built without CUDA"), -1;
 #else
-    if (comm_size() > 1) comm_gpu_init(); /* picks the GPU of this local rank before any allocation */
+    if (comm->size > 1) comm_gpu_init(comm); /* picks the GPU of this local rank before any allocation */
     SaeCuda *dev = callocCheck(1, sizeof(SaeCuda));
     if (sae_cuda_create(dev, cfg, max_batch, (CudaPrecision)spec->precision, err, errlen)) {
         free(dev);
         return -1;
     }
-    dev->distributed = comm_size() > 1;
+    dev->comm = comm;
+    dev->distributed = comm->size > 1;
     b->dev = dev;
     sae_create(&b->host, cfg, 1); /* the mirror: state only, workspace for one row */
+    b->host.comm = comm;
     sae_backend_push(b);          /* zero optimizer and counters, whatever the mirror holds */
     return 0;
 #endif

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "device.h"
 #include "sae.h"
 #include "sae_step.h"
@@ -79,9 +80,10 @@ const char *sae_device_name(SaeDevice d);
 
 /* Allocates parameters, optimizer state and workspace for batches of up to max_batch
  * rows. Checks the config (and the device's limits); 0, or -1 with a message in err that
- * names the option. On cuda with more than one rank it sets up NCCL (comm_gpu_init). */
-int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec, char *err,
-                       size_t errlen);
+ * names the option. comm: the ranks the steps all-reduce over; on cuda with more than
+ * one rank it sets up comm's NCCL (comm_gpu_init). */
+int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec,
+                       const Comm *comm, char *err, size_t errlen);
 void sae_backend_destroy(SaeBackend *b);
 /* The host Sae (initialize it, read checkpoints into it, write checkpoints from it). */
 static inline Sae *sae_backend_host(SaeBackend *b) { return &b->host; }

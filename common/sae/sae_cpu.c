@@ -103,6 +103,7 @@ void sae_create(Sae *sae, const SaeConfig *cfg, int max_batch) {
     const char *bad = sae_config_check(cfg);
     if (bad) saev_usage_fail("SAE config: %s", bad);
     sae->cfg = *cfg;
+    sae->comm = comm_self();
     int d = cfg->d_model, S = cfg->d_sae;
     size_t B = (size_t)max_batch;
     sae->n_params = (size_t)d * S * 2 + S + d;
@@ -354,7 +355,7 @@ static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
     memcpy(sae->sel_buf, sae->h, n * sizeof(float));
     if (m < n) select_largest(sae->sel_buf, n, m);
     qsort(sae->sel_buf, m, sizeof(float), cmp_float_desc);
-    if (comm_size() == 1) return m > 0 ? sae->sel_buf[m - 1] : FLT_MAX;
+    if (sae->comm->size == 1) return m > 0 ? sae->sel_buf[m - 1] : FLT_MAX;
     /* count of local candidates >= v */
     uint32_t lo = 0, hi = 0xFFFFFFFFu; /* invariant: count(>= key_float(lo)) >= want > count(> hi) */
     while (lo < hi) {
@@ -363,7 +364,7 @@ static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
         size_t a = 0, b = m; /* first index with value < v */
         while (a < b) { size_t c = (a + b) / 2; if (sae->sel_buf[c] >= v) a = c + 1; else b = c; }
         int64_t cnt = (int64_t)a;
-        comm_allreduce(&cnt, 1, COMM_I64, COMM_SUM);
+        comm_allreduce(sae->comm, &cnt, 1, COMM_I64, COMM_SUM);
         if (cnt >= want) lo = mid; else hi = mid - 1;
     }
     return key_float(lo);
@@ -749,7 +750,7 @@ void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *st
             for (size_t q = 0; q < e; q++)
                 if (sae->act_val[q] > 0.0f && sae->act_val[q] < mn) mn = sae->act_val[q];
             float neg = -mn;
-            comm_allreduce(&neg, 1, COMM_F32, COMM_MAX);
+            comm_allreduce(sae->comm, &neg, 1, COMM_F32, COMM_MAX);
             mn = -neg;
             if (mn < FLT_MAX) sae->threshold = (1.0f - c->momentum) * sae->threshold + c->momentum * mn;
         }
@@ -763,7 +764,7 @@ void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *st
     }
 
     /* Dead counters (global): +N tokens, reset where any row of the batch fired. */
-    comm_allreduce(sae->fired, S, COMM_F32, COMM_MAX);
+    comm_allreduce(sae->comm, sae->fired, S, COMM_F32, COMM_MAX);
     int n_dead = 0;
     for (int s = 0; s < S; s++) {
         sae->since_fired[s] = sae->fired[s] > 0 ? 0 : sae->since_fired[s] + N;
