@@ -782,7 +782,7 @@ static void reserve_entries(SaeCuda *sae, size_t n_act) {
     }
 }
 
-extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, CudaPrecision prec, char *err,
+extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, Precision prec, char *err,
                                size_t errlen) {
     memset(sae, 0, sizeof *sae);
     const SaeConfig *c = cfg;
@@ -794,7 +794,7 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
         return snprintf(err, errlen, "SAE (CUDA): activation %d is unknown", (int)c->activation), -1;
     if (c->activation == SAE_BATCH_TOPK && !(c->momentum >= 0.0f && c->momentum <= 1.0f))
         return snprintf(err, errlen, "SAE: momentum %g must be in [0, 1]", c->momentum), -1;
-    if (prec == CUDA_BF16)
+    if (prec == PRECISION_BF16)
         return snprintf(err, errlen, "SAE (CUDA): precision bf16 is not implemented for SAE training; use fp32 or tf32"), -1;
     if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive"), -1;
     /* The 32-bit quantities of a step, and only those: the sparse entries (latent keys,
@@ -1037,7 +1037,7 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     const SaeConfig *c = &sae->cfg;
     if (n > sae->max_batch) saev_fail("SAE (CUDA): batch of %d rows exceeds the workspace (%d)", n, sae->max_batch);
     cudaStream_t st = stream_of(sae);
-    CudaPrecision prec = sae->prec;
+    Precision prec = sae->prec;
     int d = c->d_model, S = c->d_sae, k = c->k, ka = c->k_aux;
     Prefixes pf;
     memset(&pf, 0, sizeof pf);

@@ -127,7 +127,10 @@ const char *train_prepare(const TrainJob *job, char *buf, size_t len) {
      * the CPU): refused here, before any rank starts. Whether cuda is usable is the
      * compute node's to say (train_run resolves the device again there). */
     const char *dev = job->device ? job->device : "auto";
-    if (!strcmp(dev, "cpu") || !strcmp(c0->precision, "bf16")) {
+    Device want = DEVICE_AUTO;
+    Precision prec = PRECISION_FP32;
+    int unknown = device_parse(dev, &want) || precision_parse(c0->precision, &prec);
+    if (unknown || want == DEVICE_CPU || prec == PRECISION_BF16) {
         SaeBackendSpec spec;
         const char *e = sae_backend_resolve(dev, c0->precision, &spec);
         if (e) {

@@ -97,7 +97,7 @@ static void open_model(const ActivationsSections *s, Model *m, const Comm *comm)
     if (m->vit.device == DEVICE_CUDA) {
         Precision prec;
         if (precision_parse(c->dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not one of " PRECISION_NAMES, c->dtype);
-        vit_cuda_set_precision(&m->vit, (CudaPrecision)prec); /* equal values (device.c) */
+        vit_cuda_set_precision(&m->vit, prec); /* equal values (device.c) */
     }
 #endif
     m->n_layers = c->layers.n;
