@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
         if (vit_cuda_set_device(&vit, DEVICE_CUDA, err, sizeof err)) saev_fail("%s", err);
         size_t out_n = (size_t)B * vit_tokens_out(&cfg, 224, 224) * cfg.d_model;
         float *out = vit_cuda_host_alloc(out_n);
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < PRECISION_N; p++) {
             vit_cuda_set_precision(&vit, p);
             ours[m][p][0] = time_forward(&vit, px, B, cfg.n_layers, iters, out);     /* all blocks */
             ours[m][p][1] = time_forward(&vit, px, B, cfg.n_layers - 1, iters, out); /* layer -2 */
@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
     }
     printf("\n| model | mode | saev-c all | torch all | x | saev-c to -2 | torch to -2 | x |\n|---|---|---|---|---|---|---|---|\n");
     for (int m = 0; m < 2; m++)
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < PRECISION_N; p++) {
             if (ours[m][p][0] == 0) continue;
             double r0 = theirs[m][p][0] > 0 ? ours[m][p][0] / theirs[m][p][0] : 0;
             double r1 = theirs[m][p][1] > 0 ? ours[m][p][1] / theirs[m][p][1] : 0;

@@ -28,9 +28,9 @@ Device device_setting_or_die(const char *name, const char *key) {
 int precision_parse(const char *name, Precision *out) {
     if (!name || !strcmp(name, "float32")) name = "fp32";
     else if (!strcmp(name, "bfloat16")) name = "bf16";
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < PRECISION_N; i++)
         if (!strcmp(name, precision_names[i])) { *out = (Precision)i; return 0; }
     return -1;
 }
 
-const char *precision_name(Precision p) { return (unsigned)p < 3 ? precision_names[p] : "?"; }
+const char *precision_name(Precision p) { return (unsigned)p < PRECISION_N ? precision_names[p] : "?"; }

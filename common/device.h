@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 typedef enum { DEVICE_AUTO = 0, DEVICE_CPU, DEVICE_CUDA } Device;
-typedef enum { PRECISION_FP32 = 0, PRECISION_TF32, PRECISION_BF16 } Precision;
+typedef enum { PRECISION_FP32 = 0, PRECISION_TF32, PRECISION_BF16, PRECISION_N /* how many */ } Precision;
 
 /* The spellings the schemas list as choices. */
 #define DEVICE_NAMES "auto|cpu|cuda"

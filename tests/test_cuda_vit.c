@@ -31,7 +31,7 @@
 #endif
 
 #ifdef SAEV_CUDA
-static const double TOL[CUDA_N_PRECISIONS] = {1e-4, 5e-3, 3e-2};
+static const double TOL[PRECISION_N] = {1e-4, 5e-3, 3e-2};
 
 static void open_on_gpu(Vit *vit, const char *weights, const char *config) {
     VitSpec spec;
@@ -65,7 +65,7 @@ static void run_fixture(const char *family, int R) {
     size_t per = (size_t)e.B * e.T_out * e.D;
     float *out = mallocCheck(sizeof(float) * n * per);
     float *pinned = vit_cuda_host_alloc(n * per);
-    for (int p = 0; p < CUDA_N_PRECISIONS; p++) {
+    for (int p = 0; p < PRECISION_N; p++) {
         vit_cuda_set_precision(&vit, p);
         fill_nan(out, n * per);
         vit_cuda_forward(&vit, e.pixels, e.B, e.H, e.W, hidden, n, out);
