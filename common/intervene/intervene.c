@@ -255,15 +255,15 @@ static cJSON *labels_json(const int64_t *v, int n) {
     return a;
 }
 
-void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device) {
+void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device, const Comm *comm) {
     Session ss;
     session_open_or_die(&ss, c, model, device, 0);
     if (!strcmp(c->study, "faithfulness")) {
-        study_run(&ss);
+        study_run(&ss, comm);
         session_close(&ss);
         return;
     }
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     int64_t N = ss.n_img + ss.n_files, rows = ss.rows, K = ss.probe.K;
     size_t TD = (size_t)ss.T * ss.d;
     int keep = c->save_activations;
@@ -293,12 +293,12 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
     }
     progress_finish(&prog);
     if (size > 1) {
-        comm_allreduce(before, (size_t)N * rows, COMM_I64, COMM_SUM);
-        comm_allreduce(after, (size_t)N * rows, COMM_I64, COMM_SUM);
-        comm_allreduce(changed, (size_t)N, COMM_I64, COMM_SUM);
-        comm_allreduce(pb, (size_t)N * rows * K, COMM_F32, COMM_SUM);
-        comm_allreduce(pa, (size_t)N * rows * K, COMM_F32, COMM_SUM);
-        if (keep) { comm_allreduce(ab, (size_t)N * TD, COMM_F32, COMM_SUM); comm_allreduce(aa, (size_t)N * TD, COMM_F32, COMM_SUM); }
+        comm_allreduce(comm, before, (size_t)N * rows, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, after, (size_t)N * rows, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, changed, (size_t)N, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, pb, (size_t)N * rows * K, COMM_F32, COMM_SUM);
+        comm_allreduce(comm, pa, (size_t)N * rows * K, COMM_F32, COMM_SUM);
+        if (keep) { comm_allreduce(comm, ab, (size_t)N * TD, COMM_F32, COMM_SUM); comm_allreduce(comm, aa, (size_t)N * TD, COMM_F32, COMM_SUM); }
     }
     if (rank == 0) {
         make_dirs_or_die(c->out);
@@ -359,7 +359,7 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
         cJSON_Delete(j);
         log_info("intervene: %" PRId64 " of %" PRId64 " predictions changed -> %s/intervene.json, predictions.safetensors", total_changed, N * rows, c->out);
     }
-    if (size > 1) comm_barrier();
+    comm_barrier(comm);
     free(before); free(after); free(changed); free(pb); free(pa); free(ab); free(aa); free(pred);
     session_close(&ss);
 }

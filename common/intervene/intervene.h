@@ -118,7 +118,7 @@ const float *intervene_predict(const InterveneModel *m, const float *x, float *l
 
 /* Checks everything before ranks start (store, layer, SAE, probe, model, edits); exit 2. */
 void intervene_check_or_die(const InterveneConfig *c, const VitSpec *model);
-/* The stage on every rank (collective). */
-void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device);
+/* The stage on every rank of comm (collective). */
+void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device, const Comm *comm);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "intervene.h"
 #include "image/preprocess.h"
 #include "probe/probe.h"
@@ -66,6 +67,6 @@ void session_read_item(Session *ss, int64_t i);
 const float *session_predict(Session *ss, const float *x, int *pred, float *probs);
 
 void study_check_or_die(Session *ss);
-void study_run(Session *ss);
+void study_run(Session *ss, const Comm *comm);
 
 #endif

@@ -267,7 +267,7 @@ void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *ou
 /* ---- batch loader ---------------------------------------------------------------------- */
 
 typedef struct {
-    MPI_Comm comm;         // duplicate of MPI_COMM_WORLD: the exchanges only
+    MPI_Comm comm;         // duplicate of the loader's Comm: the exchanges only
     MPI_Datatype row_type; // d floats
 } LoaderMpi;
 
@@ -471,10 +471,10 @@ static void exchange_window(BatchLoader *l, int64_t k) {
     pthread_mutex_unlock(&l->mu);
 }
 
-void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
-                       int64_t position) {
+void batch_loader_init(BatchLoader *l, DataSource *src, const Comm *comm, int64_t global_batch, int shuffle, int64_t shuffle_buffer,
+                       uint64_t seed, int64_t position) {
     memset(l, 0, sizeof *l);
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     l->src = src;
     l->batch = global_batch;
     l->shuffle = shuffle;
@@ -497,7 +497,7 @@ void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, in
     if (size > 1) {
         if (l->window > INT_MAX) saev_usage_fail("train.shuffle_buffer %lld: at most %d rows on several ranks", (long long)l->window, INT_MAX);
         LoaderMpi *mp = callocCheck(1, sizeof *mp);
-        mpiCheck(MPI_Comm_dup(MPI_COMM_WORLD, &mp->comm));
+        mpiCheck(MPI_Comm_dup(comm->mpi, &mp->comm));
         mpiCheck(MPI_Type_contiguous(src->d, MPI_FLOAT, &mp->row_type));
         mpiCheck(MPI_Type_commit(&mp->row_type));
         l->mpi = mp;

@@ -455,10 +455,10 @@ char *eval_svg(const EvalMetrics *m, const char *title) {
 
 /* ---------------------------------------------------------------- the pass */
 
-void evaluate_run(const EvaluateConfig *c) {
+void evaluate_run(const EvaluateConfig *c, const Comm *comm) {
     EvalPlan plan;
     eval_plan_or_die(c, &plan);
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     int K = plan.n_sae, d = plan.d;
 
     Sae *saes = callocCheck((size_t)K, sizeof(Sae));
@@ -506,7 +506,7 @@ void evaluate_run(const EvaluateConfig *c) {
     progress_finish(&prog);
     data_source_close(src);
 
-    for (int i = 0; i < K; i++) comm_allreduce(sums[i].sums, eval_sums_len(&sums[i]), COMM_F64, COMM_SUM);
+    for (int i = 0; i < K; i++) comm_allreduce(comm, sums[i].sums, eval_sums_len(&sums[i]), COMM_F64, COMM_SUM);
 
     if (rank == 0) {
         for (int i = 0; i < K; i++) {
@@ -527,7 +527,7 @@ void evaluate_run(const EvaluateConfig *c) {
             eval_metrics_free(&m);
         }
     }
-    if (size > 1) comm_barrier(); /* no MPI needed for one rank (tests call this directly) */
+    comm_barrier(comm);
 
     for (int i = 0; i < K; i++) { sae_destroy(&saes[i]); eval_sums_free(&sums[i]); }
     free(saes);

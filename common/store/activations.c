@@ -79,7 +79,7 @@ static void open_data(const DataConfig *c, DataSpec *spec, Dataset *ds) {
     if (ds->n == 0) saev_fail("the data set is empty");
 }
 
-static void open_model(const ActivationsSections *s, Model *m) {
+static void open_model(const ActivationsSections *s, Model *m, const Comm *comm) {
     char err[1024];
     const ModelSection *c = s->model;
     if (!c->path) saev_usage_fail("model.path is required for activations");
@@ -88,14 +88,16 @@ static void open_model(const ActivationsSections *s, Model *m) {
     if (vit_open(&m->vit, &vspec, err, sizeof err)) saev_fail("%s", err);
     Device device = s->device != DEVICE_AUTO ? s->device : model_section_device(c);
 #ifdef SAEV_CUDA
-    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+    if (device != DEVICE_CPU) cuda_use_local_device(comm->local_rank); /* before the weights go to a GPU */
+#else
+    (void)comm; /* the GPU of this local rank, on CUDA builds */
 #endif
     if (vit_set_device(&m->vit, device, err, sizeof err)) saev_fail("%s", err);
 #ifdef SAEV_CUDA
     if (m->vit.device == DEVICE_CUDA) {
         Precision prec;
         if (precision_parse(c->dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not one of " PRECISION_NAMES, c->dtype);
-        vit_cuda_set_precision(&m->vit, (CudaPrecision)prec); /* equal values (device.c) */
+        vit_cuda_set_precision(&m->vit, prec); /* equal values (device.c) */
     }
 #endif
     m->n_layers = c->layers.n;
@@ -108,7 +110,8 @@ static void open_model(const ActivationsSections *s, Model *m) {
 
 /* The loader's spec: the model family's preprocessing with the config's overrides, at a
  * size the model's patches divide. *pipeline gets the family used. */
-static void loader_spec(const ActivationsSections *s, const Vit *vit, const DataSpec *dspec, ImageLoaderSpec *ls, const char **pipeline) {
+static void loader_spec(const ActivationsSections *s, const Vit *vit, const DataSpec *dspec, const Comm *comm, ImageLoaderSpec *ls,
+                        const char **pipeline) {
     char err[1024];
     *pipeline = s->preprocess->pipeline ? s->preprocess->pipeline : vit_family_name(vit->cfg.family);
     PreprocessConfig pc = *s->preprocess;
@@ -117,7 +120,7 @@ static void loader_spec(const ActivationsSections *s, const Vit *vit, const Data
     if (preprocess_resolve(&pc, &ls->pre, err, sizeof err)) saev_usage_fail("preprocess: %s", err);
     ls->batch_size = (int)s->activations->batch_size;
     int threads = (int)s->loader->threads;
-    if (threads <= 0) threads = image_loader_default_threads(0) / comm_local_size();
+    if (threads <= 0) threads = image_loader_default_threads(0) / comm->local_size;
     ls->threads = threads > 0 ? threads : 1;
     ls->queue_batches = (int)s->loader->queue_batches;
     ls->on_bad = dspec->on_bad;
@@ -194,8 +197,8 @@ static int batch_rows(const ImageBatch *b, const Dataset *ds, const float *vit_o
 
 /* Records this rank's plan: one loader per contiguous run, one collective write per
  * loader batch, then empty writes up to every rank's count. Returns the images written. */
-static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Model *m, ImageLoaderSpec *ls, const StoreMeta *meta,
-                      int out_h, int out_w) {
+static int64_t record(const Comm *comm, Store *store, const StorePlan *plan, const Dataset *ds, Model *m, ImageLoaderSpec *ls,
+                      const StoreMeta *meta, int out_h, int out_w) {
     int B = ls->batch_size, L = m->n_layers;
     size_t tokens_floats = (size_t)meta->n_tokens * (size_t)meta->d_model, image_floats = (size_t)L * tokens_floats;
     int n_patch_labels = meta->has_patch_labels ? meta->n_patches : 0;
@@ -222,7 +225,7 @@ static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Mo
             n_writes++;
             written += b->n;
             int64_t step = n_all;
-            comm_allreduce(&step, 1, COMM_I64, COMM_SUM);
+            comm_allreduce(comm, &step, 1, COMM_I64, COMM_SUM);
             progress_update(&prog, done_global += step);
         }
         image_loader_close(ld);
@@ -231,7 +234,7 @@ static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Mo
     for (; n_writes < plan->n_writes_all; n_writes++) { /* store_write is collective */
         store_write(store, 0, r.idx, r.acts, NULL, r.labels, r.patch_labels, NULL);
         int64_t step = 0;
-        comm_allreduce(&step, 1, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, &step, 1, COMM_I64, COMM_SUM);
         progress_update(&prog, done_global += step);
     }
     progress_finish(&prog);
@@ -239,17 +242,17 @@ static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Mo
     return written;
 }
 
-int activations_run(const ActivationsSections *s) {
+int activations_run(const ActivationsSections *s, const Comm *comm) {
     if (!s->activations->out) saev_usage_fail("activations.out (the store directory) is required");
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     DataSpec dspec;
     Dataset ds;
     open_data(s->data, &dspec, &ds);
     Model m;
-    open_model(s, &m);
+    open_model(s, &m, comm);
     ImageLoaderSpec ls;
     const char *pipeline;
-    loader_spec(s, &m.vit, &dspec, &ls, &pipeline);
+    loader_spec(s, &m.vit, &dspec, comm, &ls, &pipeline);
     int out_w = 0, out_h = 0;
     preprocess_out_size(&ls.pre, 1000, 1000, &out_w, &out_h); /* fixed-size pipelines ignore the input size */
     if (out_w % m.vit.cfg.patch_size || out_h % m.vit.cfg.patch_size)
@@ -261,7 +264,7 @@ int activations_run(const ActivationsSections *s) {
     /* One run per store: a second `saev activations` into the same folder stops here,
      * naming the first; rank 0 holds the lock for the job's lifetime. */
     if (rank == 0) lock_output_dir_or_die(s->activations->out, "saev activations");
-    Store *store = store_open_write(s->activations->out, &meta, (int)s->activations->resume, 1);
+    Store *store = store_open_write(s->activations->out, &meta, (int)s->activations->resume, comm);
     if (rank == 0) cfg_write_resolved_text(s->config_yaml, s->activations->out);
     StorePlan plan;
     store_plan(store, rank, size, ls.batch_size, &plan);
@@ -269,10 +272,10 @@ int activations_run(const ActivationsSections *s) {
              plan.n_pending, size, vit_family_name(m.vit.cfg.family), m.n_layers, meta.n_tokens, meta.d_model, s->activations->dtype,
              s->activations->out);
     double t0 = saev_now();
-    int64_t written = record(store, &plan, &ds, &m, &ls, &meta, out_h, out_w);
+    int64_t written = record(comm, store, &plan, &ds, &m, &ls, &meta, out_h, out_w);
     int complete = store_finish(store);
     double el = saev_now() - t0;
-    comm_allreduce(&written, 1, COMM_I64, COMM_SUM);
+    comm_allreduce(comm, &written, 1, COMM_I64, COMM_SUM);
     if (rank == 0) {
         write_bad_list(s->activations->out);
         double gb = (double)written * m.n_layers * meta.n_tokens * meta.d_model * (double)store_dtype_size(meta.dtype) / 1e9;

@@ -131,7 +131,7 @@ static ViewerSource *source_open(Viewer *v, const char *store_dir) {
     if (preprocess_resolve(&cfg->preprocess, &src->prep, err, sizeof err)) goto no_model;
     VitSpec spec;
     model_section_to_spec(&cfg->model, &spec);
-    if (vit_open(&src->vit, &spec, err, sizeof err) || vit_set_device(&src->vit, VIT_DEVICE_CPU, err, sizeof err)) goto no_model;
+    if (vit_open(&src->vit, &spec, err, sizeof err) || vit_set_device(&src->vit, DEVICE_CPU, err, sizeof err)) goto no_model;
     src->patch = src->vit.cfg.patch_size;
     /* The model input size is the same for every image when the pipeline crops (or
      * resizes exactly); a pipeline without either gives images of varying size, which

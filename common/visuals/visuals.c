@@ -222,10 +222,8 @@ static void encode_rows(Sae *sae, const float *x, float *xs, int n, int d, float
 }
 
 /* Phase 1 for the SAEs with todo[i] set: stats[i] filled and merged on every rank. */
-static void encode_pass(const VisualsConfig *c, const VisPlan *p, Sae *saes, const int *todo, LatentStats *stats, MPI_Comm comm) {
-    int rank, size;
-    mpiCheck(MPI_Comm_rank(comm, &rank));
-    mpiCheck(MPI_Comm_size(comm, &size));
+static void encode_pass(const VisualsConfig *c, const VisPlan *p, Sae *saes, const int *todo, LatentStats *stats, const Comm *comm) {
+    int rank = comm->rank, size = comm->size;
     int T = p->n_tok, d = p->d, max_S = 0;
     for (int i = 0; i < p->n_sae; i++)
         if (todo[i] && saes[i].cfg.d_sae > max_S) max_S = saes[i].cfg.d_sae;
@@ -374,10 +372,8 @@ static cJSON *number_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber
 /* Phase 3 for one SAE: PNGs of the rendered latents' top images on every rank, then
  * rank 0 writes the latent.json files, summary.svg and index.json. */
 static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae, const TopResult *t, const ImageSource *is,
-                       int fresh, MPI_Comm comm) {
-    int rank, size;
-    mpiCheck(MPI_Comm_rank(comm, &rank));
-    mpiCheck(MPI_Comm_size(comm, &size));
+                       int fresh, const Comm *comm) {
+    int rank = comm->rank, size = comm->size;
     const StoreMeta *m = &p->store->meta;
     const char *out = p->out_dir[i];
     int S = t->S, K = t->top_k, P = m->n_patches, d = p->d;
@@ -397,7 +393,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
             }
         }
     }
-    mpiCheck(MPI_Bcast(need, n_rendered, MPI_CHAR, 0, comm));
+    mpiCheck(MPI_Bcast(need, n_rendered, MPI_CHAR, 0, comm->mpi));
 
     Pair *pairs = mallocCheck((size_t)(n_rendered * K > 0 ? n_rendered * K : 1) * sizeof(Pair));
     int n_pairs = 0;
@@ -445,7 +441,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         sizes[0] = patch_px > 0 ? h / patch_px : 0, sizes[1] = patch_px > 0 ? w / patch_px : 0;
         sizes[2] = h, sizes[3] = w, sizes[4] = h * uf, sizes[5] = w * uf;
     }
-    mpiCheck(MPI_Bcast(sizes, 6, MPI_INT, 0, comm));
+    mpiCheck(MPI_Bcast(sizes, 6, MPI_INT, 0, comm->mpi));
     int grid_h = 0, grid_w = 0;
     double t_render = saev_now();
     Progress prog;
@@ -494,13 +490,13 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     }
     progress_finish(&prog);
     if (src) data_source_close(src);
-    mpiCheck(MPI_Barrier(comm));
+    comm_barrier(comm);
     t_render = saev_now() - t_render;
     log_info("visuals: rendered %d pictures (%" PRId64 " distinct images decoded) in %.2f s: %.1f images/s", n_pairs, n_unique, t_render,
              t_render > 0 ? n_pairs / t_render : 0.0);
 
     if (size > 1 && n_pairs > 0 && P > 0) /* each slot was written by one rank, zeros elsewhere: the sum is exact */
-        mpiCheck(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : patch, patch, n_pairs * P, MPI_FLOAT, MPI_SUM, 0, comm));
+        mpiCheck(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : patch, patch, n_pairs * P, MPI_FLOAT, MPI_SUM, 0, comm->mpi));
 
     if (rank == 0) {
         int k = 0;
@@ -605,10 +601,8 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
 
 /* ---------------------------------------------------------------- the stage */
 
-void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) {
-    int rank, size;
-    mpiCheck(MPI_Comm_rank(comm, &rank));
-    mpiCheck(MPI_Comm_size(comm, &size));
+void visuals_run(const VisualsConfig *c, const DataConfig *data, const Comm *comm) {
+    int rank = comm->rank, size = comm->size;
     VisPlan p;
     vis_plan_or_die(c, &p);
     /* Two visuals writing one folder would interleave top.safetensors and the PNGs. */
@@ -630,16 +624,16 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
         char path[4400];
         snprintf(path, sizeof path, "%s/top.safetensors", p.out_dir[i]);
         int have = rank == 0 ? top_read_if_current(&tops[i], meta, path, saes[i].cfg.d_sae, K) : 0;
-        mpiCheck(MPI_Bcast(&have, 1, MPI_INT, 0, comm));
+        mpiCheck(MPI_Bcast(&have, 1, MPI_INT, 0, comm->mpi));
         todo[i] = !have;
         if (have) {
             if (rank != 0) top_alloc(&tops[i], saes[i].cfg.d_sae, K);
             int SK = saes[i].cfg.d_sae * K, S = saes[i].cfg.d_sae;
-            mpiCheck(MPI_Bcast(tops[i].values, SK, MPI_FLOAT, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].images, SK, MPI_INT64_T, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].freq, S, MPI_FLOAT, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].mean_value, S, MPI_FLOAT, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].max_value, S, MPI_FLOAT, 0, comm));
+            mpiCheck(MPI_Bcast(tops[i].values, SK, MPI_FLOAT, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].images, SK, MPI_INT64_T, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].freq, S, MPI_FLOAT, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].mean_value, S, MPI_FLOAT, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].max_value, S, MPI_FLOAT, 0, comm->mpi));
             log_info("visuals: %s: reusing %s from an earlier run", p.ckpt[i], path);
         } else {
             latent_stats_init(&stats[i], saes[i].cfg.d_sae, K);
@@ -670,7 +664,7 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
 
     for (int i = 0; i < p.n_sae; i++) render_sae(c, &p, i, &saes[i], &tops[i], &is, todo[i], comm);
     image_source_close(&is);
-    mpiCheck(MPI_Barrier(comm));
+    comm_barrier(comm);
 
     for (int i = 0; i < p.n_sae; i++) { sae_destroy(&saes[i]); top_free(&tops[i]); }
     free(saes); free(tops); free(stats); free(todo);
