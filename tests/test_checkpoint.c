@@ -5,7 +5,11 @@
  *  - a checkpoint whose activation name is unknown ("jumprelu", as a newer saev might
  *    write) is refused: sae_config_from_json names the activation, and
  *    sae_checkpoint_load ends the program with status 2 and a message naming the file
- *    and the activation (it used to be read as batch-top-k).
+ *    and the activation (it used to be read as batch-top-k);
+ *  - a Matryoshka SAE that samples its prefixes (train_config_sae's config: prefixes
+ *    [d_sae], n_prefixes draws per step) round-trips through its JSON; the reader used to
+ *    refuse the [d_sae, 0, 0] the writer leaves in matryoshka_prefixes, so `saev evaluate`
+ *    could not load such a checkpoint.
  */
 #include <check.h>
 #include "testutil.h"
@@ -105,11 +109,33 @@ START_TEST(test_unknown_activation_refused) {
 }
 END_TEST
 
+START_TEST(test_sampled_prefixes_round_trip) {
+    SaeConfig c;
+    sae_config_default(&c, D, S);
+    c.activation = SAE_RELU; /* as train_config_sae fills a sampling Matryoshka SAE */
+    c.k = 0;
+    c.sample_prefixes = 1;
+    c.n_prefixes = 3;
+    c.prefixes[0] = S;
+    char *json = sae_config_to_json(&c, 1.0f);
+    SaeConfig back;
+    float scale;
+    const char *bad = sae_config_from_json(json, &back, &scale);
+    ck_assert_msg(bad == NULL, "a sampling Matryoshka SAE's own JSON is refused: %s (%s)", bad, json);
+    ck_assert_int_eq(back.sample_prefixes, 1);
+    ck_assert_int_eq(back.n_prefixes, 3);
+    ck_assert_int_eq(back.prefixes[0], S);
+    ck_assert_ptr_null(sae_config_check(&back));
+    free(json);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("activation");
     tcase_add_test(tc, test_names_round_trip);
     tcase_add_test(tc, test_unknown_activation_refused);
+    tcase_add_test(tc, test_sampled_prefixes_round_trip);
     suite_add_tcase(s, tc);
     return run_suite(s, 1);
 }

@@ -93,7 +93,9 @@ const char *sae_config_from_json(const char *json, SaeConfig *c, float *data_sca
     if (NUM("aux_alpha")) c->aux_alpha = (float)v->valuedouble;
     c->sample_prefixes = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "sample_prefixes"));
     cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "matryoshka_prefixes");
-    if (!bad && p && cJSON_GetArraySize(p) > 0) {
+    /* Only fixed prefixes are a list; a sampling SAE's list is its unused prefixes array
+     * (the writer puts [d_sae, 0, ...] there), so it is not read. */
+    if (!bad && !c->sample_prefixes && p && cJSON_GetArraySize(p) > 0) {
         if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) > SAE_MAX_PREFIXES) bad = "SAE config metadata: matryoshka_prefixes is not a list of at most 64 integers";
         for (int i = 0; !bad && i < cJSON_GetArraySize(p); i++) {
             if (json_int(cJSON_GetArrayItem(p, i), 1, INT32_MAX, &iv)) bad = "SAE config metadata: matryoshka_prefixes holds a value that is not a positive integer";
