@@ -210,13 +210,19 @@ static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Mo
     Progress prog;
     progress_start(&prog, "images", plan->n_pending);
     int64_t done_global = 0, n_writes = 0, written = 0;
+    /* Seconds this rank spent waiting for decoded batches, in the forward, and in the
+     * write (rows + collective store write + progress reduction): where a run's time goes. */
+    double t_wait = 0, t_forward = 0, t_write = 0;
     for (int64_t run = 0; run < plan->n_runs; run++) {
         ls->begin = plan->images[plan->run_start[run]];
         ls->end = plan->images[plan->run_start[run + 1] - 1] + 1;
         ImageLoader *ld = image_loader_open(ds, ls);
         const ImageBatch *b;
+        double t = saev_now();
         while ((b = image_loader_next(ld))) {
+            double t1 = saev_now();
             if (b->n > 0) vit_forward(&m->vit, b->pixels, b->n, out_h, out_w, m->hidden, L, vit_out);
+            double t2 = saev_now();
             int n_all = batch_rows(b, ds, vit_out, L, tokens_floats, n_patch_labels, &r);
             store_write(store, n_all, r.idx, r.acts, NULL, r.labels, r.patch_labels, b->n_bad ? r.reasons : NULL);
             n_writes++;
@@ -224,9 +230,15 @@ static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Mo
             int64_t step = n_all;
             comm_allreduce(&step, 1, COMM_I64, COMM_SUM);
             progress_update(&prog, done_global += step);
+            double t3 = saev_now();
+            t_wait += t1 - t;
+            t_forward += t2 - t1;
+            t_write += t3 - t2;
+            t = t3;
         }
         image_loader_close(ld);
     }
+    log_debug("activations: %.2f s waiting for decoded batches, %.2f s forward, %.2f s writing", t_wait, t_forward, t_write);
     if (n_writes != plan->n_writes) saev_fail("activations: made %" PRId64 " writes, planned %" PRId64, n_writes, plan->n_writes);
     for (; n_writes < plan->n_writes_all; n_writes++) { /* store_write is collective */
         store_write(store, 0, r.idx, r.acts, NULL, r.labels, r.patch_labels, NULL);
