@@ -26,9 +26,10 @@
 #include "cpu_pool.h"
 #include "vit.h"
 
-/* The buffers of one forward over up to cap_B images. */
 typedef struct {
-    int cap_B;         /* images the buffers hold */
+    int cap_B, H, W;   /* shape the buffers were made for (batches up to cap_B) */
+    int T, gh, gw;     /* internal tokens and patch grid for H x W */
+    float *pos;        /* [cls + gh*gw, D] position table for this grid */
     float *memory;     /* one allocation for all buffers below */
     float *patches;    /* [cap_B*gh*gw, C*P*P] im2col of the pixels */
     float *x;          /* [cap_B*T, D] residual stream */
@@ -36,14 +37,6 @@ typedef struct {
     float *qkv;        /* [cap_B*T, 3D] q | k | v per token */
     float *att;        /* [cap_B*T, D] attention output, heads side by side */
     float *mlp;        /* [cap_B*T, F] MLP hidden */
-} Workspace;
-
-typedef struct {
-    int H, W;          /* input size the state was made for */
-    int T, gh, gw;     /* internal tokens and patch grid for H x W */
-    float *pos;        /* [cls + gh*gw, D] position table for this grid */
-    int n_parts;       /* 1: the whole batch on every thread; pool size: one slice of images per thread */
-    Workspace *ws;     /* [n_parts] */
     CpuPool *pool;
 } CpuState;
 
@@ -258,8 +251,7 @@ static void im2col_rows(void *ctx, int64_t begin, int64_t end) {
 
 static void state_free(CpuState *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_parts; i++) free(s->ws[i].memory);
-    free(s->ws);
+    free(s->memory);
     free(s->pos);
     pool_destroy(s->pool);
     free(s);
@@ -270,29 +262,18 @@ void vit_cpu_release(Vit *vit) {
     vit->backend = NULL;
 }
 
-/* Image-parallel when every thread gets at least one image: each thread runs the whole
- * forward on its slice with single-threaded GEMMs, so threads meet once per batch rather
- * than at every GEMM and row loop (on a busy machine one late thread no longer stalls
- * the others dozens of times per image). Every row of a GEMM, LayerNorm, activation or
- * attention head is computed by the same code whatever slice it is in, so the split does
- * not change the values. Smaller batches split each operation over the threads instead. */
-static int parts_for(const CpuPool *pool, int B) { return pool_size(pool) > 1 && B >= pool_size(pool) ? pool_size(pool) : 1; }
-
-/* Images in part i of n for a batch of B: [B*i/n, B*(i+1)/n). */
-static int part_begin(int B, int n, int i) { return (int)((int64_t)B * i / n); }
-
 static CpuState *state_for(Vit *vit, int B, int H, int W) {
     CpuState *s = vit->backend;
-    CpuPool *pool = s ? s->pool : pool_create(openblas_get_num_threads());
-    int n_parts = parts_for(pool, B), cap = part_begin(B, n_parts, 1) + (B % n_parts != 0); /* the largest slice */
-    if (s && n_parts == s->n_parts && cap <= s->ws[0].cap_B && H == s->H && W == s->W) return s;
+    if (s && B <= s->cap_B && H == s->H && W == s->W) return s;
     const VitConfig *c = &vit->cfg;
+    CpuPool *pool = s ? s->pool : NULL;
     if (s) {
         s->pool = NULL;
         state_free(s);
     }
     s = callocCheck(1, sizeof *s);
-    s->pool = pool;
+    s->pool = pool ? pool : pool_create(openblas_get_num_threads());
+    s->cap_B = B;
     s->H = H;
     s->W = W;
     s->gh = vit_grid(c, H);
@@ -304,29 +285,17 @@ static CpuState *state_for(Vit *vit, int B, int H, int W) {
     s->pos = mallocCheck(sizeof(float) * (vit_has_cls(c) + np) * D);
     char err[1024];
     if (vit_position_table(vit, s->gh, s->gw, s->pos, err, sizeof err)) saev_fail("%s", err);
-    s->n_parts = n_parts;
-    s->ws = callocCheck((size_t)n_parts, sizeof(Workspace));
-    size_t n_patches = cap * np * K, n_x = cap * T * D, n_qkv = cap * T * 3 * D, n_mlp = cap * T * F;
-    for (int i = 0; i < n_parts; i++) {
-        Workspace *w = &s->ws[i];
-        w->cap_B = cap;
-        w->memory = mallocCheck(sizeof(float) * (n_patches + 3 * n_x + n_qkv + n_mlp));
-        float *p = w->memory;
-        w->patches = p; p += n_patches;
-        w->x = p; p += n_x;
-        w->h = p; p += n_x;
-        w->att = p; p += n_x;
-        w->qkv = p; p += n_qkv;
-        w->mlp = p;
-    }
+    size_t n_patches = B * np * K, n_x = B * T * D, n_qkv = B * T * 3 * D, n_mlp = B * T * F;
+    s->memory = mallocCheck(sizeof(float) * (n_patches + 3 * n_x + n_qkv + n_mlp));
+    float *p = s->memory;
+    s->patches = p; p += n_patches;
+    s->x = p; p += n_x;
+    s->h = p; p += n_x;
+    s->att = p; p += n_x;
+    s->qkv = p; p += n_qkv;
+    s->mlp = p;
     vit->backend = s;
     return s;
-}
-
-/* Row loops on the pool, or on the calling thread alone (pool NULL: inside a slice). */
-static void rows_run(CpuPool *pool, int64_t n, PoolFn fn, void *ctx) {
-    if (pool) pool_run(pool, n, fn, ctx);
-    else fn(ctx, 0, n);
 }
 
 /* y[M, N] = a[M, K] w[N, K]^T (a row-major Linear without bias) */
@@ -334,8 +303,7 @@ static void linear(const float *a, const float *w, float *y, int M, int N, int K
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, w, K, 0.0f, y, N);
 }
 
-/* Copies the residual stream's kept tokens (CLS, patches; not registers) of B images to
- * out[B, T_out, D]. */
+/* Copies the residual stream's kept tokens (CLS, patches; not registers) to out[B, T_out, D]. */
 static void copy_tokens(const Vit *vit, const CpuState *s, const float *x, int B, float *out) {
     const VitConfig *c = &vit->cfg;
     int D = c->d_model, cls = vit_has_cls(c), R = c->n_registers, np = s->gh * s->gw, T_out = cls + np;
@@ -347,155 +315,105 @@ static void copy_tokens(const Vit *vit, const CpuState *s, const float *x, int B
     }
 }
 
-/* One forward's view of its work: B images in workspace ws, row loops on pool (NULL: the
- * calling thread alone, GEMMs single-threaded), hidden state i of image b written to
- * out + i * out_stride + b * T_out * D (out_stride: the whole batch's, so a slice writes
- * its rows in place). */
-typedef struct {
-    Workspace *ws;
-    CpuPool *pool;
-    int B;
-    float *out;
-    size_t out_stride;
-} Pass;
-
-/* Blocks first..deepest on the residual stream ws->x (hidden index `first` on entry), then
+/* Blocks first..deepest on the residual stream s->x (hidden index `first` on entry), then
  * the final LayerNorm when asked; copies every requested hidden index >= first + 1 out.
  * vit_cpu_forward and vit_cpu_forward_from share it, so running from block L is the very
  * same arithmetic as the full forward's later blocks (bit for bit). */
-static void run_blocks(Vit *vit, CpuState *s, const Pass *ps, int first, const int *hidden, int n) {
+static void run_blocks(Vit *vit, CpuState *s, int B, int first, const int *hidden, int n, float *out) {
     const VitConfig *c = &vit->cfg;
     const VitParams *w = &vit->params;
-    Workspace *ws = ps->ws;
-    int B = ps->B, D = c->d_model, F = c->d_mlp, T = s->T;
-    int NH = c->n_heads, hd = D / NH;
-    int rows = B * T;
+    int D = c->d_model, F = c->d_mlp, T = s->T, np = s->gh * s->gw;
+    int cls = vit_has_cls(c), NH = c->n_heads, hd = D / NH;
+    int rows = B * T, T_out = cls + np;
+    size_t out_stride = (size_t)B * T_out * D;
     float eps = (float)c->ln_eps;
     int deepest = vit_deepest_block(c, hidden, n);
     float scale = 1.0f / sqrtf((float)hd);
     for (int l = first; l <= deepest; l++) {
         /* attention branch */
-        LnJob ln1 = {ws->x, ws->h, w->ln1_w + (size_t)l * D, w->ln1_b + (size_t)l * D, D, eps};
-        rows_run(ps->pool, rows, layernorm_rows, &ln1);
-        linear(ws->h, w->qkv_w + (size_t)l * 3 * D * D, ws->qkv, rows, 3 * D, D);
-        BiasActJob qb = {ws->qkv, w->qkv_b + (size_t)l * 3 * D, 3 * D, 0, c->act};
-        rows_run(ps->pool, rows, bias_act_rows, &qb);
-        AttnJob aj = {ws->qkv, ws->att, T, D, hd, NH, scale};
-        if (ps->pool && pool_size(ps->pool) > 1) { /* one (image, head) per task, each GEMM on one thread */
+        LnJob ln1 = {s->x, s->h, w->ln1_w + (size_t)l * D, w->ln1_b + (size_t)l * D, D, eps};
+        pool_run(s->pool, rows, layernorm_rows, &ln1);
+        linear(s->h, w->qkv_w + (size_t)l * 3 * D * D, s->qkv, rows, 3 * D, D);
+        BiasActJob qb = {s->qkv, w->qkv_b + (size_t)l * 3 * D, 3 * D, 0, c->act};
+        pool_run(s->pool, rows, bias_act_rows, &qb);
+        AttnJob aj = {s->qkv, s->att, T, D, hd, NH, scale};
+        if (pool_size(s->pool) > 1) { /* one (image, head) per task, each GEMM on one thread */
             openblas_set_num_threads(1);
-            pool_run(ps->pool, (int64_t)B * NH, attention_heads, &aj);
-            openblas_set_num_threads(pool_size(ps->pool));
+            pool_run(s->pool, (int64_t)B * NH, attention_heads, &aj);
+            openblas_set_num_threads(pool_size(s->pool));
         } else {
             attention_heads(&aj, 0, (int64_t)B * NH);
         }
-        linear(ws->att, w->proj_w + (size_t)l * D * D, ws->h, rows, D, D);
-        ResidualJob r1 = {ws->x, ws->h, w->proj_b + (size_t)l * D, w->ls1 ? w->ls1 + (size_t)l * D : NULL, D};
-        rows_run(ps->pool, rows, residual_rows, &r1);
+        linear(s->att, w->proj_w + (size_t)l * D * D, s->h, rows, D, D);
+        ResidualJob r1 = {s->x, s->h, w->proj_b + (size_t)l * D, w->ls1 ? w->ls1 + (size_t)l * D : NULL, D};
+        pool_run(s->pool, rows, residual_rows, &r1);
         /* MLP branch */
-        LnJob ln2 = {ws->x, ws->h, w->ln2_w + (size_t)l * D, w->ln2_b + (size_t)l * D, D, eps};
-        rows_run(ps->pool, rows, layernorm_rows, &ln2);
-        linear(ws->h, w->fc1_w + (size_t)l * F * D, ws->mlp, rows, F, D);
-        BiasActJob fa = {ws->mlp, w->fc1_b + (size_t)l * F, F, 1, c->act};
-        rows_run(ps->pool, rows, bias_act_rows, &fa);
-        linear(ws->mlp, w->fc2_w + (size_t)l * D * F, ws->h, rows, D, F);
-        ResidualJob r2 = {ws->x, ws->h, w->fc2_b + (size_t)l * D, w->ls2 ? w->ls2 + (size_t)l * D : NULL, D};
-        rows_run(ps->pool, rows, residual_rows, &r2);
+        LnJob ln2 = {s->x, s->h, w->ln2_w + (size_t)l * D, w->ln2_b + (size_t)l * D, D, eps};
+        pool_run(s->pool, rows, layernorm_rows, &ln2);
+        linear(s->h, w->fc1_w + (size_t)l * F * D, s->mlp, rows, F, D);
+        BiasActJob fa = {s->mlp, w->fc1_b + (size_t)l * F, F, 1, c->act};
+        pool_run(s->pool, rows, bias_act_rows, &fa);
+        linear(s->mlp, w->fc2_w + (size_t)l * D * F, s->h, rows, D, F);
+        ResidualJob r2 = {s->x, s->h, w->fc2_b + (size_t)l * D, w->ls2 ? w->ls2 + (size_t)l * D : NULL, D};
+        pool_run(s->pool, rows, residual_rows, &r2);
         for (int i = 0; i < n; i++)
-            if (hidden[i] == l + 1) copy_tokens(vit, s, ws->x, B, ps->out + i * ps->out_stride);
+            if (hidden[i] == l + 1) copy_tokens(vit, s, s->x, B, out + i * out_stride);
     }
     for (int i = 0; i < n; i++) {
         if (hidden[i] != VIT_LAST_HIDDEN(c)) continue;
         if (c->family == VIT_CLIP) { /* transformers' CLIP leaves last_hidden_state unnormalised */
-            copy_tokens(vit, s, ws->x, B, ps->out + i * ps->out_stride);
+            copy_tokens(vit, s, s->x, B, out + i * out_stride);
         } else {
-            LnJob fl = {ws->x, ws->h, w->final_ln_w, w->final_ln_b, D, eps};
-            rows_run(ps->pool, rows, layernorm_rows, &fl);
-            copy_tokens(vit, s, ws->h, B, ps->out + i * ps->out_stride);
+            LnJob fl = {s->x, s->h, w->final_ln_w, w->final_ln_b, D, eps};
+            pool_run(s->pool, rows, layernorm_rows, &fl);
+            copy_tokens(vit, s, s->h, B, out + i * out_stride);
         }
     }
 }
 
-/* Patch embedding of B images into ws->x: im2col + one GEMM, then [CLS, registers,
- * patches] + positions, then CLIP's pre-LayerNorm. */
-static void embed(Vit *vit, CpuState *s, const Pass *ps, const float *pixels) {
+void vit_cpu_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out) {
     const VitConfig *c = &vit->cfg;
     const VitParams *w = &vit->params;
-    Workspace *ws = ps->ws;
-    int B = ps->B, D = c->d_model, P = c->patch_size, C = c->n_channels, T = s->T, np = s->gh * s->gw;
+    if (B <= 0 || n <= 0) return;
+    CpuState *s = state_for(vit, B, H, W);
+    int D = c->d_model, P = c->patch_size, C = c->n_channels, T = s->T, np = s->gh * s->gw;
     int cls = vit_has_cls(c), R = c->n_registers, K = C * P * P;
-    Im2colJob ij = {pixels, ws->patches, C, s->H, s->W, P, s->gh, s->gw};
-    rows_run(ps->pool, (int64_t)B * np, im2col_rows, &ij);
-    linear(ws->patches, w->patch_w, ws->h, B * np, D, K);
+    int rows = B * T, T_out = cls + np;
+    size_t out_stride = (size_t)B * T_out * D;
+    float eps = (float)c->ln_eps;
+
+    /* patch embedding: im2col + one GEMM, then [CLS, registers, patches] + positions */
+    Im2colJob ij = {pixels, s->patches, C, H, W, P, s->gh, s->gw};
+    pool_run(s->pool, (int64_t)B * np, im2col_rows, &ij);
+    linear(s->patches, w->patch_w, s->h, B * np, D, K);
     for (int b = 0; b < B; b++) {
-        float *xb = ws->x + (size_t)b * T * D;
+        float *xb = s->x + (size_t)b * T * D;
         if (cls)
             for (int i = 0; i < D; i++) xb[i] = w->cls[i] + s->pos[i];
         if (R) memcpy(xb + (size_t)cls * D, w->registers, sizeof(float) * R * D); /* registers get no position */
         for (int p = 0; p < np; p++) {
             float *dst = xb + (size_t)(cls + R + p) * D;
-            const float *e = ws->h + ((size_t)b * np + p) * D, *pos = s->pos + (size_t)(cls + p) * D;
+            const float *e = s->h + ((size_t)b * np + p) * D, *pos = s->pos + (size_t)(cls + p) * D;
             for (int i = 0; i < D; i++) dst[i] = e[i] + w->patch_b[i] + pos[i];
         }
     }
     if (c->family == VIT_CLIP) {
-        LnJob lj = {ws->x, ws->x, w->pre_ln_w, w->pre_ln_b, D, (float)c->ln_eps};
-        rows_run(ps->pool, (int64_t)B * T, layernorm_rows, &lj);
+        LnJob lj = {s->x, s->x, w->pre_ln_w, w->pre_ln_b, D, eps};
+        pool_run(s->pool, rows, layernorm_rows, &lj);
     }
-}
-
-/* A whole forward: from pixels (x NULL) or from the residual stream x at hidden index
- * h0, on B images, out[n, B, T_out, D]. */
-typedef struct {
-    Vit *vit;
-    CpuState *s;
-    const float *pixels; /* [B, C, H, W] or NULL */
-    const float *x;      /* [B, T, D] or NULL */
-    int h0, B;
-    const int *hidden;   /* [n] */
-    int n;
-    float *out;          /* [n, B, T_out, D] */
-} ForwardJob;
-
-/* Images [b0, b1) of the job on workspace ws, row loops on pool (or NULL). */
-static void forward_slice(const ForwardJob *j, Workspace *ws, CpuPool *pool, int b0, int b1) {
-    const VitConfig *c = &j->vit->cfg;
-    CpuState *s = j->s;
-    int D = c->d_model, T_out = vit_has_cls(c) + s->gh * s->gw;
-    Pass ps = {ws, pool, b1 - b0, j->out + (size_t)b0 * T_out * D, (size_t)j->B * T_out * D};
-    if (j->pixels) embed(j->vit, s, &ps, j->pixels + (size_t)b0 * c->n_channels * s->H * s->W);
-    else memcpy(ws->x, j->x + (size_t)b0 * s->T * D, sizeof(float) * (size_t)ps.B * s->T * D);
-    for (int i = 0; i < j->n; i++)
-        if (j->hidden[i] == j->h0) copy_tokens(j->vit, s, ws->x, ps.B, ps.out + i * ps.out_stride);
-    run_blocks(j->vit, s, &ps, j->h0, j->hidden, j->n);
-}
-
-/* Pool task: slices [begin, end) of the image-parallel split, one workspace each. */
-static void forward_parts(void *ctx, int64_t begin, int64_t end) {
-    const ForwardJob *j = ctx;
-    int n_parts = j->s->n_parts;
-    for (int64_t i = begin; i < end; i++)
-        forward_slice(j, &j->s->ws[i], NULL, part_begin(j->B, n_parts, (int)i), part_begin(j->B, n_parts, (int)i + 1));
-}
-
-static void forward(const ForwardJob *j) {
-    CpuState *s = j->s;
-    if (s->n_parts == 1) {
-        forward_slice(j, &s->ws[0], s->pool, 0, j->B);
-        return;
-    }
-    openblas_set_num_threads(1); /* every slice's GEMMs on its own thread */
-    pool_run(s->pool, s->n_parts, forward_parts, (void *)j);
-    openblas_set_num_threads(pool_size(s->pool));
-}
-
-void vit_cpu_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out) {
-    if (B <= 0 || n <= 0) return;
-    ForwardJob j = {vit, state_for(vit, B, H, W), pixels, NULL, 0, B, hidden, n, out};
-    forward(&j);
+    for (int i = 0; i < n; i++)
+        if (hidden[i] == 0) copy_tokens(vit, s, s->x, B, out + i * out_stride);
+    run_blocks(vit, s, B, 0, hidden, n, out);
 }
 
 void vit_cpu_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, const int *hidden, int n, float *out) {
+    const VitConfig *c = &vit->cfg;
     if (B <= 0 || n <= 0) return;
-    ForwardJob j = {vit, state_for(vit, B, H, W), NULL, x, h0, B, hidden, n, out};
-    forward(&j);
+    CpuState *s = state_for(vit, B, H, W);
+    int D = c->d_model, T_out = vit_has_cls(c) + s->gh * s->gw;
+    size_t out_stride = (size_t)B * T_out * D;
+    memcpy(s->x, x, sizeof(float) * (size_t)B * s->T * D);
+    for (int i = 0; i < n; i++)
+        if (hidden[i] == h0) copy_tokens(vit, s, s->x, B, out + i * out_stride);
+    run_blocks(vit, s, B, h0, hidden, n, out);
 }
