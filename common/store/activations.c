@@ -1,6 +1,8 @@
 /*
  * activations.c: the activations stage (see activations.h): open the data set and the
- * model, describe the store, then record every pending image of this rank's plan.
+ * model, describe the store, then record every pending image of this rank's plan: the
+ * loader decodes ahead on its threads, forward lanes run batches side by side, and the
+ * main thread (the only one calling HDF5 and MPI) writes them in order.
  */
 #include "activations.h"
 
