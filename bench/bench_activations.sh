@@ -44,4 +44,4 @@ rm -f dd.bin
 dd_rate=$(awk '{for(i=1;i<=NF;i++) if($i ~ /^[0-9.]+$/ && $(i+1) ~ /B\/s/) {r=$i; u=$(i+1)}} END {if(u=="MB/s") r/=1000; if(u=="kB/s") r/=1e6; print r}' <<<"$dd_out")
 printf "%-22s %12s %12s %10s\n" "dd (same bytes)" "-" "$dd_rate" "-"
 echo "store size: $((bytes / 1000000)) MB"
-awk -v a="$ips1" -v b="$ips2" 'BEGIN {r = b > 0 ? 100 * a / b : 0; printf "1 rank / 2 ranks: %.0f %% (target >= 90 %%: %s)\n", r, r >= 90 ? "met" : "NOT met"}'
+awk -v a="$ips1" -v b="$ips2" 'BEGIN {r = (b > 0) ? 100 * a / b : 0; printf "1 rank / 2 ranks: %.0f %% (target >= 90 %%: %s)\n", r, (r >= 90) ? "met" : "NOT met"}'
