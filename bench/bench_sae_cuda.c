@@ -29,21 +29,21 @@
 #define N_VARIANTS 4
 
 /* Mean time of `reps` all-reduces of the flat gradient of saev's SAE on the NCCL communicator. */
-static void bench_allreduce(int d, int S) {
-    comm_gpu_init();
+static void bench_allreduce(const Comm *comm, int d, int S) {
+    comm_gpu_init(comm);
     size_t n = (size_t)2 * d * S + S + d;
     float *g = cuda_malloc(n * sizeof(float));
     void *stream = cuda_stream_create();
-    for (int i = 0; i < 3; i++) comm_allreduce_device(g, n, COMM_F32, COMM_SUM, stream);
+    for (int i = 0; i < 3; i++) comm_allreduce_device(comm, g, n, COMM_F32, COMM_SUM, stream);
     cuda_stream_sync(stream);
     int reps = 20;
     double t0 = saev_now();
-    for (int i = 0; i < reps; i++) comm_allreduce_device(g, n, COMM_F32, COMM_SUM, stream);
+    for (int i = 0; i < reps; i++) comm_allreduce_device(comm, g, n, COMM_F32, COMM_SUM, stream);
     cuda_stream_sync(stream);
     double t = (saev_now() - t0) / reps;
     printf("allreduce: %zu floats (%.1f MB) on %d rank(s): %.3f ms, algorithm bandwidth %.1f GB/s\n", n, n * 4 / 1e6,
-           comm_size(), t * 1e3, n * 4 / t / 1e9);
-    printf("| all-reduce of the flat gradient (%d GPU) | %.3f ms |\n", comm_size(), t * 1e3);
+           comm->size, t * 1e3, n * 4 / t / 1e9);
+    printf("| all-reduce of the flat gradient (%d GPU) | %.3f ms |\n", comm->size, t * 1e3);
     cuda_free(g);
     cuda_stream_destroy(stream);
 }
@@ -66,8 +66,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (allreduce) {
-        bench_allreduce(d, S);
-        comm_gpu_finalize();
+        bench_allreduce(comm_world(), d, S);
+        comm_gpu_finalize(comm_world());
         comm_finalize();
         return 0;
     }
@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
         c.n_prefixes = v == 2 ? 10 : 1;
         for (int j = 0; j < c.n_prefixes; j++) c.prefixes[j] = (int)((long)S * (j + 1) / c.n_prefixes);
         SaeBackend be;
-        if (sae_backend_create(&be, &c, B, &spec, err, sizeof err)) saev_fail("%s", err);
+        if (sae_backend_create(&be, &c, B, &spec, comm_self(), err, sizeof err)) saev_fail("%s", err);
         Sae *h = sae_backend_host(&be);
         for (size_t i = 0; i < h->n_params; i++) {
             z = z * 6364136223846793005ULL + 1442695040888963407ULL;

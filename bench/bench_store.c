@@ -35,7 +35,8 @@ static double run_command(const char *cmd) {
 
 static int worker(const char *dir, int64_t n_images, StoreDtype dt) {
     comm_init(NULL, NULL);
-    int rank = comm_rank(), size = comm_size();
+    const Comm *world = comm_world();
+    int rank = world->rank, size = world->size;
     int layers[1] = {10};
     StoreMeta m = {0};
     m.model_family = "clip";
@@ -56,9 +57,9 @@ static int worker(const char *dir, int64_t n_images, StoreDtype dt) {
     size_t row = (size_t)TOKENS * D_MODEL;
     float *acts = mallocCheck(sizeof(float) * row * BATCH);
     for (size_t i = 0; i < row * BATCH; i++) acts[i] = (float)(i % 1001) / 64.0f;
-    comm_barrier();
+    comm_barrier(world);
     double t0 = saev_now();
-    Store *s = store_open_write(dir, &m, 0, 1);
+    Store *s = store_open_write(dir, &m, 0, world);
     StorePlan plan;
     store_plan(s, rank, size, BATCH, &plan);
     for (int64_t w = 0; w < plan.n_writes_all; w++) {
@@ -67,7 +68,7 @@ static int worker(const char *dir, int64_t n_images, StoreDtype dt) {
         store_write(s, n, plan.images + lo, acts, NULL, NULL, NULL, NULL);
     }
     store_finish(s);
-    comm_barrier();
+    comm_barrier(world);
     double secs = saev_now() - t0;
     if (rank == 0) printf("%.6f\n", secs);
     store_plan_free(&plan);

@@ -91,12 +91,12 @@ int main(int argc, char **argv) {
         if (vit_cuda_set_device(&vit, DEVICE_CUDA, err, sizeof err)) saev_fail("%s", err);
         size_t out_n = (size_t)B * vit_tokens_out(&cfg, 224, 224) * cfg.d_model;
         float *out = vit_cuda_host_alloc(out_n);
-        for (int p = 0; p < 3; p++) {
-            vit_cuda_set_precision(&vit, (CudaPrecision)p);
+        for (int p = 0; p < PRECISION_N; p++) {
+            vit_cuda_set_precision(&vit, p);
             ours[m][p][0] = time_forward(&vit, px, B, cfg.n_layers, iters, out);     /* all blocks */
             ours[m][p][1] = time_forward(&vit, px, B, cfg.n_layers - 1, iters, out); /* layer -2 */
             printf("saev-c %s %s: all blocks %.0f img/s, to layer -2 %.0f img/s\n", presets[m],
-                   cuda_precision_name((CudaPrecision)p), ours[m][p][0], ours[m][p][1]);
+                   precision_name(p), ours[m][p][0], ours[m][p][1]);
             fflush(stdout);
         }
         vit_cuda_host_free(out);
@@ -125,11 +125,11 @@ int main(int argc, char **argv) {
     }
     printf("\n| model | mode | saev-c all | torch all | x | saev-c to -2 | torch to -2 | x |\n|---|---|---|---|---|---|---|---|\n");
     for (int m = 0; m < 2; m++)
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < PRECISION_N; p++) {
             if (ours[m][p][0] == 0) continue;
             double r0 = theirs[m][p][0] > 0 ? ours[m][p][0] / theirs[m][p][0] : 0;
             double r1 = theirs[m][p][1] > 0 ? ours[m][p][1] / theirs[m][p][1] : 0;
-            printf("| %s | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |\n", presets[m], cuda_precision_name((CudaPrecision)p),
+            printf("| %s | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |\n", presets[m], precision_name(p),
                    ours[m][p][0], theirs[m][p][0], r0, ours[m][p][1], theirs[m][p][1], r1);
         }
     cuda_host_free(px);

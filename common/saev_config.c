@@ -76,6 +76,21 @@ void saev_config_free(SaevConfig *configs, int n) {
     free(configs);
 }
 
+int saev_config_recorded(const char *yaml, const char *where, SaevConfig *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (!yaml) { snprintf(err, errlen, "store %s does not record its config (written before stores kept it)", where); return -1; }
+    if (!strncmp(yaml, "import_saev:", 12)) {
+        snprintf(err, errlen, "store %s was imported from saev's shards (saev import-saev): it records no saev-c config (data set, preprocessing, model)", where);
+        return -1;
+    }
+    CfgError e;
+    CfgDoc *doc = cfg_parse_string(yaml, where, &e);
+    int bad = !doc || cfg_bind(doc, &saev_config_schema, out, &e);
+    if (doc) cfg_free(doc);
+    if (bad) { snprintf(err, errlen, "store %s: its recorded config cannot be read: %s", where, e.msg); return -1; }
+    return 0;
+}
+
 const SaevConfig *saev_config_one_or_die(const SaevConfig *configs, int n, const char *stage, const char *swept) {
     for (int f = 0; f < saev_config_schema.n_fields; f++) {
         const CfgField *field = &saev_config_schema.fields[f];

@@ -86,5 +86,11 @@ int saev_config_given(const CfgArgs *args, const char *dotted);
  * configs of a sweep differ only inside the section named `swept` (e.g. "train") and
  * returns the first; otherwise a usage error naming the stage and the section. */
 const SaevConfig *saev_config_one_or_die(const SaevConfig *configs, int n, const char *stage, const char *swept);
+/* The config a store recorded (its `config` attribute, yaml; NULL for a store that has
+ * none) bound into *out (release with cfg_free_obj(&saev_config_schema, out)): 0, or -1
+ * with why in err. `where` names the store in messages. What the store's images went
+ * through (data set, preprocessing, model) is read back from here by every stage that
+ * needs it again: visuals, the viewer, intervene on image files. */
+int saev_config_recorded(const char *yaml, const char *where, SaevConfig *out, char *err, size_t errlen);
 
 #endif

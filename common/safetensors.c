@@ -75,8 +75,8 @@ static int span_cmp(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end < y->end ? -1 : x->end > y->end);
 }
 
-int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
-    memset(st, 0, sizeof *st);
+/* The file mapped read-only into st (map, map_size, path); 0, or -1 with a message. */
+static int map_file(SafeTensors *st, const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
     struct stat sb;
@@ -90,27 +90,122 @@ int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
     st->map = map;
     st->map_size = size;
     st->path = strdupCheck(path);
+    return 0;
+}
 
-    const unsigned char *b = map;
+/* The JSON header of the mapped file (a JSON object; cJSON_Delete it), and the data
+ * section after it (*data, *data_size bytes); NULL with a message. */
+static cJSON *parse_header(const SafeTensors *st, const unsigned char **data, uint64_t *data_size, char *err, size_t errlen) {
+    const char *path = st->path;
+    size_t size = st->map_size;
+    const unsigned char *b = st->map;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | b[i];
     if (hlen == 0 || hlen > ST_MAX_HEADER) {
         fail(err, errlen, path, "header length %llu is not sane (expected 1..%u bytes); not a safetensors file?",
              (unsigned long long)hlen, ST_MAX_HEADER);
-        goto bad;
+        return NULL;
     }
     if (hlen > size - 8) {
         fail(err, errlen, path, "truncated: header says %llu bytes but the file has only %zu after the length",
              (unsigned long long)hlen, size - 8);
-        goto bad;
+        return NULL;
     }
-    uint64_t data_size = size - 8 - hlen;
-    const unsigned char *data = b + 8 + hlen;
+    *data_size = size - 8 - hlen;
+    *data = b + 8 + hlen;
     cJSON *root = cJSON_ParseWithLength((const char *)b + 8, (size_t)hlen);
     if (!root || !cJSON_IsObject(root)) {
         if (root) cJSON_Delete(root);
         fail(err, errlen, path, "header is not a valid JSON object");
-        goto bad;
+        return NULL;
+    }
+    return root;
+}
+
+/* The __metadata__ entry: string values only, appended to st's meta_keys/meta_values. */
+static int read_metadata(SafeTensors *st, const cJSON *it, char *err, size_t errlen) {
+    if (!cJSON_IsObject(it)) return fail(err, errlen, st->path, "__metadata__ is not an object");
+    for (cJSON *m = it->child; m; m = m->next) {
+        if (!cJSON_IsString(m)) return fail(err, errlen, st->path, "__metadata__[\"%s\"] is not a string", m->string);
+        st->meta_keys = reallocCheck(st->meta_keys, sizeof(char *) * (size_t)(st->n_meta + 1));
+        st->meta_values = reallocCheck(st->meta_values, sizeof(char *) * (size_t)(st->n_meta + 1));
+        st->meta_keys[st->n_meta] = strdupCheck(m->string);
+        st->meta_values[st->n_meta] = strdupCheck(m->valuestring);
+        st->n_meta++;
+    }
+    return 0;
+}
+
+/* Tensor entry `it` into st->tensors[k] (st->n_tensors = k + 1 once its name is owned):
+ * a known dtype, a shape whose byte count cannot overflow, ordered offsets inside the data
+ * section that hold exactly shape·dtype bytes. *span gets its byte range. */
+static int read_tensor(SafeTensors *st, const cJSON *it, int k, const unsigned char *data, uint64_t data_size, Span *span, char *err,
+                       size_t errlen) {
+    const char *path = st->path;
+    StTensor *t = &st->tensors[k];
+    t->name = strdupCheck(it->string);
+    st->n_tensors = k + 1;
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    if (!cJSON_IsObject(it) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
+        return fail(err, errlen, path, "tensor \"%s\": entry needs dtype, shape and two data_offsets", t->name);
+    if (st_dtype_from_name(dt->valuestring, &t->dtype))
+        return fail(err, errlen, path, "tensor \"%s\": unsupported dtype \"%s\"", t->name, dt->valuestring);
+    int nd = cJSON_GetArraySize(sh);
+    if (nd > ST_MAX_DIMS) return fail(err, errlen, path, "tensor \"%s\": %d dimensions (max %d)", t->name, nd, ST_MAX_DIMS);
+    t->ndim = nd;
+    uint64_t numel = 1;
+    for (int i = 0; i < nd; i++) {
+        uint64_t d = 0;
+        if (json_u64(cJSON_GetArrayItem(sh, i), &d) || (d && numel > UINT64_MAX / 16 / d))
+            return fail(err, errlen, path, "tensor \"%s\": bad shape entry %d", t->name, i);
+        t->shape[i] = (int64_t)d;
+        numel *= d;
+    }
+    uint64_t begin, end;
+    if (json_u64(cJSON_GetArrayItem(off, 0), &begin) || json_u64(cJSON_GetArrayItem(off, 1), &end) || end < begin)
+        return fail(err, errlen, path, "tensor \"%s\": data_offsets are not two ordered non-negative integers", t->name);
+    if (end > data_size)
+        return fail(err, errlen, path, "tensor \"%s\": data_offsets [%llu, %llu] run past the end of the data (%llu bytes); truncated file?",
+                    t->name, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)data_size);
+    t->numel = (int64_t)numel;
+    t->nbytes = numel * dtype_sizes[t->dtype];
+    if (end - begin != t->nbytes)
+        return fail(err, errlen, path, "tensor \"%s\": %llu bytes of data but shape and dtype %s need %llu", t->name,
+                    (unsigned long long)(end - begin), dtype_names[t->dtype], (unsigned long long)t->nbytes);
+    t->data = data + begin;
+    *span = (Span){begin, end, k};
+    return 0;
+}
+
+/* No tensor name and no metadata key given twice; no two tensors' bytes overlap. */
+static int check_unique_and_disjoint(const SafeTensors *st, Span *spans, char *err, size_t errlen) {
+    int k = st->n_tensors, rc = 0;
+    char **names = mallocCheck(sizeof(char *) * (size_t)(k ? k : 1));
+    for (int i = 0; i < k; i++) names[i] = st->tensors[i].name;
+    const char *dup = first_duplicate(names, k);
+    if (dup) rc = fail(err, errlen, st->path, "tensor \"%s\" is listed twice in the header", dup);
+    free(names);
+    if (rc) return rc;
+    if ((dup = first_duplicate(st->meta_keys, st->n_meta))) return fail(err, errlen, st->path, "__metadata__ key \"%s\" is given twice", dup);
+    qsort(spans, (size_t)k, sizeof(Span), span_cmp);
+    for (int i = 1; i < k; i++)
+        if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin)
+            return fail(err, errlen, st->path, "tensors \"%s\" and \"%s\" overlap in the data", st->tensors[spans[i - 1].index].name,
+                        st->tensors[spans[i].index].name);
+    return 0;
+}
+
+int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
+    memset(st, 0, sizeof *st);
+    if (map_file(st, path, err, errlen)) return -1;
+    const unsigned char *data;
+    uint64_t data_size;
+    cJSON *root = parse_header(st, &data, &data_size, err, errlen);
+    if (!root) {
+        st_close(st);
+        return -1;
     }
     int n = 0;
     for (cJSON *it = root->child; it; it = it->next)
@@ -119,90 +214,23 @@ int st_open(SafeTensors *st, const char *path, char *err, size_t errlen) {
     Span *spans = callocCheck((size_t)n, sizeof(Span));
     int k = 0, rc = 0, n_meta_objects = 0;
     for (cJSON *it = root->child; it && !rc; it = it->next) {
-        if (!strcmp(it->string, "__metadata__")) {
-            if (n_meta_objects++) { rc = fail(err, errlen, path, "__metadata__ given twice"); break; }
-            if (!cJSON_IsObject(it)) { rc = fail(err, errlen, path, "__metadata__ is not an object"); break; }
-            for (cJSON *m = it->child; m; m = m->next) {
-                if (!cJSON_IsString(m)) { rc = fail(err, errlen, path, "__metadata__[\"%s\"] is not a string", m->string); break; }
-                st->meta_keys = reallocCheck(st->meta_keys, sizeof(char *) * (size_t)(st->n_meta + 1));
-                st->meta_values = reallocCheck(st->meta_values, sizeof(char *) * (size_t)(st->n_meta + 1));
-                st->meta_keys[st->n_meta] = strdupCheck(m->string);
-                st->meta_values[st->n_meta] = strdupCheck(m->valuestring);
-                st->n_meta++;
-            }
-            continue;
+        if (strcmp(it->string, "__metadata__")) {
+            rc = read_tensor(st, it, k, data, data_size, &spans[k], err, errlen);
+            k++;
+        } else if (n_meta_objects++) {
+            rc = fail(err, errlen, path, "__metadata__ given twice");
+        } else {
+            rc = read_metadata(st, it, err, errlen);
         }
-        StTensor *t = &st->tensors[k];
-        t->name = strdupCheck(it->string);
-        st->n_tensors = k + 1;
-        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
-        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
-        const cJSON *off = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-        if (!cJSON_IsObject(it) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) ||
-            cJSON_GetArraySize(off) != 2) {
-            rc = fail(err, errlen, path, "tensor \"%s\": entry needs dtype, shape and two data_offsets", t->name);
-            break;
-        }
-        if (st_dtype_from_name(dt->valuestring, &t->dtype)) {
-            rc = fail(err, errlen, path, "tensor \"%s\": unsupported dtype \"%s\"", t->name, dt->valuestring);
-            break;
-        }
-        int nd = cJSON_GetArraySize(sh);
-        if (nd > ST_MAX_DIMS) { rc = fail(err, errlen, path, "tensor \"%s\": %d dimensions (max %d)", t->name, nd, ST_MAX_DIMS); break; }
-        t->ndim = nd;
-        uint64_t numel = 1;
-        for (int i = 0; i < nd && !rc; i++) {
-            uint64_t d = 0;
-            if (json_u64(cJSON_GetArrayItem(sh, i), &d) || (d && numel > UINT64_MAX / 16 / d))
-                rc = fail(err, errlen, path, "tensor \"%s\": bad shape entry %d", t->name, i);
-            t->shape[i] = (int64_t)d;
-            numel *= d;
-        }
-        if (rc) break;
-        uint64_t begin, end;
-        if (json_u64(cJSON_GetArrayItem(off, 0), &begin) || json_u64(cJSON_GetArrayItem(off, 1), &end) || end < begin) {
-            rc = fail(err, errlen, path, "tensor \"%s\": data_offsets are not two ordered non-negative integers", t->name);
-            break;
-        }
-        if (end > data_size) {
-            rc = fail(err, errlen, path, "tensor \"%s\": data_offsets [%llu, %llu] run past the end of the data (%llu bytes); truncated file?",
-                      t->name, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)data_size);
-            break;
-        }
-        t->numel = (int64_t)numel;
-        t->nbytes = numel * dtype_sizes[t->dtype];
-        if (end - begin != t->nbytes) {
-            rc = fail(err, errlen, path, "tensor \"%s\": %llu bytes of data but shape and dtype %s need %llu", t->name,
-                      (unsigned long long)(end - begin), dtype_names[t->dtype], (unsigned long long)t->nbytes);
-            break;
-        }
-        t->data = data + begin;
-        spans[k] = (Span){begin, end, k};
-        k++;
     }
     cJSON_Delete(root);
-    if (!rc) {
-        char **names = mallocCheck(sizeof(char *) * (size_t)(k ? k : 1));
-        for (int i = 0; i < k; i++) names[i] = st->tensors[i].name;
-        const char *dup = first_duplicate(names, k);
-        if (dup) rc = fail(err, errlen, path, "tensor \"%s\" is listed twice in the header", dup);
-        free(names);
-        if (!rc && (dup = first_duplicate(st->meta_keys, st->n_meta)))
-            rc = fail(err, errlen, path, "__metadata__ key \"%s\" is given twice", dup);
-    }
-    if (!rc) {
-        qsort(spans, (size_t)k, sizeof(Span), span_cmp);
-        for (int i = 1; i < k && !rc; i++)
-            if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin)
-                rc = fail(err, errlen, path, "tensors \"%s\" and \"%s\" overlap in the data", st->tensors[spans[i - 1].index].name,
-                          st->tensors[spans[i].index].name);
-    }
+    if (!rc) rc = check_unique_and_disjoint(st, spans, err, errlen);
     free(spans);
-    if (rc) goto bad;
+    if (rc) {
+        st_close(st);
+        return -1;
+    }
     return 0;
-bad:
-    st_close(st);
-    return -1;
 }
 
 void st_open_or_die(SafeTensors *st, const char *path) {

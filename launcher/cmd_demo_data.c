@@ -124,8 +124,138 @@ static void write_or_die(const char *path, const Image8 *im, int jpeg) {
     if ((jpeg ? write_jpeg(path, im, 92, err, sizeof err) : write_png(path, im, err, sizeof err))) saev_fail("%s", err);
 }
 
+/* Fashion-MNIST's training set and the seeded order items are taken in. */
+typedef struct {
+    uint8_t *imgs;    // [n, side, side] grey
+    uint8_t *labels;  // [n] class 0..9
+    int n, side;
+    int *perm;        // [n] a seeded permutation of the set; items are taken from it in order
+    Image8 item;      // [side, side, 3] scratch: one item as RGB
+} Fashion;
+
+static void fashion_load(Fashion *fm, const char *fm_dir) {
+    char path[4096];
+    int dims[3];
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", fm_dir);
+    fm->imgs = read_idx_gz(path, 3, dims);
+    fm->n = dims[0];
+    fm->side = dims[1];
+    if (dims[1] != 28 || dims[2] != 28) saev_fail("%s: expected 28x28 images, got %dx%d", path, dims[1], dims[2]);
+    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte.gz", fm_dir);
+    fm->labels = read_idx_gz(path, 1, dims);
+    if (dims[0] != fm->n) saev_fail("%s: %d labels for %d images", path, dims[0], fm->n);
+    fm->perm = mallocCheck(sizeof(int) * fm->n);
+    for (int i = 0; i < fm->n; i++) fm->perm[i] = i;
+    for (int i = fm->n - 1; i > 0; i--) { int j = (int)(rng_next() % (uint64_t)(i + 1)); int t = fm->perm[i]; fm->perm[i] = fm->perm[j]; fm->perm[j] = t; }
+    fm->item = (Image8){fm->side, fm->side, 3, mallocCheck((size_t)fm->side * fm->side * 3)};
+}
+
+/* Item k, grey replicated to RGB and upscaled (bicubic) to an s x s square (malloc'd). */
+static Image8 fashion_item(Fashion *fm, int k, int s) {
+    int side = fm->side;
+    for (int p = 0; p < side * side; p++)
+        fm->item.data[3 * p] = fm->item.data[3 * p + 1] = fm->item.data[3 * p + 2] = fm->imgs[(size_t)k * side * side + p];
+    Image8 up = {s, s, 3, mallocCheck((size_t)s * s * 3)};
+    resample_window(&fm->item, s, s, INTERP_BICUBIC, 0, 0, s, s, up.data);
+    return up;
+}
+
+/* part/fashion: per_class items of each class in the permutation's order; *next counts
+ * the permutation's entries used. Returns the images written. */
+static int write_fashion_folder(Fashion *fm, const char *part, long per_class, int *next) {
+    char path[4096];
+    int taken[10] = {0};
+    for (int c = 0; c < 10; c++) { snprintf(path, sizeof path, "%s/fashion/%02d_%s", part, c, class_names[c]); make_dirs_or_die(path); }
+    for (int i = 0; i < fm->n && *next < 10 * per_class; i++) {
+        int k = fm->perm[i], c = fm->labels[k];
+        if (c > 9) saev_fail("Fashion-MNIST label %d out of range", c);
+        if (taken[c] >= per_class) continue;
+        Image8 up = fashion_item(fm, k, rng_int(64, 96));
+        int jpeg = taken[c] % 2;
+        snprintf(path, sizeof path, "%s/fashion/%02d_%s/%05d.%s", part, c, class_names[c], taken[c], jpeg ? "jpg" : "png");
+        write_or_die(path, &up, jpeg);
+        image8_free(&up);
+        taken[c]++;
+        (*next)++;
+    }
+    snprintf(path, sizeof path, "%s/fashion/classes.txt", part);
+    FILE *f = fopen(path, "w");
+    libcCheckPtr(f, path);
+    for (int c = 0; c < 10; c++) fprintf(f, "%d %s\n", c, class_names[c]);
+    libcCheck(fclose(f));
+    return *next;
+}
+
+/* One segmentation image into bg [S, S, 3] and mask [S, S]: a random crop of a photo,
+ * resized, with 1-3 tinted items pasted (mask = class + 1 where the item is > 40). */
+static void compose_seg_image(Fashion *fm, const Image8 *photos, int n_photos, int *next, Image8 *bg, Image8 *mask) {
+    int S = bg->w;
+    const Image8 *ph = &photos[rng_next() % (uint64_t)n_photos];
+    int short_side = ph->w < ph->h ? ph->w : ph->h;
+    int cs = rng_int(short_side / 3 > S ? short_side / 3 : (S < short_side ? S : short_side), short_side);
+    int cx = rng_int(0, ph->w - cs), cy = rng_int(0, ph->h - cs);
+    /* crop = window of a copy; then resize the crop to S x S */
+    Image8 crop = {cs, cs, 3, mallocCheck((size_t)cs * cs * 3)};
+    for (int y = 0; y < cs; y++) memcpy(crop.data + (size_t)y * cs * 3, ph->data + ((size_t)(cy + y) * ph->w + cx) * 3, (size_t)cs * 3);
+    resample_window(&crop, S, S, INTERP_BILINEAR, 0, 0, S, S, bg->data);
+    image8_free(&crop);
+    memset(mask->data, 0, (size_t)S * S);
+    int n_items = rng_int(1, 3);
+    for (int t = 0; t < n_items; t++) {
+        int k = fm->perm[(size_t)((*next)++) % fm->n], c = fm->labels[k];
+        int s = rng_int(36, 64);
+        Image8 up = fashion_item(fm, k, s);
+        int ox = rng_int(0, S - s), oy = rng_int(0, S - s);
+        uint8_t tint[3] = {(uint8_t)rng_int(120, 255), (uint8_t)rng_int(120, 255), (uint8_t)rng_int(120, 255)};
+        for (int y = 0; y < s; y++)
+            for (int x = 0; x < s; x++) {
+                int v = up.data[((size_t)y * s + x) * 3];
+                if (v <= 40) continue;
+                uint8_t *d = bg->data + ((size_t)(oy + y) * S + ox + x) * 3;
+                for (int ch = 0; ch < 3; ch++) d[ch] = (uint8_t)(v * tint[ch] / 255);
+                mask->data[(oy + y) * S + ox + x] = (uint8_t)(c + 1);
+            }
+        image8_free(&up);
+    }
+}
+
+/* part/segmentation in ADE20K's layout: n_seg images, the first 80 % training. Returns
+ * the photos used as backgrounds. */
+static int write_segmentation(Fashion *fm, const char *part, long n_seg, int *next) {
+    char path[4096];
+    int n_photos;
+    Image8 *photos = load_photos(&n_photos);
+    const int S = 112;
+    int n_train = (int)(n_seg * 8 / 10);
+    for (int split = 0; split < 2; split++) {
+        const char *sname = split ? "validation" : "training";
+        snprintf(path, sizeof path, "%s/segmentation/images/%s", part, sname); make_dirs_or_die(path);
+        snprintf(path, sizeof path, "%s/segmentation/annotations/%s", part, sname); make_dirs_or_die(path);
+    }
+    Image8 bg = {S, S, 3, mallocCheck((size_t)S * S * 3)}, mask = {S, S, 1, mallocCheck((size_t)S * S)};
+    for (int i = 0; i < n_seg; i++) {
+        compose_seg_image(fm, photos, n_photos, next, &bg, &mask);
+        const char *sname = i < n_train ? "training" : "validation";
+        snprintf(path, sizeof path, "%s/segmentation/images/%s/%05d.jpg", part, sname, i);
+        write_or_die(path, &bg, 1);
+        snprintf(path, sizeof path, "%s/segmentation/annotations/%s/%05d.png", part, sname, i);
+        write_or_die(path, &mask, 0);
+    }
+    snprintf(path, sizeof path, "%s/segmentation/classes.txt", part);
+    FILE *f = fopen(path, "w");
+    libcCheckPtr(f, path);
+    fprintf(f, "0 unlabelled\n");
+    for (int c = 0; c < 10; c++) fprintf(f, "%d %s\n", c + 1, class_names[c]);
+    libcCheck(fclose(f));
+    for (int i = 0; i < n_photos; i++) image8_free(&photos[i]);
+    free(photos);
+    image8_free(&bg);
+    image8_free(&mask);
+    return n_photos;
+}
+
 int cmd_demo_data(int argc, char **argv) {
-    const char *dir = NULL, *fm = "/usr/share/datasets/fashion-mnist";
+    const char *dir = NULL, *fm_dir = "/usr/share/datasets/fashion-mnist";
     long seed = 0, per_class = 30, n_seg = 40;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -138,7 +268,7 @@ int cmd_demo_data(int argc, char **argv) {
         long *target = !strcmp(argv[i], "--seed") ? &seed : !strcmp(argv[i], "--per-class") ? &per_class : !strcmp(argv[i], "--seg-images") ? &n_seg : NULL;
         if (target || !strcmp(argv[i], "--fashion-mnist")) {
             if (i + 1 >= argc) saev_usage_fail("%s needs a value", argv[i]);
-            if (!target) { fm = argv[++i]; continue; }
+            if (!target) { fm_dir = argv[++i]; continue; }
             i++;
             *target = (long)flag_int_or_die("saev demo-data", argv[i - 1], argv[i], 0, target == &seed ? LONG_MAX : 6000);
         } else if (argv[i][0] == '-') saev_usage_fail("unknown flag %s (saev demo-data --help)", argv[i]);
@@ -149,115 +279,22 @@ int cmd_demo_data(int argc, char **argv) {
     struct stat st;
     if (stat(dir, &st) == 0) saev_usage_fail("%s already exists; remove it or choose another folder", dir);
     rng_state = 0x5ae5c0de00000000ULL ^ (uint64_t)seed;
-
-    char path[4096], part[2048];
     if (strlen(dir) > 1900) saev_usage_fail("%s: path too long", dir);
-    int dims[3];
-    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", fm);
-    uint8_t *imgs = read_idx_gz(path, 3, dims);
-    int n_fm = dims[0], side = dims[1];
-    if (dims[1] != 28 || dims[2] != 28) saev_fail("%s: expected 28x28 images, got %dx%d", path, dims[1], dims[2]);
-    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte.gz", fm);
-    uint8_t *labels = read_idx_gz(path, 1, dims);
-    if (dims[0] != n_fm) saev_fail("%s: %d labels for %d images", path, dims[0], n_fm);
 
+    Fashion fm;
+    fashion_load(&fm, fm_dir);
+    char part[2048];
     snprintf(part, sizeof part, "%s.partial-%d", dir, (int)getpid());
-    /* A seeded permutation of the training set; items are taken from it in order. */
-    int *perm = mallocCheck(sizeof(int) * n_fm);
-    for (int i = 0; i < n_fm; i++) perm[i] = i;
-    for (int i = n_fm - 1; i > 0; i--) { int j = (int)(rng_next() % (uint64_t)(i + 1)); int t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
-    Image8 item = {side, side, 3, mallocCheck((size_t)side * side * 3)};
-
-    /* ---- image folder ---- */
-    int taken[10] = {0};
-    for (int c = 0; c < 10; c++) { snprintf(path, sizeof path, "%s/fashion/%02d_%s", part, c, class_names[c]); make_dirs_or_die(path); }
     int next = 0;
-    for (int i = 0; i < n_fm && next < 10 * per_class; i++) {
-        int k = perm[i], c = labels[k];
-        if (c > 9) saev_fail("Fashion-MNIST label %d out of range", c);
-        if (taken[c] >= per_class) continue;
-        for (int p = 0; p < side * side; p++) item.data[3 * p] = item.data[3 * p + 1] = item.data[3 * p + 2] = imgs[(size_t)k * side * side + p];
-        int s = rng_int(64, 96);
-        Image8 up = {s, s, 3, mallocCheck((size_t)s * s * 3)};
-        resample_window(&item, s, s, INTERP_BICUBIC, 0, 0, s, s, up.data);
-        int jpeg = taken[c] % 2;
-        snprintf(path, sizeof path, "%s/fashion/%02d_%s/%05d.%s", part, c, class_names[c], taken[c], jpeg ? "jpg" : "png");
-        write_or_die(path, &up, jpeg);
-        image8_free(&up);
-        taken[c]++;
-        next++;
-    }
-    const int n_fashion = next;
-    snprintf(path, sizeof path, "%s/fashion/classes.txt", part);
-    FILE *f = fopen(path, "w");
-    libcCheckPtr(f, path);
-    for (int c = 0; c < 10; c++) fprintf(f, "%d %s\n", c, class_names[c]);
-    libcCheck(fclose(f));
-
-    /* ---- segmentation set ---- */
-    int n_photos;
-    Image8 *photos = load_photos(&n_photos);
-    const int S = 112;
-    int n_train = (int)(n_seg * 8 / 10);
-    for (int split = 0; split < 2; split++) {
-        const char *sname = split ? "validation" : "training";
-        snprintf(path, sizeof path, "%s/segmentation/images/%s", part, sname); make_dirs_or_die(path);
-        snprintf(path, sizeof path, "%s/segmentation/annotations/%s", part, sname); make_dirs_or_die(path);
-    }
-    Image8 bg = {S, S, 3, mallocCheck((size_t)S * S * 3)}, mask = {S, S, 1, mallocCheck((size_t)S * S)};
-    for (int i = 0; i < n_seg; i++) {
-        const Image8 *ph = &photos[rng_next() % (uint64_t)n_photos];
-        int short_side = ph->w < ph->h ? ph->w : ph->h;
-        int cs = rng_int(short_side / 3 > S ? short_side / 3 : (S < short_side ? S : short_side), short_side);
-        int cx = rng_int(0, ph->w - cs), cy = rng_int(0, ph->h - cs);
-        /* crop = window of a copy; then resize the crop to S x S */
-        Image8 crop = {cs, cs, 3, mallocCheck((size_t)cs * cs * 3)};
-        for (int y = 0; y < cs; y++) memcpy(crop.data + (size_t)y * cs * 3, ph->data + ((size_t)(cy + y) * ph->w + cx) * 3, (size_t)cs * 3);
-        resample_window(&crop, S, S, INTERP_BILINEAR, 0, 0, S, S, bg.data);
-        image8_free(&crop);
-        memset(mask.data, 0, (size_t)S * S);
-        int n_items = rng_int(1, 3);
-        for (int t = 0; t < n_items; t++) {
-            int k = perm[(size_t)(next++) % n_fm], c = labels[k];
-            for (int p = 0; p < side * side; p++) item.data[3 * p] = item.data[3 * p + 1] = item.data[3 * p + 2] = imgs[(size_t)k * side * side + p];
-            int s = rng_int(36, 64);
-            Image8 up = {s, s, 3, mallocCheck((size_t)s * s * 3)};
-            resample_window(&item, s, s, INTERP_BICUBIC, 0, 0, s, s, up.data);
-            int ox = rng_int(0, S - s), oy = rng_int(0, S - s);
-            uint8_t tint[3] = {(uint8_t)rng_int(120, 255), (uint8_t)rng_int(120, 255), (uint8_t)rng_int(120, 255)};
-            for (int y = 0; y < s; y++)
-                for (int x = 0; x < s; x++) {
-                    int v = up.data[((size_t)y * s + x) * 3];
-                    if (v <= 40) continue;
-                    uint8_t *d = bg.data + ((size_t)(oy + y) * S + ox + x) * 3;
-                    for (int ch = 0; ch < 3; ch++) d[ch] = (uint8_t)(v * tint[ch] / 255);
-                    mask.data[(oy + y) * S + ox + x] = (uint8_t)(c + 1);
-                }
-            image8_free(&up);
-        }
-        const char *sname = i < n_train ? "training" : "validation";
-        snprintf(path, sizeof path, "%s/segmentation/images/%s/%05d.jpg", part, sname, i);
-        write_or_die(path, &bg, 1);
-        snprintf(path, sizeof path, "%s/segmentation/annotations/%s/%05d.png", part, sname, i);
-        write_or_die(path, &mask, 0);
-    }
-    snprintf(path, sizeof path, "%s/segmentation/classes.txt", part);
-    f = fopen(path, "w");
-    libcCheckPtr(f, path);
-    fprintf(f, "0 unlabelled\n");
-    for (int c = 0; c < 10; c++) fprintf(f, "%d %s\n", c + 1, class_names[c]);
-    libcCheck(fclose(f));
+    int n_fashion = write_fashion_folder(&fm, part, per_class, &next);
+    int n_photos = write_segmentation(&fm, part, n_seg, &next);
     if (rename(part, dir) != 0) saev_fail("%s: cannot rename %s to it: %s", dir, part, strerror(errno));
-
+    int n_train = (int)(n_seg * 8 / 10);
     printf("demo-data: %s/fashion: %d images in 10 classes; %s/segmentation: %d images (%d training, %d validation) on %d photos\n",
            dir, n_fashion, dir, (int)n_seg, n_train, (int)n_seg - n_train, n_photos);
-    for (int i = 0; i < n_photos; i++) image8_free(&photos[i]);
-    free(photos);
-    image8_free(&bg);
-    image8_free(&mask);
-    image8_free(&item);
-    free(perm);
-    free(imgs);
-    free(labels);
+    image8_free(&fm.item);
+    free(fm.perm);
+    free(fm.imgs);
+    free(fm.labels);
     return 0;
 }

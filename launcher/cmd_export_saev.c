@@ -309,9 +309,8 @@ static char *config_value(const char *yaml, const char *key) {
     return out;
 }
 
-int cmd_export_saev(int argc, char **argv) {
-    const char *store_path = NULL, *root = NULL;
-    long long max_tokens = SAEV_DEFAULT_MAX_TOKENS_PER_SHARD;
+/* Arguments: STORE, SHARDS_ROOT and the shard size; returns 1 when --help was answered. */
+static int parse_args(int argc, char **argv, const char **store_path, const char **root, long long *max_tokens) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: saev export-saev STORE SHARDS_ROOT [--max-tokens-per-shard N]\n\n"
@@ -320,44 +319,59 @@ int cmd_export_saev(int argc, char **argv) {
                    "the metadata. SHARDS_ROOT must end in saev/shards (saev checks it; e.g. $SAEV_SCRATCH/saev/shards).\n"
                    "N (default %d, saev's default) sets the shard size in tokens.\n",
                    SAEV_DEFAULT_MAX_TOKENS_PER_SHARD);
-            return 0;
+            return 1;
         }
         if (!strcmp(argv[i], "--max-tokens-per-shard") && i + 1 < argc) {
             i++;
-            max_tokens = flag_int_or_die("export-saev", argv[i - 1], argv[i], 1, INT64_MAX);
+            *max_tokens = flag_int_or_die("export-saev", argv[i - 1], argv[i], 1, INT64_MAX);
         } else if (argv[i][0] == '-') saev_usage_fail("export-saev: unknown option %s", argv[i]);
-        else if (!store_path) store_path = argv[i];
-        else if (!root) root = argv[i];
+        else if (!*store_path) *store_path = argv[i];
+        else if (!*root) *root = argv[i];
         else saev_usage_fail("export-saev: too many arguments (usage: saev export-saev STORE SHARDS_ROOT)");
     }
-    if (!store_path || !root) saev_usage_fail("usage: saev export-saev STORE SHARDS_ROOT [--max-tokens-per-shard N]");
+    if (!*store_path || !*root) saev_usage_fail("usage: saev export-saev STORE SHARDS_ROOT [--max-tokens-per-shard N]");
+    return 0;
+}
+
+/* Length of root without trailing slashes; it must end in saev/shards, as saev checks. */
+static size_t shards_root_len_or_die(const char *root) {
     size_t rl = strlen(root);
     while (rl > 1 && root[rl - 1] == '/') rl--;
     if (rl < 11 || strncmp(root + rl - 11, "saev/shards", 11) || (rl > 11 && root[rl - 12] != '/'))
         saev_usage_fail("export-saev: %s: saev reads shards only from a folder named .../saev/shards/<hash>; give a SHARDS_ROOT ending in saev/shards", root);
+    return rl;
+}
+
+/* The complete store, or a message naming it; examples per shard; warnings for what saev
+ * will not take as it is (an unknown family, skipped images). */
+static Store *open_store_or_die(const char *store_path, long long max_tokens, int64_t *eps) {
     char err[1024];
     Store *s = store_open_read(store_path, err, sizeof err);
     if (!s) saev_usage_fail("export-saev: %s", err);
     if (!s->complete) saev_usage_fail("export-saev: store %s is incomplete; finish it (rerun `saev activations`) first", store_path);
     const StoreMeta *m = &s->meta;
-    int64_t L = m->n_layers, T = m->n_tokens, D = m->d_model, N = m->n_images;
-    int64_t eps = max_tokens / (T * L);
-    if (eps < 1)
+    int64_t L = m->n_layers, T = m->n_tokens;
+    *eps = max_tokens / (T * L);
+    if (*eps < 1)
         saev_usage_fail("export-saev: one example needs %lld tokens (%lld tokens x %lld layers); raise --max-tokens-per-shard",
                         (long long)(T * L), (long long)T, (long long)L);
     int known = 0;
     for (size_t i = 0; i < sizeof saev_families / sizeof *saev_families; i++) known |= !strcmp(m->model_family, saev_families[i]);
     if (!known) log_warn("model family \"%s\" is not one saev knows; its Metadata will reject it", m->model_family);
     int64_t skipped = 0;
-    for (int64_t i = 0; i < N; i++) skipped += s->status[i] == STORE_SKIPPED;
+    for (int64_t i = 0; i < m->n_images; i++) skipped += s->status[i] == STORE_SKIPPED;
     if (skipped) log_warn("%lld skipped images are exported as zero activations (saev has no notion of skipped images)", (long long)skipped);
+    return s;
+}
 
-    /* saev's `data`, `dataset` and `pixel_agg`: passed through from a store imported from
-     * saev, else made from the store's data set as saev's activation writer would. */
-    char *data = config_value(m->config_yaml, "saev_data"), *pixel_agg = config_value(m->config_yaml, "saev_pixel_agg");
-    char dataset[4096];
-    if (data) {
-        snprintf(dataset, sizeof dataset, "%s", m->dataset);
+/* saev's `data` (*data, malloc'd), `dataset` and `pixel_agg` (*pixel_agg, malloc'd): passed
+ * through from a store imported from saev, else made from the store's data set as saev's
+ * activation writer would. */
+static void saev_data_fields(const StoreMeta *m, char **data, char *dataset, size_t dataset_len, char **pixel_agg) {
+    *data = config_value(m->config_yaml, "saev_data");
+    *pixel_agg = config_value(m->config_yaml, "saev_pixel_agg");
+    if (*data) {
+        snprintf(dataset, dataset_len, "%s", m->dataset);
     } else {
         char kind[4096], droot[4096], split[4096], parts[64][256];
         if (parse_store_dataset(m->dataset, kind, droot, split, sizeof kind)) {
@@ -372,21 +386,19 @@ int cmd_export_saev(int argc, char **argv) {
         }
         size_t plen;
         unsigned char *pk = pickle_saev_dataset(droot, !strcmp(kind, "ade20k") ? split : NULL, &plen);
-        data = base64(pk, plen);
+        *data = base64(pk, plen);
         free(pk);
-        posix_parts(droot, parts, 64, dataset, sizeof dataset);
+        posix_parts(droot, parts, 64, dataset, dataset_len);
     }
-    if (!pixel_agg) /* the store's patch labels follow data.patch_label of its config */
-        pixel_agg = strdupCheck(m->config_yaml && strstr(m->config_yaml, "patch_label: prefer-fg") ? "prefer-fg" : "majority");
-    SaevMetadata md = {m->model_family, m->model, m->layers, m->n_layers, m->n_patches, m->d_model, N, max_tokens, m->has_cls,
-                       data, dataset, pixel_agg};
-    char *compact = metadata_json(&md, 0), hex[65], dir[4200];
-    sha256_hex(compact, strlen(compact), hex);
-    free(compact);
-    snprintf(dir, sizeof dir, "%.*s/%.8s", (int)rl, root, hex);
-    make_dirs_or_die(dir);
+    if (!*pixel_agg) /* the store's patch labels follow data.patch_label of its config */
+        *pixel_agg = strdupCheck(m->config_yaml && strstr(m->config_yaml, "patch_label: prefer-fg") ? "prefer-fg" : "majority");
+}
 
-    int64_t n_shards = (N + eps - 1) / eps, row = L * T * D;
+/* acts%06d.bin in dir, eps examples each (the last padded to full size, as saev memmaps
+ * every file as [examples_per_shard, ...]); returns shards.json's text (malloc'd, *len). */
+static char *write_shards(Store *s, const char *dir, int64_t eps, size_t *len) {
+    const StoreMeta *m = &s->meta;
+    int64_t N = m->n_images, n_shards = (N + eps - 1) / eps, row = (int64_t)m->n_layers * m->n_tokens * m->d_model;
     int64_t block = (64 << 20) / (row * 4) > 0 ? (64 << 20) / (row * 4) : 1; /* images per read: ~64 MiB */
     float *buf = mallocCheck(sizeof(float) * (size_t)(block * row));
     char *shards = NULL;
@@ -405,7 +417,6 @@ int cmd_export_saev(int argc, char **argv) {
             store_read_images(s, i, n, buf);
             fwrite(buf, sizeof(float) * (size_t)row, (size_t)n, f); /* a failed write is seen by the commit */
         }
-        /* Full shard shape: saev memmaps every file as [examples_per_shard, ...]. */
         if (fflush(f) || ftruncate(fileno(f), (off_t)(eps * row * 4))) saev_fail("cannot write %s: %s", out.tmp, strerror(errno));
         atomic_file_commit_or_die(&out);
         json_raw(&shards, &slen, &scap, "%s\n  {\n    \"name\": \"%s\",\n    \"n_examples\": %lld\n  }", sh ? "," : "", name, (long long)n_sh);
@@ -413,15 +424,39 @@ int cmd_export_saev(int argc, char **argv) {
     }
     json_raw(&shards, &slen, &scap, "%s]", n_shards ? "\n" : "");
     free(buf);
+    *len = slen;
+    return shards;
+}
+
+int cmd_export_saev(int argc, char **argv) {
+    const char *store_path = NULL, *root = NULL;
+    long long max_tokens = SAEV_DEFAULT_MAX_TOKENS_PER_SHARD;
+    if (parse_args(argc, argv, &store_path, &root, &max_tokens)) return 0;
+    size_t rl = shards_root_len_or_die(root);
+    int64_t eps;
+    Store *s = open_store_or_die(store_path, max_tokens, &eps);
+    const StoreMeta *m = &s->meta;
+    int64_t N = m->n_images;
+    char *data, *pixel_agg, dataset[4096];
+    saev_data_fields(m, &data, dataset, sizeof dataset, &pixel_agg);
+    SaevMetadata md = {m->model_family, m->model, m->layers, m->n_layers, m->n_patches, m->d_model, N, max_tokens, m->has_cls,
+                       data, dataset, pixel_agg};
+    char *compact = metadata_json(&md, 0), hex[65], dir[4200];
+    sha256_hex(compact, strlen(compact), hex);
+    free(compact);
+    snprintf(dir, sizeof dir, "%.*s/%.8s", (int)rl, root, hex);
+    make_dirs_or_die(dir);
+
+    size_t slen;
+    char *shards = write_shards(s, dir, eps, &slen);
+    char path[4400];
     if (m->has_patch_labels && m->n_patches > 0) {
-        char path[4400];
         snprintf(path, sizeof path, "%s/labels.bin", dir);
         uint8_t *lab = mallocCheck((size_t)(N * m->n_patches));
         store_read_patch_labels(s, 0, N, lab);
         write_file_atomic_or_die(path, lab, (size_t)(N * m->n_patches));
         free(lab);
     }
-    char path[4400];
     snprintf(path, sizeof path, "%s/shards.json", dir);
     write_file_atomic_or_die(path, shards, slen);
     free(shards);
@@ -429,8 +464,9 @@ int cmd_export_saev(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/metadata.json", dir);
     write_file_atomic_or_die(path, text, strlen(text));
     free(text);
-    printf("exported %lld images (%lld layers x %lld tokens x %lld) into %lld saev shard%s in %s\n", (long long)N, (long long)L,
-           (long long)T, (long long)D, (long long)n_shards, n_shards == 1 ? "" : "s", dir);
+    int64_t n_shards = (N + eps - 1) / eps;
+    printf("exported %lld images (%lld layers x %lld tokens x %lld) into %lld saev shard%s in %s\n", (long long)N, (long long)m->n_layers,
+           (long long)m->n_tokens, (long long)m->d_model, (long long)n_shards, n_shards == 1 ? "" : "s", dir);
     free(data);
     free(pixel_agg);
     store_close(s);

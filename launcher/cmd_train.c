@@ -35,7 +35,7 @@ static void check_train(SaevConfig *cfgs, int K, const char *config_path) {
     if (bad) saev_usage_fail("%s: %s", config_path, bad);
     saev_config_train_job_free(&job);
     /* Opening the data checks it here: a store's layer, tokens and completeness. */
-    data_source_close(data_source_open(cfgs[0].train.data, cfgs[0].train.layer, cfgs[0].train.tokens));
+    data_source_close(data_source_open("train", cfgs[0].train.data, cfgs[0].train.layer, cfgs[0].train.tokens));
 }
 
 int cmd_train(int argc, char **argv) { return launch_config_stage("train", usage, 1, check_train, argc, argv); }

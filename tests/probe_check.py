@@ -21,7 +21,7 @@ import glob, json, sys
 import numpy as np
 import h5py
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from sae_compare import load
+from sae_compare import vit_path_bound, load
 
 def fail(msg):
     print("FAIL: " + msg)
@@ -283,7 +283,37 @@ def cmd_study(sdir):
             fail("pooled %s counts differ" % cond)
     print("study: %d classes x 3 conditions: counts and rates recomputed from the saved predictions" % len(sj["classes"]))
 
+def cmd_file_path(store, images_dir, image):
+    """The image file of store image `image`: the store's image_index into the ADE20K
+    listing (root/images/<split>/, sorted by name, as dataset.c lists it)."""
+    idx = np.concatenate([h5py.File(f, "r")["image_index"][:] for f in sorted(glob.glob(store + "/acts-*.h5"))])
+    print(sorted(glob.glob(images_dir + "/*.jpg"))[int(idx[int(image)])])
+
+def cmd_file_same(pdir, path):
+    """The same image edited from the store (entry 0) and from its file (entry 1): the file
+    goes decode -> preprocess -> ViT at batch 1, the store's rows came from the same code at
+    the activation stage's batch size, so only the GEMM blocking differs: tokens within
+    vit_path_bound over the blocks run (0..probe block = 3 blocks, inner dimension <= the
+    MLP's 96); the edit moves each by a code of those tokens, to first order as close."""
+    t, _ = load(pdir + "/predictions.safetensors")
+    j = json.load(open(pdir + "/intervene.json"))
+    if list(t["images"]) != [j["images"][0]["image"], -1] or j["images"][1].get("file") != path:
+        fail("images %r / json %r: want the store image then the file %s" % (list(t["images"]), j["images"], path))
+    bound = vit_path_bound(3, 96)
+    for k in ("activations_before", "activations_after"):
+        a, b = t[k][0].astype(np.float64), t[k][1].astype(np.float64)
+        e = np.linalg.norm(a - b) / np.linalg.norm(a)
+        print("file: %s: store vs file relative difference %.2e (bound %.2e)" % (k, e, bound))
+        if not e <= bound:
+            fail("%s: the file's tokens differ from the store's by %.3e > %.3e" % (k, e, bound))
+    for k in ("before", "after"):
+        if not np.array_equal(t[k][0], t[k][1]):
+            fail("%s: predictions from the file differ from the store image's in %d patches" % (k, int((t[k][0] != t[k][1]).sum())))
+    if j["images"][1]["patches_edited"] != j["images"][0]["patches_edited"]:
+        fail("the edit touched %d patches of the file and %d of the store image" % (j["images"][1]["patches_edited"], j["images"][0]["patches_edited"]))
+    print("file: predictions before and after identical to the store image's")
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     {"sklearn": cmd_sklearn, "same": cmd_same, "semantic": cmd_semantic, "pick": cmd_pick, "zero": cmd_zero, "edit": cmd_edit,
-     "study": cmd_study}[cmd](*sys.argv[2:])
+     "study": cmd_study, "file-path": cmd_file_path, "file-same": cmd_file_same}[cmd](*sys.argv[2:])

@@ -49,7 +49,7 @@ static void run_case(const char *name, Precision prec, double tol) {
     SaeBackendSpec spec = {DEVICE_CUDA, prec};
     SaeBackend be;
     char err[512];
-    ck_assert_msg(sae_backend_create(&be, &fc.sae, B, &spec, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(sae_backend_create(&be, &fc.sae, B, &spec, comm_self(), err, sizeof err) == 0, "%s", err);
     Sae *h = sae_backend_host(&be);
     snprintf(path, sizeof path, "%s/init.safetensors", dir);
     SafeTensors in;
@@ -123,8 +123,8 @@ START_TEST(test_cuda_vs_cpu_all_options) {
     SaeBackendSpec cpu = {DEVICE_CPU, PRECISION_FP32}, gpu = {DEVICE_CUDA, PRECISION_FP32};
     SaeBackend a, g;
     char err[512];
-    ck_assert_msg(sae_backend_create(&a, &c, B, &cpu, err, sizeof err) == 0, "%s", err);
-    ck_assert_msg(sae_backend_create(&g, &c, B, &gpu, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(sae_backend_create(&a, &c, B, &cpu, comm_self(), err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(sae_backend_create(&g, &c, B, &gpu, comm_self(), err, sizeof err) == 0, "%s", err);
     float *rows = mallocCheck((size_t)B * d * sizeof(float));
     uint64_t z = 11;
     for (size_t i = 0; i < (size_t)B * d; i++) rows[i] = (float)(2.0 * rng_uniform(&z) - 1.0) + (i % d == 3 ? 2.0f : 0.0f);

@@ -31,7 +31,7 @@
 #endif
 
 #ifdef SAEV_CUDA
-static const double TOL[CUDA_N_PRECISIONS] = {1e-4, 5e-3, 3e-2};
+static const double TOL[PRECISION_N] = {1e-4, 5e-3, 3e-2};
 
 static void open_on_gpu(Vit *vit, const char *weights, const char *config) {
     VitSpec spec;
@@ -65,21 +65,21 @@ static void run_fixture(const char *family, int R) {
     size_t per = (size_t)e.B * e.T_out * e.D;
     float *out = mallocCheck(sizeof(float) * n * per);
     float *pinned = vit_cuda_host_alloc(n * per);
-    for (int p = 0; p < CUDA_N_PRECISIONS; p++) {
-        vit_cuda_set_precision(&vit, (CudaPrecision)p);
+    for (int p = 0; p < PRECISION_N; p++) {
+        vit_cuda_set_precision(&vit, p);
         fill_nan(out, n * per);
         vit_cuda_forward(&vit, e.pixels, e.B, e.H, e.W, hidden, n, out);
         for (int i = 0; i < n; i++) {
             double r = rel_error(out + i * per, i <= L ? e.hidden + i * per : e.last, per);
-            printf("cuda %-10s %s hidden %d rel err %.3e\n", family, cuda_precision_name((CudaPrecision)p), i, r);
-            ck_assert_msg(r <= TOL[p], "%s %s hidden %d: rel err %.3e > %.0e", family, cuda_precision_name((CudaPrecision)p),
+            printf("cuda %-10s %s hidden %d rel err %.3e\n", family, precision_name(p), i, r);
+            ck_assert_msg(r <= TOL[p], "%s %s hidden %d: rel err %.3e > %.0e", family, precision_name(p),
                           i, r, TOL[p]);
         }
         /* pinned destination (direct copies) gives the same bytes */
         fill_nan(pinned, n * per);
         vit_cuda_forward(&vit, e.pixels, e.B, e.H, e.W, hidden, n, pinned);
         ck_assert_msg(!memcmp(out, pinned, sizeof(float) * n * per), "%s %s: pinned output differs", family,
-                      cuda_precision_name((CudaPrecision)p));
+                      precision_name(p));
     }
     vit_cuda_host_free(pinned);
     free(out);

@@ -225,7 +225,7 @@ START_TEST(test_run_files) {
     c.layer = -2;
     c.batch_size = 3; /* two batches: 3 + 1 rows */
     c.hist_bins = 9;
-    evaluate_run(&c);
+    evaluate_run(&c, comm_self());
 
     char path[800];
     snprintf(path, sizeof path, "%s/eval.json", dir);
@@ -255,7 +255,7 @@ START_TEST(test_run_files) {
     c.first_row = 1;
     c.max_tokens = 2;
     c.out = (char *)scratch_file("sub");
-    evaluate_run(&c);
+    evaluate_run(&c, comm_self());
     snprintf(path, sizeof path, "%s/eval.json", c.out);
     j = read_json(path);
     ck_assert_double_eq(num(j, "n_tokens"), 2);

@@ -234,4 +234,11 @@ if mpirun -np 2 "$BIN/saev-worker" evaluate --set 'evaluate.sae=[nope.safetensor
 fi
 grep -q "nope.safetensors: no such checkpoint" worker.log && [ ! -e out_bad ] || { cat worker.log; exit 1; }
 echo "  worker: $(grep -m1 "no such checkpoint" worker.log)"
+
+echo "6. a run directory with a link back up (looprun/x/back -> ..) is walked once, not forever:"
+mkdir -p looprun/x && cp run/a/sae.safetensors looprun/x/ && ln -sfn .. looprun/x/back
+timeout 120 "$S" evaluate --set 'evaluate.sae=[looprun]' --set evaluate.data=rows.safetensors > loop.log 2>&1 || { cat loop.log; echo "  loop: failed"; exit 1; }
+grep -q "looprun/x/back: skipped, a link back to a folder above it" loop.log && [ -s looprun/x/eval.json ] || { cat loop.log; echo "  loop: no warning or no eval.json"; exit 1; }
+grep -q "evaluate: 1 SAE(s) on rows" loop.log || { cat loop.log; echo "  loop: the checkpoint was found more than once"; exit 1; }
+echo "  loop: $(grep -m1 "skipped, a link back" loop.log)"
 echo "all evaluate checks passed"

@@ -4,11 +4,12 @@
 #   zz_truncated.jpg  a JPEG cut after 300 bytes (stops mid-read)
 #   zz_empty.png      zero bytes
 #   zz_folder.jpg/    a directory named like an image
+#   zz_fifo.jpg       a FIFO named like an image (opening it would wait for a writer forever)
 #   zz_huge.png       a valid PNG header declaring 100000x100000 pixels (10^10, over the
 #                     default data.max_pixels of 89478485, Pillow's limit) with a tiny IDAT
 #   zz_loop.jpg       a symlink to itself (ELOOP), and a class folder link loop
 #                     (zz_class_loop -> zz_class_loop) at the top level
-# With data.on_bad_image: skip the run succeeds; each of the five is skipped with its
+# With data.on_bad_image: skip the run succeeds; each of the six is skipped with its
 # reason in the log and its index in bad_images.tsv (indices from the sorted listing:
 # classes in sorted order, files in sorted order), every other image is written, and the
 # looping class folder is reported and left out. The whole run must finish within 300 s
@@ -27,6 +28,7 @@ C1=$(ls -d data/fashion/*/ | sed -n 1p); C2=$(ls -d data/fashion/*/ | sed -n 2p)
 head -c 300 "$(ls data/fashion/*/*.jpg data/fashion/*/*.png 2>/dev/null | head -1)" > "${C1}zz_truncated.jpg"
 : > "${C1}zz_empty.png"
 mkdir "${C2}zz_folder.jpg"
+mkfifo "${C2}zz_fifo.jpg"
 ln -s zz_loop.jpg "${C2}zz_loop.jpg"
 ln -s zz_class_loop data/fashion/zz_class_loop
 $PY - "${C2}zz_huge.png" <<'PYEOF'
@@ -42,7 +44,7 @@ IMAGES() { for c in $(ls data/fashion | sort); do [ -d "data/fashion/$c" ] || co
 IMAGES > order.txt 2>/dev/null || true
 n=$(wc -l < order.txt)
 want_bad=$(grep -n "zz_" order.txt | cut -d: -f1 | awk '{print $1-1}' | xargs)
-[ "$(echo $want_bad | wc -w)" = 5 ] || { cat order.txt; fail "expected 5 bad entries in the listing"; }
+[ "$(echo $want_bad | wc -w)" = 6 ] || { cat order.txt; fail "expected 6 bad entries in the listing"; }
 
 cat > a.yaml <<YAML
 run: {ranks: 2}
@@ -58,7 +60,8 @@ got_bad=$(cut -f1 store/bad_images.tsv | xargs)
 check_reason() { grep -E "skipping bad image [0-9]+: .*$1.*$2" skip.log >/dev/null || { grep "skipping" skip.log; fail "no skip of $1 with /$2/"; }; }
 check_reason zz_truncated.jpg "."
 check_reason zz_empty.png "empty|0 bytes|not an image|too short"
-check_reason zz_folder.jpg "cannot read: a folder"
+check_reason zz_folder.jpg "not a regular file \(a folder\)"
+check_reason zz_fifo.jpg "not a regular file \(a FIFO\)"
 check_reason zz_huge.png "100000x100000.*over the limit"
 check_reason zz_loop.jpg "Too many levels of symbolic links"
 grep -q "skipping data/fashion/zz_class_loop: Too many levels of symbolic links" skip.log || { cat skip.log; fail "the looping class folder was not reported"; }
@@ -74,5 +77,5 @@ PYEOF
 
 set +e; timeout 300 "$S" activations a.yaml --set data.on_bad_image=fail --set activations.out=store_fail > fail.log 2>&1; rc=$?; set -e
 [ $rc -ne 0 ] || fail "on_bad_image=fail exited 0"
-grep -Eq "bad image \(data.on_bad_image: fail\): .*zz_(truncated|empty|folder|huge|loop)" fail.log || { tail -20 fail.log; fail "the failure does not name a bad file"; }
+grep -Eq "bad image \(data.on_bad_image: fail\): .*zz_(truncated|empty|folder|fifo|huge|loop)" fail.log || { tail -20 fail.log; fail "the failure does not name a bad file"; }
 echo "test_fault_images: ok"

@@ -5,7 +5,7 @@
 #  - the class probe on 1 and 2 ranks: the same optimum up to the stopping rule's bound;
 #  - semantic probing (an SAE on block 1): counts against numpy, F1 tables from the counts;
 #  - a zero edit changes nothing bit for bit; one edit against a float64 numpy
-#    re-derivation through block 2; the faithfulness study's rates from its predictions;
+#    re-derivation through block 2; the same edit on the image's file matches the store's; the faithfulness study's rates from its predictions;
 #  - bad input: exit 2, nothing written.
 # Reference checks are tests/probe_check.py (numpy, h5py, sklearn via /usr/bin/python3).
 set -euo pipefail
@@ -72,6 +72,13 @@ read LAT PATCH_I < <($PY "$CHECK" pick store-seg runs/sae/sae.safetensors 1 "$IM
     --set intervene.save_activations=true --set intervene.out=runs/edit > log.txt 2>&1 || { cat log.txt; exit 1; }
 $PY "$CHECK" edit store-seg model runs/sae/sae.safetensors runs/edit 1 2 "$LAT" "$PATCH_I" "$IMG"
 
+# The same edit on the image's file (decode, the store's preprocessing, the ViT to block 1):
+# the store image's results, up to the GEMM blocking of another batch size.
+FILE=$($PY "$CHECK" file-path store-seg data/segmentation/images/training "$IMG")
+"$S" intervene cfg.yaml --set "intervene.edits=[\"$LAT=0@patches:$PATCH_I\"]" --set "intervene.images=[$IMG]" --set "intervene.files=[\"$FILE\"]" \
+    --set intervene.save_activations=true --set intervene.out=runs/file > log.txt 2>&1 || { cat log.txt; exit 1; }
+$PY "$CHECK" file-same runs/file "$FILE"
+
 # The faithfulness study on 2 ranks; its rates recomputed from its saved predictions.
 "$S" intervene cfg.yaml --set intervene.study=faithfulness --set intervene.latent_f1=runs/sem/latent_f1.safetensors \
     --set intervene.min_patches=1 --set intervene.out=runs/study > log.txt 2>&1 || { cat log.txt; exit 1; }
@@ -80,20 +87,20 @@ grep -q "</svg>" runs/study/study.svg
 $PY "$CHECK" study runs/study
 
 # Bad input: status 2, a message naming the input, nothing written.
-set +e
-"$S" intervene cfg.yaml --set 'intervene.edits=["7=0@class"]' --set intervene.out=runs/bad1 > err.txt 2>&1; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q 'edits\[0\]: "7=0@class"' err.txt && [ ! -e runs/bad1 ] || { cat err.txt; echo "FAIL: a bad edit gave $rc"; exit 1; }
-set +e
-"$S" intervene cfg.yaml --set 'intervene.edits=["100000=0"]' --set intervene.out=runs/bad2 > err.txt 2>&1; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q 'latent 100000' err.txt && [ ! -e runs/bad2 ] || { cat err.txt; echo "FAIL: an out-of-range latent gave $rc"; exit 1; }
-set +e
-"$S" probe cfg.yaml --set probe.data=nowhere --set probe.out=runs/bad3 > err.txt 2>&1; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q 'probe.data: nowhere' err.txt && [ ! -e runs/bad3 ] || { cat err.txt; echo "FAIL: a missing store gave $rc"; exit 1; }
-set +e
-"$S" probe cfg.yaml --set probe.target=patch --set probe.out=runs/bad4 > err.txt 2>&1; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q 'no patch_labels' err.txt && [ ! -e runs/bad4 ] || { cat err.txt; echo "FAIL: a patch probe on a class store gave $rc"; exit 1; }
+refused() { # WHAT PATTERN OUT_DIR COMMAND...: exit 2, PATTERN in the message, OUT_DIR absent
+  local what=$1 pattern=$2 out=$3; shift 3
+  set +e; "$@" > err.txt 2>&1; local rc=$?; set -e
+  [ $rc -eq 2 ] && grep -q -- "$pattern" err.txt && [ ! -e "$out" ] || { cat err.txt; echo "FAIL: $what gave $rc"; exit 1; }
+}
+printf 'not an image' > data/broken.jpg
+refused "a bad edit" 'edits\[0\]: "7=0@class"' runs/bad1 "$S" intervene cfg.yaml --set 'intervene.edits=["7=0@class"]' --set intervene.out=runs/bad1
+refused "an out-of-range latent" 'latent 100000' runs/bad2 "$S" intervene cfg.yaml --set 'intervene.edits=["100000=0"]' --set intervene.out=runs/bad2
+refused "a missing image file" 'intervene.files\[0\]: .*data/nowhere.jpg' runs/bad5 \
+    "$S" intervene cfg.yaml --set 'intervene.edits=["3=0"]' --set 'intervene.files=["data/nowhere.jpg"]' --set intervene.out=runs/bad5
+refused "a broken image file" 'data/broken.jpg' runs/bad6 \
+    "$S" intervene cfg.yaml --set 'intervene.edits=["3=0"]' --set 'intervene.files=["data/broken.jpg"]' --set intervene.out=runs/bad6
+refused "a @class edit on a file" 'image files (intervene.files) lack' runs/bad7 \
+    "$S" intervene cfg.yaml --set 'intervene.edits=["3=0@class:2"]' --set "intervene.files=[\"$FILE\"]" --set intervene.out=runs/bad7
+refused "a missing store" 'probe.data: nowhere' runs/bad3 "$S" probe cfg.yaml --set probe.data=nowhere --set probe.out=runs/bad3
+refused "a patch probe on a class store" 'no patch_labels' runs/bad4 "$S" probe cfg.yaml --set probe.target=patch --set probe.out=runs/bad4
 echo "test_probe: ok"

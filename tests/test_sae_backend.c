@@ -87,7 +87,7 @@ START_TEST(test_layer_equals_direct) {
     char err[256];
     for (int m = 0; m < 2; m++) {
         sae_create(&direct[m], &cfg[m], B);
-        ck_assert_msg(sae_backend_create(&be[m], &cfg[m], B, &spec, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(sae_backend_create(&be[m], &cfg[m], B, &spec, comm_self(), err, sizeof err) == 0, "%s", err);
         memcpy(direct[m].params, init, direct[m].n_params * sizeof(float));
         memcpy(sae_backend_host(&be[m])->params, init, direct[m].n_params * sizeof(float));
         sae_backend_push(&be[m]);
@@ -169,7 +169,7 @@ START_TEST(test_resolve_messages) {
     SaeBackend be;
     char err[256];
     ck_assert_ptr_null(sae_backend_resolve("cpu", "fp32", &s));
-    ck_assert_int_eq(sae_backend_create(&be, &c, 4, &s, err, sizeof err), -1);
+    ck_assert_int_eq(sae_backend_create(&be, &c, 4, &s, comm_self(), err, sizeof err), -1);
     ck_assert_msg(strstr(err, "k = 17") != NULL, "%s", err);
 }
 END_TEST

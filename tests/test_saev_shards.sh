@@ -52,6 +52,17 @@ P_DIR=$($PY "$CHK" preprint "$(one_dir "$T/f/saev/shards")" "$T/pre/shards")
 "$S" import-saev "$P_DIR" "$T/pre-imported" --dtype float32 --images-per-file 8 >/dev/null
 $PY "$CHK" same-acts "$T/folder" "$T/pre-imported"
 
+echo "3b. visuals on an imported store (no data set recorded): statistics only, or refused before writing:"
+printf 'train: {data: %s, layer: 3, batch_size: 16, steps: 4, lr_warmup: 1, out_dir: %s, sae: {d_sae: 32, k: 4}}\n' "$T/pre-imported" "$T/pre-sae" > "$T/pre.yaml"
+"$S" train "$T/pre.yaml" > "$T/pre-train.log" 2>&1 || { cat "$T/pre-train.log"; exit 1; }
+"$S" visuals "$T/pre.yaml" --set "visuals.sae=[$T/pre-sae]" --set "visuals.data=$T/pre-imported" --set visuals.layer=3 --set visuals.n_render=0 \
+    --set "visuals.out=$T/pre-vis" > "$T/pre-vis.log" 2>&1 || { cat "$T/pre-vis.log"; echo "FAIL: visuals without rendering"; exit 1; }
+[ -s "$T/pre-vis/top.safetensors" ] && [ -s "$T/pre-vis/index.json" ] || { ls -la "$T/pre-vis"; echo "FAIL: no top.safetensors"; exit 1; }
+set +e; "$S" visuals "$T/pre.yaml" --set "visuals.sae=[$T/pre-sae]" --set "visuals.data=$T/pre-imported" --set visuals.layer=3 --set visuals.n_render=2 \
+    --set "visuals.out=$T/pre-vis2" > "$T/pre-vis2.log" 2>&1; rc=$?; set -e
+[ $rc -eq 2 ] && grep -q "does not record its data set" "$T/pre-vis2.log" && [ ! -e "$T/pre-vis2" ] || { cat "$T/pre-vis2.log"; echo "FAIL: rendering without a data set gave $rc"; exit 1; }
+echo "  n_render 0: top.safetensors; n_render 2: exit 2, nothing written"
+
 echo "4. bad input:"
 refused() { # what, phrase, path that must not appear, command...
   local what=$1 phrase=$2 absent=$3; shift 3

@@ -9,6 +9,7 @@
 #    same numbers; the bound, 2^-52 |p|, is only cJSON's 15-digit printing of them;
 #  - a zero edit (scale 1, and no edits at all) answers after == before bit for bit, labels
 #    and probabilities (cJSON prints doubles so that they read back exactly);
+#  - the first server finds its probe under the served folders, the second is given --probe;
 #  - bad input: 400 for bad parameters, 404 for unknown latents, images, uploads.
 # The server runs without ASan here (test_serve_api.sh runs the ASan server); timings are
 # printed, not checked.
@@ -19,7 +20,9 @@ viewer_fixture
 viewer_probe
 S="$SAEV_BIN/saev"
 ASAN_SAEV="$S"
-viewer_start serve.log runs/v --probe runs/probe/probe.safetensors --set "serve.web=$SAEV_ROOT/web"
+# No --probe: the server finds the probe under the folders it serves (runs/probe).
+viewer_start serve.log runs/v runs/probe --set "serve.web=$SAEV_ROOT/web"
+grep -q "intervention panel reads runs/probe/probe.safetensors" serve.log || { tail -20 serve.log; echo "FAIL: the probe under runs/probe was not picked"; exit 1; }
 /usr/bin/python3 "$SAEV_ROOT/tests/viewer_intervene.py" 127.0.0.1 "$PORT" "$S" v.yaml runs/probe/probe.safetensors store patch \
   || { viewer_stop serve.log || true; tail -20 serve.log; exit 1; }
 viewer_stop serve.log

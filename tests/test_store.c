@@ -50,7 +50,7 @@ static StoreMeta test_meta(StoreDtype dt) {
 /* Writes the closed form in two calls whose batches are out of file order and skip image 4. */
 static void write_store(const char *dir, StoreDtype dt) {
     StoreMeta m = test_meta(dt);
-    Store *s = store_open_write(dir, &m, 0, 0);
+    Store *s = store_open_write(dir, &m, 0, NULL);
     float *a = malloc(sizeof(float) * N * L * T * D);
     int64_t idx[N], lab[N], ii[N];
     uint8_t pl[N * P];
@@ -164,7 +164,7 @@ END_TEST
 static void open_mixed(void *dir) {
     StoreMeta m = test_meta(STORE_F32);
     m.checkpoint_digest = "sha256:def";
-    store_open_write(dir, &m, 1, 0);
+    store_open_write(dir, &m, 1, NULL);
 }
 
 START_TEST(test_refuse_mix) {
@@ -179,7 +179,7 @@ END_TEST
 /* Without resume an existing store is refused too. */
 static void open_without_resume(void *dir) {
     StoreMeta m = test_meta(STORE_F16);
-    store_open_write(dir, &m, 0, 0);
+    store_open_write(dir, &m, 0, NULL);
 }
 
 START_TEST(test_no_resume) {
@@ -197,7 +197,7 @@ START_TEST(test_resume_complete) {
     write_store(dir, STORE_F32);
     StoreMeta m = test_meta(STORE_F32);
     m.config_yaml = "a different run's config\n";
-    Store *s = store_open_write(dir, &m, 1, 0);
+    Store *s = store_open_write(dir, &m, 1, NULL);
     int64_t *pending = NULL;
     ck_assert_int_eq(store_pending(s, &pending), 0);
     free(pending);

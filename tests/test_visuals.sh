@@ -13,7 +13,8 @@
 #  5. a run killed with SIGKILL, then rerun, and a rerun after deleting some outputs, end
 #     with the same bytes as the uninterrupted run;
 #  6. bad input (no store, a latent id past d_sae, a missing checkpoint) exits 2 naming
-#     it, before anything is written.
+#     it, before anything is written;
+#  7. a second visuals on an output in use (the lock held) is refused, naming the holder.
 set -euo pipefail
 ROOT=${SAEV_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${SAEV_BIN:-$ROOT/build/bin}
@@ -69,7 +70,7 @@ PYEOF
 if $PY "$CHECK" top store all saes/c_topk/sae.safetensors vnan > nan.log 2>&1; then cat nan.log; fail "the checker passed a NaN mean_value"; fi
 
 echo "2. 1 rank and 2 ranks: byte-identical outputs"
-diff -r v1 v2 > /dev/null || { diff -r v1 v2 | head; fail "1 and 2 ranks differ"; }
+diff -r -x .saev.lock v1 v2 > /dev/null || { diff -r -x .saev.lock v1 v2 | head; fail "1 and 2 ranks differ"; }
 n_png=$(find v1 -name '*.png' | wc -l)
 [ "$n_png" -gt 20 ] || fail "only $n_png PNGs"
 for i in 0 1 2 3 4; do
@@ -119,11 +120,11 @@ for _ in $(seq 1 400); do [ -e vk/2/top.safetensors ] && break; sleep 0.02; done
 kill -9 -- -$pid 2>/dev/null || true  # the launcher, mpirun and both ranks: one process group
 wait $pid 2>/dev/null || true
 "$S" visuals "${VIS[@]}" --set visuals.out=vk --ranks 2 > vk2.log 2>&1 || { cat vk2.log; fail "rerun after kill"; }
-diff -r -x '*.tmp*' v1 vk > /dev/null || { diff -r -x '*.tmp*' v1 vk | head; fail "rerun after a kill differs"; }
+diff -r -x '*.tmp*' -x .saev.lock v1 vk > /dev/null || { diff -r -x '*.tmp*' -x .saev.lock v1 vk | head; fail "rerun after a kill differs"; }
 rm v2/1/index.json v2/3/latents/5/latent.json v2/3/latents/5/0.png
 "$S" visuals "${VIS[@]}" --set visuals.out=v2 --ranks 1 > v3.log 2>&1 || { cat v3.log; fail "rerun"; }
 grep -q "reusing" v3.log || fail "the rerun did not reuse top.safetensors"
-diff -r v1 v2 > /dev/null || fail "rerun after deleting outputs differs"
+diff -r -x .saev.lock v1 v2 > /dev/null || fail "rerun after deleting outputs differs"
 
 echo "6. bad input"
 bad() { # expected message, then arguments
@@ -137,4 +138,24 @@ bad "visuals.data: nostore" --set 'visuals.sae=[saes]' --set visuals.data=nostor
 bad "visuals.latents: 64 is not a latent" --set 'visuals.sae=[saes/c_topk]' --set visuals.data=store --set 'visuals.latents=[64]'
 bad "visuals.sae: saes/none" --set 'visuals.sae=[saes/none]' --set visuals.data=store
 bad "log_freq_range" --set 'visuals.sae=[saes]' --set visuals.data=store --set 'visuals.log_freq_range=[1, 0]'
+bad "visuals.layer: block 7" --set 'visuals.sae=[saes/c_topk]' --set visuals.data=store --set visuals.layer=7
+
+echo "7. an output in use by another run is refused, naming the holder"
+# The holder: a POSIX record lock on lockout/.saev.lock (what lock_output_dir takes), from
+# a Python process that writes the same "host H pid P: what" line and waits.
+mkdir -p lockout
+$PY - lockout/.saev.lock > holder.out <<'PYEOF' &
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+os.write(fd, ("host testhost pid %d: holder\n" % os.getpid()).encode())
+print("locked", flush=True)
+time.sleep(120)
+PYEOF
+holder=$!
+for _ in $(seq 100); do grep -q locked holder.out 2>/dev/null && break; sleep 0.1; done
+set +e; "$S" visuals --set 'visuals.sae=[saes/c_topk]' --set visuals.data=store --set visuals.out=lockout > lock.log 2>&1; rc=$?; set -e
+kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true
+[ $rc -ne 0 ] && grep -q "lockout is in use by another run (host testhost pid $holder: holder)" lock.log || { cat lock.log; fail "visuals on a locked output gave $rc"; }
+[ ! -e lockout/top.safetensors ] || fail "visuals wrote into a locked output"
 echo "test_visuals: ok"

@@ -35,7 +35,7 @@ START_TEST(test_top_lists) {
         LatentStats ls;
         latent_stats_init(&ls, 2, 3);
         add_all(&ls, orders[o]);
-        latent_stats_allreduce(&ls, MPI_COMM_SELF);
+        latent_stats_allreduce(&ls, comm_self());
         /* Latent 0: the three scores of 2 (images 1, 2, 4: ties to the lower image). */
         const int64_t want_img[3] = {1, 2, 4};
         for (int j = 0; j < 3; j++) {
@@ -104,7 +104,7 @@ START_TEST(test_colours) {
 END_TEST
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv); /* a singleton: the reduction runs on MPI_COMM_SELF */
+    MPI_Init(&argc, &argv); /* a singleton; the reduction runs on comm_self() */
     Suite *s = suite_create("visuals_stats");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_top_lists);

@@ -21,7 +21,7 @@ static void check_family(VitFamily family) {
     spec.path = dir;
     Vit vit;
     ck_assert_msg(vit_open(&vit, &spec, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(vit_set_device(&vit, VIT_DEVICE_CPU, err, sizeof err), 0);
+    ck_assert_int_eq(vit_set_device(&vit, DEVICE_CPU, err, sizeof err), 0);
     int B = 2, H = vit.cfg.image_size, W = vit.cfg.image_size, C = vit.cfg.n_channels;
     int n_h = VIT_LAST_HIDDEN(&vit.cfg) + 1, T = vit_tokens_out(&vit.cfg, H, W), D = vit.cfg.d_model;
     ck_assert_int_eq(T, vit_tokens_internal(&vit.cfg, H, W)); /* no registers */

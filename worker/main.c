@@ -26,7 +26,7 @@ static const int n_stages = (int)(sizeof stages / sizeof stages[0]);
 int main(int argc, char **argv) {
     comm_init(&argc, &argv);
     if (argc < 2 || !strcmp(argv[1], "--help")) {
-        if (comm_rank() == 0) {
+        if (comm_world()->rank == 0) {
             printf("usage: saev-worker STAGE [ARGS...]   (started by `saev` under mpirun or srun)\n\nstages:\n");
             for (int i = 0; i < n_stages; i++) printf("  %-16s %s\n", stages[i].name, stages[i].summary);
         }

@@ -20,17 +20,18 @@ int stage_comm_selftest(int argc, char **argv) {
     int fail_rank = -1;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--fail-rank") && i + 1 < argc) fail_rank = atoi(argv[++i]);
-    int r = comm_rank(), n = comm_size();
-    comm_barrier();
+    const Comm *world = comm_world();
+    int r = world->rank, n = world->size;
+    comm_barrier(world);
     if (r == fail_rank) saev_fail("rank %d failing on purpose (--fail-rank)", r);
     enum { N = 1000 };
     float f[N];
     double d[N];
     int64_t q[N];
     for (int i = 0; i < N; i++) { f[i] = (float)(r + i); d[i] = 0.5 * r + i; q[i] = (int64_t)r * 1000000000000LL + i; }
-    comm_allreduce(f, N, COMM_F32, COMM_SUM);
-    comm_allreduce(d, N, COMM_F64, COMM_MAX);
-    comm_allreduce(q, N, COMM_I64, COMM_SUM);
+    comm_allreduce(world, f, N, COMM_F32, COMM_SUM);
+    comm_allreduce(world, d, N, COMM_F64, COMM_MAX);
+    comm_allreduce(world, q, N, COMM_I64, COMM_SUM);
     double rsum = (double)n * (n - 1) / 2; /* sum over ranks of r */
     int bad = 0;
     for (int i = 0; i < N; i++) {
@@ -39,15 +40,15 @@ int stage_comm_selftest(int argc, char **argv) {
         bad += q[i] != (int64_t)rsum * 1000000000000LL + (int64_t)n * i;
     }
     double m[3] = {(double)r, 1.0, 2.0 * r};
-    comm_allreduce(m, 3, COMM_F64, COMM_MEAN);
+    comm_allreduce(world, m, 3, COMM_F64, COMM_MEAN);
     bad += m[0] != (double)(n - 1) / 2 || m[1] != 1.0 || m[2] != (double)(n - 1);
     char msg[64] = "";
     if (r == 0) snprintf(msg, sizeof msg, "broadcast from rank 0 of %d", n);
-    comm_bcast(msg, sizeof msg, 0);
+    comm_bcast(world, msg, sizeof msg, 0);
     char want[64];
     snprintf(want, sizeof want, "broadcast from rank 0 of %d", n);
     bad += strcmp(msg, want) != 0;
-    if (!comm_all_true(bad == 0)) saev_fail("comm self-test: %d mismatches on this rank", bad);
-    if (r == 0) printf("comm-selftest ok: %d ranks, local rank %d of %d\n", n, comm_local_rank(), comm_local_size());
+    if (!comm_all_true(world, bad == 0)) saev_fail("comm self-test: %d mismatches on this rank", bad);
+    if (r == 0) printf("comm-selftest ok: %d ranks, local rank %d of %d\n", n, world->local_rank, world->local_size);
     return 0;
 }

@@ -37,10 +37,11 @@ int stage_data_dump(int argc, char **argv) {
     int K = saev_config_load_or_die(&args, &cfgs);
     const TrainConfig *c = &cfgs[0].train;
     if (!c->data) saev_usage_fail("data-dump: train.data is required");
-    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
-    int local = batch_loader_local_rows(c->batch_size, comm_rank(), comm_size());
+    DataSource *src = data_source_open("train", c->data, c->layer, c->tokens);
+    const Comm *world = comm_world();
+    int local = batch_loader_local_rows(c->batch_size, world->rank, world->size);
     BatchLoader l;
-    batch_loader_init(&l, src, c->batch_size, c->shuffle, c->shuffle_buffer, (uint64_t)c->seed, from * c->batch_size);
+    batch_loader_init(&l, src, world, c->batch_size, c->shuffle, c->shuffle_buffer, (uint64_t)c->seed, from * c->batch_size);
     float *rows = mallocCheck((size_t)n_batches * local * src->d * sizeof(float));
     int64_t *ids = mallocCheck((size_t)n_batches * local * sizeof(int64_t));
     for (long long b = 0; b < n_batches; b++) {
@@ -50,7 +51,7 @@ int stage_data_dump(int argc, char **argv) {
     int64_t rows_read = l.rows_read;
     batch_loader_free(&l);
     char path[4096];
-    snprintf(path, sizeof path, "%s.rank%d.safetensors", out, comm_rank());
+    snprintf(path, sizeof path, "%s.rank%d.safetensors", out, world->rank);
     StWriter w;
     st_writer_init(&w);
     int64_t shape_ids[2] = {n_batches, local}, shape_rows[3] = {n_batches, local, src->d}, shape_one[1] = {1};

@@ -4,9 +4,9 @@
  * (common/sae/evaluate.c); each rank takes a contiguous share of the rows, rank 0 writes
  * eval.json and eval.svg per checkpoint.
  */
-#include <string.h>
-
 #include "check.h"
+#include "comm.h"
+#include "device.h"
 #include "log.h"
 #include "sae/evaluate.h"
 #include "saev_config.h"
@@ -19,8 +19,8 @@ int stage_evaluate(int argc, char **argv) {
     SaevConfig *cfgs;
     int n_cfg = saev_config_load_or_die(&args, &cfgs);
     saev_config_one_or_die(cfgs, n_cfg, "evaluate", "train"); /* evaluate.sae lists the sweep's checkpoints */
-    if (cfgs[0].run.device && !strcmp(cfgs[0].run.device, "cuda")) log_warn("evaluate runs on the CPU (OpenBLAS); run.device=cuda is ignored");
-    evaluate_run(&cfgs[0].evaluate);
+    if (device_setting_or_die(cfgs[0].run.device, "run.device") == DEVICE_CUDA) log_warn("evaluate runs on the CPU (OpenBLAS); run.device=cuda is ignored");
+    evaluate_run(&cfgs[0].evaluate, comm_world());
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);
     return 0;

@@ -4,10 +4,9 @@
  * the blocks after the SAE's layer) and runs the edits or the faithfulness study
  * (common/intervene/); images are split across ranks, rank 0 writes the outputs.
  */
-#include <string.h>
-
 #include "check.h"
 #include "comm.h"
+#include "device.h"
 #include "intervene/intervene.h"
 #include "saev_config.h"
 #include "stages.h"
@@ -25,13 +24,12 @@ int stage_intervene(int argc, char **argv) {
     VitSpec spec;
     model_section_to_spec(&c->model, &spec);
     Device device = model_section_device(&c->model);
-    Device run_device = DEVICE_AUTO;
-    device_parse(c->run.device, &run_device); /* the schema's choices admit only known names */
+    Device run_device = device_setting_or_die(c->run.device, "run.device");
     if (run_device != DEVICE_AUTO) device = run_device;
 #ifdef SAEV_CUDA
-    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+    if (device != DEVICE_CPU) cuda_use_local_device(comm_world()->local_rank); /* before the weights go to a GPU */
 #endif
-    intervene_run(&c->intervene, &spec, device);
+    intervene_run(&c->intervene, &spec, device, comm_world());
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);
     return 0;

@@ -4,9 +4,9 @@
  * each rank holds a share of the training images, gradients are all-reduced, rank 0
  * writes probe.safetensors, probe.json, confusion.svg and latent_f1.safetensors.
  */
-#include <string.h>
-
 #include "check.h"
+#include "comm.h"
+#include "device.h"
 #include "log.h"
 #include "probe/probe.h"
 #include "saev_config.h"
@@ -19,8 +19,8 @@ int stage_probe(int argc, char **argv) {
     SaevConfig *cfgs;
     int n_cfg = saev_config_load_or_die(&args, &cfgs);
     saev_config_one_or_die(cfgs, n_cfg, "probe", "train");
-    if (cfgs[0].run.device && !strcmp(cfgs[0].run.device, "cuda")) log_warn("probe runs on the CPU (float64 OpenBLAS); run.device=cuda is ignored");
-    probe_run(&cfgs[0].probe);
+    if (device_setting_or_die(cfgs[0].run.device, "run.device") == DEVICE_CUDA) log_warn("probe runs on the CPU (float64 OpenBLAS); run.device=cuda is ignored");
+    probe_run(&cfgs[0].probe, comm_world());
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);
     return 0;

@@ -83,10 +83,11 @@ int stage_store_selftest(int argc, char **argv) {
     m.saev_version = SAEV_VERSION;
     m.config_yaml = "activations:\n  dtype: synthetic\n";
 
-    int rank = comm_rank(), size = comm_size();
-    comm_barrier();
+    const Comm *world = comm_world();
+    int rank = world->rank, size = world->size;
+    comm_barrier(world);
     double t0 = saev_now();
-    Store *s = store_open_write(out, &m, resume, 1);
+    Store *s = store_open_write(out, &m, resume, world);
     StorePlan plan;
     store_plan(s, rank, size, batch, &plan);
     int64_t n_mine = plan.n_images, *mine = plan.images;
@@ -115,10 +116,10 @@ int stage_store_selftest(int argc, char **argv) {
         store_write(s, n, mine + lo, acts, NULL, label, patch_labels ? plab : NULL, reason);
     }
     int complete = store_finish(s);
-    comm_barrier();
+    comm_barrier(world);
     double secs = saev_now() - t0;
     double bytes = (double)n_mine * (double)row * (double)store_dtype_size(m.dtype);
-    comm_allreduce(&bytes, 1, COMM_F64, COMM_SUM);
+    comm_allreduce(world, &bytes, 1, COMM_F64, COMM_SUM);
     if (rank == 0)
         printf("store-selftest: wrote %.0f bytes in %.3f s (%.3f GB/s) with %d rank%s; store %s\n", bytes, secs, bytes / secs / 1e9, size,
                size == 1 ? "" : "s", complete ? "complete" : "incomplete");

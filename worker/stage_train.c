@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "check.h"
+#include "comm.h"
 #include "saev_config.h"
 #include "sae/train.h"
 #include "stages.h"
@@ -23,7 +24,7 @@ int stage_train(int argc, char **argv) {
     char msg[1024];
     const char *bad = train_prepare(&job, msg, sizeof msg);
     if (bad) saev_usage_fail("%s: %s", args.config_path ? args.config_path : "(no config)", bad);
-    train_run(&job);
+    train_run(&job, comm_world());
     saev_config_train_job_free(&job);
     saev_config_free(cfgs, K);
     cfg_args_free(&args);

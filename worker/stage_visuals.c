@@ -2,12 +2,11 @@
  * stage_visuals.c: `saev-worker visuals [CONFIG.yaml] [--set visuals.KEY=VALUE ...]`, run
  * on every rank: reads the config's `visuals:` section (and `data:`, which names the
  * images when the store's own record should not be used) and runs the stage
- * (common/visuals/visuals.c) on MPI_COMM_WORLD.
+ * (common/visuals/visuals.c) on the world (comm_world).
  */
-#include <mpi.h>
-#include <string.h>
-
 #include "check.h"
+#include "comm.h"
+#include "device.h"
 #include "log.h"
 #include "saev_config.h"
 #include "stages.h"
@@ -21,8 +20,8 @@ int stage_visuals(int argc, char **argv) {
     int n_cfg = saev_config_load_or_die(&args, &cfgs);
     const SaevConfig *c = saev_config_one_or_die(cfgs, n_cfg, "visuals", "train"); /* visuals.sae lists the sweep's checkpoints */
     if (!c->visuals.enabled) saev_usage_fail("visuals: the config has no visuals: section (give one, or --set visuals.data=STORE)");
-    if (c->run.device && !strcmp(c->run.device, "cuda")) log_warn("visuals runs on the CPU (OpenBLAS); run.device=cuda is ignored");
-    visuals_run(&c->visuals, &c->data, MPI_COMM_WORLD);
+    if (device_setting_or_die(c->run.device, "run.device") == DEVICE_CUDA) log_warn("visuals runs on the CPU (OpenBLAS); run.device=cuda is ignored");
+    visuals_run(&c->visuals, &c->data, comm_world());
     saev_config_free(cfgs, n_cfg);
     cfg_args_free(&args);
     return 0;

@@ -42,9 +42,9 @@ struct CudaGemm {
     long fallbacks;
 };
 
-static cudaDataType_t storage_type(CudaPrecision p) { return p == CUDA_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
-static cublasComputeType_t compute_type(CudaPrecision p) {
-    return p == CUDA_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+static cudaDataType_t storage_type(Precision p) { return p == PRECISION_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+static cublasComputeType_t compute_type(Precision p) {
+    return p == PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
 
 /* Largest power of two (up to 256) dividing the address. */
@@ -87,7 +87,7 @@ extern "C" void cuda_gemm_destroy(CudaGemm *g) {
 
 extern "C" long cuda_gemm_fallbacks(const CudaGemm *g) { return g->fallbacks; }
 
-static GemmPlan *plan_get(CudaGemm *g, CudaPrecision prec, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n,
+static GemmPlan *plan_get(CudaGemm *g, Precision prec, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n,
                           int k, int lda, int ldb, int ldc, int bias, unsigned al_a, unsigned al_b, unsigned al_c) {
     for (int i = 0; i < GEMM_PLANS; i++) {
         GemmPlan *p = &g->plans[i];
@@ -156,7 +156,7 @@ __global__ void add_bias_kernel_bf16(__nv_bfloat16 *c, const __nv_bfloat16 *bias
     }
 }
 
-extern "C" void cuda_gemm(CudaGemm *g, CudaPrecision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
+extern "C" void cuda_gemm(CudaGemm *g, Precision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
                           const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, const void *bias) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) saev_fail("cuda_gemm: K = %d", K);
@@ -179,7 +179,7 @@ extern "C" void cuda_gemm(CudaGemm *g, CudaPrecision prec, int trans_a, int tran
     if (bias && !(p->ok && use_bias_epilogue)) { /* the bias the epilogue did not add */
         unsigned blocks = cuda_blocks((size_t)M * N, 256);
         if (blocks > 65536) blocks = 65536;
-        if (prec == CUDA_BF16)
+        if (prec == PRECISION_BF16)
             add_bias_kernel_bf16<<<blocks, 256, 0, g->stream>>>((__nv_bfloat16 *)C, (const __nv_bfloat16 *)bias, M, N, ldc);
         else
             add_bias_kernel_f32<<<blocks, 256, 0, g->stream>>>((float *)C, (const float *)bias, M, N, ldc);
@@ -187,7 +187,7 @@ extern "C" void cuda_gemm(CudaGemm *g, CudaPrecision prec, int trans_a, int tran
     }
 }
 
-extern "C" void cuda_gemm_batched(CudaGemm *g, CudaPrecision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
+extern "C" void cuda_gemm_batched(CudaGemm *g, Precision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
                                   const void *const *A, int lda, const void *const *B, int ldb, float beta, void *const *C,
                                   int ldc, int count) {
     if (count <= 0 || M <= 0 || N <= 0) return;
@@ -221,11 +221,11 @@ __global__ void layernorm_kernel(const float *in, TO *out, const float *w, const
     for (int i = lane; i < D; i += 32) st_f(y, i, (x[i] - mean) * rstd * w[i] + b[i]);
 }
 
-extern "C" void cuda_layernorm(const float *in, void *out, CudaPrecision out_prec, const float *w, const float *b, size_t rows,
+extern "C" void cuda_layernorm(const float *in, void *out, Precision out_prec, const float *w, const float *b, size_t rows,
                                int D, float eps, void *stream) {
     if (!rows) return;
     unsigned blocks = cuda_blocks(rows * 32, 256);
-    if (out_prec == CUDA_BF16)
+    if (out_prec == PRECISION_BF16)
         layernorm_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>(in, (__nv_bfloat16 *)out, w, b, rows, D, eps);
     else
         layernorm_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>(in, (float *)out, w, b, rows, D, eps);
@@ -241,12 +241,12 @@ __global__ void bias_act_kernel(T *y, const float *bias, size_t total, int N, in
     }
 }
 
-extern "C" void cuda_bias_act(void *y, CudaPrecision prec, const float *bias, size_t rows, int N, CudaAct act, void *stream) {
+extern "C" void cuda_bias_act(void *y, Precision prec, const float *bias, size_t rows, int N, CudaAct act, void *stream) {
     size_t total = rows * (size_t)N;
     if (!total || (!bias && act == CUDA_ACT_NONE)) return;
     unsigned blocks = cuda_blocks(total, 256);
     if (blocks > 131072) blocks = 131072;
-    if (prec == CUDA_BF16)
+    if (prec == PRECISION_BF16)
         bias_act_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>((__nv_bfloat16 *)y, bias, total, N, (int)act);
     else
         bias_act_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>((float *)y, bias, total, N, (int)act);
@@ -270,10 +270,10 @@ __global__ void softmax_kernel(T *s, size_t rows, int n, int ld) {
     for (int i = lane; i < n; i += 32) st_f(y, i, expf(ld_f(y, i) - mx) * inv);
 }
 
-extern "C" void cuda_softmax_rows(void *s, CudaPrecision prec, size_t rows, int n, int ld, void *stream) {
+extern "C" void cuda_softmax_rows(void *s, Precision prec, size_t rows, int n, int ld, void *stream) {
     if (!rows) return;
     unsigned blocks = cuda_blocks(rows * 32, 256);
-    if (prec == CUDA_BF16)
+    if (prec == PRECISION_BF16)
         softmax_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>((__nv_bfloat16 *)s, rows, n, ld);
     else
         softmax_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>((float *)s, rows, n, ld);
@@ -288,13 +288,13 @@ __global__ void residual_kernel(float *x, const T *delta, const float *scale, si
     }
 }
 
-extern "C" void cuda_residual_add(float *x, const void *delta, CudaPrecision prec, const float *scale, size_t rows, int D,
+extern "C" void cuda_residual_add(float *x, const void *delta, Precision prec, const float *scale, size_t rows, int D,
                                   void *stream) {
     size_t total = rows * (size_t)D;
     if (!total) return;
     unsigned blocks = cuda_blocks(total, 256);
     if (blocks > 131072) blocks = 131072;
-    if (prec == CUDA_BF16)
+    if (prec == PRECISION_BF16)
         residual_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>(x, (const __nv_bfloat16 *)delta, scale, total, D);
     else
         residual_kernel<<<blocks, 256, 0, (cudaStream_t)stream>>>(x, (const float *)delta, scale, total, D);

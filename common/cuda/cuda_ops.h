@@ -33,11 +33,11 @@ void cuda_gemm_destroy(CudaGemm *g);
  * trans_a = 0: A is [M,K] (row stride lda); 1: A is stored [K,M] and used transposed.
  * trans_b = 0: B is [K,N] (row stride ldb); 1: B is stored [N,K] (a Linear weight).
  * A, B, C and bias are in the storage type of `prec`; bias may be NULL. */
-void cuda_gemm(CudaGemm *g, CudaPrecision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
+void cuda_gemm(CudaGemm *g, Precision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
                const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, const void *bias);
 /* `count` independent products C_i = alpha·op(A_i)·op(B_i) + beta·C_i; A, B, C are device
  * arrays of `count` device pointers sharing shapes and strides. */
-void cuda_gemm_batched(CudaGemm *g, CudaPrecision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
+void cuda_gemm_batched(CudaGemm *g, Precision prec, int trans_a, int trans_b, int M, int N, int K, float alpha,
                        const void *const *A, int lda, const void *const *B, int ldb, float beta, void *const *C, int ldc,
                        int count);
 /* How many cuda_gemm calls took the cublasGemmEx fallback (tests and benchmarks report it). */
@@ -46,14 +46,14 @@ long cuda_gemm_fallbacks(const CudaGemm *g);
 /* ---- row kernels (all on `stream`) ---- */
 /* out[r] = (in[r] - mean) / sqrt(var + eps) · w + b over rows of D; float32 in and
  * statistics, out in `out_prec` storage. in == out is allowed when out_prec is not bf16. */
-void cuda_layernorm(const float *in, void *out, CudaPrecision out_prec, const float *w, const float *b, size_t rows,
+void cuda_layernorm(const float *in, void *out, Precision out_prec, const float *w, const float *b, size_t rows,
                     int D, float eps, void *stream);
 /* y[r, i] = act(y[r, i] + bias[i]) in place; bias (float32, [N]) may be NULL. */
-void cuda_bias_act(void *y, CudaPrecision prec, const float *bias, size_t rows, int N, CudaAct act, void *stream);
+void cuda_bias_act(void *y, Precision prec, const float *bias, size_t rows, int N, CudaAct act, void *stream);
 /* Softmax of the first n entries of each row (rows ld apart), in place, float32 arithmetic. */
-void cuda_softmax_rows(void *s, CudaPrecision prec, size_t rows, int n, int ld, void *stream);
+void cuda_softmax_rows(void *s, Precision prec, size_t rows, int n, int ld, void *stream);
 /* x[r, i] += scale[i] · delta[r, i] (scale NULL means 1); x float32, delta in `prec` storage. */
-void cuda_residual_add(float *x, const void *delta, CudaPrecision prec, const float *scale, size_t rows, int D,
+void cuda_residual_add(float *x, const void *delta, Precision prec, const float *scale, size_t rows, int D,
                        void *stream);
 
 #ifdef __cplusplus

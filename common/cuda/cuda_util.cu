@@ -4,28 +4,9 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cuda_device.cuh"
 #include "cuda_util.h"
-
-extern "C" const char *cuda_precision_name(CudaPrecision p) {
-    switch (p) {
-    case CUDA_FP32: return "fp32";
-    case CUDA_TF32: return "tf32";
-    case CUDA_BF16: return "bf16";
-    default: return "?";
-    }
-}
-
-extern "C" int cuda_precision_from_name(const char *name, CudaPrecision *out) {
-    if (!name) return -1;
-    if (!strcasecmp(name, "fp32") || !strcasecmp(name, "float32")) *out = CUDA_FP32;
-    else if (!strcasecmp(name, "tf32")) *out = CUDA_TF32;
-    else if (!strcasecmp(name, "bf16") || !strcasecmp(name, "bfloat16")) *out = CUDA_BF16;
-    else return -1;
-    return 0;
-}
 
 extern "C" int cuda_gpu_count(void) {
     int n = 0;

@@ -3,7 +3,8 @@
  *
  * GPU presence (any CUDA error counts as "no GPU": without a driver cudaGetDeviceCount
  * returns error 35), device and pinned host allocations that fail loudly, float32 <->
- * bfloat16 conversion on the device, and the precision modes of the GEMM paths:
+ * bfloat16 conversion on the device, and what the precision modes (device.h's Precision,
+ * named and parsed only there) mean on the GEMM paths:
  *   fp32  float32 storage, float32 arithmetic
  *   tf32  float32 storage, matrix products on the tensor cores in TF32 (10-bit mantissa
  *         inputs, float32 accumulation)
@@ -16,17 +17,14 @@
 
 #include <stddef.h>
 
+#include "device.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { CUDA_FP32 = 0, CUDA_TF32, CUDA_BF16, CUDA_N_PRECISIONS } CudaPrecision;
-
-const char *cuda_precision_name(CudaPrecision p);
-/* "fp32" | "tf32" | "bf16" (also "float32", "bfloat16"). 0, or -1 when unknown. */
-int cuda_precision_from_name(const char *name, CudaPrecision *out);
 /* Bytes of one stored element in this precision (4, or 2 for bf16). */
-static inline size_t cuda_precision_bytes(CudaPrecision p) { return p == CUDA_BF16 ? 2 : 4; }
+static inline size_t cuda_precision_bytes(Precision p) { return p == PRECISION_BF16 ? 2 : 4; }
 
 /* Number of usable GPUs; 0 on any CUDA error (no driver, no device). Clears the error. */
 int cuda_gpu_count(void);

@@ -782,7 +782,7 @@ static void reserve_entries(SaeCuda *sae, size_t n_act) {
     }
 }
 
-extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, CudaPrecision prec, char *err,
+extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, Precision prec, char *err,
                                size_t errlen) {
     memset(sae, 0, sizeof *sae);
     const SaeConfig *c = cfg;
@@ -794,7 +794,7 @@ extern "C" int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch
         return snprintf(err, errlen, "SAE (CUDA): activation %d is unknown", (int)c->activation), -1;
     if (c->activation == SAE_BATCH_TOPK && !(c->momentum >= 0.0f && c->momentum <= 1.0f))
         return snprintf(err, errlen, "SAE: momentum %g must be in [0, 1]", c->momentum), -1;
-    if (prec == CUDA_BF16)
+    if (prec == PRECISION_BF16)
         return snprintf(err, errlen, "SAE (CUDA): precision bf16 is not implemented for SAE training; use fp32 or tf32"), -1;
     if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive"), -1;
     /* The 32-bit quantities of a step, and only those: the sparse entries (latent keys,
@@ -1008,7 +1008,7 @@ static size_t batch_topk_select(SaeCuda *sae, int n, int64_t N) {
         cudaCheck(cudaMemsetAsync(sae->bt_hist, 0, 256 * sizeof(unsigned long long), st));
         bt_hist_kernel<<<grid_for(BS) < 1024 ? grid_for(BS) : 1024, 256, 0, st>>>(sae->h, BS, sae->bt_key, shift, sae->bt_hist);
         cudaLaunchCheck();
-        if (sae->distributed) comm_allreduce_device(sae->bt_hist, 256, COMM_I64, COMM_SUM, sae->stream);
+        if (sae->distributed) comm_allreduce_device(sae->comm, sae->bt_hist, 256, COMM_I64, COMM_SUM, sae->stream);
         bt_pick_kernel<<<1, 1, 0, st>>>(sae->bt_hist, sae->bt_key, sae->bt_rank, shift);
         cudaLaunchCheck();
     }
@@ -1026,7 +1026,7 @@ static size_t batch_topk_select(SaeCuda *sae, int n, int64_t N) {
     cudaLaunchCheck();
     bt_neg_min_kernel<<<1, 1, 0, st>>>(sae->bt_min_bits, sae->bt_neg_min);
     cudaLaunchCheck();
-    if (sae->distributed) comm_allreduce_device(sae->bt_neg_min, 1, COMM_F32, COMM_MAX, sae->stream);
+    if (sae->distributed) comm_allreduce_device(sae->comm, sae->bt_neg_min, 1, COMM_F32, COMM_MAX, sae->stream);
     bt_threshold_kernel<<<1, 1, 0, st>>>(sae->bt_neg_min, sae->threshold, c->momentum);
     cudaLaunchCheck();
     return total;
@@ -1037,7 +1037,7 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
     const SaeConfig *c = &sae->cfg;
     if (n > sae->max_batch) saev_fail("SAE (CUDA): batch of %d rows exceeds the workspace (%d)", n, sae->max_batch);
     cudaStream_t st = stream_of(sae);
-    CudaPrecision prec = sae->prec;
+    Precision prec = sae->prec;
     int d = c->d_model, S = c->d_sae, k = c->k, ka = c->k_aux;
     Prefixes pf;
     memset(&pf, 0, sizeof pf);
@@ -1063,7 +1063,7 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
         /* a rank without rows still joins the collectives with zero contributions */
         if (sae->distributed) {
             if (c->activation == SAE_BATCH_TOPK) saev_fail("SAE (CUDA): batch-top-k needs rows on every rank");
-            comm_allreduce_device(sae->fired, S, COMM_F32, COMM_MAX, sae->stream);
+            comm_allreduce_device(sae->comm, sae->fired, S, COMM_F32, COMM_MAX, sae->stream);
         }
         dead_update_kernel<<<cuda_blocks(S, 256), 256, 0, st>>>(sae->fired, sae->since_fired, sae->dead, sae->n_dead, S, N,
                                                                 c->dead_threshold_tokens);
@@ -1098,7 +1098,7 @@ extern "C" void sae_cuda_forward_backward(SaeCuda *sae, const float *x, int n, i
         relu_kernel<<<grid_for(BS), 256, 0, st>>>(sae->h, BS, S, sae->fired, sae->stats);
     }
     cudaLaunchCheck();
-    if (sae->distributed) comm_allreduce_device(sae->fired, S, COMM_F32, COMM_MAX, sae->stream);
+    if (sae->distributed) comm_allreduce_device(sae->comm, sae->fired, S, COMM_F32, COMM_MAX, sae->stream);
     dead_update_kernel<<<cuda_blocks(S, 256), 256, 0, st>>>(sae->fired, sae->since_fired, sae->dead, sae->n_dead, S, N,
                                                             c->dead_threshold_tokens);
     cudaLaunchCheck();
@@ -1203,8 +1203,8 @@ extern "C" void sae_cuda_allreduce_begin(SaeCuda *sae) {
     if (!sae->distributed) return;
     size_t n_stats = SAE_STAT_X_SUM0 + (size_t)sae->cfg.d_model;
     cudaCheck(cudaStreamWaitEvent((cudaStream_t)sae->comm_stream, (cudaEvent_t)sae->computed, 0));
-    comm_allreduce_device(sae->grads, sae->n_params, COMM_F32, COMM_SUM, sae->comm_stream);
-    comm_allreduce_device(sae->stats, n_stats, COMM_F64, COMM_SUM, sae->comm_stream);
+    comm_allreduce_device(sae->comm, sae->grads, sae->n_params, COMM_F32, COMM_SUM, sae->comm_stream);
+    comm_allreduce_device(sae->comm, sae->stats, n_stats, COMM_F64, COMM_SUM, sae->comm_stream);
     cudaCheck(cudaEventRecord((cudaEvent_t)sae->reduced, (cudaStream_t)sae->comm_stream));
 }
 

@@ -48,7 +48,7 @@ extern "C" {
 
 typedef struct {
     SaeConfig cfg;
-    CudaPrecision prec;       // fp32 | tf32
+    Precision prec;       // fp32 | tf32
     void *stream;             // cudaStream_t all work is enqueued on
     void *comm_stream;        // cudaStream_t for the gradient all-reduce
     void *reduced;            // cudaEvent_t: gradient all-reduced
@@ -108,12 +108,13 @@ typedef struct {
     void *sort_tmp;           // cub radix-sort scratch
     size_t sort_tmp_bytes;
     size_t sort_cap;          // entries sort_tmp and keys/ents hold
-    int distributed;          // 1: all-reduce gradients, statistics and fired flags over NCCL
+    const struct Comm *comm;  // the ranks of the step (sae_backend_create sets it)
+    int distributed;          // 1: all-reduce gradients, statistics and fired flags over comm's NCCL
 } SaeCuda;
 
 /* cfg is checked (sae_config_check, then the GPU limits; the message names the option);
  * 0, or -1 with err. */
-int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, CudaPrecision prec, char *err, size_t errlen);
+int sae_cuda_create(SaeCuda *sae, const SaeConfig *cfg, int max_batch, Precision prec, char *err, size_t errlen);
 void sae_cuda_destroy(SaeCuda *sae);
 /* Host <-> device parameters in the flat layout ([n_params] floats). Synchronous. */
 void sae_cuda_set_params(SaeCuda *sae, const float *host);

@@ -28,7 +28,7 @@ enum { T_PATCH_W = 0, T_PATCH_B, T_CLS, T_REG, T_POS, T_PRE_LN_W, T_PRE_LN_B, T_
 
 typedef struct {
     uint32_t magic;
-    CudaPrecision prec;      /* requested precision */
+    Precision prec;      /* requested precision */
     int weights_prec;        /* precision the device weights are in, -1 before upload */
     cudaStream_t stream;     /* compute */
     cudaStream_t copy;       /* device -> host copies of requested hidden states */
@@ -59,7 +59,7 @@ typedef struct {
 } VitCudaState;
 
 static VitCudaState *state_of(const Vit *vit) {
-    if (vit->device != VIT_DEVICE_CUDA || !vit->backend) return NULL;
+    if (vit->device != DEVICE_CUDA || !vit->backend) return NULL;
     VitCudaState *s = (VitCudaState *)vit->backend;
     if (s->magic != VIT_CUDA_MAGIC) saev_fail("vit: CUDA backend state is corrupt");
     return s;
@@ -108,22 +108,22 @@ extern "C" void vit_cuda_release(Vit *vit) {
 
 extern "C" int vit_cuda_available(void) { return cuda_gpu_count() > 0; }
 
-extern "C" int vit_cuda_set_device(Vit *vit, VitDevice device, char *err, size_t errlen) {
-    int want_cuda = device == VIT_DEVICE_CUDA || (device == VIT_DEVICE_AUTO && vit_cuda_available());
-    if (device == VIT_DEVICE_CUDA && !vit_cuda_available()) {
+extern "C" int vit_cuda_set_device(Vit *vit, Device device, char *err, size_t errlen) {
+    int want_cuda = device == DEVICE_CUDA || (device == DEVICE_AUTO && vit_cuda_available());
+    if (device == DEVICE_CUDA && !vit_cuda_available()) {
         snprintf(err, errlen, "device cuda: no usable GPU (cudaGetDeviceCount found none); use device cpu or auto");
         return -1;
     }
-    VitDevice target = want_cuda ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
-    if (vit->device == target && (target == VIT_DEVICE_CPU || vit->backend)) return 0;
+    Device target = want_cuda ? DEVICE_CUDA : DEVICE_CPU;
+    if (vit->device == target && (target == DEVICE_CPU || vit->backend)) return 0;
     /* leaving a backend: free its state (each release only acts on its own device) */
     vit_cuda_release(vit);
     vit_cpu_release(vit);
     vit->device = target;
-    if (target == VIT_DEVICE_CUDA) {
+    if (target == DEVICE_CUDA) {
         VitCudaState *s = (VitCudaState *)callocCheck(1, sizeof *s);
         s->magic = VIT_CUDA_MAGIC;
-        s->prec = CUDA_FP32;
+        s->prec = PRECISION_FP32;
         s->weights_prec = -1;
         cudaCheck(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
         cudaCheck(cudaStreamCreateWithFlags(&s->copy, cudaStreamNonBlocking));
@@ -133,14 +133,14 @@ extern "C" int vit_cuda_set_device(Vit *vit, VitDevice device, char *err, size_t
     return 0;
 }
 
-extern "C" void vit_cuda_set_precision(Vit *vit, CudaPrecision prec) {
+extern "C" void vit_cuda_set_precision(Vit *vit, Precision prec) {
     VitCudaState *s = state_of(vit);
     if (s) s->prec = prec;
 }
 
-extern "C" CudaPrecision vit_cuda_precision(const Vit *vit) {
+extern "C" Precision vit_cuda_precision(const Vit *vit) {
     VitCudaState *s = state_of(vit);
-    return s ? s->prec : CUDA_FP32;
+    return s ? s->prec : PRECISION_FP32;
 }
 
 extern "C" float *vit_cuda_host_alloc(size_t n_floats) { return (float *)cuda_host_alloc(n_floats * sizeof(float)); }
@@ -167,7 +167,7 @@ static void upload_weights(const Vit *vit, VitCudaState *s) {
         if (sizes[i] && host[i])
             cudaCheck(cudaMemcpyAsync(s->w32 + s->offset[i], host[i], sizes[i] * sizeof(float), cudaMemcpyHostToDevice,
                                       s->stream));
-    if (s->prec == CUDA_BF16) {
+    if (s->prec == PRECISION_BF16) {
         s->w16 = (__nv_bfloat16 *)cuda_malloc(total * sizeof(__nv_bfloat16));
         cuda_f32_to_bf16(s->w32, s->w16, total, s->stream);
     }
@@ -179,7 +179,7 @@ static void upload_weights(const Vit *vit, VitCudaState *s) {
 static const float *p32(const VitCudaState *s, int t, size_t off) { return s->w32 + s->offset[t] + off; }
 /* A GEMM operand or bias in activation storage. */
 static const void *pmat(const VitCudaState *s, int t, size_t off) {
-    if (s->prec == CUDA_BF16) return s->w16 + s->offset[t] + off;
+    if (s->prec == PRECISION_BF16) return s->w16 + s->offset[t] + off;
     return s->w32 + s->offset[t] + off;
 }
 
@@ -371,7 +371,7 @@ static Emit prepare(Vit *vit, VitCudaState *s, int B, int H, int W, const int *h
  * copies. vit_cuda_forward and vit_cuda_forward_from share it. */
 static void run_blocks(Vit *vit, VitCudaState *s, const Emit *em, int B, int first, const int *hidden, int n, float *out, int pinned) {
     const VitConfig *c = &vit->cfg;
-    CudaPrecision prec = s->prec;
+    Precision prec = s->prec;
     cudaStream_t st = s->stream;
     int D = c->d_model, F = c->d_mlp, T = s->T, NH = c->n_heads, hd = D / NH;
     int rows = B * T, nb = B * NH;
@@ -415,7 +415,7 @@ static void run_blocks(Vit *vit, VitCudaState *s, const Emit *em, int B, int fir
             if (c->family == VIT_CLIP) { /* transformers' CLIP leaves last_hidden_state unnormalised */
                 emit(em, VIT_LAST_HIDDEN(c), s->x);
             } else {
-                cuda_layernorm(s->x, s->xf, CUDA_FP32, p32(s, T_FINAL_LN_W, 0), p32(s, T_FINAL_LN_B, 0), rows, D, eps, st);
+                cuda_layernorm(s->x, s->xf, PRECISION_FP32, p32(s, T_FINAL_LN_W, 0), p32(s, T_FINAL_LN_B, 0), rows, D, eps, st);
                 emit(em, VIT_LAST_HIDDEN(c), s->xf);
             }
             break; /* emit serves every request for this index */
@@ -432,7 +432,7 @@ extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, in
     const VitConfig *c = &vit->cfg;
     int pinned;
     Emit em = prepare(vit, s, B, H, W, hidden, n, out, &pinned);
-    CudaPrecision prec = s->prec;
+    Precision prec = s->prec;
     cudaStream_t st = s->stream;
     int D = c->d_model, P = c->patch_size, C = c->n_channels, T = s->T, np = s->gh * s->gw;
     int cls = vit_has_cls(c), R = c->n_registers, K = C * P * P;
@@ -443,14 +443,14 @@ extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, in
      * the end of every call, so this is free) */
     cudaCheck(cudaMemcpyAsync(s->pix, pixels, (size_t)B * C * H * W * sizeof(float), cudaMemcpyHostToDevice, st));
     size_t n_patch = (size_t)B * np * K;
-    if (prec == CUDA_BF16)
+    if (prec == PRECISION_BF16)
         im2col_kernel<<<grid_for(n_patch), 256, 0, st>>>(s->pix, (__nv_bfloat16 *)s->patches, B, C, H, W, P, s->gh, s->gw);
     else
         im2col_kernel<<<grid_for(n_patch), 256, 0, st>>>(s->pix, (float *)s->patches, B, C, H, W, P, s->gh, s->gw);
     cudaLaunchCheck();
     cuda_gemm(s->gemm, prec, 0, 1, B * np, D, K, 1.0f, s->patches, K, pmat(s, T_PATCH_W, 0), K, 0.0f, s->h, D, NULL);
     size_t n_x = (size_t)rows * D;
-    if (prec == CUDA_BF16)
+    if (prec == PRECISION_BF16)
         assemble_kernel<<<grid_for(n_x), 256, 0, st>>>(s->x, (const __nv_bfloat16 *)s->h, p32(s, T_PATCH_B, 0),
                                                        p32(s, T_CLS, 0), p32(s, T_REG, 0), s->pos, B, T, cls, R, np, D);
     else
@@ -458,7 +458,7 @@ extern "C" void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, in
                                                        p32(s, T_REG, 0), s->pos, B, T, cls, R, np, D);
     cudaLaunchCheck();
     if (c->family == VIT_CLIP)
-        cuda_layernorm(s->x, s->x, CUDA_FP32, p32(s, T_PRE_LN_W, 0), p32(s, T_PRE_LN_B, 0), rows, D, eps, st);
+        cuda_layernorm(s->x, s->x, PRECISION_FP32, p32(s, T_PRE_LN_W, 0), p32(s, T_PRE_LN_B, 0), rows, D, eps, st);
     emit(&em, 0, s->x);
     run_blocks(vit, s, &em, B, 0, hidden, n, out, pinned);
 }

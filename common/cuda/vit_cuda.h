@@ -4,7 +4,7 @@
  *
  * The lead wires it into common/vit/vit.c with three guarded lines (SAEV_CUDA builds):
  *   vit_set_device: return vit_cuda_set_device(vit, device, err, errlen);
- *   vit_forward:    if (vit->device == VIT_DEVICE_CUDA) { vit_cuda_forward(...); return; }
+ *   vit_forward:    if (vit->device == DEVICE_CUDA) { vit_cuda_forward(...); return; }
  *   vit_free:       vit_cuda_release(vit);   (before vit_cpu_release)
  *
  * Weights are uploaded on the first forward (and again after a precision change); each
@@ -30,10 +30,10 @@ extern "C" {
 int vit_cuda_available(void);
 /* vit_set_device for CUDA builds: AUTO picks CUDA when a GPU is present, CUDA without a GPU
  * is an error; frees the state of the backend being left. 0, or -1 with err. */
-int vit_cuda_set_device(Vit *vit, VitDevice device, char *err, size_t errlen);
+int vit_cuda_set_device(Vit *vit, Device device, char *err, size_t errlen);
 /* Precision of the CUDA backend (default fp32); no effect on the CPU backend. */
-void vit_cuda_set_precision(Vit *vit, CudaPrecision prec);
-CudaPrecision vit_cuda_precision(const Vit *vit);
+void vit_cuda_set_precision(Vit *vit, Precision prec);
+Precision vit_cuda_precision(const Vit *vit);
 void vit_cuda_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out);
 /* vit_forward_from on the GPU: uploads x [B, T_int, D] as the residual stream at hidden
  * index h0 and runs the later blocks with the same kernels as vit_cuda_forward. */

@@ -246,10 +246,22 @@ int decode_rgb_mem(const uint8_t *buf, size_t len, int64_t max_pixels, Image8 *o
     return -1;
 }
 
+/* An image file's bytes. Only regular files: opening a FIFO named like an image would
+ * wait for a writer forever, and a device could stream without end. */
+static uint8_t *read_image_file(const char *path, size_t *len, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) { saev_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    if (!S_ISREG(sb.st_mode)) {
+        saev_errf(err, errlen, "%s: not a regular file (%s)", path, S_ISDIR(sb.st_mode) ? "a folder" : S_ISFIFO(sb.st_mode) ? "a FIFO" : "a device or socket");
+        return NULL;
+    }
+    return (uint8_t *)read_file(path, len, err, errlen);
+}
+
 int decode_rgb_file(const char *path, int64_t max_pixels, Image8 *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     size_t len;
-    uint8_t *buf = (uint8_t *)read_file(path, &len, err, errlen);
+    uint8_t *buf = read_image_file(path, &len, err, errlen);
     if (!buf) return -1;
     char why[512];
     int rc = decode_rgb_mem(buf, len, max_pixels, out, why, sizeof why);
@@ -261,7 +273,7 @@ int decode_rgb_file(const char *path, int64_t max_pixels, Image8 *out, char *err
 int decode_mask_file(const char *path, int64_t max_pixels, Image8 *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     size_t len;
-    uint8_t *buf = (uint8_t *)read_file(path, &len, err, errlen);
+    uint8_t *buf = read_image_file(path, &len, err, errlen);
     if (!buf) return -1;
     char why[512];
     int rc = -1;

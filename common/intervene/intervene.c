@@ -21,6 +21,7 @@
 #include "safetensors.h"
 #include "sae/checkpoint.h"
 #include "sae/data_source.h"
+#include "saev_config.h"
 
 /* ---------------------------------------------------------------- session */
 
@@ -38,7 +39,38 @@ static int64_t *probe_test_images(const char *probe_path, int64_t *n) {
     return out;
 }
 
-void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *model, Device device, int load_model) {
+/* The store's recorded pipeline for image files; with decode_all, every file is decoded
+ * once now so that a bad one is refused before ranks start. */
+static void files_open_or_die(Session *ss, int decode_all) {
+    const InterveneConfig *c = ss->c;
+    char err[2048];
+    SaevConfig rec;
+    if (saev_config_recorded(ss->st->meta.config_yaml, c->data, &rec, err, sizeof err))
+        saev_usage_fail("intervene.files: %s; image files need the store's preprocessing", err);
+    ss->max_pixels = rec.data.max_pixels;
+    PreprocessConfig pc = rec.preprocess;
+    if (!pc.pipeline) pc.pipeline = ss->st->meta.model_family;
+    if (preprocess_resolve(&pc, &ss->prep, err, sizeof err)) saev_usage_fail("intervene.files: store %s: its preprocess: %s", c->data, err);
+    cfg_free_obj(&saev_config_schema, &rec);
+    int w1, h1, w2, h2;
+    preprocess_out_size(&ss->prep, 640, 480, &w1, &h1);
+    preprocess_out_size(&ss->prep, 300, 500, &w2, &h2);
+    if (w1 != w2 || h1 != h2 || w1 != ss->W || h1 != ss->H)
+        saev_usage_fail("intervene.files: store %s's preprocessing gives inputs of %dx%d (for a 640x480 image), not the %dx%d its %d patches need", c->data, w1,
+                        h1, ss->W, ss->H, ss->np);
+    if (vit_tokens_out(&ss->vit.cfg, ss->H, ss->W) != ss->T)
+        saev_usage_fail("intervene.files: model.path %s gives %d tokens per image, store %s holds %d", ss->vit.source, vit_tokens_out(&ss->vit.cfg, ss->H, ss->W),
+                        c->data, ss->T);
+    ss->px = mallocCheck((size_t)3 * ss->H * ss->W * sizeof(float));
+    ss->rgb = mallocCheck((size_t)3 * ss->H * ss->W);
+    for (int64_t i = 0; decode_all && i < ss->n_files; i++) {
+        Image8 pic;
+        if (decode_rgb_file(c->files.s[i], ss->max_pixels, &pic, err, sizeof err)) saev_usage_fail("intervene.files[%" PRId64 "]: %s", i, err);
+        image8_free(&pic);
+    }
+}
+
+void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *model, Device device, int decode_files) {
     memset(ss, 0, sizeof *ss);
     ss->c = c;
     char err[1024];
@@ -71,6 +103,8 @@ void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *m
         for (int k = 0; k < e.n_patches; k++)
             if (e.patches[k] >= ss->np) saev_usage_fail("intervene.edits[%d]: patch %d, but the images have %d patches", i, e.patches[k], ss->np);
         if (e.where == EDIT_CLASS && !ss->has_labels) saev_usage_fail("intervene.edits[%d]: @class needs patch labels, which store %s lacks", i, c->data);
+        if (e.where == EDIT_CLASS && c->files.n > 0)
+            saev_usage_fail("intervene.edits[%d]: @class needs patch labels, which image files (intervene.files) lack", i);
         ss->edits = reallocCheck(ss->edits, (size_t)(ss->n_edits + 1) * sizeof(Edit));
         ss->edits[ss->n_edits++] = e;
     }
@@ -87,10 +121,11 @@ void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *m
     if (ss->probe.n_in != n_in) saev_usage_fail("intervene.probe: %s has %d input features, but its features here have %d", c->probe, ss->probe.n_in, n_in);
     if (!ss->probe.is_patch && !ss->probe.pool_mean && !ss->has_cls) saev_usage_fail("intervene.probe: a CLS probe, but store %s has no CLS token", c->data);
 
-    /* the images */
-    if (c->images.n > 0) {
+    /* the images: store positions, then files */
+    ss->n_files = c->files.n;
+    if (c->images.n > 0 || ss->n_files > 0) {
         ss->n_img = c->images.n;
-        ss->img = mallocCheck((size_t)ss->n_img * sizeof(int64_t));
+        ss->img = mallocCheck((size_t)(ss->n_img > 0 ? ss->n_img : 1) * sizeof(int64_t));
         for (int64_t i = 0; i < ss->n_img; i++) ss->img[i] = c->images.i[i];
     } else if (!(ss->img = probe_test_images(c->probe, &ss->n_img))) {
         ss->img = mallocCheck((size_t)(m->n_images > 0 ? m->n_images : 1) * sizeof(int64_t));
@@ -103,10 +138,11 @@ void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *m
         if (ss->st->status[ss->img[i]] != STORE_WRITTEN)
             saev_usage_fail("intervene.images: image %" PRId64 " of store %s was skipped when recording (a bad image)", ss->img[i], c->data);
     }
-    if (ss->n_img == 0) saev_usage_fail("intervene: no images to edit");
+    if (ss->n_img + ss->n_files == 0) saev_usage_fail("intervene: no images to edit");
 
-    /* the ViT, when the probe reads a later block */
-    if (ss->probe.block > ss->block && load_model) {
+    /* the ViT, when the probe reads a later block or image files need their tokens */
+    if (ss->probe.block > ss->block || ss->n_files > 0) {
+        if (!model->path && ss->n_files > 0) saev_usage_fail("model.path: not set; image files (intervene.files) need the ViT to run blocks 0..%d", ss->block);
         if (!model->path) saev_usage_fail("model.path: not set; the probe reads block %d, so the ViT must run blocks %d..%d", ss->probe.block, ss->block + 1, ss->probe.block);
         if (vit_open(&ss->vit, model, err, sizeof err)) saev_usage_fail("model.path: %s", err);
         ss->has_vit = 1;
@@ -118,6 +154,7 @@ void session_open_or_die(Session *ss, const InterveneConfig *c, const VitSpec *m
                             vc->n_layers, vit_has_cls(vc) ? "CLS" : "no CLS", c->data, ss->d, ss->has_cls ? "CLS" : "no CLS", ss->probe.block);
         ss->H = ss->W = ss->grid * vc->patch_size;
         if (vit_set_device(&ss->vit, device, err, sizeof err)) saev_usage_fail("run.device: %s", err);
+        if (ss->n_files > 0) files_open_or_die(ss, decode_files);
     }
     int rows = ss->probe.is_patch ? ss->np : 1;
     ss->rows = rows;
@@ -141,6 +178,7 @@ void session_close(Session *ss) {
     if (ss->probe.use_sae) sae_destroy(&ss->probe_sae);
     probe_free(&ss->probe);
     if (ss->has_vit) vit_free(&ss->vit);
+    free(ss->px); free(ss->rgb);
     for (int i = 0; i < ss->n_edits; i++) edit_free(&ss->edits[i]);
     free(ss->edits); free(ss->img); free(ss->tokens); free(ss->edited); free(ss->later); free(ss->f); free(ss->f2); free(ss->sf);
     free(ss->xs); free(ss->x_hat); free(ss->feat); free(ss->z); free(ss->labels);
@@ -153,6 +191,26 @@ void session_read_image(Session *ss, int64_t img) {
         if (!isfinite(ss->tokens[e])) saev_fail("%s: image %" PRId64 " holds NaN or Inf at block %d", ss->c->data, img, ss->block);
     if (ss->has_labels) store_read_patch_labels(ss->st, img, 1, ss->labels);
     probe_sae_codes(&ss->sae, ss->tokens + (size_t)ss->has_cls * ss->d, ss->np, ss->f, ss->xs, ss->x_hat);
+}
+
+/* File k: decoded, preprocessed, the ViT to the SAE's block -> ss->tokens; codes -> ss->f. */
+static void session_read_file(Session *ss, int64_t k) {
+    const char *path = ss->c->files.s[k];
+    char err[2048];
+    Image8 pic;
+    if (decode_rgb_file(path, ss->max_pixels, &pic, err, sizeof err)) saev_fail("intervene.files[%" PRId64 "]: %s", k, err);
+    preprocess_image(&ss->prep, &pic, ss->px, ss->rgb);
+    image8_free(&pic);
+    int hidden = ss->block + 1; /* block L's output is hidden state L + 1 */
+    vit_forward(&ss->vit, ss->px, 1, ss->H, ss->W, &hidden, 1, ss->tokens);
+    for (size_t e = 0; e < (size_t)ss->T * ss->d; e++)
+        if (!isfinite(ss->tokens[e])) saev_fail("intervene.files[%" PRId64 "]: %s gives NaN or Inf at block %d", k, path, ss->block);
+    probe_sae_codes(&ss->sae, ss->tokens + (size_t)ss->has_cls * ss->d, ss->np, ss->f, ss->xs, ss->x_hat);
+}
+
+void session_read_item(Session *ss, int64_t i) {
+    if (i < ss->n_img) session_read_image(ss, ss->img[i]);
+    else session_read_file(ss, i - ss->n_img);
 }
 
 const float *intervene_predict(const InterveneModel *m, const float *x, float *later, float *feat, float *f2, float *xs, float *x_hat,
@@ -197,16 +255,16 @@ static cJSON *labels_json(const int64_t *v, int n) {
     return a;
 }
 
-void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device) {
+void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device, const Comm *comm) {
     Session ss;
-    session_open_or_die(&ss, c, model, device, 1);
+    session_open_or_die(&ss, c, model, device, 0);
     if (!strcmp(c->study, "faithfulness")) {
-        study_run(&ss);
+        study_run(&ss, comm);
         session_close(&ss);
         return;
     }
-    int rank = comm_rank(), size = comm_size();
-    int64_t N = ss.n_img, rows = ss.rows, K = ss.probe.K;
+    int rank = comm->rank, size = comm->size;
+    int64_t N = ss.n_img + ss.n_files, rows = ss.rows, K = ss.probe.K;
     size_t TD = (size_t)ss.T * ss.d;
     int keep = c->save_activations;
     /* gathered by one all-reduce: each rank fills its images, the others stay zero */
@@ -216,17 +274,18 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
     float *ab = keep ? callocCheck((size_t)N * TD, sizeof(float)) : NULL, *aa = keep ? callocCheck((size_t)N * TD, sizeof(float)) : NULL;
     int *pred = mallocCheck((size_t)rows * sizeof(int));
     int64_t i0 = N * rank / size, i1 = N * (rank + 1) / size;
-    log_info("intervene: %d edit(s) at block %d of %s, probe on block %d, %" PRId64 " image(s), %d rank(s)", ss.n_edits, ss.block, c->data,
-             ss.probe.block, N, size);
+    log_info("intervene: %d edit(s) at block %d of %s, probe on block %d, %" PRId64 " store image(s) and %" PRId64 " file(s), %d rank(s)", ss.n_edits,
+             ss.block, c->data, ss.probe.block, ss.n_img, ss.n_files, size);
     Progress prog;
     progress_start(&prog, "images", i1 - i0);
     for (int64_t i = i0; i < i1; i++) {
-        session_read_image(&ss, ss.img[i]);
+        session_read_item(&ss, i);
         const float *act = session_predict(&ss, ss.tokens, pred, pb + (size_t)i * rows * K);
         for (int64_t r = 0; r < rows; r++) before[(size_t)i * rows + r] = ss.probe.classes[pred[r]];
         if (keep) memcpy(ab + (size_t)i * TD, act, TD * sizeof(float));
         memcpy(ss.edited, ss.tokens, TD * sizeof(float));
-        changed[i] = edit_apply(&ss.sae, ss.edits, ss.n_edits, ss.edited + (size_t)ss.has_cls * ss.d, ss.f, ss.np, ss.has_labels ? ss.labels : NULL, ss.sf);
+        const uint8_t *labels = ss.has_labels && i < ss.n_img ? ss.labels : NULL;
+        changed[i] = edit_apply(&ss.sae, ss.edits, ss.n_edits, ss.edited + (size_t)ss.has_cls * ss.d, ss.f, ss.np, labels, ss.sf);
         act = session_predict(&ss, ss.edited, pred, pa + (size_t)i * rows * K);
         for (int64_t r = 0; r < rows; r++) after[(size_t)i * rows + r] = ss.probe.classes[pred[r]];
         if (keep) memcpy(aa + (size_t)i * TD, act, TD * sizeof(float));
@@ -234,12 +293,12 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
     }
     progress_finish(&prog);
     if (size > 1) {
-        comm_allreduce(before, (size_t)N * rows, COMM_I64, COMM_SUM);
-        comm_allreduce(after, (size_t)N * rows, COMM_I64, COMM_SUM);
-        comm_allreduce(changed, (size_t)N, COMM_I64, COMM_SUM);
-        comm_allreduce(pb, (size_t)N * rows * K, COMM_F32, COMM_SUM);
-        comm_allreduce(pa, (size_t)N * rows * K, COMM_F32, COMM_SUM);
-        if (keep) { comm_allreduce(ab, (size_t)N * TD, COMM_F32, COMM_SUM); comm_allreduce(aa, (size_t)N * TD, COMM_F32, COMM_SUM); }
+        comm_allreduce(comm, before, (size_t)N * rows, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, after, (size_t)N * rows, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, changed, (size_t)N, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, pb, (size_t)N * rows * K, COMM_F32, COMM_SUM);
+        comm_allreduce(comm, pa, (size_t)N * rows * K, COMM_F32, COMM_SUM);
+        if (keep) { comm_allreduce(comm, ab, (size_t)N * TD, COMM_F32, COMM_SUM); comm_allreduce(comm, aa, (size_t)N * TD, COMM_F32, COMM_SUM); }
     }
     if (rank == 0) {
         make_dirs_or_die(c->out);
@@ -247,7 +306,9 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
         StWriter w;
         st_writer_init(&w);
         int64_t s2[2] = {N, rows}, s3[3] = {N, rows, K}, sa[3] = {N, ss.T, ss.d}, s1[1] = {N}, sk[1] = {K};
-        st_writer_add(&w, "images", ST_I64, 1, s1, ss.img);
+        int64_t *positions = mallocCheck((size_t)N * sizeof(int64_t));
+        for (int64_t i = 0; i < N; i++) positions[i] = i < ss.n_img ? ss.img[i] : -1; /* -1: an image file */
+        st_writer_add(&w, "images", ST_I64, 1, s1, positions);
         st_writer_add(&w, "classes", ST_I64, 1, sk, ss.probe.classes);
         st_writer_add(&w, "before", ST_I64, 2, s2, before);
         st_writer_add(&w, "after", ST_I64, 2, s2, after);
@@ -266,6 +327,7 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
         snprintf(path, sizeof path, "%s/predictions.safetensors", c->out);
         st_writer_write_or_die(&w, path);
         st_writer_free(&w);
+        free(positions);
 
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "data", c->data);
@@ -281,7 +343,8 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
         int64_t total_changed = 0;
         for (int64_t i = 0; i < N; i++) {
             cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "image", (double)ss.img[i]);
+            if (i < ss.n_img) cJSON_AddNumberToObject(e, "image", (double)ss.img[i]);
+            else cJSON_AddStringToObject(e, "file", c->files.s[i - ss.n_img]);
             cJSON_AddNumberToObject(e, "patches_edited", (double)changed[i]);
             int64_t n_changed = 0;
             for (int64_t r = 0; r < rows; r++) n_changed += before[(size_t)i * rows + r] != after[(size_t)i * rows + r];
@@ -296,7 +359,7 @@ void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device
         cJSON_Delete(j);
         log_info("intervene: %" PRId64 " of %" PRId64 " predictions changed -> %s/intervene.json, predictions.safetensors", total_changed, N * rows, c->out);
     }
-    if (size > 1) comm_barrier();
+    comm_barrier(comm);
     free(before); free(after); free(changed); free(pb); free(pa); free(ab); free(aa); free(pred);
     session_close(&ss);
 }

@@ -19,12 +19,17 @@
  * probe (probe.h) predicts, before (unedited tokens through the same path) and after.
  * The layer's tokens come from the store (intervene.data), which holds the model's whole
  * residual stream when the family has no register tokens; a model with registers is
- * refused (the store does not keep them).
+ * refused (the store does not keep them). Image files (intervene.files) go the way the
+ * store's images went: decoded and preprocessed as the store recorded (its config
+ * attribute: data.max_pixels, the preprocess: section), then the ViT (the config's model:,
+ * which must match the store) runs blocks 0..L. Files have no patch labels, so @class
+ * edits and the study refuse them.
  *
  * Images are split across ranks (contiguous shares); per-image results are gathered with
- * one all-reduce and rank 0 writes: intervene.json (per image the probe's predictions
- * before and after, and how many changed) and predictions.safetensors (`before`, `after`
- * [images, rows] I64 labels; `probs_before`, `probs_after` [images, rows, K] F32 for class
+ * one all-reduce and rank 0 writes: intervene.json (per image, the store images first and
+ * then the files, its "image" position or its "file", the probe's predictions before and
+ * after, and how many changed) and predictions.safetensors (`images` [images] I64 store
+ * positions, -1 for a file; `before`, `after` [images, rows] I64 labels; `probs_before`, `probs_after` [images, rows, K] F32 for class
  * probes; `activations_before`, `activations_after` [images, tokens, d] F32 of the probe's
  * layer with save_activations).
  *
@@ -57,7 +62,8 @@
 /* The `intervene:` section (the ViT is the config's `model:` section). */
 typedef struct {
     char *data;           // activation store holding the SAE's layer
-    CfgList images;       // CFG_INT_LIST store positions; empty: see intervene_images
+    CfgList images;       // CFG_INT_LIST store positions; empty (and no files): the probe's held-out images, else all
+    CfgList files;        // CFG_STRING_LIST image files (JPEG, PNG), run through the store's recorded pipeline
     char *sae;            // SAE checkpoint trained on the layer
     int64_t layer;        // the SAE's block in the store (negative from the end); unset: the store's only layer
     CfgList edits;        // CFG_STRING_LIST edits ("S=V", "S*A", with "@all|@class:C|@patches:I,J")
@@ -112,7 +118,7 @@ const float *intervene_predict(const InterveneModel *m, const float *x, float *l
 
 /* Checks everything before ranks start (store, layer, SAE, probe, model, edits); exit 2. */
 void intervene_check_or_die(const InterveneConfig *c, const VitSpec *model);
-/* The stage on every rank (collective). */
-void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device);
+/* The stage on every rank of comm (collective). */
+void intervene_run(const InterveneConfig *c, const VitSpec *model, Device device, const Comm *comm);
 
 #endif

@@ -19,6 +19,10 @@ static const char *intervene_validate(void *section, const CfgNode *node, char *
         }
         edit_free(&e);
     }
+    if (!strcmp(c->study, "faithfulness") && c->files.n > 0) {
+        snprintf(buf, buflen, "files: the faithfulness study runs on the store's labelled images; image files have no patch labels");
+        return buf;
+    }
     if (!strcmp(c->study, "faithfulness") && !c->latent_f1) {
         snprintf(buf, buflen, "study: faithfulness needs intervene.latent_f1 (latent_f1.safetensors of `saev probe` with probe.sae on this layer)");
         return buf;
@@ -30,7 +34,8 @@ static const char *intervene_validate(void *section, const CfgNode *node, char *
     {.key = #key_, .type = type_, .offset = offsetof(InterveneConfig, key_), .def = def_, .min = min_, .max = max_, .help = help_}
 static const CfgField intervene_fields[] = {
     F(CFG_STRING, data, CFG_UNSET, 1, 0, "activation store holding the SAE's layer (and patch labels for @class edits and the study)"),
-    F(CFG_INT_LIST, images, "[]", 0, 1e15, "store positions of the images to edit; empty: the probe's held-out images (probe.json beside it), else all"),
+    F(CFG_INT_LIST, images, "[]", 0, 1e15, "store positions of the images to edit; empty (and no files): the probe's held-out images (probe.json beside it), else all"),
+    F(CFG_STRING_LIST, files, "[]", 1, 0, "image files to edit (JPEG, PNG): decoded and preprocessed as the store recorded, the ViT run to the SAE's block"),
     F(CFG_STRING, sae, CFG_UNSET, 1, 0, "SAE checkpoint trained on intervene.layer"),
     F(CFG_INT, layer, CFG_UNSET, -1e6, 1e6, "the SAE's ViT block in the store (negative counts from the end); unset: the store's only layer"),
     F(CFG_STRING_LIST, edits, "[]", 1, 0, "edits: \"S=V\" (set latent S to V) or \"S*A\" (scale it), then @all (default) | @class:C | @patches:I,J,..."),

@@ -160,39 +160,62 @@ static char *study_svg(int n_c, char names[][64], const Rates (*r)[N_COND], cons
     return buf;
 }
 
-void study_run(Session *ss) {
-    const InterveneConfig *c = ss->c;
-    int rank = comm_rank(), size = comm_size();
-    int64_t N = ss->n_img;
-    int np = ss->np, d = ss->d, S = ss->S;
+/* The study's state, shared by its steps. */
+typedef struct {
+    Session *ss;
     F1Table t;
-    f1_load_or_die(&t, c->latent_f1, S);
+    int64_t N;               // study images
+    int np, d, S;            // patches per image, width, latents
+    size_t NP;               // N·np
+    int64_t *labels;         // [N, np] every image's patch labels (every rank)
+    int n_c;                 // classes studied (at least min_patches patches)
+    int *cls;                // [n_c] their indices into t.classes
+    int64_t *n_patches;      // [t.K] patches of each class over the images
+    int *best, *rnd;         // [n_c] best-F1 latent, random other latent
+    double *dir;             // [n_c, d] random unit directions
+    int64_t *before;         // [N, np] predictions before any edit
+    int64_t *after;          // [N_COND, n_c, N, np] after (images without the class: before)
+    int64_t *n_edited;       // [n_c] class patches where the best latent fires, i.e. that an edit moves
+} Study;
 
-    /* every rank reads every image's labels (small) so the class list is the same everywhere */
-    int64_t *labels = mallocCheck((size_t)N * np * sizeof(int64_t));
+/* Every image's patch labels, and the classes with at least min_patches patches; every
+ * rank reads them all (small) so the class list is the same everywhere. */
+static void study_classes(Study *st) {
+    Session *ss = st->ss;
+    const InterveneConfig *c = ss->c;
+    int64_t N = st->N;
+    int np = st->np;
+    st->labels = mallocCheck((size_t)N * np * sizeof(int64_t));
     for (int64_t i = 0; i < N; i++) {
         store_read_patch_labels(ss->st, ss->img[i], 1, ss->labels);
-        for (int p = 0; p < np; p++) labels[(size_t)i * np + p] = ss->labels[p];
+        for (int p = 0; p < np; p++) st->labels[(size_t)i * np + p] = ss->labels[p];
     }
-    int n_c = 0;
-    int *cls = mallocCheck((size_t)t.K * sizeof(int)); /* indices into t.classes */
-    int64_t *n_patches = callocCheck((size_t)t.K, sizeof(int64_t));
-    for (int k = 0; k < t.K; k++) {
-        for (size_t e = 0; e < (size_t)N * np; e++) n_patches[k] += labels[e] == t.classes[k];
-        if (n_patches[k] >= c->min_patches) cls[n_c++] = k;
+    st->n_c = 0;
+    st->cls = mallocCheck((size_t)st->t.K * sizeof(int));
+    st->n_patches = callocCheck((size_t)st->t.K, sizeof(int64_t));
+    for (int k = 0; k < st->t.K; k++) {
+        for (size_t e = 0; e < (size_t)N * np; e++) st->n_patches[k] += st->labels[e] == st->t.classes[k];
+        if (st->n_patches[k] >= c->min_patches) st->cls[st->n_c++] = k;
     }
-    if (n_c == 0) saev_usage_fail("intervene.study: no class has %" PRId64 " patches in the %" PRId64 " study images; lower intervene.min_patches", c->min_patches, N);
-    /* per class: best latent, random latent, random unit direction (drawn in class order) */
-    int *best = mallocCheck((size_t)n_c * sizeof(int)), *rnd = mallocCheck((size_t)n_c * sizeof(int));
-    double *dir = mallocCheck((size_t)n_c * d * sizeof(double));
-    uint64_t rng = (uint64_t)c->seed;
+    if (st->n_c == 0)
+        saev_usage_fail("intervene.study: no class has %" PRId64 " patches in the %" PRId64 " study images; lower intervene.min_patches",
+                        c->min_patches, N);
+}
+
+/* Per class: best latent, random latent, random unit direction (drawn in class order). */
+static void study_draws(Study *st) {
+    int n_c = st->n_c, d = st->d, S = st->S, K = st->t.K;
+    st->best = mallocCheck((size_t)n_c * sizeof(int));
+    st->rnd = mallocCheck((size_t)n_c * sizeof(int));
+    st->dir = mallocCheck((size_t)n_c * d * sizeof(double));
+    uint64_t rng = (uint64_t)st->ss->c->seed;
     for (int ci = 0; ci < n_c; ci++) {
-        int k = cls[ci], b = 0;
-        for (int s = 1; s < S; s++) if (t.f1[(size_t)s * t.K + k] > t.f1[(size_t)b * t.K + k]) b = s;
-        best[ci] = b;
+        int k = st->cls[ci], b = 0;
+        for (int s = 1; s < S; s++) if (st->t.f1[(size_t)s * K + k] > st->t.f1[(size_t)b * K + k]) b = s;
+        st->best[ci] = b;
         int r = (int)rng_below(&rng, (uint64_t)(S - 1));
-        rnd[ci] = r >= b ? r + 1 : r;
-        double *u = dir + (size_t)ci * d, norm = 0;
+        st->rnd[ci] = r >= b ? r + 1 : r;
+        double *u = st->dir + (size_t)ci * d, norm = 0;
         for (int i = 0; i < d; i += 2) { /* Box-Muller: two normals per pair of uniforms */
             double u1 = 1.0 - rng_uniform(&rng), u2 = rng_uniform(&rng), rr = sqrt(-2 * log(u1));
             u[i] = rr * cos(2 * M_PI * u2);
@@ -201,50 +224,69 @@ void study_run(Session *ss) {
         for (int i = 0; i < d; i++) norm += u[i] * u[i];
         for (int i = 0; i < d; i++) u[i] /= sqrt(norm);
     }
+}
 
-    /* predictions: before [N, np]; after [cond, class, N, np] (images without the class: before) */
-    size_t NP = (size_t)N * np;
-    int64_t *before = callocCheck(NP, sizeof(int64_t)), *after = callocCheck((size_t)N_COND * n_c * NP, sizeof(int64_t));
+static int image_holds(const Study *st, int64_t i, int64_t label) {
+    int holds = 0;
+    for (int p = 0; p < st->np; p++) holds |= st->labels[(size_t)i * st->np + p] == label;
+    return holds;
+}
+
+/* Condition k of class ci on image i (read into the session): ss->edited = the tokens
+ * with the class's patches moved; delta [d] is scratch. */
+static void edit_class_patches(Study *st, int64_t i, int ci, int k, double *delta) {
+    Session *ss = st->ss;
+    int d = st->d, S = st->S;
+    int64_t label = st->t.classes[st->cls[ci]];
+    memcpy(ss->edited, ss->tokens, (size_t)ss->T * d * sizeof(float));
+    const float *wb = ss->sae.p.w_dec + (size_t)st->best[ci] * d, *wr = ss->sae.p.w_dec + (size_t)st->rnd[ci] * d;
+    double wr_norm = 0;
+    for (int e = 0; e < d; e++) wr_norm += (double)wr[e] * wr[e];
+    wr_norm = sqrt(wr_norm);
+    for (int p = 0; p < st->np; p++) {
+        if (st->labels[(size_t)i * st->np + p] != label) continue;
+        double coef = -(double)ss->f[(size_t)p * S + st->best[ci]] / ss->sae.data_scale;
+        if (coef == 0) continue; /* the latent does not fire here: no edit in any condition */
+        if (k == COND_TARGET) st->n_edited[ci]++;
+        double norm = 0;
+        for (int e = 0; e < d; e++) { delta[e] = coef * wb[e]; norm += delta[e] * delta[e]; }
+        norm = sqrt(norm);
+        if (k == COND_RANDOM_LATENT)
+            for (int e = 0; e < d; e++) delta[e] = wr_norm > 0 ? -norm * wr[e] / wr_norm : 0;
+        else if (k == COND_RANDOM_DIRECTION)
+            for (int e = 0; e < d; e++) delta[e] = norm * st->dir[(size_t)ci * d + e];
+        float *x = ss->edited + (size_t)(ss->has_cls + p) * d;
+        for (int e = 0; e < d; e++) x[e] = (float)((double)x[e] + delta[e]);
+    }
+}
+
+/* Predictions before and after every condition on this rank's share of the images,
+ * gathered on every rank by all-reduce (each rank fills its images, the others stay 0). */
+static void predict_all(Study *st, const Comm *comm) {
+    Session *ss = st->ss;
+    int64_t N = st->N;
+    int np = st->np, n_c = st->n_c;
+    size_t NP = st->NP;
+    st->before = callocCheck(NP, sizeof(int64_t));
+    st->after = callocCheck((size_t)N_COND * n_c * NP, sizeof(int64_t));
+    st->n_edited = callocCheck((size_t)n_c, sizeof(int64_t));
     int *pred = mallocCheck((size_t)np * sizeof(int));
-    int64_t *n_edited = callocCheck((size_t)n_c, sizeof(int64_t)); /* class patches where s* fires, i.e. that an edit moves */
-    double *delta = mallocCheck((size_t)d * sizeof(double));
-    int64_t i0 = N * rank / size, i1 = N * (rank + 1) / size;
-    size_t TD = (size_t)ss->T * d;
-    log_info("intervene: faithfulness study on %" PRId64 " image(s) of %s, %d class(es), SAE block %d, probe block %d, %d rank(s)", N, c->data, n_c,
-             ss->block, ss->probe.block, size);
+    double *delta = mallocCheck((size_t)st->d * sizeof(double));
+    int64_t i0 = N * comm->rank / comm->size, i1 = N * (comm->rank + 1) / comm->size;
+    log_info("intervene: faithfulness study on %" PRId64 " image(s) of %s, %d class(es), SAE block %d, probe block %d, %d rank(s)", N,
+             ss->c->data, n_c, ss->block, ss->probe.block, comm->size);
     Progress prog;
     progress_start(&prog, "images", i1 - i0);
     for (int64_t i = i0; i < i1; i++) {
         session_read_image(ss, ss->img[i]);
         session_predict(ss, ss->tokens, pred, NULL);
-        for (int p = 0; p < np; p++) before[(size_t)i * np + p] = ss->probe.classes[pred[p]];
+        for (int p = 0; p < np; p++) st->before[(size_t)i * np + p] = ss->probe.classes[pred[p]];
         for (int ci = 0; ci < n_c; ci++) {
-            int64_t label = t.classes[cls[ci]];
-            int holds = 0;
-            for (int p = 0; p < np; p++) holds |= labels[(size_t)i * np + p] == label;
+            int holds = image_holds(st, i, st->t.classes[st->cls[ci]]);
             for (int k = 0; k < N_COND; k++) {
-                int64_t *out = after + ((size_t)k * n_c + ci) * NP + (size_t)i * np;
-                if (!holds) { memcpy(out, before + (size_t)i * np, (size_t)np * sizeof(int64_t)); continue; }
-                memcpy(ss->edited, ss->tokens, TD * sizeof(float));
-                const float *wb = ss->sae.p.w_dec + (size_t)best[ci] * d, *wr = ss->sae.p.w_dec + (size_t)rnd[ci] * d;
-                double wr_norm = 0;
-                for (int e = 0; e < d; e++) wr_norm += (double)wr[e] * wr[e];
-                wr_norm = sqrt(wr_norm);
-                for (int p = 0; p < np; p++) {
-                    if (labels[(size_t)i * np + p] != label) continue;
-                    double coef = -(double)ss->f[(size_t)p * S + best[ci]] / ss->sae.data_scale;
-                    if (coef == 0) continue; /* the latent does not fire here: no edit in any condition */
-                    if (k == COND_TARGET) n_edited[ci]++;
-                    double norm = 0;
-                    for (int e = 0; e < d; e++) { delta[e] = coef * wb[e]; norm += delta[e] * delta[e]; }
-                    norm = sqrt(norm);
-                    if (k == COND_RANDOM_LATENT)
-                        for (int e = 0; e < d; e++) delta[e] = wr_norm > 0 ? -norm * wr[e] / wr_norm : 0;
-                    else if (k == COND_RANDOM_DIRECTION)
-                        for (int e = 0; e < d; e++) delta[e] = norm * dir[(size_t)ci * d + e];
-                    float *x = ss->edited + (size_t)(ss->has_cls + p) * d;
-                    for (int e = 0; e < d; e++) x[e] = (float)((double)x[e] + delta[e]);
-                }
+                int64_t *out = st->after + ((size_t)k * n_c + ci) * NP + (size_t)i * np;
+                if (!holds) { memcpy(out, st->before + (size_t)i * np, (size_t)np * sizeof(int64_t)); continue; }
+                edit_class_patches(st, i, ci, k, delta);
                 session_predict(ss, ss->edited, pred, NULL);
                 for (int p = 0; p < np; p++) out[p] = ss->probe.classes[pred[p]];
             }
@@ -252,134 +294,177 @@ void study_run(Session *ss) {
         progress_update(&prog, i - i0 + 1);
     }
     progress_finish(&prog);
-    if (size > 1) {
-        comm_allreduce(before, NP, COMM_I64, COMM_SUM);
-        comm_allreduce(after, (size_t)N_COND * n_c * NP, COMM_I64, COMM_SUM);
-        comm_allreduce(n_edited, (size_t)n_c, COMM_I64, COMM_SUM);
+    if (comm->size > 1) {
+        comm_allreduce(comm, st->before, NP, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, st->after, (size_t)N_COND * n_c * NP, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, st->n_edited, (size_t)n_c, COMM_I64, COMM_SUM);
     }
+    free(pred);
+    free(delta);
+}
 
-    if (rank == 0) {
-        Rates (*r)[N_COND] = callocCheck((size_t)n_c, sizeof *r);
-        Rates pooled[N_COND] = {{0}};
-        char (*names)[64] = callocCheck((size_t)n_c, sizeof *names);
-        for (int ci = 0; ci < n_c; ci++) {
-            int64_t label = t.classes[cls[ci]];
-            class_name(ss, label, names[ci], sizeof names[ci]);
-            for (int k = 0; k < N_COND; k++) {
-                const int64_t *a = after + ((size_t)k * n_c + ci) * NP;
-                Rates *q = &r[ci][k];
-                for (int64_t i = 0; i < N; i++) {
-                    int holds = 0;
-                    for (int p = 0; p < np; p++) holds |= labels[(size_t)i * np + p] == label;
-                    if (!holds) continue;
-                    for (int p = 0; p < np; p++) {
-                        size_t e = (size_t)i * np + p;
-                        if (labels[e] == label) {
-                            if (before[e] == label) { q->in_class_before++; q->left += a[e] != label; }
-                        } else {
-                            q->others++;
-                            q->others_changed += a[e] != before[e];
-                        }
+/* Rates per class and condition, r [n_c][N_COND], and pooled over the classes. */
+static void study_rates(const Study *st, Rates (*r)[N_COND], Rates *pooled) {
+    int np = st->np, n_c = st->n_c;
+    for (int ci = 0; ci < n_c; ci++) {
+        int64_t label = st->t.classes[st->cls[ci]];
+        for (int k = 0; k < N_COND; k++) {
+            const int64_t *a = st->after + ((size_t)k * n_c + ci) * st->NP;
+            Rates *q = &r[ci][k];
+            for (int64_t i = 0; i < st->N; i++) {
+                if (!image_holds(st, i, label)) continue;
+                for (int p = 0; p < np; p++) {
+                    size_t e = (size_t)i * np + p;
+                    if (st->labels[e] == label) {
+                        if (st->before[e] == label) { q->in_class_before++; q->left += a[e] != label; }
+                    } else {
+                        q->others++;
+                        q->others_changed += a[e] != st->before[e];
                     }
                 }
-                pooled[k].in_class_before += q->in_class_before;
-                pooled[k].left += q->left;
-                pooled[k].others += q->others;
-                pooled[k].others_changed += q->others_changed;
             }
+            pooled[k].in_class_before += q->in_class_before;
+            pooled[k].left += q->left;
+            pooled[k].others += q->others;
+            pooled[k].others_changed += q->others_changed;
         }
-        make_dirs_or_die(c->out);
-        char path[4200];
-        /* study_predictions.safetensors */
-        int64_t *lat = mallocCheck((size_t)n_c * 2 * sizeof(int64_t));
-        int64_t *cl = mallocCheck((size_t)n_c * sizeof(int64_t));
-        for (int ci = 0; ci < n_c; ci++) { lat[2 * ci] = best[ci]; lat[2 * ci + 1] = rnd[ci]; cl[ci] = t.classes[cls[ci]]; }
-        StWriter w;
-        st_writer_init(&w);
-        int64_t s1[1] = {N}, s2[2] = {N, np}, s3[3] = {n_c, N, np}, sc[1] = {n_c}, sl[2] = {n_c, 2};
-        st_writer_add(&w, "images", ST_I64, 1, s1, ss->img);
-        st_writer_add(&w, "labels", ST_I64, 2, s2, labels);
-        st_writer_add(&w, "before", ST_I64, 2, s2, before);
-        for (int k = 0; k < N_COND; k++) st_writer_add(&w, cond_name[k], ST_I64, 3, s3, after + (size_t)k * n_c * NP);
-        st_writer_add(&w, "classes", ST_I64, 1, sc, cl);
-        st_writer_add(&w, "latents", ST_I64, 2, sl, lat);
-        snprintf(path, sizeof path, "%s/study_predictions.safetensors", c->out);
-        st_writer_write_or_die(&w, path);
-        st_writer_free(&w);
-
-        /* study.json */
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "study", "faithfulness");
-        cJSON_AddStringToObject(j, "data", c->data);
-        cJSON_AddStringToObject(j, "sae", c->sae);
-        cJSON_AddNumberToObject(j, "sae_block", ss->block);
-        cJSON_AddStringToObject(j, "probe", c->probe);
-        cJSON_AddNumberToObject(j, "probe_block", ss->probe.block);
-        cJSON_AddStringToObject(j, "latent_f1", c->latent_f1);
-        cJSON_AddNumberToObject(j, "images", (double)N);
-        cJSON_AddNumberToObject(j, "min_patches", (double)c->min_patches);
-        cJSON_AddNumberToObject(j, "seed", (double)c->seed);
-        cJSON *def = cJSON_AddObjectToObject(j, "definitions");
-        cJSON_AddStringToObject(def, "edit", "on the patches P labelled c: target x' = x - f_s* W_dec[s*] / data_scale; random_latent moves each patch by the same norm along -W_dec[r]; random_direction along a Gaussian unit vector");
-        cJSON_AddStringToObject(def, "target_change_rate", "over images holding c: (patches of P predicted c before and not c after) / (patches of P predicted c before)");
-        cJSON_AddStringToObject(def, "collateral_rate", "over images holding c: (patches outside P whose prediction changes) / (patches outside P)");
-        cJSON_AddStringToObject(def, "patches_edited", "patches of P where s* fires (f != 0): the only ones any condition moves");
-        cJSON *arr = cJSON_AddArrayToObject(j, "classes");
-        for (int ci = 0; ci < n_c; ci++) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "label", (double)t.classes[cls[ci]]);
-            cJSON_AddStringToObject(e, "name", names[ci]);
-            cJSON_AddNumberToObject(e, "patches", (double)n_patches[cls[ci]]);
-            cJSON_AddNumberToObject(e, "patches_edited", (double)n_edited[ci]);
-            cJSON_AddNumberToObject(e, "latent", best[ci]);
-            cJSON_AddNumberToObject(e, "latent_f1", t.f1[(size_t)best[ci] * t.K + cls[ci]]);
-            cJSON_AddNumberToObject(e, "random_latent", rnd[ci]);
-            for (int k = 0; k < N_COND; k++) cJSON_AddItemToObject(e, cond_name[k], rates_json(&r[ci][k]));
-            cJSON_AddItemToArray(arr, e);
-        }
-        cJSON *po = cJSON_AddObjectToObject(j, "pooled");
-        for (int k = 0; k < N_COND; k++) cJSON_AddItemToObject(po, cond_name[k], rates_json(&pooled[k]));
-        snprintf(path, sizeof path, "%s/study.json", c->out);
-        write_json_atomic_or_die(path, j);
-        cJSON_Delete(j);
-
-        /* study.md */
-        char *md = NULL;
-        size_t md_len = 0;
-        FILE *o = open_memstream(&md, &md_len);
-        libcCheckPtr(o, "open_memstream");
-        fprintf(o, "# Faithfulness study\n\nSAE `%s` on block %d, probe `%s` on block %d, %" PRId64 " images of `%s`.\n\n", c->sae, ss->block, c->probe,
-                ss->probe.block, N, c->data);
-        fprintf(o, "Per class: suppress its best-F1 latent on the class's patches; the baselines move each patch by the same norm along a random latent "
-                   "or a random direction. Target: class patches (predicted as the class before) that leave the class. Collateral: other patches "
-                   "of the same images that change.\n\n");
-        fprintf(o, "| class | latent (F1) | patches (edited) | target: best latent | target: random latent | target: random direction | collateral: best latent | collateral: random latent | collateral: random direction |\n");
-        fprintf(o, "|---|---|---|---|---|---|---|---|---|\n");
-        char cell[64];
-        for (int g = 0; g <= n_c; g++) {
-            const Rates *q = g < n_c ? r[g] : pooled;
-            if (g < n_c)
-                fprintf(o, "| %s | %d (%.3f) | %" PRId64 " (%" PRId64 ") |", names[g], best[g], t.f1[(size_t)best[g] * t.K + cls[g]], n_patches[cls[g]], n_edited[g]);
-            else
-                fprintf(o, "| **all (pooled)** | | |");
-            for (int k = 0; k < N_COND; k++) { fmt_rate(cell, sizeof cell, q[k].left, q[k].in_class_before); fprintf(o, " %s |", cell); }
-            for (int k = 0; k < N_COND; k++) { fmt_rate(cell, sizeof cell, q[k].others_changed, q[k].others); fprintf(o, " %s |", cell); }
-            fprintf(o, "\n");
-        }
-        libcCheck(fclose(o));
-        snprintf(path, sizeof path, "%s/study.md", c->out);
-        write_file_atomic_or_die(path, md, md_len);
-        fputs(md, stdout);
-        fflush(stdout);
-        free(md);
-        char *svg = study_svg(n_c, names, (const Rates(*)[N_COND])r, pooled);
-        snprintf(path, sizeof path, "%s/study.svg", c->out);
-        write_file_atomic_or_die(path, svg, strlen(svg));
-        free(svg);
-        log_info("intervene: study -> %s/study.{json,md,svg}, study_predictions.safetensors", c->out);
-        free(r); free(names); free(lat); free(cl);
     }
-    if (size > 1) comm_barrier();
-    free(labels); free(cls); free(n_patches); free(best); free(rnd); free(dir); free(before); free(after); free(pred); free(delta); free(n_edited);
-    free(t.f1); free(t.classes);
+}
+
+/* study_predictions.safetensors: labels, before, after per condition, classes, latents. */
+static void write_predictions(const Study *st) {
+    int n_c = st->n_c;
+    int64_t N = st->N, np = st->np;
+    int64_t *lat = mallocCheck((size_t)n_c * 2 * sizeof(int64_t));
+    int64_t *cl = mallocCheck((size_t)n_c * sizeof(int64_t));
+    for (int ci = 0; ci < n_c; ci++) { lat[2 * ci] = st->best[ci]; lat[2 * ci + 1] = st->rnd[ci]; cl[ci] = st->t.classes[st->cls[ci]]; }
+    StWriter w;
+    st_writer_init(&w);
+    int64_t s1[1] = {N}, s2[2] = {N, np}, s3[3] = {n_c, N, np}, sc[1] = {n_c}, sl[2] = {n_c, 2};
+    st_writer_add(&w, "images", ST_I64, 1, s1, st->ss->img);
+    st_writer_add(&w, "labels", ST_I64, 2, s2, st->labels);
+    st_writer_add(&w, "before", ST_I64, 2, s2, st->before);
+    for (int k = 0; k < N_COND; k++) st_writer_add(&w, cond_name[k], ST_I64, 3, s3, st->after + (size_t)k * n_c * st->NP);
+    st_writer_add(&w, "classes", ST_I64, 1, sc, cl);
+    st_writer_add(&w, "latents", ST_I64, 2, sl, lat);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/study_predictions.safetensors", st->ss->c->out);
+    st_writer_write_or_die(&w, path);
+    st_writer_free(&w);
+    free(lat);
+    free(cl);
+}
+
+/* study.json: the setting, the definitions, per class and pooled rates. */
+static void write_json(const Study *st, Rates (*r)[N_COND], const Rates *pooled, char names[][64]) {
+    const Session *ss = st->ss;
+    const InterveneConfig *c = ss->c;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "study", "faithfulness");
+    cJSON_AddStringToObject(j, "data", c->data);
+    cJSON_AddStringToObject(j, "sae", c->sae);
+    cJSON_AddNumberToObject(j, "sae_block", ss->block);
+    cJSON_AddStringToObject(j, "probe", c->probe);
+    cJSON_AddNumberToObject(j, "probe_block", ss->probe.block);
+    cJSON_AddStringToObject(j, "latent_f1", c->latent_f1);
+    cJSON_AddNumberToObject(j, "images", (double)st->N);
+    cJSON_AddNumberToObject(j, "min_patches", (double)c->min_patches);
+    cJSON_AddNumberToObject(j, "seed", (double)c->seed);
+    cJSON *def = cJSON_AddObjectToObject(j, "definitions");
+    cJSON_AddStringToObject(def, "edit", "on the patches P labelled c: target x' = x - f_s* W_dec[s*] / data_scale; random_latent moves each patch by the same norm along -W_dec[r]; random_direction along a Gaussian unit vector");
+    cJSON_AddStringToObject(def, "target_change_rate", "over images holding c: (patches of P predicted c before and not c after) / (patches of P predicted c before)");
+    cJSON_AddStringToObject(def, "collateral_rate", "over images holding c: (patches outside P whose prediction changes) / (patches outside P)");
+    cJSON_AddStringToObject(def, "patches_edited", "patches of P where s* fires (f != 0): the only ones any condition moves");
+    cJSON *arr = cJSON_AddArrayToObject(j, "classes");
+    for (int ci = 0; ci < st->n_c; ci++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "label", (double)st->t.classes[st->cls[ci]]);
+        cJSON_AddStringToObject(e, "name", names[ci]);
+        cJSON_AddNumberToObject(e, "patches", (double)st->n_patches[st->cls[ci]]);
+        cJSON_AddNumberToObject(e, "patches_edited", (double)st->n_edited[ci]);
+        cJSON_AddNumberToObject(e, "latent", st->best[ci]);
+        cJSON_AddNumberToObject(e, "latent_f1", st->t.f1[(size_t)st->best[ci] * st->t.K + st->cls[ci]]);
+        cJSON_AddNumberToObject(e, "random_latent", st->rnd[ci]);
+        for (int k = 0; k < N_COND; k++) cJSON_AddItemToObject(e, cond_name[k], rates_json(&r[ci][k]));
+        cJSON_AddItemToArray(arr, e);
+    }
+    cJSON *po = cJSON_AddObjectToObject(j, "pooled");
+    for (int k = 0; k < N_COND; k++) cJSON_AddItemToObject(po, cond_name[k], rates_json(&pooled[k]));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/study.json", c->out);
+    write_json_atomic_or_die(path, j);
+    cJSON_Delete(j);
+}
+
+/* study.md (also printed): the table of rates per class and pooled. */
+static void write_md(const Study *st, Rates (*r)[N_COND], const Rates *pooled, char names[][64]) {
+    const Session *ss = st->ss;
+    const InterveneConfig *c = ss->c;
+    char *md = NULL;
+    size_t md_len = 0;
+    FILE *o = open_memstream(&md, &md_len);
+    libcCheckPtr(o, "open_memstream");
+    fprintf(o, "# Faithfulness study\n\nSAE `%s` on block %d, probe `%s` on block %d, %" PRId64 " images of `%s`.\n\n", c->sae, ss->block, c->probe,
+            ss->probe.block, st->N, c->data);
+    fprintf(o, "Per class: suppress its best-F1 latent on the class's patches; the baselines move each patch by the same norm along a random latent "
+               "or a random direction. Target: class patches (predicted as the class before) that leave the class. Collateral: other patches "
+               "of the same images that change.\n\n");
+    fprintf(o, "| class | latent (F1) | patches (edited) | target: best latent | target: random latent | target: random direction | collateral: best latent | collateral: random latent | collateral: random direction |\n");
+    fprintf(o, "|---|---|---|---|---|---|---|---|---|\n");
+    char cell[64];
+    for (int g = 0; g <= st->n_c; g++) {
+        const Rates *q = g < st->n_c ? r[g] : pooled;
+        if (g < st->n_c)
+            fprintf(o, "| %s | %d (%.3f) | %" PRId64 " (%" PRId64 ") |", names[g], st->best[g], st->t.f1[(size_t)st->best[g] * st->t.K + st->cls[g]],
+                    st->n_patches[st->cls[g]], st->n_edited[g]);
+        else
+            fprintf(o, "| **all (pooled)** | | |");
+        for (int k = 0; k < N_COND; k++) { fmt_rate(cell, sizeof cell, q[k].left, q[k].in_class_before); fprintf(o, " %s |", cell); }
+        for (int k = 0; k < N_COND; k++) { fmt_rate(cell, sizeof cell, q[k].others_changed, q[k].others); fprintf(o, " %s |", cell); }
+        fprintf(o, "\n");
+    }
+    libcCheck(fclose(o));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/study.md", c->out);
+    write_file_atomic_or_die(path, md, md_len);
+    fputs(md, stdout);
+    fflush(stdout);
+    free(md);
+}
+
+/* Rank 0: the rates and every output file. */
+static void write_outputs(const Study *st) {
+    const InterveneConfig *c = st->ss->c;
+    int n_c = st->n_c;
+    Rates (*r)[N_COND] = callocCheck((size_t)n_c, sizeof *r);
+    Rates pooled[N_COND] = {{0}};
+    char (*names)[64] = callocCheck((size_t)n_c, sizeof *names);
+    for (int ci = 0; ci < n_c; ci++) class_name(st->ss, st->t.classes[st->cls[ci]], names[ci], sizeof names[ci]);
+    study_rates(st, r, pooled);
+    make_dirs_or_die(c->out);
+    write_predictions(st);
+    write_json(st, r, pooled, names);
+    write_md(st, r, pooled, names);
+    char *svg = study_svg(n_c, names, (const Rates(*)[N_COND])r, pooled);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/study.svg", c->out);
+    write_file_atomic_or_die(path, svg, strlen(svg));
+    free(svg);
+    log_info("intervene: study -> %s/study.{json,md,svg}, study_predictions.safetensors", c->out);
+    free(r);
+    free(names);
+}
+
+void study_run(Session *ss, const Comm *comm) {
+    Study st = {.ss = ss, .N = ss->n_img, .np = ss->np, .d = ss->d, .S = ss->S};
+    st.NP = (size_t)st.N * st.np;
+    f1_load_or_die(&st.t, ss->c->latent_f1, st.S);
+    study_classes(&st);
+    study_draws(&st);
+    predict_all(&st, comm);
+    if (comm->rank == 0) write_outputs(&st);
+    comm_barrier(comm);
+    free(st.labels); free(st.cls); free(st.n_patches); free(st.best); free(st.rnd); free(st.dir);
+    free(st.before); free(st.after); free(st.n_edited);
+    free(st.t.f1); free(st.t.classes);
 }

@@ -57,10 +57,10 @@ double logreg_loss_grad(const LogregProblem *p, const double *theta, double *gra
         }
     }
     free(z);
-    comm_allreduce(buf, (size_t)np + 1, COMM_F64, COMM_SUM);
+    comm_allreduce(p->comm, buf, (size_t)np + 1, COMM_F64, COMM_SUM);
     /* Summation order may differ between ranks' all-reduce results in the last bit; take
      * rank 0's so every rank makes the same decisions. */
-    if (comm_size() > 1) comm_bcast(buf, ((size_t)np + 1) * sizeof(double), 0);
+    comm_bcast(p->comm, buf, ((size_t)np + 1) * sizeof(double), 0);
     double N = (double)p->n_global, reg = 0;
     for (int64_t j = 0; j < np; j++) grad[j] = buf[1 + j] / N;
     for (int64_t j = 0; j < (int64_t)d * K; j++) {
@@ -140,8 +140,8 @@ void logreg_fit(const LogregProblem *p, const LogregOptions *o, double *theta, L
             mom[d + p->col[e]] += p->val[e] * p->val[e];
         }
     }
-    comm_allreduce(mom, 2 * (size_t)d, COMM_F64, COMM_SUM);
-    if (comm_size() > 1) comm_bcast(mom, 2 * (size_t)d * sizeof(double), 0);
+    comm_allreduce(p->comm, mom, 2 * (size_t)d, COMM_F64, COMM_SUM);
+    comm_bcast(p->comm, mom, 2 * (size_t)d * sizeof(double), 0);
     double *mu = mallocCheck((size_t)d * sizeof(double)), *sigma = mallocCheck((size_t)d * sizeof(double));
     for (int j = 0; j < d; j++) {
         mu[j] = mom[j] / (double)p->n_global;

@@ -27,6 +27,8 @@
 
 #include <stdint.h>
 
+#include "comm.h"
+
 typedef struct {
     int d;             // features per row
     int K;             // classes
@@ -38,6 +40,7 @@ typedef struct {
     const double *val;      // [nnz]
     const int *y;      // [n_local] class indices in [0, K)
     double l2;         // λ
+    const Comm *comm;  // the ranks holding the rows (sums all-reduced over them)
 } LogregProblem;
 
 typedef struct {

@@ -74,33 +74,31 @@ void semantic_f1(const int64_t *tp, const int64_t *fires, const int64_t *support
 
 /* ---------------------------------------------------------------- the probe file */
 
-void probe_load_or_die(Probe *p, const char *path) {
+int probe_load(Probe *p, const char *path, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     SafeTensors st;
-    char err[1024];
-    if (st_open(&st, path, err, sizeof err)) saev_usage_fail("probe: %s", err);
-    const StTensor *W = st_require(&st, "W"), *b = st_require(&st, "b");
-    if (W->ndim != 2 || b->ndim != 1 || b->shape[0] != W->shape[1])
-        saev_usage_fail("probe: %s: W must be [features, classes] and b [classes]", path);
+    char why[1024];
+    if (st_open(&st, path, why, sizeof why)) { snprintf(err, errlen, "probe: %s", why); return -1; }
+    const StTensor *W = st_find(&st, "W"), *b = st_find(&st, "b");
+    const char *meta = st_meta(&st, "saev_probe");
+    cJSON *j = meta ? cJSON_Parse(meta) : NULL;
+    const cJSON *v;
+    const char *bad = NULL;
+    if (!W || !b || W->ndim != 2 || b->ndim != 1 || b->shape[0] != W->shape[1]) bad = "W must be [features, classes] and b [classes]";
+    else if (!meta) bad = "not a saev probe (no saev_probe metadata)";
+    else if (!j) bad = "saev_probe metadata is not JSON";
+    else if (!cJSON_IsNumber(cJSON_GetObjectItem(j, "layer"))) bad = "metadata lacks layer";
+    else if (!cJSON_IsString(cJSON_GetObjectItem(j, "target"))) bad = "metadata lacks target";
+    if (bad) {
+        snprintf(err, errlen, "probe: %s: %s", path, bad);
+        cJSON_Delete(j);
+        st_close(&st);
+        return -1;
+    }
     p->n_in = (int)W->shape[0];
     p->K = (int)W->shape[1];
-    int64_t np = logreg_n_params(p->n_in, p->K);
-    float *tmp = mallocCheck((size_t)np * sizeof(float));
-    st_to_f32(W, tmp);
-    st_to_f32(b, tmp + (size_t)p->n_in * p->K);
-    p->theta = mallocCheck((size_t)np * sizeof(double));
-    for (int64_t j = 0; j < np; j++) p->theta[j] = tmp[j];
-    free(tmp);
-    const char *meta = st_meta(&st, "saev_probe");
-    if (!meta) saev_usage_fail("probe: %s: not a saev probe (no saev_probe metadata)", path);
-    cJSON *j = cJSON_Parse(meta);
-    if (!j) saev_usage_fail("probe: %s: saev_probe metadata is not JSON", path);
-    const cJSON *v;
-    if (!cJSON_IsNumber(v = cJSON_GetObjectItem(j, "layer"))) saev_usage_fail("probe: %s: metadata lacks layer", path);
-    p->block = (int)v->valuedouble;
-    v = cJSON_GetObjectItem(j, "target");
-    if (!cJSON_IsString(v)) saev_usage_fail("probe: %s: metadata lacks target", path);
-    p->is_patch = !strcmp(v->valuestring, "patch");
+    p->block = (int)cJSON_GetObjectItem(j, "layer")->valuedouble;
+    p->is_patch = !strcmp(cJSON_GetObjectItem(j, "target")->valuestring, "patch");
     v = cJSON_GetObjectItem(j, "pool");
     p->pool_mean = cJSON_IsString(v) && !strcmp(v->valuestring, "mean");
     v = cJSON_GetObjectItem(j, "features");
@@ -109,13 +107,33 @@ void probe_load_or_die(Probe *p, const char *path) {
     if (cJSON_IsString(v)) p->sae_path = strdupCheck(v->valuestring);
     v = cJSON_GetObjectItem(j, "store");
     if (cJSON_IsString(v)) p->store = strdupCheck(v->valuestring);
-    if (p->use_sae && !p->sae_path) saev_usage_fail("probe: %s: features sae but no sae in the metadata", path);
     const cJSON *cl = cJSON_GetObjectItem(j, "classes");
-    if (!cJSON_IsArray(cl) || cJSON_GetArraySize(cl) != p->K) saev_usage_fail("probe: %s: metadata classes must list %d labels", path, p->K);
+    if (p->use_sae && !p->sae_path) bad = "features sae but no sae in the metadata";
+    else if (!cJSON_IsArray(cl) || cJSON_GetArraySize(cl) != p->K) bad = "metadata classes must list one label per column of W";
+    if (bad) {
+        snprintf(err, errlen, "probe: %s: %s", path, bad);
+        cJSON_Delete(j);
+        st_close(&st);
+        probe_free(p);
+        return -1;
+    }
     p->classes = mallocCheck((size_t)p->K * sizeof(int64_t));
     for (int k = 0; k < p->K; k++) p->classes[k] = (int64_t)cJSON_GetArrayItem(cl, k)->valuedouble;
     cJSON_Delete(j);
+    int64_t np = logreg_n_params(p->n_in, p->K);
+    float *tmp = mallocCheck((size_t)np * sizeof(float));
+    st_to_f32(W, tmp);
+    st_to_f32(b, tmp + (size_t)p->n_in * p->K);
+    p->theta = mallocCheck((size_t)np * sizeof(double));
+    for (int64_t i = 0; i < np; i++) p->theta[i] = tmp[i];
+    free(tmp);
     st_close(&st);
+    return 0;
+}
+
+void probe_load_or_die(Probe *p, const char *path) {
+    char err[2048];
+    if (probe_load(p, path, err, sizeof err)) saev_usage_fail("%s", err);
 }
 
 void probe_free(Probe *p) {
@@ -434,10 +452,326 @@ cJSON *probe_json_beside(const char *probe_path) {
     return j;
 }
 
-void probe_run(const ProbeConfig *c) {
+/* ---------------------------------------------------------------- the stage's steps */
+
+/* Features of this rank's share of the training images into tr (and the semantic counts);
+ * returns the training rows over all ranks. */
+static int64_t training_rows(Ctx *cx, Rows *tr, const Comm *comm) {
+    const ProbePlan *pl = cx->pl;
+    int64_t t0 = pl->n_train * comm->rank / comm->size, t1 = pl->n_train * (comm->rank + 1) / comm->size;
+    Progress prog;
+    progress_start(&prog, "images", t1 - t0);
+    for (int64_t i = t0; i < t1; i++) {
+        image_rows(cx, pl->train[i], tr, 1);
+        progress_update(&prog, i - t0 + 1);
+    }
+    progress_finish(&prog);
+    int64_t n_global = tr->n;
+    comm_allreduce(comm, &n_global, 1, COMM_I64, COMM_SUM);
+    if (n_global < 1) saev_usage_fail("probe: no training rows (every label ignored?)");
+    return n_global;
+}
+
+/* What the fit produced: theta [n_par] rounded through float32 (every prediction uses
+ * the stored weights), w32 the same in float32, and the optimizer's report. */
+typedef struct {
+    int64_t n_par;
+    double *theta;
+    float *w32;
+    LogregResult res;
+    double seconds;
+} Fit;
+
+/* The data-parallel L-BFGS fit on the training rows: float64 rows, dense, or CSR when at
+ * most a quarter of the values are non-zero (SAE codes), which makes each evaluation
+ * nnz·K work instead of n·d·K. */
+static void fit(const Ctx *cx, const Rows *tr, int64_t n_global, const Comm *comm, Fit *out) {
+    const ProbeConfig *c = cx->c;
+    int K = cx->pl->K, n_in = cx->n_in;
+    size_t n_vals = (size_t)tr->n * n_in, nnz = 0;
+    for (size_t e = 0; e < n_vals; e++) nnz += tr->x[e] != 0;
+    double *xd = NULL, *val = NULL;
+    int64_t *row_ptr = NULL;
+    int *col = NULL;
+    if (nnz * 4 <= n_vals) {
+        row_ptr = mallocCheck((size_t)(tr->n + 1) * sizeof(int64_t));
+        col = mallocCheck((nnz > 0 ? nnz : 1) * sizeof(int));
+        val = mallocCheck((nnz > 0 ? nnz : 1) * sizeof(double));
+        int64_t e = 0;
+        for (int64_t i = 0; i < tr->n; i++) {
+            row_ptr[i] = e;
+            for (int j = 0; j < n_in; j++) {
+                float v = tr->x[(size_t)i * n_in + j];
+                if (v != 0) { col[e] = j; val[e] = v; e++; }
+            }
+        }
+        row_ptr[tr->n] = e;
+    } else {
+        xd = mallocCheck((n_vals > 0 ? n_vals : 1) * sizeof(double));
+        for (size_t e = 0; e < n_vals; e++) xd[e] = tr->x[e];
+    }
+    LogregProblem prob = {.d = n_in, .K = K, .n_local = tr->n, .n_global = n_global, .x = xd, .row_ptr = row_ptr, .col = col,
+                          .val = val, .y = tr->y, .l2 = c->l2, .comm = comm};
+    LogregOptions opt = {c->tol, (int)c->max_iter, (int)c->history};
+    out->n_par = logreg_n_params(n_in, K);
+    out->theta = mallocCheck((size_t)out->n_par * sizeof(double));
+    double t_fit = saev_now();
+    logreg_fit(&prob, &opt, out->theta, &out->res);
+    out->seconds = saev_now() - t_fit;
+    const LogregResult *res = &out->res;
+    log_info("probe: L-BFGS %d iterations (%d evaluations, %.2f s): loss %.8g, max |gradient| %.3g: %s", res->iters, res->evals,
+             out->seconds, res->loss, res->grad_inf, res->stop);
+    if (!res->converged) log_warn("probe: not converged (%s); raise probe.max_iter or loosen probe.tol", res->stop);
+    free(xd); free(row_ptr); free(col); free(val);
+    out->w32 = mallocCheck((size_t)out->n_par * sizeof(float));
+    for (int64_t j = 0; j < out->n_par; j++) {
+        out->w32[j] = (float)out->theta[j];
+        out->theta[j] = out->w32[j];
+    }
+}
+
+/* Counts over all ranks: conf [K, K] (true class, predicted), pred_unseen [K] (held-out
+ * rows whose label is not a training class), n_unseen, train_correct. */
+typedef struct {
+    int64_t *ev;                 // [K·K + K + 2] conf | pred_unseen | n_unseen | train_correct
+    int64_t *conf, *pred_unseen;
+    int64_t n_unseen, train_correct;
+    int64_t n_test_rows, correct;
+} Eval;
+
+/* Training accuracy on this rank's rows, then the held-out images (this rank's share);
+ * the counts and the semantic counts all-reduced. */
+static void evaluate(Ctx *cx, const Rows *tr, const double *theta, const Comm *comm, Eval *out) {
+    const ProbePlan *pl = cx->pl;
+    int K = pl->K, n_in = cx->n_in, max_rows = pl->n_patches + 1;
+    double *z = mallocCheck((size_t)max_rows * K * sizeof(double));
+    int *pred = mallocCheck((size_t)max_rows * sizeof(int));
+    int64_t train_correct = 0;
+    for (int64_t i = 0; i < tr->n; i += max_rows) {
+        int64_t m = tr->n - i < max_rows ? tr->n - i : max_rows;
+        logreg_scores(theta, n_in, K, tr->x + (size_t)i * n_in, m, z, pred);
+        for (int64_t r = 0; r < m; r++) train_correct += pred[r] == tr->y[i + r];
+    }
+    int64_t *ev = callocCheck((size_t)K * K + K + 2, sizeof(int64_t));
+    ev[(size_t)K * K + K + 1] = train_correct;
+    int64_t e0 = pl->n_test * comm->rank / comm->size, e1 = pl->n_test * (comm->rank + 1) / comm->size;
+    Rows te = {0};
+    for (int64_t i = e0; i < e1; i++) {
+        te.n = 0;
+        image_rows(cx, pl->test[i], &te, 0);
+        logreg_scores(theta, n_in, K, te.x, te.n, z, pred);
+        for (int64_t r = 0; r < te.n; r++) {
+            if (te.y[r] >= 0) ev[(size_t)te.y[r] * K + pred[r]]++;
+            else { ev[(size_t)K * K + pred[r]]++; ev[(size_t)K * K + K]++; }
+        }
+    }
+    comm_allreduce(comm, ev, (size_t)K * K + K + 2, COMM_I64, COMM_SUM);
+    if (cx->sae) {
+        int S = cx->sae->cfg.d_sae;
+        comm_allreduce(comm, cx->counts, (size_t)S * K + S + K, COMM_I64, COMM_SUM);
+    }
+    free(z); free(pred); free(te.x); free(te.y);
+    out->ev = ev;
+    out->conf = ev;
+    out->pred_unseen = ev + (size_t)K * K;
+    out->n_unseen = ev[(size_t)K * K + K];
+    out->train_correct = ev[(size_t)K * K + K + 1];
+    out->n_test_rows = out->n_unseen;
+    out->correct = 0;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < K; j++) out->n_test_rows += out->conf[(size_t)k * K + j];
+    for (int k = 0; k < K; k++) out->correct += out->conf[(size_t)k * K + k];
+}
+
+/* The probe's provenance, stored in probe.safetensors, latent_f1.safetensors and probe.json. */
+static cJSON *probe_meta(const ProbeConfig *c, const ProbePlan *pl) {
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddNumberToObject(meta, "layer", pl->block);
+    cJSON_AddStringToObject(meta, "target", c->target);
+    cJSON_AddStringToObject(meta, "pool", c->pool);
+    cJSON_AddStringToObject(meta, "features", c->features);
+    if (c->sae) cJSON_AddStringToObject(meta, "sae", c->sae);
+    cJSON_AddStringToObject(meta, "store", c->data);
+    cJSON_AddNumberToObject(meta, "l2", c->l2);
+    cJSON_AddStringToObject(meta, "objective", "mean cross-entropy + l2/2 ||W||^2 (b not penalised)");
+    cJSON_AddItemToObject(meta, "classes", i64_array(pl->classes, pl->K));
+    return meta;
+}
+
+/* probe.safetensors: W [n_in, K] and b [K] in float32, with the provenance. */
+static void write_probe_weights(const ProbeConfig *c, const float *w32, int n_in, int K, const char *meta_s) {
+    char path[4200];
+    StWriter w;
+    st_writer_init(&w);
+    int64_t shape_w[2] = {n_in, K}, shape_b[1] = {K};
+    st_writer_add(&w, "W", ST_F32, 2, shape_w, w32);
+    st_writer_add(&w, "b", ST_F32, 1, shape_b, w32 + (size_t)n_in * K);
+    st_writer_meta(&w, "saev_probe", meta_s);
+    snprintf(path, sizeof path, "%s/probe.safetensors", c->out);
+    st_writer_write_or_die(&w, path);
+    st_writer_free(&w);
+}
+
+/* probe.json's split and optimizer sections. */
+static void json_split_optimizer(cJSON *j, const ProbeConfig *c, const ProbePlan *pl, int64_t n_global, const Eval *ev, const Fit *f) {
+    cJSON *sp = cJSON_AddObjectToObject(j, "split");
+    cJSON_AddNumberToObject(sp, "seed", (double)c->seed);
+    cJSON_AddNumberToObject(sp, "held_out", c->held_out);
+    cJSON_AddItemToObject(sp, "train_images", i64_array(pl->train, (int)pl->n_train));
+    cJSON_AddItemToObject(sp, "test_images", i64_array(pl->test, (int)pl->n_test));
+    cJSON_AddNumberToObject(sp, "train_rows", (double)n_global);
+    cJSON_AddNumberToObject(sp, "test_rows", (double)ev->n_test_rows);
+    cJSON_AddNumberToObject(sp, "unlabelled_images_left_out", (double)pl->n_unlabelled);
+    cJSON *op = cJSON_AddObjectToObject(j, "optimizer");
+    cJSON_AddStringToObject(op, "method", "L-BFGS, float64, Armijo backtracking");
+    cJSON_AddStringToObject(op, "stopping_rule", "converged when max |gradient| <= tol; else max_iter or no decrease in the line search");
+    cJSON_AddNumberToObject(op, "tol", c->tol);
+    cJSON_AddNumberToObject(op, "iterations", f->res.iters);
+    cJSON_AddNumberToObject(op, "evaluations", f->res.evals);
+    cJSON_AddNumberToObject(op, "loss", f->res.loss);
+    cJSON_AddNumberToObject(op, "max_abs_gradient", f->res.grad_inf);
+    cJSON_AddBoolToObject(op, "converged", f->res.converged);
+    cJSON_AddStringToObject(op, "stop", f->res.stop);
+    cJSON_AddNumberToObject(op, "seconds", f->seconds);
+}
+
+/* probe.json's per-class accuracy (and IoU for patch targets), mean IoU and confusion. */
+static void json_classes(cJSON *j, const ProbePlan *pl, const Eval *ev, char *const *names) {
+    int K = pl->K;
+    const int64_t *conf = ev->conf;
+    cJSON *cls = cJSON_AddArrayToObject(j, "classes");
+    double iou_sum = 0;
+    int n_present = 0;
+    for (int k = 0; k < K; k++) {
+        int64_t support = 0, col = ev->pred_unseen[k];
+        for (int jj = 0; jj < K; jj++) { support += conf[(size_t)k * K + jj]; col += conf[(size_t)jj * K + k]; }
+        int64_t tp = conf[(size_t)k * K + k];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "label", (double)pl->classes[k]);
+        cJSON_AddStringToObject(e, "name", names[k]);
+        cJSON_AddNumberToObject(e, "support", (double)support);
+        if (support > 0) cJSON_AddNumberToObject(e, "accuracy", (double)tp / (double)support);
+        else cJSON_AddNullToObject(e, "accuracy");
+        if (pl->is_patch) {
+            if (support > 0) {
+                double iou = (double)tp / (double)(support + col - tp);
+                cJSON_AddNumberToObject(e, "iou", iou);
+                iou_sum += iou;
+                n_present++;
+            } else {
+                cJSON_AddNullToObject(e, "iou");
+            }
+        }
+        cJSON_AddItemToArray(cls, e);
+    }
+    if (pl->is_patch) cJSON_AddNumberToObject(j, "mean_iou", n_present ? iou_sum / n_present : NAN);
+    cJSON *cm = cJSON_AddArrayToObject(j, "confusion");
+    for (int k = 0; k < K; k++) cJSON_AddItemToArray(cm, i64_array(conf + (size_t)k * K, K));
+}
+
+/* Semantic probing: each class's top latents by F1 into probe.json, and every latent's
+ * precision, recall and F1 into latent_f1.safetensors. */
+static void semantic_outputs(cJSON *j, const Ctx *cx, char *const *names, const char *meta_s) {
+    const ProbeConfig *c = cx->c;
+    const ProbePlan *pl = cx->pl;
+    int S = cx->sae->cfg.d_sae, K = pl->K;
+    float *prec = mallocCheck((size_t)S * K * sizeof(float)), *rec = mallocCheck((size_t)S * K * sizeof(float));
+    float *f1 = mallocCheck((size_t)S * K * sizeof(float));
+    int64_t *tp = cx->counts, *fires = tp + (size_t)S * K, *support = fires + S;
+    semantic_f1(tp, fires, support, S, K, prec, rec, f1);
+    cJSON *sem = cJSON_AddObjectToObject(j, "semantic");
+    cJSON_AddStringToObject(sem, "sae", c->sae);
+    cJSON_AddStringToObject(sem, "unit", pl->is_patch ? "patch" : "image (fires on any patch)");
+    cJSON_AddStringToObject(sem, "rows", "training split");
+    cJSON *best = cJSON_AddArrayToObject(sem, "best");
+    int top = (int)(c->top_latents < S ? c->top_latents : S);
+    int *order = mallocCheck((size_t)S * sizeof(int));
+    for (int k = 0; k < K; k++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "label", (double)pl->classes[k]);
+        cJSON_AddStringToObject(e, "name", names[k]);
+        cJSON_AddNumberToObject(e, "support", (double)support[k]);
+        cJSON *lat = cJSON_AddArrayToObject(e, "latents");
+        /* partial selection of the top F1s (ties: lower latent first) */
+        for (int s = 0; s < S; s++) order[s] = s;
+        for (int t = 0; t < top; t++) {
+            int bi = t;
+            for (int s = t + 1; s < S; s++) {
+                float a = f1[(size_t)order[s] * K + k], b = f1[(size_t)order[bi] * K + k];
+                if (a > b || (a == b && order[s] < order[bi])) bi = s;
+            }
+            int tmp = order[t]; order[t] = order[bi]; order[bi] = tmp;
+            size_t i = (size_t)order[t] * K + k;
+            cJSON *l = cJSON_CreateObject();
+            cJSON_AddNumberToObject(l, "latent", order[t]);
+            cJSON_AddNumberToObject(l, "f1", f1[i]);
+            cJSON_AddNumberToObject(l, "precision", prec[i]);
+            cJSON_AddNumberToObject(l, "recall", rec[i]);
+            cJSON_AddNumberToObject(l, "tp", (double)tp[i]);
+            cJSON_AddItemToArray(lat, l);
+        }
+        cJSON_AddItemToArray(best, e);
+    }
+    free(order);
+    StWriter fw;
+    st_writer_init(&fw);
+    int64_t sk[2] = {S, K}, s1[1] = {S}, k1[1] = {K};
+    st_writer_add(&fw, "precision", ST_F32, 2, sk, prec);
+    st_writer_add(&fw, "recall", ST_F32, 2, sk, rec);
+    st_writer_add(&fw, "f1", ST_F32, 2, sk, f1);
+    st_writer_add(&fw, "tp", ST_I64, 2, sk, tp);
+    st_writer_add(&fw, "fires", ST_I64, 1, s1, fires);
+    st_writer_add(&fw, "support", ST_I64, 1, k1, support);
+    st_writer_add(&fw, "classes", ST_I64, 1, k1, pl->classes);
+    st_writer_meta(&fw, "saev_probe", meta_s);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/latent_f1.safetensors", c->out);
+    st_writer_write_or_die(&fw, path);
+    st_writer_free(&fw);
+    free(prec); free(rec); free(f1);
+}
+
+/* Rank 0: probe.safetensors, latent_f1.safetensors (with an SAE), probe.json, confusion.svg. */
+static void write_outputs(const Ctx *cx, int64_t n_global, const Fit *f, const Eval *ev) {
+    const ProbeConfig *c = cx->c;
+    const ProbePlan *pl = cx->pl;
+    int K = pl->K;
+    char **names = class_names_or_die(c, pl->classes, K);
+    make_dirs_or_die(c->out);
+    cJSON *meta = probe_meta(c, pl);
+    char *meta_s = cJSON_PrintUnformatted(meta);
+    write_probe_weights(c, f->w32, cx->n_in, K, meta_s);
+
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "probe", meta);
+    json_split_optimizer(j, c, pl, n_global, ev, f);
+    double accuracy = ev->n_test_rows ? (double)ev->correct / (double)ev->n_test_rows : NAN;
+    cJSON_AddNumberToObject(j, "train_accuracy", (double)ev->train_correct / (double)n_global);
+    cJSON_AddNumberToObject(j, "accuracy", accuracy);
+    cJSON_AddNumberToObject(j, "unseen_class_rows", (double)ev->n_unseen);
+    json_classes(j, pl, ev, names);
+    if (cx->sae) semantic_outputs(j, cx, names, meta_s);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/probe.json", c->out);
+    write_json_atomic_or_die(path, j);
+    char title[600];
+    snprintf(title, sizeof title, "%s probe, block %d, %s features: held-out accuracy %.3f%s", c->target, pl->block, c->features,
+             accuracy, "");
+    char *svg = probe_confusion_svg(ev->conf, K, names, title);
+    snprintf(path, sizeof path, "%s/confusion.svg", c->out);
+    write_file_atomic_or_die(path, svg, strlen(svg));
+    free(svg);
+    log_info("probe: held-out accuracy %.4f over %" PRId64 " rows (train %.4f) -> %s/probe.{safetensors,json}, confusion.svg%s", accuracy,
+             ev->n_test_rows, (double)ev->train_correct / (double)n_global, c->out, cx->sae ? ", latent_f1.safetensors" : "");
+    cJSON_Delete(j);
+    free(meta_s);
+    for (int k = 0; k < K; k++) free(names[k]);
+    free(names);
+}
+
+void probe_run(const ProbeConfig *c, const Comm *comm) {
     ProbePlan pl;
     plan_or_die(c, &pl);
-    int rank = comm_rank(), size = comm_size();
     int d = pl.d, K = pl.K, np = pl.n_patches;
     Sae sae_obj, *sae = NULL;
     if (c->sae) {
@@ -454,254 +788,21 @@ void probe_run(const ProbeConfig *c) {
     cx.xs = mallocCheck((size_t)max_rows * d * sizeof(float));
     cx.x_hat = mallocCheck((size_t)max_rows * d * sizeof(float));
     cx.plabels = mallocCheck((size_t)(np > 0 ? np : 1));
-    size_t n_counts = sae ? (size_t)S * K + S + K : 1;
-    cx.counts = callocCheck(n_counts, sizeof(int64_t));
-
-    /* this rank's training images */
-    int64_t t0 = pl.n_train * rank / size, t1 = pl.n_train * (rank + 1) / size;
+    cx.counts = callocCheck(sae ? (size_t)S * K + S + K : 1, sizeof(int64_t));
     log_info("probe: %s target on block %d of %s (%s features, %d classes, %" PRId64 " training / %" PRId64 " held-out images, %d rank(s))",
-             c->target, pl.block, c->data, cx.feat_sae ? "SAE" : "activation", K, pl.n_train, pl.n_test, size);
+             c->target, pl.block, c->data, cx.feat_sae ? "SAE" : "activation", K, pl.n_train, pl.n_test, comm->size);
+
     Rows tr = {0};
-    Progress prog;
-    progress_start(&prog, "images", t1 - t0);
-    for (int64_t i = t0; i < t1; i++) {
-        image_rows(&cx, pl.train[i], &tr, 1);
-        progress_update(&prog, i - t0 + 1);
-    }
-    progress_finish(&prog);
-    int64_t n_global = tr.n;
-    comm_allreduce(&n_global, 1, COMM_I64, COMM_SUM);
-    if (n_global < 1) saev_usage_fail("probe: no training rows (every label ignored?)");
-    /* float64 rows for the fit: dense, or CSR when at most a quarter of the values are
-     * non-zero (SAE codes), which makes each evaluation nnz·K work instead of n·d·K */
-    size_t n_vals = (size_t)tr.n * cx.n_in, nnz = 0;
-    for (size_t e = 0; e < n_vals; e++) nnz += tr.x[e] != 0;
-    double *xd = NULL, *val = NULL;
-    int64_t *row_ptr = NULL;
-    int *col = NULL;
-    if (nnz * 4 <= n_vals) {
-        row_ptr = mallocCheck((size_t)(tr.n + 1) * sizeof(int64_t));
-        col = mallocCheck((nnz > 0 ? nnz : 1) * sizeof(int));
-        val = mallocCheck((nnz > 0 ? nnz : 1) * sizeof(double));
-        int64_t e = 0;
-        for (int64_t i = 0; i < tr.n; i++) {
-            row_ptr[i] = e;
-            for (int j = 0; j < cx.n_in; j++) {
-                float v = tr.x[(size_t)i * cx.n_in + j];
-                if (v != 0) { col[e] = j; val[e] = v; e++; }
-            }
-        }
-        row_ptr[tr.n] = e;
-    } else {
-        xd = mallocCheck((n_vals > 0 ? n_vals : 1) * sizeof(double));
-        for (size_t e = 0; e < n_vals; e++) xd[e] = tr.x[e];
-    }
-    LogregProblem prob = {.d = cx.n_in, .K = K, .n_local = tr.n, .n_global = n_global, .x = xd, .row_ptr = row_ptr, .col = col, .val = val, .y = tr.y, .l2 = c->l2};
-    LogregOptions opt = {c->tol, (int)c->max_iter, (int)c->history};
-    int64_t n_par = logreg_n_params(cx.n_in, K);
-    double *theta = mallocCheck((size_t)n_par * sizeof(double));
-    LogregResult res;
-    double t_fit = saev_now();
-    logreg_fit(&prob, &opt, theta, &res);
-    t_fit = saev_now() - t_fit;
-    log_info("probe: L-BFGS %d iterations (%d evaluations, %.2f s): loss %.8g, max |gradient| %.3g: %s", res.iters, res.evals, t_fit,
-             res.loss, res.grad_inf, res.stop);
-    if (!res.converged) log_warn("probe: not converged (%s); raise probe.max_iter or loosen probe.tol", res.stop);
-    free(xd); free(row_ptr); free(col); free(val);
-    /* the stored weights: float32, and every prediction uses them */
-    float *w32 = mallocCheck((size_t)n_par * sizeof(float));
-    for (int64_t j = 0; j < n_par; j++) {
-        w32[j] = (float)theta[j];
-        theta[j] = w32[j];
-    }
+    int64_t n_global = training_rows(&cx, &tr, comm);
+    Fit f;
+    fit(&cx, &tr, n_global, comm, &f);
+    Eval ev;
+    evaluate(&cx, &tr, f.theta, comm, &ev);
+    if (comm->rank == 0) write_outputs(&cx, n_global, &f, &ev);
+    comm_barrier(comm);
 
-    /* training accuracy on this rank's rows, then the held-out evaluation */
-    double *z = mallocCheck((size_t)max_rows * K * sizeof(double));
-    int *pred = mallocCheck((size_t)max_rows * sizeof(int));
-    int64_t train_correct = 0;
-    for (int64_t i = 0; i < tr.n; i += max_rows) {
-        int64_t m = tr.n - i < max_rows ? tr.n - i : max_rows;
-        logreg_scores(theta, cx.n_in, K, tr.x + (size_t)i * cx.n_in, m, z, pred);
-        for (int64_t r = 0; r < m; r++) train_correct += pred[r] == tr.y[i + r];
-    }
-    /* conf [K, K] | pred_unseen [K] (rows whose label is not a training class) | n_unseen */
-    int64_t *ev = callocCheck((size_t)K * K + K + 2, sizeof(int64_t));
-    ev[(size_t)K * K + K + 1] = train_correct;
-    int64_t e0 = pl.n_test * rank / size, e1 = pl.n_test * (rank + 1) / size;
-    Rows te = {0};
-    for (int64_t i = e0; i < e1; i++) {
-        te.n = 0;
-        image_rows(&cx, pl.test[i], &te, 0);
-        logreg_scores(theta, cx.n_in, K, te.x, te.n, z, pred);
-        for (int64_t r = 0; r < te.n; r++) {
-            if (te.y[r] >= 0) ev[(size_t)te.y[r] * K + pred[r]]++;
-            else { ev[(size_t)K * K + pred[r]]++; ev[(size_t)K * K + K]++; }
-        }
-    }
-    comm_allreduce(ev, (size_t)K * K + K + 2, COMM_I64, COMM_SUM);
-    if (sae) comm_allreduce(cx.counts, n_counts, COMM_I64, COMM_SUM);
-
-    if (rank == 0) {
-        int64_t *conf = ev, *pred_unseen = ev + (size_t)K * K, n_unseen = ev[(size_t)K * K + K];
-        train_correct = ev[(size_t)K * K + K + 1];
-        int64_t n_test_rows = n_unseen, correct = 0;
-        for (int k = 0; k < K; k++)
-            for (int j = 0; j < K; j++) n_test_rows += conf[(size_t)k * K + j];
-        for (int k = 0; k < K; k++) correct += conf[(size_t)k * K + k];
-        char **names = class_names_or_die(c, pl.classes, K);
-        make_dirs_or_die(c->out);
-        char path[4200];
-
-        /* probe.safetensors */
-        cJSON *meta = cJSON_CreateObject();
-        cJSON_AddNumberToObject(meta, "layer", pl.block);
-        cJSON_AddStringToObject(meta, "target", c->target);
-        cJSON_AddStringToObject(meta, "pool", c->pool);
-        cJSON_AddStringToObject(meta, "features", c->features);
-        if (c->sae) cJSON_AddStringToObject(meta, "sae", c->sae);
-        cJSON_AddStringToObject(meta, "store", c->data);
-        cJSON_AddNumberToObject(meta, "l2", c->l2);
-        cJSON_AddStringToObject(meta, "objective", "mean cross-entropy + l2/2 ||W||^2 (b not penalised)");
-        cJSON_AddItemToObject(meta, "classes", i64_array(pl.classes, K));
-        char *meta_s = cJSON_PrintUnformatted(meta);
-        StWriter w;
-        st_writer_init(&w);
-        int64_t shape_w[2] = {cx.n_in, K}, shape_b[1] = {K};
-        st_writer_add(&w, "W", ST_F32, 2, shape_w, w32);
-        st_writer_add(&w, "b", ST_F32, 1, shape_b, w32 + (size_t)cx.n_in * K);
-        st_writer_meta(&w, "saev_probe", meta_s);
-        snprintf(path, sizeof path, "%s/probe.safetensors", c->out);
-        st_writer_write_or_die(&w, path);
-        st_writer_free(&w);
-
-        /* probe.json */
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddItemToObject(j, "probe", meta);
-        cJSON *sp = cJSON_AddObjectToObject(j, "split");
-        cJSON_AddNumberToObject(sp, "seed", (double)c->seed);
-        cJSON_AddNumberToObject(sp, "held_out", c->held_out);
-        cJSON_AddItemToObject(sp, "train_images", i64_array(pl.train, (int)pl.n_train));
-        cJSON_AddItemToObject(sp, "test_images", i64_array(pl.test, (int)pl.n_test));
-        cJSON_AddNumberToObject(sp, "train_rows", (double)n_global);
-        cJSON_AddNumberToObject(sp, "test_rows", (double)n_test_rows);
-        cJSON_AddNumberToObject(sp, "unlabelled_images_left_out", (double)pl.n_unlabelled);
-        cJSON *op = cJSON_AddObjectToObject(j, "optimizer");
-        cJSON_AddStringToObject(op, "method", "L-BFGS, float64, Armijo backtracking");
-        cJSON_AddStringToObject(op, "stopping_rule", "converged when max |gradient| <= tol; else max_iter or no decrease in the line search");
-        cJSON_AddNumberToObject(op, "tol", c->tol);
-        cJSON_AddNumberToObject(op, "iterations", res.iters);
-        cJSON_AddNumberToObject(op, "evaluations", res.evals);
-        cJSON_AddNumberToObject(op, "loss", res.loss);
-        cJSON_AddNumberToObject(op, "max_abs_gradient", res.grad_inf);
-        cJSON_AddBoolToObject(op, "converged", res.converged);
-        cJSON_AddStringToObject(op, "stop", res.stop);
-        cJSON_AddNumberToObject(op, "seconds", t_fit);
-        cJSON_AddNumberToObject(j, "train_accuracy", (double)train_correct / (double)n_global);
-        cJSON_AddNumberToObject(j, "accuracy", n_test_rows ? (double)correct / (double)n_test_rows : NAN);
-        cJSON_AddNumberToObject(j, "unseen_class_rows", (double)n_unseen);
-        cJSON *cls = cJSON_AddArrayToObject(j, "classes");
-        double iou_sum = 0;
-        int n_present = 0;
-        for (int k = 0; k < K; k++) {
-            int64_t support = 0, col = pred_unseen[k];
-            for (int jj = 0; jj < K; jj++) { support += conf[(size_t)k * K + jj]; col += conf[(size_t)jj * K + k]; }
-            int64_t tp = conf[(size_t)k * K + k];
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "label", (double)pl.classes[k]);
-            cJSON_AddStringToObject(e, "name", names[k]);
-            cJSON_AddNumberToObject(e, "support", (double)support);
-            if (support > 0) cJSON_AddNumberToObject(e, "accuracy", (double)tp / (double)support);
-            else cJSON_AddNullToObject(e, "accuracy");
-            if (pl.is_patch) {
-                if (support > 0) {
-                    double iou = (double)tp / (double)(support + col - tp);
-                    cJSON_AddNumberToObject(e, "iou", iou);
-                    iou_sum += iou;
-                    n_present++;
-                } else {
-                    cJSON_AddNullToObject(e, "iou");
-                }
-            }
-            cJSON_AddItemToArray(cls, e);
-        }
-        if (pl.is_patch) cJSON_AddNumberToObject(j, "mean_iou", n_present ? iou_sum / n_present : NAN);
-        cJSON *cm = cJSON_AddArrayToObject(j, "confusion");
-        for (int k = 0; k < K; k++) cJSON_AddItemToArray(cm, i64_array(conf + (size_t)k * K, K));
-        if (sae) {
-            float *prec = mallocCheck((size_t)S * K * sizeof(float)), *rec = mallocCheck((size_t)S * K * sizeof(float));
-            float *f1 = mallocCheck((size_t)S * K * sizeof(float));
-            int64_t *tp = cx.counts, *fires = tp + (size_t)S * K, *support = fires + S;
-            semantic_f1(tp, fires, support, S, K, prec, rec, f1);
-            cJSON *sem = cJSON_AddObjectToObject(j, "semantic");
-            cJSON_AddStringToObject(sem, "sae", c->sae);
-            cJSON_AddStringToObject(sem, "unit", pl.is_patch ? "patch" : "image (fires on any patch)");
-            cJSON_AddStringToObject(sem, "rows", "training split");
-            cJSON *best = cJSON_AddArrayToObject(sem, "best");
-            int top = (int)(c->top_latents < S ? c->top_latents : S);
-            int *order = mallocCheck((size_t)S * sizeof(int));
-            for (int k = 0; k < K; k++) {
-                cJSON *e = cJSON_CreateObject();
-                cJSON_AddNumberToObject(e, "label", (double)pl.classes[k]);
-                cJSON_AddStringToObject(e, "name", names[k]);
-                cJSON_AddNumberToObject(e, "support", (double)support[k]);
-                cJSON *lat = cJSON_AddArrayToObject(e, "latents");
-                /* partial selection of the top F1s (ties: lower latent first) */
-                for (int s = 0; s < S; s++) order[s] = s;
-                for (int t = 0; t < top; t++) {
-                    int bi = t;
-                    for (int s = t + 1; s < S; s++) {
-                        float a = f1[(size_t)order[s] * K + k], b = f1[(size_t)order[bi] * K + k];
-                        if (a > b || (a == b && order[s] < order[bi])) bi = s;
-                    }
-                    int tmp = order[t]; order[t] = order[bi]; order[bi] = tmp;
-                    size_t i = (size_t)order[t] * K + k;
-                    cJSON *l = cJSON_CreateObject();
-                    cJSON_AddNumberToObject(l, "latent", order[t]);
-                    cJSON_AddNumberToObject(l, "f1", f1[i]);
-                    cJSON_AddNumberToObject(l, "precision", prec[i]);
-                    cJSON_AddNumberToObject(l, "recall", rec[i]);
-                    cJSON_AddNumberToObject(l, "tp", (double)tp[i]);
-                    cJSON_AddItemToArray(lat, l);
-                }
-                cJSON_AddItemToArray(best, e);
-            }
-            free(order);
-            StWriter fw;
-            st_writer_init(&fw);
-            int64_t sk[2] = {S, K}, s1[1] = {S}, k1[1] = {K};
-            st_writer_add(&fw, "precision", ST_F32, 2, sk, prec);
-            st_writer_add(&fw, "recall", ST_F32, 2, sk, rec);
-            st_writer_add(&fw, "f1", ST_F32, 2, sk, f1);
-            st_writer_add(&fw, "tp", ST_I64, 2, sk, tp);
-            st_writer_add(&fw, "fires", ST_I64, 1, s1, fires);
-            st_writer_add(&fw, "support", ST_I64, 1, k1, support);
-            st_writer_add(&fw, "classes", ST_I64, 1, k1, pl.classes);
-            st_writer_meta(&fw, "saev_probe", meta_s);
-            snprintf(path, sizeof path, "%s/latent_f1.safetensors", c->out);
-            st_writer_write_or_die(&fw, path);
-            st_writer_free(&fw);
-            free(prec); free(rec); free(f1);
-        }
-        snprintf(path, sizeof path, "%s/probe.json", c->out);
-        write_json_atomic_or_die(path, j);
-        char title[600];
-        snprintf(title, sizeof title, "%s probe, block %d, %s features: held-out accuracy %.3f%s", c->target, pl.block, c->features,
-                 n_test_rows ? (double)correct / (double)n_test_rows : NAN, "");
-        char *svg = probe_confusion_svg(conf, K, names, title);
-        snprintf(path, sizeof path, "%s/confusion.svg", c->out);
-        write_file_atomic_or_die(path, svg, strlen(svg));
-        free(svg);
-        log_info("probe: held-out accuracy %.4f over %" PRId64 " rows (train %.4f) -> %s/probe.{safetensors,json}, confusion.svg%s", 
-                 n_test_rows ? (double)correct / (double)n_test_rows : NAN, n_test_rows, (double)train_correct / (double)n_global, c->out,
-                 sae ? ", latent_f1.safetensors" : "");
-        cJSON_Delete(j);
-        free(meta_s);
-        for (int k = 0; k < K; k++) free(names[k]);
-        free(names);
-    }
-    if (size > 1) comm_barrier();
-    free(ev); free(z); free(pred); free(w32); free(theta);
-    free(tr.x); free(tr.y); free(te.x); free(te.y);
+    free(ev.ev); free(f.w32); free(f.theta);
+    free(tr.x); free(tr.y);
     free(cx.tokens); free(cx.feat); free(cx.f); free(cx.xs); free(cx.x_hat); free(cx.plabels); free(cx.counts);
     if (sae) sae_destroy(sae);
     plan_free(&pl);

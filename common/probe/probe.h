@@ -44,6 +44,7 @@
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "config.h"
 #include "sae/sae.h"
 #include "store/store.h"
@@ -85,6 +86,9 @@ typedef struct {
 } Probe;
 
 /* Loads probe.safetensors; fails naming the file. */
+/* Reads probe.safetensors (W, b, the saev_probe metadata): 0, or -1 with why in err
+ * (naming the file); the _or_die form exits with status 2. */
+int probe_load(Probe *p, const char *path, char *err, size_t errlen);
 void probe_load_or_die(Probe *p, const char *path);
 void probe_free(Probe *p);
 
@@ -103,8 +107,9 @@ void probe_sae_codes(const Sae *sae, const float *x, int n, float *f, float *xs,
 void semantic_f1(const int64_t *tp, const int64_t *fires, const int64_t *support, int S, int K, float *precision, float *recall,
                  float *f1);
 
-/* The whole stage on every rank (collective); rank 0 writes the outputs. */
-void probe_run(const ProbeConfig *c);
+/* The whole stage on every rank of comm (collective; images split across them); rank 0
+ * writes the outputs. */
+void probe_run(const ProbeConfig *c, const Comm *comm);
 /* Checks the config against the store and SAE (exists, layer, target, widths) before any
  * rank starts; exits 2 naming the problem. */
 void probe_check_or_die(const ProbeConfig *c);

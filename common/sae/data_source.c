@@ -185,35 +185,37 @@ int store_layer_index_or_die(const Store *st, int64_t layer, const char *key, in
     return idx;
 }
 
-DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens) {
+DataSource *data_source_open_store(const char *section, const char *dir, int64_t layer, const char *tokens) {
     char err[1024];
     Store *st = store_open_read(dir, err, sizeof err);
-    if (!st) saev_usage_fail("train.data: %s", err);
+    if (!st) saev_usage_fail("%s.data: %s", section, err);
     const StoreMeta *m = &st->meta;
     if (!st->complete) {
         int64_t pending = 0;
         for (int64_t i = 0; i < m->n_images; i++) pending += st->status[i] == STORE_PENDING;
-        saev_usage_fail("train.data: store %s is incomplete (%lld of %lld images not yet written); finish `saev activations` first", dir,
+        saev_usage_fail("%s.data: store %s is incomplete (%lld of %lld images not yet written); finish `saev activations` first", section, dir,
                         (long long)pending, (long long)m->n_images);
     }
     StoreSource *s = callocCheck(1, sizeof *s);
     s->store = st;
-    s->layer_idx = store_layer_index_or_die(st, layer, "train.layer", NULL);
+    char key[64];
+    snprintf(key, sizeof key, "%s.layer", section);
+    s->layer_idx = store_layer_index_or_die(st, layer, key, NULL);
     if (!strcmp(tokens, "patches")) {
         s->tok0 = m->has_cls, s->n_tok = m->n_patches;
-        if (s->n_tok < 1) saev_usage_fail("train.tokens: store %s holds no patch tokens", dir);
+        if (s->n_tok < 1) saev_usage_fail("%s.tokens: store %s holds no patch tokens", section, dir);
     } else if (!strcmp(tokens, "cls")) {
-        if (!m->has_cls) saev_usage_fail("train.tokens: cls, but store %s has no CLS token", dir);
+        if (!m->has_cls) saev_usage_fail("%s.tokens: cls, but store %s has no CLS token", section, dir);
         s->tok0 = 0, s->n_tok = 1;
     } else if (!strcmp(tokens, "all")) {
         s->tok0 = 0, s->n_tok = m->n_tokens;
     } else {
-        saev_usage_fail("train.tokens: \"%s\" is not patches, all or cls", tokens);
+        saev_usage_fail("%s.tokens: \"%s\" is not patches, all or cls", section, tokens);
     }
     s->img = mallocCheck((size_t)(m->n_images > 0 ? m->n_images : 1) * sizeof(int64_t));
     for (int64_t i = 0; i < m->n_images; i++)
         if (st->status[i] == STORE_WRITTEN) s->img[s->n_img++] = i;
-    if (s->n_img == 0) saev_usage_fail("train.data: store %s holds no written images", dir);
+    if (s->n_img == 0) saev_usage_fail("%s.data: store %s holds no written images", section, dir);
 
     /* Chunks: the HDF5 chunk's image count, aligned within each file. */
     hid_t dcpl = H5Dget_create_plist(st->d_acts[0]);
@@ -242,10 +244,10 @@ DataSource *data_source_open_store(const char *dir, int64_t layer, const char *t
     return src;
 }
 
-DataSource *data_source_open(const char *path, int64_t layer, const char *tokens) {
+DataSource *data_source_open(const char *section, const char *path, int64_t layer, const char *tokens) {
     struct stat sb;
-    if (stat(path, &sb) != 0) saev_usage_fail("train.data: %s not found", path);
-    if (S_ISDIR(sb.st_mode)) return data_source_open_store(path, layer, tokens);
+    if (stat(path, &sb) != 0) saev_usage_fail("%s.data: %s not found", section, path);
+    if (S_ISDIR(sb.st_mode)) return data_source_open_store(section, path, layer, tokens);
     return data_source_open_safetensors(path);
 }
 
@@ -265,7 +267,7 @@ void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *ou
 /* ---- batch loader ---------------------------------------------------------------------- */
 
 typedef struct {
-    MPI_Comm comm;         // duplicate of MPI_COMM_WORLD: the exchanges only
+    MPI_Comm comm;         // duplicate of the loader's Comm: the exchanges only
     MPI_Datatype row_type; // d floats
 } LoaderMpi;
 
@@ -469,10 +471,10 @@ static void exchange_window(BatchLoader *l, int64_t k) {
     pthread_mutex_unlock(&l->mu);
 }
 
-void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
-                       int64_t position) {
+void batch_loader_init(BatchLoader *l, DataSource *src, const Comm *comm, int64_t global_batch, int shuffle, int64_t shuffle_buffer,
+                       uint64_t seed, int64_t position) {
     memset(l, 0, sizeof *l);
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     l->src = src;
     l->batch = global_batch;
     l->shuffle = shuffle;
@@ -495,7 +497,7 @@ void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, in
     if (size > 1) {
         if (l->window > INT_MAX) saev_usage_fail("train.shuffle_buffer %lld: at most %d rows on several ranks", (long long)l->window, INT_MAX);
         LoaderMpi *mp = callocCheck(1, sizeof *mp);
-        mpiCheck(MPI_Comm_dup(MPI_COMM_WORLD, &mp->comm));
+        mpiCheck(MPI_Comm_dup(comm->mpi, &mp->comm));
         mpiCheck(MPI_Type_contiguous(src->d, MPI_FLOAT, &mp->row_type));
         mpiCheck(MPI_Type_commit(&mp->row_type));
         l->mpi = mp;

@@ -45,7 +45,7 @@
  * same windows in the same order at the same point relative to the trainer's own
  * collectives: window k is exchanged in the call that returns the first batch touching
  * it (a rank-independent rule; a rank with no rows in it still takes part), on a
- * duplicate of MPI_COMM_WORLD made in batch_loader_init, so it can never match the
+ * duplicate of the loader's communicator made in batch_loader_init, so it can never match the
  * trainer's all-reduces. Memory per rank: the thread's read buffer, two packed windows
  * and two received windows, each about W/size rows. While the loader runs, only its
  * thread touches the source. rows_read counts the rows this rank read for the windows
@@ -58,6 +58,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "store/store.h"
 
 typedef struct DataSource DataSource;
@@ -77,14 +78,15 @@ struct DataSource {
 DataSource *data_source_open_safetensors(const char *path);
 /* Opens one layer of an activation store. layer: a block number recorded in the store's
  * `layers`, negative from the ViT's end, or CFG_UNSET_INT for the store's only layer;
- * tokens: "patches" | "all" | "cls". Fails (exit 2) naming the store and the problem. */
-DataSource *data_source_open_store(const char *dir, int64_t layer, const char *tokens);
+ * tokens: "patches" | "all" | "cls". Fails (exit 2) naming the store, the problem and
+ * the key (section "train" -> train.data, train.layer, train.tokens). */
+DataSource *data_source_open_store(const char *section, const char *dir, int64_t layer, const char *tokens);
 /* Position in the store's `layers` of a block number (negative from the ViT's end, as
  * train.layer; CFG_UNSET_INT: the store's only layer); *block_out (when not NULL) gets
  * the non-negative block. Fails (exit 2) naming `key`, the store and its blocks. */
 int store_layer_index_or_die(const Store *st, int64_t layer, const char *key, int *block_out);
 /* A directory is a store, anything else a safetensors file. */
-DataSource *data_source_open(const char *path, int64_t layer, const char *tokens);
+DataSource *data_source_open(const char *section, const char *path, int64_t layer, const char *tokens);
 void data_source_close(DataSource *src);
 /* Rows ids[0..n) (any order) into out [n, d]; consecutive ids are read as one range. */
 void data_source_read_rows(DataSource *src, const int64_t *ids, int n, float *out);
@@ -139,11 +141,11 @@ typedef struct {
     int64_t first_k;      // window the thread starts with
 } BatchLoader;
 
-/* A loader at global position `position` (0, or a checkpoint's) for this rank of
- * comm_size(); starts the prefetch thread. Collective when size > 1 (every rank calls it,
+/* A loader at global position `position` (0, or a checkpoint's) for this rank of comm's
+ * ranks; starts the prefetch thread. Collective when size > 1 (every rank calls it,
  * as they call batch_loader_next and batch_loader_free, in the same order). shuffle_buffer is W (capped at N). */
-void batch_loader_init(BatchLoader *l, DataSource *src, int64_t global_batch, int shuffle, int64_t shuffle_buffer, uint64_t seed,
-                       int64_t position);
+void batch_loader_init(BatchLoader *l, DataSource *src, const Comm *comm, int64_t global_batch, int shuffle,
+                       int64_t shuffle_buffer, uint64_t seed, int64_t position);
 /* Stops the thread and frees (collective when size > 1: it frees the loader's
  * communicator); the source is usable again afterwards. */
 void batch_loader_free(BatchLoader *l);

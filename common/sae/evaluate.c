@@ -155,8 +155,24 @@ static void strlist_push(StrList *l, const char *s) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* The folders on the way down from a given run directory, by identity: a symlinked
+ * folder is followed (runs/latest -> runs/2026-11-30), one that leads back up is not. */
+typedef struct DirPath {
+    dev_t dev;
+    ino_t ino;
+    const struct DirPath *up;
+} DirPath;
+
 /* Every file named sae.safetensors or sae.pt (saev's) under dir (any depth), appended to out. */
-static void find_checkpoints(const char *key, const char *dir, StrList *out) {
+static void find_checkpoints(const char *key, const char *dir, const DirPath *up, StrList *out) {
+    struct stat self;
+    if (stat(dir, &self) != 0) saev_usage_fail("%s: %s: %s", key, dir, strerror(errno));
+    for (const DirPath *a = up; a; a = a->up)
+        if (a->dev == self.st_dev && a->ino == self.st_ino) {
+            log_warn("%s: %s: skipped, a link back to a folder above it", key, dir);
+            return;
+        }
+    DirPath here = {self.st_dev, self.st_ino, up};
     DIR *dp = opendir(dir);
     if (!dp) saev_usage_fail("%s: %s: cannot read the directory: %s", key, dir, strerror(errno));
     StrList names = {0};
@@ -175,7 +191,7 @@ static void find_checkpoints(const char *key, const char *dir, StrList *out) {
         snprintf(p, len, "%.*s/%s", (int)dl, dir, names.v[i]);
         struct stat sb;
         if (stat(p, &sb) == 0) {
-            if (S_ISDIR(sb.st_mode)) find_checkpoints(key, p, out);
+            if (S_ISDIR(sb.st_mode)) find_checkpoints(key, p, &here, out);
             else if (S_ISREG(sb.st_mode) && (!strcmp(names.v[i], "sae.safetensors") || !strcmp(names.v[i], "sae.pt"))) strlist_push(out, p);
         }
         free(p);
@@ -201,7 +217,7 @@ int eval_resolve_checkpoints(const CfgList *sae, const char *key, char ***out) {
         if (stat(p, &sb) != 0) saev_usage_fail("%s: %s: no such checkpoint or run directory", key, p);
         if (S_ISDIR(sb.st_mode)) {
             int before = ckpts.n;
-            find_checkpoints(key, p, &ckpts);
+            find_checkpoints(key, p, NULL, &ckpts);
             if (ckpts.n == before) saev_usage_fail("%s: %s: no sae.safetensors (or saev sae.pt) under this directory", key, p);
         } else {
             strlist_push(&ckpts, p);
@@ -239,7 +255,7 @@ void eval_plan_or_die(const EvaluateConfig *c, EvalPlan *plan) {
     char **ckpts;
     int n_ckpt = eval_resolve_checkpoints(&c->sae, "evaluate.sae", &ckpts);
 
-    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
+    DataSource *src = data_source_open("evaluate", c->data, c->layer, c->tokens);
     plan->d = src->d;
     int64_t n_data = src->n_rows;
     data_source_close(src);
@@ -439,10 +455,10 @@ char *eval_svg(const EvalMetrics *m, const char *title) {
 
 /* ---------------------------------------------------------------- the pass */
 
-void evaluate_run(const EvaluateConfig *c) {
+void evaluate_run(const EvaluateConfig *c, const Comm *comm) {
     EvalPlan plan;
     eval_plan_or_die(c, &plan);
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     int K = plan.n_sae, d = plan.d;
 
     Sae *saes = callocCheck((size_t)K, sizeof(Sae));
@@ -464,7 +480,7 @@ void evaluate_run(const EvaluateConfig *c) {
     float *x_hat = mallocCheck((size_t)B * d * sizeof(float));
     float *f = mallocCheck((size_t)B * max_S * sizeof(float));
     int64_t *ids = mallocCheck((size_t)B * sizeof(int64_t));
-    DataSource *src = data_source_open(c->data, c->layer, c->tokens);
+    DataSource *src = data_source_open("evaluate", c->data, c->layer, c->tokens);
     log_info("evaluate: %d SAE(s) on rows [%" PRId64 ", %" PRId64 ") of %s, %d rank(s)", K, plan.first_row,
              plan.first_row + plan.n_rows, c->data, size);
     Progress prog;
@@ -490,7 +506,7 @@ void evaluate_run(const EvaluateConfig *c) {
     progress_finish(&prog);
     data_source_close(src);
 
-    for (int i = 0; i < K; i++) comm_allreduce(sums[i].sums, eval_sums_len(&sums[i]), COMM_F64, COMM_SUM);
+    for (int i = 0; i < K; i++) comm_allreduce(comm, sums[i].sums, eval_sums_len(&sums[i]), COMM_F64, COMM_SUM);
 
     if (rank == 0) {
         for (int i = 0; i < K; i++) {
@@ -511,7 +527,7 @@ void evaluate_run(const EvaluateConfig *c) {
             eval_metrics_free(&m);
         }
     }
-    if (size > 1) comm_barrier(); /* no MPI needed for one rank (tests call this directly) */
+    comm_barrier(comm);
 
     for (int i = 0; i < K; i++) { sae_destroy(&saes[i]); eval_sums_free(&sums[i]); }
     free(saes);

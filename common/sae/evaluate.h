@@ -40,6 +40,7 @@
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "config.h"
 #include "sae.h"
 
@@ -144,8 +145,9 @@ int eval_checkpoint_d_model(const char *key, const char *path);
  * (several), or the checkpoint's folder (out NULL), with `beside` appended when given. */
 char *eval_out_dir(const char *out, int n_sae, int i, const char *ckpt, const char *beside);
 
-/* The whole evaluation on every rank (collective); rank 0 writes the outputs. */
-void evaluate_run(const EvaluateConfig *c);
+/* The whole evaluation on every rank of comm (collective; rows split across them); rank 0
+ * writes the outputs. */
+void evaluate_run(const EvaluateConfig *c, const Comm *comm);
 
 /* Outputs (rank 0). JSON as text (malloc'd); SVG as text (malloc'd). */
 char *eval_json(const EvalMetrics *m, const Sae *sae, const char *ckpt, const EvaluateConfig *c, const EvalPlan *plan);

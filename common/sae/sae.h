@@ -69,8 +69,11 @@ typedef struct {
 enum { SAE_STAT_MSE = 0, SAE_STAT_L1, SAE_STAT_L0, SAE_STAT_AUX, SAE_STAT_SQERR_FULL, SAE_STAT_X_SQ,
        SAE_STAT_X_SUM0 /* followed by d per-dimension sums of x, for explained variance */ };
 
+struct Comm; /* comm.h */
+
 typedef struct {
     SaeConfig cfg;
+    const struct Comm *comm; // ranks a training step all-reduces over (sae_create: comm_self(), this rank alone)
     size_t n_params;        // d·S + S + S·d + d
     float *params;          // [n_params] one allocation: w_enc | b_enc | w_dec | b_dec
     float *grads;           // [n_params] same layout

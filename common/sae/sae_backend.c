@@ -20,76 +20,76 @@
 #include "cuda/sae_cuda.h"
 #endif
 
-const char *sae_device_name(SaeDevice d) { return d == SAE_DEVICE_CUDA ? "cuda" : "cpu"; }
-
 const char *sae_backend_resolve(const char *device, const char *precision, SaeBackendSpec *out) {
     static char msg[256];
     memset(out, 0, sizeof *out);
-    if (!precision || !strcmp(precision, "fp32") || !strcmp(precision, "float32")) out->precision = SAE_PREC_FP32;
-    else if (!strcmp(precision, "tf32")) out->precision = SAE_PREC_TF32;
-    else if (!strcmp(precision, "bf16") || !strcmp(precision, "bfloat16")) out->precision = SAE_PREC_BF16;
-    else {
+    if (precision_parse(precision, &out->precision)) {
         snprintf(msg, sizeof msg, "precision \"%s\" is not fp32, tf32 or bf16", precision);
         return msg;
     }
-    if (out->precision == SAE_PREC_BF16)
+    if (out->precision == PRECISION_BF16)
         return "precision bf16 is not implemented for SAE training (fp32 master weights with bf16 GEMMs are future "
                "work); use fp32 or tf32";
+    Device want;
+    if (device_parse(device, &want)) {
+        snprintf(msg, sizeof msg, "device \"%s\" is not auto, cpu or cuda", device);
+        return msg;
+    }
     int have_gpu = 0;
 #ifdef SAEV_CUDA
     have_gpu = cuda_gpu_count() > 0;
 #endif
-    if (!device || !strcmp(device, "auto")) {
-        out->device = have_gpu ? SAE_DEVICE_CUDA : SAE_DEVICE_CPU;
-        if (!have_gpu && out->precision != SAE_PREC_FP32) {
+    if (want == DEVICE_AUTO) {
+        out->device = have_gpu ? DEVICE_CUDA : DEVICE_CPU;
+        if (!have_gpu && out->precision != PRECISION_FP32) {
             log_warn("device auto found no GPU: training the SAE on the CPU in fp32 (precision %s applies to cuda only)", precision);
-            out->precision = SAE_PREC_FP32;
+            out->precision = PRECISION_FP32;
         }
-    } else if (!strcmp(device, "cpu")) {
-        out->device = SAE_DEVICE_CPU;
-        if (out->precision != SAE_PREC_FP32) {
+    } else if (want == DEVICE_CPU) {
+        out->device = DEVICE_CPU;
+        if (out->precision != PRECISION_FP32) {
             snprintf(msg, sizeof msg, "precision %s needs device cuda (the CPU trains in fp32)", precision);
             return msg;
         }
-    } else if (!strcmp(device, "cuda")) {
+    } else { /* cuda */
 #ifndef SAEV_CUDA
         return "device cuda: this saev-c was built without CUDA (configure with nvcc present, or use device cpu)";
 #else
         if (!have_gpu) return "device cuda: no usable GPU on this node (nvidia-smi shows why; or use device cpu)";
-        out->device = SAE_DEVICE_CUDA;
+        out->device = DEVICE_CUDA;
 #endif
-    } else {
-        snprintf(msg, sizeof msg, "device \"%s\" is not auto, cpu or cuda", device);
-        return msg;
     }
     return NULL;
 }
 
-int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec, char *err,
-                       size_t errlen) {
+int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec,
+                       const Comm *comm, char *err, size_t errlen) {
     memset(b, 0, sizeof *b);
     b->spec = *spec;
     b->max_batch = max_batch;
     const char *bad = sae_config_check(cfg);
     if (bad) return snprintf(err, errlen, "SAE config: %s", bad), -1;
     if (max_batch < 1) return snprintf(err, errlen, "SAE: batch must be positive (got %d)", max_batch), -1;
-    if (spec->device == SAE_DEVICE_CPU) {
-        if (spec->precision != SAE_PREC_FP32) return snprintf(err, errlen, "SAE on the CPU trains in fp32 only"), -1;
+    if (spec->device == DEVICE_CPU) {
+        if (spec->precision != PRECISION_FP32) return snprintf(err, errlen, "SAE on the CPU trains in fp32 only"), -1;
         sae_create(&b->host, cfg, max_batch);
+        b->host.comm = comm;
         return 0;
     }
 #ifndef SAEV_CUDA
     return snprintf(err, errlen, "device cuda: this saev-c was built without CUDA"), -1;
 #else
-    if (comm_size() > 1) comm_gpu_init(); /* picks the GPU of this local rank before any allocation */
+    if (comm->size > 1) comm_gpu_init(comm); /* picks the GPU of this local rank before any allocation */
     SaeCuda *dev = callocCheck(1, sizeof(SaeCuda));
-    if (sae_cuda_create(dev, cfg, max_batch, (CudaPrecision)spec->precision, err, errlen)) {
+    if (sae_cuda_create(dev, cfg, max_batch, spec->precision, err, errlen)) {
         free(dev);
         return -1;
     }
-    dev->distributed = comm_size() > 1;
+    dev->comm = comm;
+    dev->distributed = comm->size > 1;
     b->dev = dev;
     sae_create(&b->host, cfg, 1); /* the mirror: state only, workspace for one row */
+    b->host.comm = comm;
     sae_backend_push(b);          /* zero optimizer and counters, whatever the mirror holds */
     return 0;
 #endif
@@ -108,7 +108,7 @@ void sae_backend_destroy(SaeBackend *b) {
 }
 
 void sae_backend_push(SaeBackend *b) {
-    if (b->spec.device == SAE_DEVICE_CPU) return;
+    if (b->spec.device == DEVICE_CPU) return;
 #ifdef SAEV_CUDA
     Sae *h = &b->host;
     sae_cuda_upload_state((SaeCuda *)b->dev, h->params, h->adam_m, h->adam_v, h->since_fired, h->threshold, h->adam_t);
@@ -116,7 +116,7 @@ void sae_backend_push(SaeBackend *b) {
 }
 
 void sae_backend_pull(SaeBackend *b) {
-    if (b->spec.device == SAE_DEVICE_CPU) return;
+    if (b->spec.device == DEVICE_CPU) return;
 #ifdef SAEV_CUDA
     Sae *h = &b->host;
     sae_cuda_download_state((SaeCuda *)b->dev, h->params, h->adam_m, h->adam_v, h->since_fired, &h->threshold, &h->adam_t);
@@ -125,12 +125,12 @@ void sae_backend_pull(SaeBackend *b) {
 
 /* ---- batches ---- */
 
-void sae_batch_init(SaeBatch *bt, SaeDevice device, int max_rows, int d) {
+void sae_batch_init(SaeBatch *bt, Device device, int max_rows, int d) {
     memset(bt, 0, sizeof *bt);
     bt->device = device;
     bt->max_rows = max_rows;
     bt->d = d;
-    if (device == SAE_DEVICE_CPU) {
+    if (device == DEVICE_CPU) {
         bt->rows = mallocCheck((size_t)max_rows * d * sizeof(float));
         bt->scaled = mallocCheck((size_t)max_rows * d * sizeof(float));
         return;
@@ -186,17 +186,17 @@ void sae_batch_submit(SaeBatch *bt, int n_rows, SaeBackend *const *consumers, in
 /* ---- steps ---- */
 
 /* The step primitives of a device (sae_step.h). */
-static const SaeStepOps *step_ops(SaeDevice device) {
+static const SaeStepOps *step_ops(Device device) {
 #ifdef SAEV_CUDA
-    if (device == SAE_DEVICE_CUDA) return &sae_cuda_step_ops;
+    if (device == DEVICE_CUDA) return &sae_cuda_step_ops;
 #endif
-    if (device == SAE_DEVICE_CUDA) saev_fail("SAE step on cuda: this saev-c was built without CUDA");
+    if (device == DEVICE_CUDA) saev_fail("SAE step on cuda: this saev-c was built without CUDA");
     return &sae_cpu_step_ops;
 }
 
 /* Backend handle of each SAE for its step primitives: the host Sae on cpu, the SaeCuda
  * on cuda. */
-static void *step_handle(SaeBackend *b) { return b->spec.device == SAE_DEVICE_CPU ? (void *)&b->host : b->dev; }
+static void *step_handle(SaeBackend *b) { return b->spec.device == DEVICE_CPU ? (void *)&b->host : b->dev; }
 
 typedef struct {
     SaeBackend *const *b;
@@ -213,7 +213,7 @@ static const float *step_input(void *ctx_, int i) {
     SaeBatch *bt = ctx->bt;
     float scale = be->host.data_scale;
     size_t elems = (size_t)bt->n_rows * bt->d;
-    if (bt->device == SAE_DEVICE_CPU) {
+    if (bt->device == DEVICE_CPU) {
         if (scale == 1.0f) return bt->rows;
         for (size_t e = 0; e < elems; e++) bt->scaled[e] = bt->rows[e] * scale;
         return bt->scaled;
@@ -239,7 +239,7 @@ void sae_sweep_step_begin(SaeBackend *const *b, int K, SaeBatch *bt, int64_t glo
     void *dev[SAE_SWEEP_MAX];
     for (int i = 0; i < K; i++) {
         if (b[i]->pending) saev_fail("SAE step: the previous step of SAE %d was not ended", i);
-        if (b[i]->spec.device != bt->device) saev_fail("SAE step: SAE %d is on %s, its batch on %s", i, sae_device_name(b[i]->spec.device), sae_device_name(bt->device));
+        if (b[i]->spec.device != bt->device) saev_fail("SAE step: SAE %d is on %s, its batch on %s", i, device_name(b[i]->spec.device), device_name(bt->device));
         if (b[i]->host.cfg.d_model != bt->d) saev_fail("SAE step: SAE %d has d_model %d, the batch %d", i, b[i]->host.cfg.d_model, bt->d);
         b[i]->pending = 1;
         b[i]->step_lr = lr[i];

@@ -29,25 +29,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "device.h"
 #include "sae.h"
 #include "sae_step.h"
 
-/* The SAE runs on a Device in a Precision (device.h). These aliases are the names
- * sae_backend.c and common/cuda still spell; they go when that code takes device.h's. */
-typedef Device SaeDevice;
-typedef Precision SaePrecision;
-#define SAE_DEVICE_CPU DEVICE_CPU
-#define SAE_DEVICE_CUDA DEVICE_CUDA
-#define SAE_PREC_FP32 PRECISION_FP32
-#define SAE_PREC_TF32 PRECISION_TF32
-#define SAE_PREC_BF16 PRECISION_BF16
 /* Most SAEs one sweep steps on one batch. */
 #define SAE_SWEEP_MAX 64
 
+/* The SAE runs on a Device in a Precision (device.h). */
 typedef struct {
-    SaeDevice device;
-    SaePrecision precision;   // cuda: GEMM precision (fp32 | tf32); cpu: fp32
+    Device device;            // cpu | cuda (resolved, never auto)
+    Precision precision;      // cuda: GEMM precision (fp32 | tf32); cpu: fp32
 } SaeBackendSpec;
 
 typedef struct {
@@ -62,7 +55,7 @@ typedef struct {
 } SaeBackend;
 
 typedef struct {
-    SaeDevice device;
+    Device device;
     int max_rows, d;          // rows per batch (this rank), input width
     float *rows;              // cpu: [max_rows, d] the batch
     float *scaled;            // cpu: [max_rows, d] rows times an SAE's data scale
@@ -75,13 +68,13 @@ typedef struct {
  * bfloat16). auto is cuda when this build has CUDA and a GPU is present, else cpu (then
  * tf32 falls back to fp32 with a warning). NULL, or a message naming the option. */
 const char *sae_backend_resolve(const char *device, const char *precision, SaeBackendSpec *out);
-const char *sae_device_name(SaeDevice d);
 
 /* Allocates parameters, optimizer state and workspace for batches of up to max_batch
  * rows. Checks the config (and the device's limits); 0, or -1 with a message in err that
- * names the option. On cuda with more than one rank it sets up NCCL (comm_gpu_init). */
-int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec, char *err,
-                       size_t errlen);
+ * names the option. comm: the ranks the steps all-reduce over; on cuda with more than
+ * one rank it sets up comm's NCCL (comm_gpu_init). */
+int sae_backend_create(SaeBackend *b, const SaeConfig *cfg, int max_batch, const SaeBackendSpec *spec,
+                       const Comm *comm, char *err, size_t errlen);
 void sae_backend_destroy(SaeBackend *b);
 /* The host Sae (initialize it, read checkpoints into it, write checkpoints from it). */
 static inline Sae *sae_backend_host(SaeBackend *b) { return &b->host; }
@@ -91,7 +84,7 @@ void sae_backend_push(SaeBackend *b);
 void sae_backend_pull(SaeBackend *b);
 
 /* Batch staging shared by the SAEs of a sweep. */
-void sae_batch_init(SaeBatch *bt, SaeDevice device, int max_rows, int d);
+void sae_batch_init(SaeBatch *bt, Device device, int max_rows, int d);
 void sae_batch_free(SaeBatch *bt);
 /* Where the loader writes the next batch ([max_rows, d]; pinned on cuda). */
 float *sae_batch_rows(SaeBatch *bt);

@@ -103,6 +103,7 @@ void sae_create(Sae *sae, const SaeConfig *cfg, int max_batch) {
     const char *bad = sae_config_check(cfg);
     if (bad) saev_usage_fail("SAE config: %s", bad);
     sae->cfg = *cfg;
+    sae->comm = comm_self();
     int d = cfg->d_model, S = cfg->d_sae;
     size_t B = (size_t)max_batch;
     sae->n_params = (size_t)d * S * 2 + S + d;
@@ -354,7 +355,7 @@ static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
     memcpy(sae->sel_buf, sae->h, n * sizeof(float));
     if (m < n) select_largest(sae->sel_buf, n, m);
     qsort(sae->sel_buf, m, sizeof(float), cmp_float_desc);
-    if (comm_size() == 1) return m > 0 ? sae->sel_buf[m - 1] : FLT_MAX;
+    if (sae->comm->size == 1) return m > 0 ? sae->sel_buf[m - 1] : FLT_MAX;
     /* count of local candidates >= v */
     uint32_t lo = 0, hi = 0xFFFFFFFFu; /* invariant: count(>= key_float(lo)) >= want > count(> hi) */
     while (lo < hi) {
@@ -363,7 +364,7 @@ static float batch_topk_cut(Sae *sae, int n_rows, int64_t global_batch) {
         size_t a = 0, b = m; /* first index with value < v */
         while (a < b) { size_t c = (a + b) / 2; if (sae->sel_buf[c] >= v) a = c + 1; else b = c; }
         int64_t cnt = (int64_t)a;
-        comm_allreduce(&cnt, 1, COMM_I64, COMM_SUM);
+        comm_allreduce(sae->comm, &cnt, 1, COMM_I64, COMM_SUM);
         if (cnt >= want) lo = mid; else hi = mid - 1;
     }
     return key_float(lo);
@@ -380,7 +381,9 @@ typedef struct {
     Sae *sae;
     const float *x, *x_in; // [n, d] data and encoder input
     int n, d, S, P, ka, n_act, n_aux;
+    int64_t N;             // rows of the global batch
     size_t Bd;             // n·d
+    int64_t row_chunks, d_chunks, s_chunks; // par_for extents over rows, dimensions, latents
     float coef;            // 2 / (N·d·P): d mse / d x̂ per element
     float l1g;             // relu: l1_coeff / N
     float aux_inv;         // AuxK: 2·alpha / (N·d)
@@ -682,6 +685,200 @@ static double sum_parts(const double *part, int64_t n, int stride) {
     return s;
 }
 
+/* ---- sae_forward_backward's steps, in its order ---- */
+
+/* Data statistics for NMSE and explained variance: Σx² and the per-dimension sums. */
+static void fb_x_stats(Fb *fb, double *stats) {
+    int d = fb->d;
+    fb->n_part = 1 + COL_CHUNK;
+    par_for(fb->d_chunks, phase_x_stats, fb);
+    for (int64_t ch = 0; ch < fb->d_chunks; ch++) {
+        const double *p = fb->part + ch * fb->n_part;
+        stats[SAE_STAT_X_SQ] += p[0];
+        for (int i = (int)ch * COL_CHUNK; i < d && i < (ch + 1) * COL_CHUNK; i++) stats[SAE_STAT_X_SUM0 + i] = p[1 + i - ch * COL_CHUNK];
+    }
+}
+
+/* Encoder: h = x_in W_enc (+ b_enc, added by the activation pass). */
+static void fb_encode(Fb *fb) {
+    Sae *sae = fb->sae;
+    if (sae->cfg.center_input) {
+        par_for(fb->n, phase_center, fb);
+        fb->x_in = sae->x_in;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, fb->n, fb->S, fb->d, 1.0f, fb->x_in, fb->d, sae->p.w_enc, fb->S, 0.0f,
+                sae->h, fb->S);
+}
+
+/* Batch-top-k: the entries at or above the global cut, row by row (act_start [n + 1]),
+ * and the JumpReLU threshold's EMA of the smallest kept positive value (global). */
+static void fb_select_batch_topk(Fb *fb) {
+    Sae *sae = fb->sae;
+    const SaeConfig *c = &sae->cfg;
+    int n = fb->n, S = fb->S;
+    const float *h = sae->h;
+    int *st = sae->act_start;
+    par_for(n, phase_add_b_enc, fb);
+    float cut = batch_topk_cut(sae, n, fb->N);
+    size_t cnt = 0;
+    for (size_t e = 0; e < (size_t)n * S; e++) cnt += h[e] >= cut;
+    act_reserve(sae, cnt);
+    size_t e = 0;
+    for (int b = 0; b < n; b++) {
+        const float *hb = h + (size_t)b * S;
+        for (int s = 0; s < S; s++)
+            if (hb[s] >= cut) { sae->act_idx[e] = s; sae->act_val[e] = hb[s]; e++; }
+        st[b + 1] = (int)e;
+    }
+    float mn = FLT_MAX;
+    for (size_t q = 0; q < e; q++)
+        if (sae->act_val[q] > 0.0f && sae->act_val[q] < mn) mn = sae->act_val[q];
+    float neg = -mn;
+    comm_allreduce(sae->comm, &neg, 1, COMM_F32, COMM_MAX);
+    mn = -neg;
+    if (mn < FLT_MAX) sae->threshold = (1.0f - c->momentum) * sae->threshold + c->momentum * mn;
+}
+
+/* Activation, sparsity statistics (L0, L1) and which latents fired on this rank. */
+static void fb_select(Fb *fb, double *stats) {
+    Sae *sae = fb->sae;
+    const SaeConfig *c = &sae->cfg;
+    int n = fb->n;
+    if (c->activation == SAE_RELU) {
+        par_for(fb->s_chunks, phase_relu, fb);
+        stats[SAE_STAT_L0] = sum_parts(fb->part, fb->s_chunks, 2);
+        stats[SAE_STAT_L1] = sum_parts(fb->part + 1, fb->s_chunks, 2);
+        return;
+    }
+    memset(sae->fired, 0, fb->S * sizeof(float));
+    int *st = sae->act_start;
+    st[0] = 0;
+    if (c->activation == SAE_TOPK) {
+        par_for(n, phase_topk, fb);
+        for (int b = 0; b < n; b++) st[b + 1] = st[b] + c->k;
+    } else {
+        fb_select_batch_topk(fb);
+    }
+    for (int b = 0; b < n; b++)
+        for (int q = st[b]; q < st[b + 1]; q++) {
+            float v = sae->act_val[q];
+            sae->act_row[q] = b;
+            stats[SAE_STAT_L1] += fabsf(v);
+            if (v != 0.0f) { stats[SAE_STAT_L0] += 1; sae->fired[sae->act_idx[q]] = 1.0f; }
+        }
+}
+
+/* Dead counters (global): +N tokens, reset where any row of the batch fired. Returns the
+ * number of dead latents. */
+static int fb_dead_counters(Fb *fb) {
+    Sae *sae = fb->sae;
+    int S = fb->S, n_dead = 0;
+    comm_allreduce(sae->comm, sae->fired, S, COMM_F32, COMM_MAX);
+    for (int s = 0; s < S; s++) {
+        sae->since_fired[s] = sae->fired[s] > 0 ? 0 : sae->since_fired[s] + fb->N;
+        n_dead += sae->since_fired[s] >= sae->cfg.dead_threshold_tokens;
+    }
+    return n_dead;
+}
+
+/* Decoder per Matryoshka prefix and the reconstruction loss; g_pref[j] = coef·(x̂_j - x),
+ * then suffix sums so g_pref[j] = Σ_{q>=j} dL/dx̂_q, the gradient that reaches block j's
+ * latents. b_dec receives every prefix's gradient (it is in every x̂_p). */
+static void fb_decode_loss(Fb *fb, double *stats) {
+    Sae *sae = fb->sae;
+    int n = fb->n, d = fb->d, S = fb->S;
+    const int *pref = sae->step_prefixes;
+    if (sae->cfg.activation == SAE_RELU) {
+        float *acc = sae->x_hat;
+        for (int b = 0; b < n; b++) memcpy(acc + (size_t)b * d, sae->p.b_dec, d * sizeof(float));
+        memset(fb->part, 0, fb->row_chunks * sizeof(double));
+        for (int j = 0; j < fb->P; j++) {
+            int s0 = j ? pref[j - 1] : 0, w = pref[j] - s0;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, w, 1.0f, sae->h + s0, S, sae->p.w_dec + (size_t)s0 * d, d, 1.0f,
+                        acc, d);
+            FbJ cj = {fb, j};
+            par_for(fb->row_chunks, phase_dense_resid, &cj);
+        }
+    } else {
+        par_for(fb->row_chunks, phase_sparse_decode, fb);
+    }
+    stats[SAE_STAT_MSE] = sum_parts(fb->part, fb->row_chunks, 1);
+    par_for(fb->row_chunks, phase_suffix, fb);
+    stats[SAE_STAT_SQERR_FULL] = sum_parts(fb->part, fb->row_chunks, 1);
+    memset(sae->g.b_dec, 0, d * sizeof(float));
+    FbM gm = {fb, sae->g_pref};
+    par_for(fb->d_chunks, phase_col_sum_d, &gm);
+}
+
+/* relu backward: dW_dec[blk j] = f[:,blk]^T G_j; df[:,blk] = G_j W_dec[blk]^T;
+ * dh = (df + l1_coeff/N)·[f > 0]; db_enc = Σ_b dh; dW_enc = x_in^T dh. */
+static void fb_backward_dense(Fb *fb) {
+    Sae *sae = fb->sae;
+    int n = fb->n, d = fb->d, S = fb->S;
+    const int *pref = sae->step_prefixes;
+    float *h = sae->h, *df = sae->df;
+    for (int j = 0; j < fb->P; j++) {
+        int s0 = j ? pref[j - 1] : 0, w = pref[j] - s0;
+        const float *gj = sae->g_pref + (size_t)j * fb->Bd;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, d, n, 1.0f, h + s0, S, gj, d, 0.0f, sae->g.w_dec + (size_t)s0 * d, d);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w, d, 1.0f, gj, d, sae->p.w_dec + (size_t)s0 * d, d, 0.0f, df + s0, S);
+    }
+    par_for(fb->s_chunks, phase_relu_back, fb);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, S, n, 1.0f, fb->x_in, d, df, S, 0.0f, sae->g.w_enc, S);
+}
+
+/* AuxK: the top-ka pre-activations of the dead latents reconstruct the residual; the
+ * loss goes to stats, its gradient to aux_g / aux_dh and b_dec. Returns the aux entries. */
+static int fb_aux(Fb *fb, int n_dead, double *stats) {
+    Sae *sae = fb->sae;
+    const SaeConfig *c = &sae->cfg;
+    int ka = c->k_aux < n_dead ? c->k_aux : n_dead;
+    if (ka <= 0) return 0;
+    for (int s = 0; s < fb->S; s++) sae->fired[s] = sae->since_fired[s] >= c->dead_threshold_tokens ? 1.0f : 0.0f;
+    fb->ka = ka;
+    fb->dead = sae->fired;
+    fb->aux_inv = 2.0f * c->aux_alpha / ((float)fb->N * fb->d);
+    par_for(fb->row_chunks, phase_aux, fb);
+    stats[SAE_STAT_AUX] = c->aux_alpha * sum_parts(fb->part, fb->row_chunks, 1);
+    FbM am = {fb, sae->aux_g};
+    par_for(fb->d_chunks, phase_col_sum_d, &am);
+    return fb->n * ka;
+}
+
+/* Groups the entries (active q < n_act, then aux n_act + t) by latent: csc_start [S + 1],
+ * csc_entry in that order, so one thread sums each latent's entries. */
+static void fb_group_by_latent(Sae *sae, int S, int n_act, int n_aux) {
+    int *cs = sae->csc_start;
+    memset(cs, 0, (S + 1) * sizeof(int));
+    for (int q = 0; q < n_act; q++) cs[sae->act_idx[q] + 1]++;
+    for (int t = 0; t < n_aux; t++) cs[sae->aux_idx[t] + 1]++;
+    for (int s = 0; s < S; s++) cs[s + 1] += cs[s];
+    size_t total = (size_t)n_act + n_aux;
+    if (total > sae->csc_cap) {
+        sae->csc_cap = total + total / 2;
+        sae->csc_entry = reallocCheck(sae->csc_entry, sae->csc_cap * sizeof(int));
+    }
+    /* cs[s] advances to the end of latent s while filling, then shifts back */
+    for (int q = 0; q < n_act; q++) sae->csc_entry[cs[sae->act_idx[q]]++] = q;
+    for (int t = 0; t < n_aux; t++) sae->csc_entry[cs[sae->aux_idx[t]]++] = n_act + t;
+    for (int s = S; s > 0; s--) cs[s] = cs[s - 1];
+    cs[0] = 0;
+}
+
+/* Sparse backward (top-k variants): dL/dh of the active entries, AuxK, then per latent
+ * W_dec and W_enc rows and b_enc; W_enc's gradient from its transpose. */
+static void fb_backward_sparse(Fb *fb, int n_dead, double *stats) {
+    Sae *sae = fb->sae;
+    int n_act = sae->act_start[fb->n];
+    fb->n_act = n_act;
+    par_for(n_act, phase_act_dh, fb);
+    int n_aux = fb_aux(fb, n_dead, stats);
+    fb_group_by_latent(sae, fb->S, n_act, n_aux);
+    fb->n_aux = n_aux;
+    par_for(fb->S, phase_scatter, fb);
+    par_for(n_chunks(fb->d, 64), phase_transpose, fb);
+}
+
 void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *stats) {
     const SaeConfig *c = &sae->cfg;
     int d = c->d_model, S = c->d_sae, P = sae->n_step_prefixes;
@@ -690,160 +887,22 @@ void sae_forward_backward(Sae *sae, const float *x, int n, int64_t N, double *st
     memset(stats, 0, sae_n_stats(c) * sizeof(double));
     for (int j = 0, s = 0; j < P; j++)
         for (; s < pref[j]; s++) sae->latent_block[s] = j;
-    size_t Bd = (size_t)n * d;
-    int64_t row_chunks = n_chunks(n, ROW_CHUNK), d_chunks = n_chunks(d, COL_CHUNK), s_chunks = n_chunks(S, LAT_CHUNK);
-    /* float64 partials: the largest phase needs d_chunks·(1 + COL_CHUNK) or one per row chunk (or two per S chunk). */
-    size_t n_part_max = (size_t)d_chunks * (1 + COL_CHUNK);
-    if ((size_t)row_chunks > n_part_max) n_part_max = row_chunks;
-    if ((size_t)s_chunks * 2 > n_part_max) n_part_max = s_chunks * 2;
-    Fb fb = {.sae = sae, .x = x, .x_in = x, .n = n, .d = d, .S = S, .P = P, .Bd = Bd,
+    Fb fb = {.sae = sae, .x = x, .x_in = x, .n = n, .d = d, .S = S, .P = P, .N = N, .Bd = (size_t)n * d,
              .coef = 2.0f / ((float)N * d * P), .l1g = c->l1_coeff / (float)N,
-             .part = mallocCheck(n_part_max * sizeof(double))};
+             .row_chunks = n_chunks(n, ROW_CHUNK), .d_chunks = n_chunks(d, COL_CHUNK), .s_chunks = n_chunks(S, LAT_CHUNK)};
+    /* float64 partials: the largest phase needs d_chunks·(1 + COL_CHUNK) or one per row chunk (or two per S chunk). */
+    size_t n_part_max = (size_t)fb.d_chunks * (1 + COL_CHUNK);
+    if ((size_t)fb.row_chunks > n_part_max) n_part_max = fb.row_chunks;
+    if ((size_t)fb.s_chunks * 2 > n_part_max) n_part_max = fb.s_chunks * 2;
+    fb.part = mallocCheck(n_part_max * sizeof(double));
 
-    /* Data statistics (for NMSE and explained variance). */
-    fb.n_part = 1 + COL_CHUNK;
-    par_for(d_chunks, phase_x_stats, &fb);
-    for (int64_t ch = 0; ch < d_chunks; ch++) {
-        const double *p = fb.part + ch * fb.n_part;
-        stats[SAE_STAT_X_SQ] += p[0];
-        for (int i = (int)ch * COL_CHUNK; i < d && i < (ch + 1) * COL_CHUNK; i++) stats[SAE_STAT_X_SUM0 + i] = p[1 + i - ch * COL_CHUNK];
-    }
-
-    /* Encoder: h = x_in W_enc (+ b_enc, added by the activation pass). */
-    if (c->center_input) {
-        par_for(n, phase_center, &fb);
-        fb.x_in = sae->x_in;
-    }
-    float *h = sae->h;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, S, d, 1.0f, fb.x_in, d, sae->p.w_enc, S, 0.0f, h, S);
-
-    /* Activation, sparsity statistics and which latents fired. */
-    int sparse = c->activation != SAE_RELU;
-    if (!sparse) {
-        par_for(s_chunks, phase_relu, &fb);
-        stats[SAE_STAT_L0] = sum_parts(fb.part, s_chunks, 2);
-        stats[SAE_STAT_L1] = sum_parts(fb.part + 1, s_chunks, 2);
-    } else {
-        memset(sae->fired, 0, S * sizeof(float));
-        int *st = sae->act_start;
-        st[0] = 0;
-        if (c->activation == SAE_TOPK) {
-            int k = c->k;
-            par_for(n, phase_topk, &fb);
-            for (int b = 0; b < n; b++) st[b + 1] = st[b] + k;
-        } else {
-            par_for(n, phase_add_b_enc, &fb);
-            float cut = batch_topk_cut(sae, n, N);
-            size_t cnt = 0;
-            for (size_t e = 0; e < (size_t)n * S; e++) cnt += h[e] >= cut;
-            act_reserve(sae, cnt);
-            size_t e = 0;
-            for (int b = 0; b < n; b++) {
-                const float *hb = h + (size_t)b * S;
-                for (int s = 0; s < S; s++)
-                    if (hb[s] >= cut) { sae->act_idx[e] = s; sae->act_val[e] = hb[s]; e++; }
-                st[b + 1] = (int)e;
-            }
-            /* JumpReLU threshold: EMA of the smallest kept positive value (global). */
-            float mn = FLT_MAX;
-            for (size_t q = 0; q < e; q++)
-                if (sae->act_val[q] > 0.0f && sae->act_val[q] < mn) mn = sae->act_val[q];
-            float neg = -mn;
-            comm_allreduce(&neg, 1, COMM_F32, COMM_MAX);
-            mn = -neg;
-            if (mn < FLT_MAX) sae->threshold = (1.0f - c->momentum) * sae->threshold + c->momentum * mn;
-        }
-        for (int b = 0; b < n; b++)
-            for (int q = st[b]; q < st[b + 1]; q++) {
-                float v = sae->act_val[q];
-                sae->act_row[q] = b;
-                stats[SAE_STAT_L1] += fabsf(v);
-                if (v != 0.0f) { stats[SAE_STAT_L0] += 1; sae->fired[sae->act_idx[q]] = 1.0f; }
-            }
-    }
-
-    /* Dead counters (global): +N tokens, reset where any row of the batch fired. */
-    comm_allreduce(sae->fired, S, COMM_F32, COMM_MAX);
-    int n_dead = 0;
-    for (int s = 0; s < S; s++) {
-        sae->since_fired[s] = sae->fired[s] > 0 ? 0 : sae->since_fired[s] + N;
-        n_dead += sae->since_fired[s] >= c->dead_threshold_tokens;
-    }
-
-    /* Decoder per Matryoshka prefix; g_pref[j] = coef·(x̂_j - x), then suffix sums so
-     * g_pref[j] = Σ_{q>=j} dL/dx̂_q, the gradient that reaches block j's latents. */
-    float *G = sae->g_pref;
-    if (!sparse) {
-        float *acc = sae->x_hat;
-        for (int b = 0; b < n; b++) memcpy(acc + (size_t)b * d, sae->p.b_dec, d * sizeof(float));
-        memset(fb.part, 0, row_chunks * sizeof(double));
-        for (int j = 0; j < P; j++) {
-            int s0 = j ? pref[j - 1] : 0, w = pref[j] - s0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, w, 1.0f, h + s0, S, sae->p.w_dec + (size_t)s0 * d, d, 1.0f, acc, d);
-            FbJ cj = {&fb, j};
-            par_for(row_chunks, phase_dense_resid, &cj);
-        }
-    } else {
-        par_for(row_chunks, phase_sparse_decode, &fb);
-    }
-    stats[SAE_STAT_MSE] = sum_parts(fb.part, row_chunks, 1);
-    par_for(row_chunks, phase_suffix, &fb);
-    stats[SAE_STAT_SQERR_FULL] = sum_parts(fb.part, row_chunks, 1);
-    /* b_dec receives every prefix's gradient (it is in every x̂_p). */
-    memset(sae->g.b_dec, 0, d * sizeof(float));
-    FbM gm = {&fb, G};
-    par_for(d_chunks, phase_col_sum_d, &gm);
-
-    if (!sparse) {
-        /* relu: dW_dec[blk j] = f[:,blk]^T G_j; df[:,blk] = G_j W_dec[blk]^T. */
-        float *df = sae->df;
-        for (int j = 0; j < P; j++) {
-            int s0 = j ? pref[j - 1] : 0, w = pref[j] - s0;
-            const float *gj = G + (size_t)j * Bd;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, d, n, 1.0f, h + s0, S, gj, d, 0.0f, sae->g.w_dec + (size_t)s0 * d, d);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w, d, 1.0f, gj, d, sae->p.w_dec + (size_t)s0 * d, d, 0.0f, df + s0, S);
-        }
-        /* dh = (df + l1_coeff/N)·[f > 0]; db_enc = Σ_b dh. */
-        par_for(s_chunks, phase_relu_back, &fb);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, S, n, 1.0f, fb.x_in, d, df, S, 0.0f, sae->g.w_enc, S);
-    } else {
-        int n_act = sae->act_start[n];
-        fb.n_act = n_act;
-        par_for(n_act, phase_act_dh, &fb);
-        /* AuxK: the dead latents' top pre-activations reconstruct the residual. */
-        int ka = c->k_aux < n_dead ? c->k_aux : n_dead;
-        int n_aux = 0;
-        if (ka > 0) {
-            for (int s = 0; s < S; s++) sae->fired[s] = sae->since_fired[s] >= c->dead_threshold_tokens ? 1.0f : 0.0f;
-            fb.ka = ka;
-            fb.dead = sae->fired;
-            fb.aux_inv = 2.0f * c->aux_alpha / ((float)N * d);
-            par_for(row_chunks, phase_aux, &fb);
-            stats[SAE_STAT_AUX] = c->aux_alpha * sum_parts(fb.part, row_chunks, 1);
-            FbM am = {&fb, sae->aux_g};
-            par_for(d_chunks, phase_col_sum_d, &am);
-            n_aux = n * ka;
-        }
-        /* Group entries (active, then aux) by latent, then accumulate per latent. */
-        int *cs = sae->csc_start;
-        memset(cs, 0, (S + 1) * sizeof(int));
-        for (int q = 0; q < n_act; q++) cs[sae->act_idx[q] + 1]++;
-        for (int t = 0; t < n_aux; t++) cs[sae->aux_idx[t] + 1]++;
-        for (int s = 0; s < S; s++) cs[s + 1] += cs[s];
-        size_t total = (size_t)n_act + n_aux;
-        if (total > sae->csc_cap) {
-            sae->csc_cap = total + total / 2;
-            sae->csc_entry = reallocCheck(sae->csc_entry, sae->csc_cap * sizeof(int));
-        }
-        /* cs[s] advances to the end of latent s while filling, then shifts back */
-        for (int q = 0; q < n_act; q++) sae->csc_entry[cs[sae->act_idx[q]]++] = q;
-        for (int t = 0; t < n_aux; t++) sae->csc_entry[cs[sae->aux_idx[t]]++] = n_act + t;
-        for (int s = S; s > 0; s--) cs[s] = cs[s - 1];
-        cs[0] = 0;
-        fb.n_aux = n_aux;
-        par_for(S, phase_scatter, &fb);
-        par_for(n_chunks(d, 64), phase_transpose, &fb);
-    }
+    fb_x_stats(&fb, stats);
+    fb_encode(&fb);
+    fb_select(&fb, stats);
+    int n_dead = fb_dead_counters(&fb);
+    fb_decode_loss(&fb, stats);
+    if (c->activation == SAE_RELU) fb_backward_dense(&fb);
+    else fb_backward_sparse(&fb, n_dead, stats);
     /* Centred input: x_in = x - b_dec, so b_dec also gets -W_enc·db_enc. */
     if (c->center_input)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, d, S, -1.0f, sae->p.w_enc, S, sae->g.b_enc, 1, 1.0f, sae->g.b_dec, 1);

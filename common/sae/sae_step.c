@@ -87,8 +87,8 @@ static void cpu_forward_backward(void *sae_, const float *x, int n, int64_t N, c
 static void cpu_allreduce_begin(void *sae_) {
     Sae *sae = sae_;
     /* Data parallelism: one flat gradient buffer, one statistics buffer. */
-    comm_allreduce(sae->grads, sae->n_params, COMM_F32, COMM_SUM);
-    comm_allreduce(sae->step_stats, sae_n_stats(&sae->cfg), COMM_F64, COMM_SUM);
+    comm_allreduce(sae->comm, sae->grads, sae->n_params, COMM_F32, COMM_SUM);
+    comm_allreduce(sae->comm, sae->step_stats, sae_n_stats(&sae->cfg), COMM_F64, COMM_SUM);
 }
 
 static void cpu_allreduce_end(void *sae) { (void)sae; /* the MPI all-reduce above is blocking */ }

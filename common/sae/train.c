@@ -127,7 +127,10 @@ const char *train_prepare(const TrainJob *job, char *buf, size_t len) {
      * the CPU): refused here, before any rank starts. Whether cuda is usable is the
      * compute node's to say (train_run resolves the device again there). */
     const char *dev = job->device ? job->device : "auto";
-    if (!strcmp(dev, "cpu") || !strcmp(c0->precision, "bf16")) {
+    Device want = DEVICE_AUTO;
+    Precision prec = PRECISION_FP32;
+    int unknown = device_parse(dev, &want) || precision_parse(c0->precision, &prec);
+    if (unknown || want == DEVICE_CPU || prec == PRECISION_BF16) {
         SaeBackendSpec spec;
         const char *e = sae_backend_resolve(dev, c0->precision, &spec);
         if (e) {
@@ -167,10 +170,10 @@ static float compute_data_scale(DataSource *src) {
     return (float)(sqrt((double)src->d) / (sum / n));
 }
 
-static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i) {
+static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i, const Comm *comm) {
     Sae *sae = sae_backend_host(&mb->be);
     const char *init = c->sae.init;
-    if (comm_rank() == 0) {
+    if (comm->rank == 0) {
         if (!strcmp(init, "kaiming")) {
             sae_init_kaiming(sae, (uint64_t)c->seed * 1000003u + (uint64_t)i);
         } else if (!strcmp(init, "datapoint")) {
@@ -188,8 +191,8 @@ static void init_member(Member *mb, const TrainConfig *c, DataSource *src, int i
         }
     }
     /* Every rank starts from rank 0's weights. */
-    comm_bcast(sae->params, sae->n_params * sizeof(float), 0);
-    comm_bcast(&sae->threshold, sizeof(float), 0);
+    comm_bcast(comm, sae->params, sae->n_params * sizeof(float), 0);
+    comm_bcast(comm, &sae->threshold, sizeof(float), 0);
 }
 
 static void write_metrics_line(Member *mb, int64_t step, double tokens_per_s, double loader_tokens_per_s) {
@@ -238,8 +241,8 @@ static void write_final_metrics(const Member *mb, int64_t steps, int64_t batch) 
     write_file_atomic_or_die(mb->final, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
 }
 
-static void save_member(Member *mb, int64_t steps_done, int64_t position) {
-    if (comm_rank() == 0) {
+static void save_member(Member *mb, int64_t steps_done, int64_t position, const Comm *comm) {
+    if (comm->rank == 0) {
         sae_backend_pull(&mb->be); /* cuda: the device state into the host mirror */
         SaeTrainCounters cnt = {steps_done, position, mb->prefix_rng};
         sae_state_write(sae_backend_host(&mb->be), mb->state, &cnt);
@@ -251,16 +254,16 @@ static void save_member(Member *mb, int64_t steps_done, int64_t position) {
 /* Sweep member i: its backend, directory, and its state, fresh (initialized on rank 0
  * and broadcast) or resumed; every member must resume at the same *start and loader
  * *position. *scale is the data scale, computed once for the members that scale. */
-static void open_member(const TrainJob *job, int i, Member *mb, DataSource *src, int local_max, const SaeBackendSpec *spec,
-                        int64_t T, float *scale, int64_t *start, int64_t *position) {
-    int rank = comm_rank(), d = src->d;
+static void open_member(const TrainJob *job, const Comm *comm, int i, Member *mb, DataSource *src, int local_max,
+                        const SaeBackendSpec *spec, int64_t T, float *scale, int64_t *start, int64_t *position) {
+    int rank = comm->rank, d = src->d;
     const TrainConfig *c = job->members[i];
     SaeConfig sc;
     const char *bad = train_config_sae(c, d, &sc);
     if (bad) saev_usage_fail("sweep member %d: %s", i, bad);
     if (sae_parse_lr_schedule(c->lr_schedule, &mb->schedule)) saev_usage_fail("train.lr_schedule: unknown \"%s\"", c->lr_schedule);
     char err[512];
-    if (sae_backend_create(&mb->be, &sc, local_max, spec, err, sizeof err))
+    if (sae_backend_create(&mb->be, &sc, local_max, spec, comm, err, sizeof err))
         saev_usage_fail("sweep member %d (train.sae on %s): %s", i, device_name(spec->device), err);
     Sae *host = sae_backend_host(&mb->be);
     mb->dir = train_member_dir(job, i);
@@ -301,7 +304,7 @@ static void open_member(const TrainJob *job, int i, Member *mb, DataSource *src,
     }
     if (!resumed) {
         if (c->resume) log_warn("SAE %d: resume asked but %s does not exist; starting from step 0", i, mb->state);
-        init_member(mb, c, src, i);
+        init_member(mb, c, src, i, comm);
         if (rank == 0) unlink(mb->metrics);
     } else if (rank == 0) {
         trim_metrics(mb->metrics, *start);
@@ -329,15 +332,15 @@ typedef struct {
 
 /* A metrics line per SAE for the interval ending at `step`, and a warning (once) when
  * the data loader sets the pace. Collective: the slowest rank's loader counts. */
-static void report_interval(Pace *p, Member *mem, int K, int64_t step, const TrainConfig *c0) {
+static void report_interval(Pace *p, Member *mem, int K, int64_t step, const TrainConfig *c0, const Comm *comm) {
     double wait = p->loader_s;
-    comm_allreduce(&wait, 1, COMM_F64, COMM_MAX);
+    comm_allreduce(comm, &wait, 1, COMM_F64, COMM_MAX);
     p->loader_s_total += p->loader_s;
     p->loader_s = 0;
     double now = saev_now(), rows = (double)p->steps_since * c0->batch_size;
     double tps = rows / (now - p->t_last);
     double loader_tps = rows / (wait > 1e-9 ? wait : 1e-9);
-    int rank = comm_rank();
+    int rank = comm->rank;
     if (rank == 0) for (int i = 0; i < K; i++) write_metrics_line(&mem[i], step, tps, loader_tps);
     if (rank == 0 && !p->warned_loader && wait > 0.5 * (now - p->t_last)) { /* once, not once a rank */
         log_warn("step %lld: the data loader takes %.0f%% of the step time (loader %.4g tokens/s, training %.4g tokens/s): "
@@ -348,19 +351,19 @@ static void report_interval(Pace *p, Member *mem, int K, int64_t step, const Tra
     p->steps_since = 0;
 }
 
-void train_run(const TrainJob *job) {
+void train_run(const TrainJob *job, const Comm *comm) {
     int K = job->K;
     if (K < 1) saev_usage_fail("train: no configs");
     const TrainConfig *c0 = job->members[0];
     int64_t T = train_config_steps(c0);
     if (T < 1) saev_usage_fail("train: set train.steps or train.n_tokens");
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     if (c0->batch_size < size) saev_usage_fail("train.batch_size %lld is smaller than the %d ranks", (long long)c0->batch_size, size);
     /* The device first: a run refused here (no CUDA in this build, no GPU) writes nothing. */
     SaeBackendSpec spec;
     const char *bad_dev = sae_backend_resolve(job->device, c0->precision, &spec);
     if (bad_dev) saev_usage_fail("train: %s", bad_dev);
-    DataSource *src = data_source_open(c0->data, c0->layer, c0->tokens);
+    DataSource *src = data_source_open("train", c0->data, c0->layer, c0->tokens);
     int d = src->d;
     int local_max = batch_loader_local_rows(c0->batch_size, size - 1, size); /* the last rank has the largest share */
     if (batch_loader_local_rows(c0->batch_size, 0, size) > local_max) local_max = batch_loader_local_rows(c0->batch_size, 0, size);
@@ -368,11 +371,11 @@ void train_run(const TrainJob *job) {
     Member *mem = callocCheck(K, sizeof(Member));
     int64_t start = 0, position = 0;
     float scale = 0;
-    for (int i = 0; i < K; i++) open_member(job, i, &mem[i], src, local_max, &spec, T, &scale, &start, &position);
-    comm_barrier();
+    for (int i = 0; i < K; i++) open_member(job, comm, i, &mem[i], src, local_max, &spec, T, &scale, &start, &position);
+    comm_barrier(comm);
 
     BatchLoader loader;
-    batch_loader_init(&loader, src, c0->batch_size, c0->shuffle, c0->shuffle_buffer, (uint64_t)c0->seed, position);
+    batch_loader_init(&loader, src, comm, c0->batch_size, c0->shuffle, c0->shuffle_buffer, (uint64_t)c0->seed, position);
     int n_local = batch_loader_local_rows(c0->batch_size, rank, size);
     SaeBatch batch;
     sae_batch_init(&batch, spec.device, local_max, d);
@@ -404,7 +407,7 @@ void train_run(const TrainJob *job) {
     int batch_ok = start < T ? read_batch(&loader, &batch, n_local, d, &batch_read_s) : 1;
     for (int64_t step = start; step < T; step++) {
         pace.loader_s += batch_read_s;
-        if (!comm_all_true(batch_ok))
+        if (!comm_all_true(comm, batch_ok))
             saev_fail("step %lld: NaN or Inf in the training data %s (global rows %lld..%lld); last good checkpoints kept", (long long)step,
                       c0->data, (long long)batch_first_row, (long long)(batch_first_row + c0->batch_size - 1));
         sae_batch_submit(&batch, n_local, bes, K);
@@ -424,9 +427,9 @@ void train_run(const TrainJob *job) {
         pace.steps_since++;
         int64_t done = step + 1;
         int last = done == T;
-        if (done % c0->metrics_every == 0 || last) report_interval(&pace, mem, K, step, c0);
+        if (done % c0->metrics_every == 0 || last) report_interval(&pace, mem, K, step, c0, comm);
         if (last || (c0->checkpoint_every > 0 && done % c0->checkpoint_every == 0))
-            for (int i = 0; i < K; i++) save_member(&mem[i], done, position_after);
+            for (int i = 0; i < K; i++) save_member(&mem[i], done, position_after, comm);
         progress_update(&prog, done);
         fault_kill_at(FAULT_TRAIN_KILL_AFTER_STEPS, done);
     }

@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 
+#include "comm.h"
 #include "train_config.h"
 
 /* What training reads: the sweep's train: sections and the two things it takes from
@@ -40,8 +41,9 @@ typedef struct {
  * run.device / train.precision pairs refused on any node (bf16; tf32 on cpu). NULL, or
  * a message in buf. */
 const char *train_prepare(const TrainJob *job, char *buf, size_t len);
-/* Trains the job's K SAEs to the end (or fails the job with a message). Collective. */
-void train_run(const TrainJob *job);
+/* Trains the job's K SAEs to the end (or fails the job with a message). Collective over
+ * comm's ranks (data parallel: each takes its share of every batch). */
+void train_run(const TrainJob *job, const Comm *comm);
 /* Directory of sweep member i (malloc'd). */
 char *train_member_dir(const TrainJob *job, int i);
 

@@ -83,7 +83,7 @@ static void open_data(const DataConfig *c, DataSpec *spec, Dataset *ds) {
     if (ds->n == 0) saev_fail("the data set is empty");
 }
 
-static void open_model(const ActivationsSections *s, Model *m) {
+static void open_model(const ActivationsSections *s, Model *m, const Comm *comm) {
     char err[1024];
     const ModelSection *c = s->model;
     if (!c->path) saev_usage_fail("model.path is required for activations");
@@ -92,14 +92,16 @@ static void open_model(const ActivationsSections *s, Model *m) {
     if (vit_open(&m->vit, &vspec, err, sizeof err)) saev_fail("%s", err);
     Device device = s->device != DEVICE_AUTO ? s->device : model_section_device(c);
 #ifdef SAEV_CUDA
-    if (device != DEVICE_CPU) cuda_use_local_device(comm_local_rank()); /* before the weights go to a GPU */
+    if (device != DEVICE_CPU) cuda_use_local_device(comm->local_rank); /* before the weights go to a GPU */
+#else
+    (void)comm; /* the GPU of this local rank, on CUDA builds */
 #endif
     if (vit_set_device(&m->vit, device, err, sizeof err)) saev_fail("%s", err);
 #ifdef SAEV_CUDA
     if (m->vit.device == DEVICE_CUDA) {
         Precision prec;
         if (precision_parse(c->dtype, &prec)) saev_usage_fail("model.dtype: \"%s\" is not one of " PRECISION_NAMES, c->dtype);
-        vit_cuda_set_precision(&m->vit, (CudaPrecision)prec); /* equal values (device.c) */
+        vit_cuda_set_precision(&m->vit, prec); /* equal values (device.c) */
     }
 #endif
     m->n_layers = c->layers.n;
@@ -112,7 +114,8 @@ static void open_model(const ActivationsSections *s, Model *m) {
 
 /* The loader's spec: the model family's preprocessing with the config's overrides, at a
  * size the model's patches divide. *pipeline gets the family used. */
-static void loader_spec(const ActivationsSections *s, const Vit *vit, const DataSpec *dspec, ImageLoaderSpec *ls, const char **pipeline) {
+static void loader_spec(const ActivationsSections *s, const Vit *vit, const DataSpec *dspec, const Comm *comm, ImageLoaderSpec *ls,
+                        const char **pipeline) {
     char err[1024];
     *pipeline = s->preprocess->pipeline ? s->preprocess->pipeline : vit_family_name(vit->cfg.family);
     PreprocessConfig pc = *s->preprocess;
@@ -121,7 +124,7 @@ static void loader_spec(const ActivationsSections *s, const Vit *vit, const Data
     if (preprocess_resolve(&pc, &ls->pre, err, sizeof err)) saev_usage_fail("preprocess: %s", err);
     ls->batch_size = (int)s->activations->batch_size;
     int threads = (int)s->loader->threads;
-    if (threads <= 0) threads = image_loader_default_threads(0) / comm_local_size();
+    if (threads <= 0) threads = image_loader_default_threads(0) / comm->local_size;
     ls->threads = threads > 0 ? threads : 1;
     ls->queue_batches = (int)s->loader->queue_batches;
     ls->on_bad = dspec->on_bad;
@@ -198,13 +201,17 @@ static int batch_rows(const ImageBatch *b, const Dataset *ds, const float *vit_o
 
 /* One batch's rows into the store (collective), then the progress line. */
 typedef struct {
-    Store *store;
-    const Dataset *ds;
-    Rows r;
-    int n_layers, n_patch_labels;
-    size_t tokens_floats;
-    Progress prog;
-    int64_t done_global, n_writes, written;
+    const Comm *comm;       // the job's ranks (the progress reduction)
+    Store *store;           // written collectively
+    const Dataset *ds;      // labels of the skipped images
+    Rows r;                 // [B] rows of the batch being written
+    int n_layers;           // L
+    int n_patch_labels;     // patches per image with labels, or 0
+    size_t tokens_floats;   // T * D
+    Progress prog;          // images done on all ranks
+    int64_t done_global;    // images written on all ranks
+    int64_t n_writes;       // collective writes made by this rank
+    int64_t written;        // kept images written by this rank
 } Writer;
 
 static void write_batch(Writer *w, const ImageBatch *b, const float *vit_out) {
@@ -213,7 +220,7 @@ static void write_batch(Writer *w, const ImageBatch *b, const float *vit_out) {
     w->n_writes++;
     w->written += b->n;
     int64_t step = n_all;
-    comm_allreduce(&step, 1, COMM_I64, COMM_SUM);
+    comm_allreduce(w->comm, &step, 1, COMM_I64, COMM_SUM);
     progress_update(&w->prog, w->done_global += step);
 }
 
@@ -252,14 +259,14 @@ static int lanes_for(const Vit *vit) {
  * loader batch in order, then empty writes up to every rank's count. With more than one
  * lane, batch k runs on lane k % lanes and is written once it is the oldest in flight.
  * Returns the images written. */
-static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Model *m, ImageLoaderSpec *ls, const StoreMeta *meta,
-                      int out_h, int out_w) {
+static int64_t record(const Comm *comm, Store *store, const StorePlan *plan, const Dataset *ds, Model *m, ImageLoaderSpec *ls,
+                      const StoreMeta *meta, int out_h, int out_w) {
     int B = ls->batch_size, L = m->n_layers, n_lanes = lanes_for(&m->vit), blas_threads = openblas_get_num_threads();
     size_t tokens_floats = (size_t)meta->n_tokens * (size_t)meta->d_model, image_floats = (size_t)L * tokens_floats;
     size_t pixel_floats = (size_t)3 * out_h * out_w;
     int n_patch_labels = meta->has_patch_labels ? meta->n_patches : 0;
     Writer w = {
-        .store = store, .ds = ds, .n_layers = L, .n_patch_labels = n_patch_labels, .tokens_floats = tokens_floats,
+        .comm = comm, .store = store, .ds = ds, .n_layers = L, .n_patch_labels = n_patch_labels, .tokens_floats = tokens_floats,
         .r = {
             .idx = mallocCheck(sizeof(int64_t) * (size_t)B),
             .acts = callocCheck(image_floats * (size_t)B, sizeof(float)),
@@ -336,7 +343,7 @@ static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Mo
     for (; w.n_writes < plan->n_writes_all; w.n_writes++) { /* store_write is collective */
         store_write(store, 0, w.r.idx, w.r.acts, NULL, w.r.labels, w.r.patch_labels, NULL);
         int64_t step = 0;
-        comm_allreduce(&step, 1, COMM_I64, COMM_SUM);
+        comm_allreduce(comm, &step, 1, COMM_I64, COMM_SUM);
         progress_update(&w.prog, w.done_global += step);
     }
     progress_finish(&w.prog);
@@ -351,17 +358,17 @@ static int64_t record(Store *store, const StorePlan *plan, const Dataset *ds, Mo
     return w.written;
 }
 
-int activations_run(const ActivationsSections *s) {
+int activations_run(const ActivationsSections *s, const Comm *comm) {
     if (!s->activations->out) saev_usage_fail("activations.out (the store directory) is required");
-    int rank = comm_rank(), size = comm_size();
+    int rank = comm->rank, size = comm->size;
     DataSpec dspec;
     Dataset ds;
     open_data(s->data, &dspec, &ds);
     Model m;
-    open_model(s, &m);
+    open_model(s, &m, comm);
     ImageLoaderSpec ls;
     const char *pipeline;
-    loader_spec(s, &m.vit, &dspec, &ls, &pipeline);
+    loader_spec(s, &m.vit, &dspec, comm, &ls, &pipeline);
     int out_w = 0, out_h = 0;
     preprocess_out_size(&ls.pre, 1000, 1000, &out_w, &out_h); /* fixed-size pipelines ignore the input size */
     if (out_w % m.vit.cfg.patch_size || out_h % m.vit.cfg.patch_size)
@@ -373,7 +380,7 @@ int activations_run(const ActivationsSections *s) {
     /* One run per store: a second `saev activations` into the same folder stops here,
      * naming the first; rank 0 holds the lock for the job's lifetime. */
     if (rank == 0) lock_output_dir_or_die(s->activations->out, "saev activations");
-    Store *store = store_open_write(s->activations->out, &meta, (int)s->activations->resume, 1);
+    Store *store = store_open_write(s->activations->out, &meta, (int)s->activations->resume, comm);
     if (rank == 0) cfg_write_resolved_text(s->config_yaml, s->activations->out);
     StorePlan plan;
     store_plan(store, rank, size, ls.batch_size, &plan);
@@ -381,10 +388,10 @@ int activations_run(const ActivationsSections *s) {
              plan.n_pending, size, vit_family_name(m.vit.cfg.family), m.n_layers, meta.n_tokens, meta.d_model, s->activations->dtype,
              s->activations->out);
     double t0 = saev_now();
-    int64_t written = record(store, &plan, &ds, &m, &ls, &meta, out_h, out_w);
+    int64_t written = record(comm, store, &plan, &ds, &m, &ls, &meta, out_h, out_w);
     int complete = store_finish(store);
     double el = saev_now() - t0;
-    comm_allreduce(&written, 1, COMM_I64, COMM_SUM);
+    comm_allreduce(comm, &written, 1, COMM_I64, COMM_SUM);
     if (rank == 0) {
         write_bad_list(s->activations->out);
         double gb = (double)written * m.n_layers * meta.n_tokens * meta.d_model * (double)store_dtype_size(meta.dtype) / 1e9;

@@ -15,6 +15,7 @@
 #ifndef SAEV_STORE_ACTIVATIONS_H
 #define SAEV_STORE_ACTIVATIONS_H
 
+#include "comm.h"
 #include "device.h"
 #include "image/dataset.h"
 #include "image/loader.h"
@@ -33,9 +34,9 @@ typedef struct {
     const char *config_yaml;             // the whole resolved config (store attribute and config.resolved.yaml)
 } ActivationsSections;
 
-/* Collective. Returns 1 when the store is complete (no pending image on any rank). Bad
+/* Collective over comm's ranks (images dealt to them in whole batches). Returns 1 when the store is complete (no pending image on any rank). Bad
  * input (missing keys, unreadable data set or model, a store of other settings) ends the
  * job naming it. */
-int activations_run(const ActivationsSections *s);
+int activations_run(const ActivationsSections *s, const Comm *comm);
 
 #endif

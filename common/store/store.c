@@ -425,11 +425,11 @@ static int file_count(const StoreMeta *m) {
     return (int)((m->n_images + m->images_per_file - 1) / m->images_per_file);
 }
 
-static hid_t make_fapl(int use_mpi) {
+static hid_t make_fapl(const Comm *comm) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     h5Check(fapl);
-    if (use_mpi) {
-        h5Check(H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL));
+    if (comm) {
+        h5Check(H5Pset_fapl_mpio(fapl, comm->mpi, MPI_INFO_NULL));
         h5Check(H5Pset_all_coll_metadata_ops(fapl, 1));
         h5Check(H5Pset_coll_metadata_write(fapl, 1));
     }
@@ -453,8 +453,8 @@ static void create_small(hid_t f, const char *name, hid_t type, int rank, const 
 }
 
 /* Creates one file of the store with all its datasets (allocated now) and attributes. */
-static void create_file(const char *path, const StoreMeta *m, int f, int n_files, int64_t first, int64_t n_f, int use_mpi) {
-    hid_t fapl = make_fapl(use_mpi);
+static void create_file(const char *path, const StoreMeta *m, int f, int n_files, int64_t first, int64_t n_f, const Comm *comm) {
+    hid_t fapl = make_fapl(comm);
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (file < 0) saev_fail("cannot create store file %s (is the directory writable?)", path);
     h5Check(H5Pclose(fapl));
@@ -578,7 +578,7 @@ static int open_files(Store *s, char *err, size_t errlen) {
     s->n_open = 0;
     s->complete = 1;
     s->has_checksums = 1;
-    hid_t fapl = make_fapl(s->use_mpi);
+    hid_t fapl = make_fapl(s->comm);
     int rc = 0;
     for (int f = 0; f < n && rc == 0; f++) {
         char *path = file_path(s->dir, f, "");
@@ -700,34 +700,31 @@ static int load_meta(Store *s, char *err, size_t errlen) {
 
 /* ---- writing ----------------------------------------------------------------------- */
 
-static void world(int use_mpi, int *rank, int *size) {
-    *rank = 0;
-    *size = 1;
-    if (use_mpi) {
-        mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, rank));
-        mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, size));
-    }
+/* The writers: comm's ranks, or this process alone (comm NULL). */
+static void writers(const Comm *comm, int *rank, int *size) {
+    *rank = comm ? comm->rank : 0;
+    *size = comm ? comm->size : 1;
 }
 
-static void barrier(int use_mpi) {
-    if (use_mpi) mpiCheck(MPI_Barrier(MPI_COMM_WORLD));
+static void barrier(const Comm *comm) {
+    if (comm) comm_barrier(comm);
 }
 
-Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int use_mpi) {
+Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, const Comm *comm) {
     meta_check(meta, dir);
     int rank, size;
-    world(use_mpi, &rank, &size);
+    writers(comm, &rank, &size);
     Store *s = callocCheck(1, sizeof(Store));
     s->dir = strdupCheck(dir);
     s->writable = 1;
-    s->use_mpi = use_mpi;
+    s->comm = comm;
     s->dxpl = H5Pcreate(H5P_DATASET_XFER);
     h5Check(s->dxpl);
-    if (use_mpi) h5Check(H5Pset_dxpl_mpio(s->dxpl, H5FD_MPIO_COLLECTIVE));
+    if (comm) h5Check(H5Pset_dxpl_mpio(s->dxpl, H5FD_MPIO_COLLECTIVE));
 
     char *path0 = file_path(dir, 0, "");
     int exists = rank == 0 ? path_exists(path0) : 0;
-    if (use_mpi) mpiCheck(MPI_Bcast(&exists, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (comm) comm_bcast(comm, &exists, sizeof exists, 0);
     if (exists) {
         if (!resume)
             saev_usage_fail("activation store %s already exists; set activations.resume=true to continue it, or choose another activations.out", dir);
@@ -746,13 +743,13 @@ Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int 
         for (int f = 0; f < s->n_files; f++) s->file_first[f] = meta->images_per_file > 0 ? (int64_t)f * meta->images_per_file : 0;
         s->file_first[s->n_files] = meta->n_images;
         if (rank == 0) make_dirs_or_die(dir);
-        barrier(use_mpi);
+        barrier(comm);
         for (int f = 0; f < s->n_files; f++) {
             char *tmp = file_path(dir, f, ".tmp");
-            create_file(tmp, &s->meta, f, s->n_files, s->file_first[f], s->file_first[f + 1] - s->file_first[f], use_mpi);
+            create_file(tmp, &s->meta, f, s->n_files, s->file_first[f], s->file_first[f + 1] - s->file_first[f], comm);
             free(tmp);
         }
-        barrier(use_mpi);
+        barrier(comm);
         if (rank == 0)
             for (int f = s->n_files - 1; f >= 0; f--) { /* file 0 last: its presence means all are there */
                 char *tmp = file_path(dir, f, ".tmp"), *fin = file_path(dir, f, "");
@@ -760,7 +757,7 @@ Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int 
                 free(tmp);
                 free(fin);
             }
-        barrier(use_mpi);
+        barrier(comm);
     }
     free(path0);
     char err[1024];
@@ -963,7 +960,7 @@ void store_write_raw(Store *s, int64_t n, const int64_t *idx, const void *acts, 
         while (idx[j] >= s->file_first[f + 1]) f++;
         touched[f] = 1;
     }
-    if (s->use_mpi) mpiCheck(MPI_Allreduce(MPI_IN_PLACE, touched, s->n_files, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (s->comm) mpiCheck(MPI_Allreduce(MPI_IN_PLACE, touched, s->n_files, MPI_INT, MPI_MAX, s->comm->mpi));
     /* [a, b) of idx inside each file. */
     int64_t *lo = mallocCheck(sizeof(int64_t) * (size_t)s->n_files), *hi = mallocCheck(sizeof(int64_t) * (size_t)s->n_files);
     for (f = 0; f < s->n_files; f++) {
@@ -1049,8 +1046,8 @@ static void store_free(Store *s) {
  * suffices on a node; on parallel file systems MPI_File_sync in H5Fflush covers it). */
 static void sync_files(Store *s) {
     int rank, size;
-    world(s->use_mpi, &rank, &size);
-    barrier(s->use_mpi);
+    writers(s->comm, &rank, &size);
+    barrier(s->comm);
     if (rank == 0)
         for (int f = 0; f < s->n_files; f++) {
             char *path = file_path(s->dir, f, "");
@@ -1058,16 +1055,16 @@ static void sync_files(Store *s) {
             if (fd < 0 || fsync(fd) || close(fd)) saev_fail("cannot sync %s: %s (disk full?)", path, strerror(errno));
             free(path);
         }
-    barrier(s->use_mpi);
+    barrier(s->comm);
 }
 
 int store_finish(Store *s) {
     /* Every image is written by one rank; the others still hold 0 for it. */
-    if (s->use_mpi) {
+    if (s->comm) {
         /* MPI counts are int: reduce in slices. */
         for (int64_t off = 0; off < s->meta.n_images; off += INT_MAX / 2) {
             int64_t k = s->meta.n_images - off < INT_MAX / 2 ? s->meta.n_images - off : INT_MAX / 2;
-            mpiCheck(MPI_Allreduce(MPI_IN_PLACE, s->status + off, (int)k, MPI_UINT8_T, MPI_MAX, MPI_COMM_WORLD));
+            mpiCheck(MPI_Allreduce(MPI_IN_PLACE, s->status + off, (int)k, MPI_UINT8_T, MPI_MAX, s->comm->mpi));
         }
     }
     int64_t pending = 0, skipped = 0;

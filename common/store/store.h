@@ -37,10 +37,11 @@
  * the setting (store_meta_compare). Creation writes "*.h5.tmp" files and renames them,
  * file 0 last, so a store directory never holds half-created files under final names.
  *
- * Writers are collective: with use_mpi every rank of MPI_COMM_WORLD must call
+ * Writers are collective: given a communicator (comm.h), every rank of it must call
  * store_open_write, store_write (the same number of times; a rank with nothing left
- * passes n = 0) and store_finish. Without use_mpi the store is written by one process
- * through the sec2 driver (import-saev). Readers never need MPI.
+ * passes n = 0) and store_finish, and the files are written through MPI-IO on it.
+ * Without one (NULL) the store is written by one process through the sec2 driver
+ * (import-saev). Readers never need MPI.
  *
  * Silent corruption. Every written image carries a checksum per layer, written with its
  * data (collectively, like the labels) before its status. Every read of activations
@@ -65,6 +66,8 @@
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "comm.h"
 
 typedef enum { STORE_F32 = 0, STORE_F16 = 1, STORE_BF16 = 2 } StoreDtype;
 
@@ -98,7 +101,7 @@ typedef struct {
     StoreMeta meta;
     char *dir;
     int writable;
-    int use_mpi;             /* files opened through MPI-IO on MPI_COMM_WORLD */
+    const Comm *comm;        /* writers: files opened through MPI-IO on comm->mpi; NULL: one process, and readers */
     int complete;            /* every file carries complete = 1 */
     int n_files;
     int64_t *file_first;     /* [n_files + 1] first image of each file; last = n_images */
@@ -109,7 +112,7 @@ typedef struct {
     int n_open;              /* files opened so far (close_files closes these) */
     int has_checksums;       /* 1: every file has a checksum dataset, and reads verify it */
     uint32_t *checksum;      /* [n_images, layers] stored checksums (readers with has_checksums) */
-    hid_t dxpl;              /* collective transfer with use_mpi, default otherwise */
+    hid_t dxpl;              /* collective transfer with a comm, default otherwise */
     uint8_t *status;         /* [n_images] as read at open, updated by this rank's writes */
     int64_t *image_index;    /* [n_images] (readers) */
     int64_t *label;          /* [n_images] (readers) */
@@ -133,12 +136,12 @@ void store_meta_free(StoreMeta *m);
 /* The text stored as the token_layout attribute. */
 void store_token_layout(const StoreMeta *m, char *buf, size_t len);
 
-/* ---- writing (collective with use_mpi) ---- */
+/* ---- writing (collective over comm when one is given) ---- */
 
 /* Creates the store in dir (making dir), or with resume reopens an existing one after
  * checking its identity; without resume an existing store is an error. Fails with a
  * message naming the directory and the differing setting. */
-Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, int use_mpi);
+Store *store_open_write(const char *dir, const StoreMeta *meta, int resume, const Comm *comm);
 /* Images not yet written or skipped, ascending; returns the count, *out malloc'd. The
  * same on every rank. */
 int64_t store_pending(const Store *s, int64_t **out);

@@ -78,7 +78,7 @@ static char *dir_of(const char *path) {
 }
 
 /* Folders holding top.safetensors and files named sae.safetensors under dir (depth <= 6). */
-static void walk(const char *dir, int depth, PathList *visuals, PathList *ckpts) {
+static void walk(const char *dir, int depth, PathList *visuals, PathList *ckpts, PathList *probes) {
     char *top = join(dir, "top.safetensors");
     if (is_file(top)) paths_push(visuals, dir);
     free(top);
@@ -93,8 +93,9 @@ static void walk(const char *dir, int depth, PathList *visuals, PathList *ckpts)
     qsort(names.v, (size_t)names.n, sizeof(char *), cmp_str);
     for (int i = 0; i < names.n; i++) {
         char *p = join(dir, names.v[i]);
-        if (is_dir(p) && strcmp(names.v[i], "latents") != 0) walk(p, depth + 1, visuals, ckpts);
+        if (is_dir(p) && strcmp(names.v[i], "latents") != 0) walk(p, depth + 1, visuals, ckpts, probes);
         else if (!strcmp(names.v[i], "sae.safetensors") && is_file(p)) paths_push(ckpts, p);
+        else if (!strcmp(names.v[i], "probe.safetensors") && is_file(p)) paths_push(probes, p);
         free(p);
         free(names.v[i]);
     }
@@ -123,22 +124,14 @@ static ViewerSource *source_open(Viewer *v, const char *store_dir) {
 
     /* The data set, preprocessing and ViT as the store recorded them. */
     const StoreMeta *m = &src->store->meta;
-    CfgError cerr;
-    CfgDoc *doc = m->config_yaml ? cfg_parse_string(m->config_yaml, store_dir, &cerr) : NULL;
     SaevConfig *cfg = callocCheck(1, sizeof *cfg);
-    if (!doc || cfg_bind(doc, &saev_config_schema, cfg, &cerr)) {
-        snprintf(err, sizeof err, "store %s: its recorded config cannot be read: %s", store_dir, m->config_yaml ? cerr.msg : "absent");
-        if (doc) cfg_free(doc);
-        free(cfg);
-        goto no_model;
-    }
-    cfg_free(doc);
+    if (saev_config_recorded(m->config_yaml, store_dir, cfg, err, sizeof err)) { free(cfg); goto no_model; }
     src->config = cfg;
     if (data_resolve(&cfg->data, &src->data, err, sizeof err) || dataset_open(&src->data, &src->ds, err, sizeof err)) goto no_model;
     if (preprocess_resolve(&cfg->preprocess, &src->prep, err, sizeof err)) goto no_model;
     VitSpec spec;
     model_section_to_spec(&cfg->model, &spec);
-    if (vit_open(&src->vit, &spec, err, sizeof err) || vit_set_device(&src->vit, VIT_DEVICE_CPU, err, sizeof err)) goto no_model;
+    if (vit_open(&src->vit, &spec, err, sizeof err) || vit_set_device(&src->vit, DEVICE_CPU, err, sizeof err)) goto no_model;
     src->patch = src->vit.cfg.patch_size;
     /* The model input size is the same for every image when the pipeline crops (or
      * resizes exactly); a pipeline without either gives images of varying size, which
@@ -343,18 +336,44 @@ static char *visuals_checkpoint(const char *vdir) {
     return ckpt;
 }
 
+/* Without serve.probe, the panel's probe is one found under the served folders: of those
+ * that read the ViT's activations (a probe of SAE codes answers for that SAE alone), the
+ * one on the deepest block (the most of the ViT an edit runs through), first by path. An
+ * unreadable one is skipped with a warning. */
+static void probe_pick(Viewer *v, const PathList *found) {
+    int best = -1;
+    Probe p;
+    char err[2048];
+    for (int i = 0; i < found->n; i++) {
+        if (probe_load(&p, found->v[i], err, sizeof err)) { log_warn("serve: skipping %s", err); continue; }
+        if (!p.use_sae && (best < 0 || p.block > v->probe.block)) {
+            if (best >= 0) probe_free(&v->probe);
+            v->probe = p;
+            best = i;
+        } else {
+            probe_free(&p);
+        }
+    }
+    if (best < 0) return;
+    v->has_probe = 1;
+    log_info("serve: the intervention panel reads %s (block %d, %s probe), found under the served folders; --probe PATH chooses another",
+             found->v[best], v->probe.block, v->probe.is_patch ? "patch" : "class");
+}
+
 void viewer_load(Viewer *v, const ServeConfig *cfg) {
     memset(v, 0, sizeof *v);
     v->cfg = cfg;
     if (cfg->dirs.n == 0) saev_usage_fail("serve: no directory given (saev serve DIR...: visuals outputs or run directories)");
-    PathList visuals = {0}, ckpts = {0};
+    PathList visuals = {0}, ckpts = {0}, probes = {0};
     for (int i = 0; i < cfg->dirs.n; i++) {
         const char *d = cfg->dirs.s[i];
         if (!is_dir(d)) saev_usage_fail("serve: %s: not a directory", d);
-        size_t before = (size_t)(visuals.n + ckpts.n);
-        walk(d, 0, &visuals, &ckpts);
-        if ((size_t)(visuals.n + ckpts.n) == before) saev_usage_fail("serve: %s: no visuals output (top.safetensors) or sae.safetensors under it", d);
+        size_t before = (size_t)(visuals.n + ckpts.n + probes.n);
+        walk(d, 0, &visuals, &ckpts, &probes);
+        if ((size_t)(visuals.n + ckpts.n + probes.n) == before)
+            saev_usage_fail("serve: %s: no visuals output (top.safetensors), sae.safetensors or probe.safetensors under it", d);
     }
+    if (visuals.n + ckpts.n == 0) saev_usage_fail("serve: no visuals output (top.safetensors) or sae.safetensors under %s%s", cfg->dirs.s[0], cfg->dirs.n > 1 ? " or the other folders" : "");
     /* Pair each checkpoint with at most one visuals folder (the first found). */
     PathList pair_ckpt = {0}, pair_vis = {0};
     for (int i = 0; i < visuals.n; i++) {
@@ -395,9 +414,11 @@ void viewer_load(Viewer *v, const ServeConfig *cfg) {
             sae_checkpoint_load(&v->probe_sae, v->probe.sae_path, 1);
         }
         v->has_probe = 1;
+    } else if (probes.n > 0) {
+        probe_pick(v, &probes);
     }
-    PathList *lists[4] = {&visuals, &ckpts, &pair_ckpt, &pair_vis};
-    for (int l = 0; l < 4; l++) {
+    PathList *lists[5] = {&visuals, &ckpts, &pair_ckpt, &pair_vis, &probes};
+    for (int l = 0; l < 5; l++) {
         for (int i = 0; i < lists[l]->n; i++) free(lists[l]->v[i]);
         free(lists[l]->v);
     }

@@ -6,7 +6,8 @@
  *
  * What it serves comes from `serve.dirs`: visuals outputs (folders holding top.safetensors
  * and index.json) or run directories (every sae.safetensors under them, with the
- * visuals/ folder beside it when there is one). From each SAE the server follows the
+ * visuals/ folder beside it when there is one), and probe.safetensors files (the
+ * intervention panel's probe when serve.probe is unset). From each SAE the server follows the
  * recorded paths: the checkpoint's config.resolved.yaml (train.data, train.layer,
  * train.tokens) or the visuals index.json give the activation store; the store's
  * recorded config gives the data set, preprocessing and the ViT. Relative paths are
@@ -34,7 +35,8 @@
  *     timeout_s: 30           # idle connections are closed after this
  *     hist_images: 128        # store images sampled for each latent's activation histogram
  *     web: null               # the page's files; null: found beside the program
- *     probe: null             # probe.safetensors of `saev probe` (the intervention panel)
+ *     probe: null             # probe.safetensors of `saev probe` (the intervention panel);
+ *                             # null: one found under dirs (activations, deepest block)
  */
 typedef struct {
     CfgList dirs;          // CFG_STRING_LIST: [n] served roots

@@ -16,7 +16,7 @@ static const CfgField serve_fields[] = {
     F(CFG_INT, timeout_s, "30", 1, 3600, "idle connections are closed after this many seconds"),
     F(CFG_INT, hist_images, "128", 1, 1e7, "store images sampled for each latent's activation histogram"),
     F(CFG_STRING, web, CFG_UNSET, 1, 0, "the page's static files; unset: web/ found beside the program (in-tree or installed)"),
-    F(CFG_STRING, probe, CFG_UNSET, 1, 0, "probe.safetensors of `saev probe` for the image page's intervention panel (saev serve --probe PATH); unset: no panel"),
+    F(CFG_STRING, probe, CFG_UNSET, 1, 0, "probe.safetensors of `saev probe` for the image page's intervention panel (saev serve --probe PATH); unset: one found under serve.dirs (on activations, deepest block), else no panel"),
 };
 #undef F
 

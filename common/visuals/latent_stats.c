@@ -140,22 +140,20 @@ static void merge_lists(void *in, void *inout, int *len, MPI_Datatype *type) {
     free(tmp);
 }
 
-void latent_stats_allreduce(LatentStats *ls, MPI_Comm comm) {
+void latent_stats_allreduce(LatentStats *ls, const Comm *comm) {
     int S = ls->S, k = ls->top_k;
     for (int s = 0; s < S; s++) qsort(ls->top + (size_t)s * k, (size_t)k, sizeof(LsEntry), cmp_entry_best_first);
     latent_stats_normalize(ls);
-    int size;
-    mpiCheck(MPI_Comm_size(comm, &size));
-    if (size > 1) {
-        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->fired, S, MPI_INT64_T, MPI_SUM, comm));
-        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->sum, S * LS_LIMBS, MPI_INT64_T, MPI_SUM, comm));
-        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->max_value, S, MPI_FLOAT, MPI_MAX, comm));
+    if (comm->size > 1) {
+        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->fired, S, MPI_INT64_T, MPI_SUM, comm->mpi));
+        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->sum, S * LS_LIMBS, MPI_INT64_T, MPI_SUM, comm->mpi));
+        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->max_value, S, MPI_FLOAT, MPI_MAX, comm->mpi));
         MPI_Datatype list;
         mpiCheck(MPI_Type_contiguous(k * (int)sizeof(LsEntry), MPI_BYTE, &list));
         mpiCheck(MPI_Type_commit(&list));
         MPI_Op op;
         mpiCheck(MPI_Op_create(merge_lists, 1, &op));
-        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->top, S, list, op, comm));
+        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, ls->top, S, list, op, comm->mpi));
         mpiCheck(MPI_Op_free(&op));
         mpiCheck(MPI_Type_free(&list));
         latent_stats_normalize(ls);

@@ -15,8 +15,9 @@
 #ifndef SAEV_VISUALS_LATENT_STATS_H
 #define SAEV_VISUALS_LATENT_STATS_H
 
-#include <mpi.h>
 #include <stdint.h>
+
+#include "comm.h"
 
 #define LS_LIMBS 10 /* 320 bits from 2^-149: float32's range (2^128) plus 2^40 additions */
 
@@ -47,7 +48,7 @@ void latent_stats_add_image(LatentStats *ls, const float *f, int n_rows, int64_t
 
 /* Combines every rank's statistics on comm in place (collective); afterwards each rank
  * holds the totals and every top list is sorted best first, empty slots last. */
-void latent_stats_allreduce(LatentStats *ls, MPI_Comm comm);
+void latent_stats_allreduce(LatentStats *ls, const Comm *comm);
 
 /* The exact sum of latent s rounded to double (deterministic: from the normalized limbs). */
 double latent_stats_sum(const LatentStats *ls, int s);

@@ -58,7 +58,7 @@ static void vis_plan_or_die(const VisualsConfig *c, VisPlan *p) {
     if (!c->data) saev_usage_fail("visuals.data: not set (an activation store directory)");
     if (!store_path_is_store(c->data)) saev_usage_fail("visuals.data: %s: not an activation store (a directory holding acts-000000.h5)", c->data);
     p->n_sae = eval_resolve_checkpoints(&c->sae, "visuals.sae", &p->ckpt);
-    DataSource *src = data_source_open_store(c->data, c->layer, c->tokens); /* checks layer, tokens, completeness */
+    DataSource *src = data_source_open_store("visuals", c->data, c->layer, c->tokens); /* checks layer, tokens, completeness */
     p->d = src->d;
     p->n_rows = src->n_rows;
     data_source_close(src);
@@ -222,10 +222,8 @@ static void encode_rows(Sae *sae, const float *x, float *xs, int n, int d, float
 }
 
 /* Phase 1 for the SAEs with todo[i] set: stats[i] filled and merged on every rank. */
-static void encode_pass(const VisualsConfig *c, const VisPlan *p, Sae *saes, const int *todo, LatentStats *stats, MPI_Comm comm) {
-    int rank, size;
-    mpiCheck(MPI_Comm_rank(comm, &rank));
-    mpiCheck(MPI_Comm_size(comm, &size));
+static void encode_pass(const VisualsConfig *c, const VisPlan *p, Sae *saes, const int *todo, LatentStats *stats, const Comm *comm) {
+    int rank = comm->rank, size = comm->size;
     int T = p->n_tok, d = p->d, max_S = 0;
     for (int i = 0; i < p->n_sae; i++)
         if (todo[i] && saes[i].cfg.d_sae > max_S) max_S = saes[i].cfg.d_sae;
@@ -238,7 +236,7 @@ static void encode_pass(const VisualsConfig *c, const VisPlan *p, Sae *saes, con
     size_t rows_cap = (size_t)per_batch * T;
     float *x = mallocCheck(rows_cap * d * sizeof(float)), *xs = mallocCheck(rows_cap * d * sizeof(float));
     float *x_hat = mallocCheck(rows_cap * d * sizeof(float)), *f = mallocCheck(rows_cap * max_S * sizeof(float));
-    DataSource *src = data_source_open_store(c->data, c->layer, c->tokens);
+    DataSource *src = data_source_open_store("visuals", c->data, c->layer, c->tokens);
     Progress prog;
     progress_start(&prog, "tokens", (img_hi - img_lo) * T);
     for (int64_t img = img_lo; img < img_hi; img += per_batch) {
@@ -303,23 +301,23 @@ typedef struct {
     char *description; // for index.json
 } ImageSource;
 
-static void image_source_open(ImageSource *is, const Store *store, const DataConfig *data) {
+/* need_images = 0 (nothing to render): a store that does not record its data set is
+ * fine, the top images are then listed without paths. */
+static void image_source_open(ImageSource *is, const Store *store, const DataConfig *data, int need_images) {
     memset(is, 0, sizeof *is);
     const StoreMeta *m = &store->meta;
     SaevConfig recorded;
-    memset(&recorded, 0, sizeof recorded);
-    int have_recorded = 0;
-    if (m->config_yaml) {
-        CfgError e;
-        CfgDoc *doc = cfg_parse_string(m->config_yaml, "the store's config attribute", &e);
-        if (doc && cfg_bind(doc, &saev_config_schema, &recorded, &e) == 0) have_recorded = 1;
-        if (doc) cfg_free(doc);
-        if (!have_recorded) log_warn("visuals: cannot read the config recorded in store %s (%s)", store->dir, e.msg);
-    }
-    const DataConfig *dc = data && (data->root || data->path) ? data : have_recorded ? &recorded.data : NULL;
-    if (!dc || !(dc->root || dc->path))
-        saev_usage_fail("visuals: store %s does not record its data set; give it in the config's data: section", store->dir);
     char err[1024];
+    int have_recorded = saev_config_recorded(m->config_yaml, store->dir, &recorded, err, sizeof err) == 0;
+    if (!have_recorded && m->config_yaml && need_images) log_warn("visuals: %s", err);
+    const DataConfig *dc = data && (data->root || data->path) ? data : have_recorded ? &recorded.data : NULL;
+    if ((!dc || !(dc->root || dc->path)) && !need_images) {
+        is->description = strdupCheck(m->dataset ? m->dataset : "");
+        if (have_recorded) cfg_free_obj(&saev_config_schema, &recorded);
+        return;
+    }
+    if (!dc || !(dc->root || dc->path))
+        saev_usage_fail("visuals: store %s does not record its data set; give it in the config's data: section (or render nothing: visuals.n_render 0)", store->dir);
     DataSpec spec;
     if (data_resolve(dc, &spec, err, sizeof err)) saev_usage_fail("visuals: data: %s", err);
     if (dataset_open(&spec, &is->ds, err, sizeof err)) saev_fail("visuals: the store's images: %s", err);
@@ -374,10 +372,8 @@ static cJSON *number_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber
 /* Phase 3 for one SAE: PNGs of the rendered latents' top images on every rank, then
  * rank 0 writes the latent.json files, summary.svg and index.json. */
 static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae, const TopResult *t, const ImageSource *is,
-                       int fresh, MPI_Comm comm) {
-    int rank, size;
-    mpiCheck(MPI_Comm_rank(comm, &rank));
-    mpiCheck(MPI_Comm_size(comm, &size));
+                       int fresh, const Comm *comm) {
+    int rank = comm->rank, size = comm->size;
     const StoreMeta *m = &p->store->meta;
     const char *out = p->out_dir[i];
     int S = t->S, K = t->top_k, P = m->n_patches, d = p->d;
@@ -397,7 +393,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
             }
         }
     }
-    mpiCheck(MPI_Bcast(need, n_rendered, MPI_CHAR, 0, comm));
+    mpiCheck(MPI_Bcast(need, n_rendered, MPI_CHAR, 0, comm->mpi));
 
     Pair *pairs = mallocCheck((size_t)(n_rendered * K > 0 ? n_rendered * K : 1) * sizeof(Pair));
     int n_pairs = 0;
@@ -430,14 +426,14 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     int64_t u0 = n_unique * rank / size, u1 = n_unique * (rank + 1) / size;
     int64_t *row_of = callocCheck((size_t)(m->n_images > 0 ? m->n_images : 1), sizeof(int64_t)); /* store position -> used index */
     for (int64_t u = 0; u < p->n_used; u++) row_of[p->used[u]] = u;
-    DataSource *src = P > 0 ? data_source_open_store(c->data, c->layer, "patches") : NULL;
+    DataSource *src = P > 0 ? data_source_open_store("visuals", c->data, c->layer, "patches") : NULL;
     float *x = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float)), *xs = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float));
     float *x_hat = mallocCheck((size_t)(P > 0 ? P : 1) * d * sizeof(float)), *f = mallocCheck((size_t)(P > 0 ? P : 1) * S * sizeof(float));
     uint8_t *labels = m->has_patch_labels ? mallocCheck((size_t)P) : NULL;
     /* The geometry index.json reports, from one image (rank 0 decodes it; the model's
      * input has the same size for every image under a cropping pipeline). */
     int sizes[6] = {0, 0, 0, 0, 0, 0}; /* grid h, w; image h, w; png h, w */
-    if (rank == 0) {
+    if (rank == 0 && is->ds.n > 0) { /* no data set (nothing rendered): sizes stay 0 */
         int w, h;
         free(image_as_seen(is, p->store, n_pairs > 0 ? by_image[0].image : p->used[0], &w, &h));
         int patch_px = P > 0 ? (int)lrint(sqrt((double)w * h / P)) : 0;
@@ -445,7 +441,7 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
         sizes[0] = patch_px > 0 ? h / patch_px : 0, sizes[1] = patch_px > 0 ? w / patch_px : 0;
         sizes[2] = h, sizes[3] = w, sizes[4] = h * uf, sizes[5] = w * uf;
     }
-    mpiCheck(MPI_Bcast(sizes, 6, MPI_INT, 0, comm));
+    mpiCheck(MPI_Bcast(sizes, 6, MPI_INT, 0, comm->mpi));
     int grid_h = 0, grid_w = 0;
     double t_render = saev_now();
     Progress prog;
@@ -494,13 +490,13 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
     }
     progress_finish(&prog);
     if (src) data_source_close(src);
-    mpiCheck(MPI_Barrier(comm));
+    comm_barrier(comm);
     t_render = saev_now() - t_render;
     log_info("visuals: rendered %d pictures (%" PRId64 " distinct images decoded) in %.2f s: %.1f images/s", n_pairs, n_unique, t_render,
              t_render > 0 ? n_pairs / t_render : 0.0);
 
     if (size > 1 && n_pairs > 0 && P > 0) /* each slot was written by one rank, zeros elsewhere: the sum is exact */
-        mpiCheck(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : patch, patch, n_pairs * P, MPI_FLOAT, MPI_SUM, 0, comm));
+        mpiCheck(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : patch, patch, n_pairs * P, MPI_FLOAT, MPI_SUM, 0, comm->mpi));
 
     if (rank == 0) {
         int k = 0;
@@ -605,12 +601,15 @@ static void render_sae(const VisualsConfig *c, const VisPlan *p, int i, Sae *sae
 
 /* ---------------------------------------------------------------- the stage */
 
-void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) {
-    int rank, size;
-    mpiCheck(MPI_Comm_rank(comm, &rank));
-    mpiCheck(MPI_Comm_size(comm, &size));
+void visuals_run(const VisualsConfig *c, const DataConfig *data, const Comm *comm) {
+    int rank = comm->rank, size = comm->size;
     VisPlan p;
     vis_plan_or_die(c, &p);
+    /* Two visuals writing one folder would interleave top.safetensors and the PNGs. */
+    /* The images first, so that a store without its data set fails before any output. */
+    ImageSource is;
+    image_source_open(&is, p.store, data, c->n_render > 0 || c->latents.n > 0);
+    for (int i = 0; rank == 0 && i < p.n_sae; i++) lock_output_dir_or_die(p.out_dir[i], "saev visuals");
     int K = (int)c->top_k;
     Sae *saes = callocCheck((size_t)p.n_sae, sizeof(Sae));
     TopResult *tops = callocCheck((size_t)p.n_sae, sizeof(TopResult));
@@ -625,16 +624,16 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
         char path[4400];
         snprintf(path, sizeof path, "%s/top.safetensors", p.out_dir[i]);
         int have = rank == 0 ? top_read_if_current(&tops[i], meta, path, saes[i].cfg.d_sae, K) : 0;
-        mpiCheck(MPI_Bcast(&have, 1, MPI_INT, 0, comm));
+        mpiCheck(MPI_Bcast(&have, 1, MPI_INT, 0, comm->mpi));
         todo[i] = !have;
         if (have) {
             if (rank != 0) top_alloc(&tops[i], saes[i].cfg.d_sae, K);
             int SK = saes[i].cfg.d_sae * K, S = saes[i].cfg.d_sae;
-            mpiCheck(MPI_Bcast(tops[i].values, SK, MPI_FLOAT, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].images, SK, MPI_INT64_T, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].freq, S, MPI_FLOAT, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].mean_value, S, MPI_FLOAT, 0, comm));
-            mpiCheck(MPI_Bcast(tops[i].max_value, S, MPI_FLOAT, 0, comm));
+            mpiCheck(MPI_Bcast(tops[i].values, SK, MPI_FLOAT, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].images, SK, MPI_INT64_T, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].freq, S, MPI_FLOAT, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].mean_value, S, MPI_FLOAT, 0, comm->mpi));
+            mpiCheck(MPI_Bcast(tops[i].max_value, S, MPI_FLOAT, 0, comm->mpi));
             log_info("visuals: %s: reusing %s from an earlier run", p.ckpt[i], path);
         } else {
             latent_stats_init(&stats[i], saes[i].cfg.d_sae, K);
@@ -663,11 +662,9 @@ void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm) 
         }
     }
 
-    ImageSource is;
-    image_source_open(&is, p.store, data);
     for (int i = 0; i < p.n_sae; i++) render_sae(c, &p, i, &saes[i], &tops[i], &is, todo[i], comm);
     image_source_close(&is);
-    mpiCheck(MPI_Barrier(comm));
+    comm_barrier(comm);
 
     for (int i = 0; i < p.n_sae; i++) { sae_destroy(&saes[i]); top_free(&tops[i]); }
     free(saes); free(tops); free(stats); free(todo);

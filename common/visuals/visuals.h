@@ -108,7 +108,7 @@
 #ifndef SAEV_VISUALS_H
 #define SAEV_VISUALS_H
 
-#include <mpi.h>
+#include "comm.h"
 #include <stdint.h>
 
 #include "config.h"
@@ -143,7 +143,7 @@ void visuals_check_or_die(const VisualsConfig *c);
 
 /* The whole stage on every rank of comm (collective). data: the config's `data:`
  * section, used to re-read images when it names a data set (NULL: the store's). */
-void visuals_run(const VisualsConfig *c, const DataConfig *data, MPI_Comm comm);
+void visuals_run(const VisualsConfig *c, const DataConfig *data, const Comm *comm);
 
 /* The overlay of one pixel (see <j>_heat.png above): pixel rgb[3] in, out[3]. */
 void visuals_heat_pixel(const uint8_t *rgb, float a, float max_value, uint8_t *out);

@@ -49,7 +49,5 @@ void model_section_to_spec(const ModelSection *m, VitSpec *spec) {
 }
 
 Device model_section_device(const ModelSection *m) {
-    Device d = DEVICE_AUTO;
-    device_parse(m->device, &d); /* the schema's choices admit only known names */
-    return d;
+    return device_setting_or_die(m->device, "model.device");
 }

@@ -254,7 +254,7 @@ void vit_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, con
         if (hidden[i] < h0 || hidden[i] > VIT_LAST_HIDDEN(&vit->cfg))
             saev_fail("vit_forward_from: hidden-state index %d out of range %d..%d", hidden[i], h0, VIT_LAST_HIDDEN(&vit->cfg));
 #ifdef SAEV_CUDA
-    if (vit->device == VIT_DEVICE_CUDA) {
+    if (vit->device == DEVICE_CUDA) {
         vit_cuda_forward_from(vit, x, h0, B, H, W, hidden, n, out);
         return;
     }

@@ -41,12 +41,6 @@ extern "C" {
 
 typedef enum { VIT_CLIP = 0, VIT_DINOV2, VIT_SIGLIP, VIT_N_FAMILIES } VitFamily;
 typedef enum { VIT_ACT_GELU = 0, VIT_ACT_GELU_TANH, VIT_ACT_QUICK_GELU, VIT_N_ACTS } VitAct;
-/* The ViT runs on a Device (device.h). These aliases are the names common/cuda still
- * spells; they go when that code takes device.h's names. */
-typedef Device VitDevice;
-#define VIT_DEVICE_AUTO DEVICE_AUTO
-#define VIT_DEVICE_CPU DEVICE_CPU
-#define VIT_DEVICE_CUDA DEVICE_CUDA
 
 typedef struct {
     VitFamily family;
@@ -100,7 +94,7 @@ typedef struct Vit {
     float *param_memory;  /* one allocation holding every parameter */
     size_t n_params;      /* floats in param_memory */
     int n_pos;            /* rows of params.pos */
-    VitDevice device;     /* the backend this model runs on (CPU or CUDA, never AUTO) */
+    Device device;     /* the backend this model runs on (CPU or CUDA, never AUTO) */
     char *source;         /* path the weights came from, for messages */
     void *backend;        /* backend state: buffers sized for the last batch shape */
 } Vit;
@@ -170,7 +164,7 @@ int vit_save(const Vit *vit, const char *path, char *err, size_t errlen);
 /* ---- compute ---- */
 /* Picks the backend (AUTO = CUDA when built with it and a GPU is present, else CPU).
  * Returns 0, or -1 with err (e.g. CUDA asked for but not available). */
-int vit_set_device(Vit *vit, VitDevice device, char *err, size_t errlen);
+int vit_set_device(Vit *vit, Device device, char *err, size_t errlen);
 /* pixels: [B, C, H, W] float32 (already normalized), host memory.
  * hidden: [n] hidden-state indices (0 .. n_layers+1), any order, repeats allowed.
  * out: [n, B, T_out, D] host memory, T_out = vit_tokens_out(cfg, H, W).
