@@ -82,6 +82,11 @@ int launch_worker(int ranks, const char *stage, int argc, char **argv) {
     snprintf(np, sizeof np, "%d", ranks);
     char **args = callocCheck((size_t)argc + 16, sizeof(char *));
     int k = 0;
+    if (!getenv("OPENBLAS_NUM_THREADS")) {
+        char t[24];
+        snprintf(t, sizeof t, "%ld", cores / ranks > 0 ? cores / ranks : 1);
+        setenv("OPENBLAS_NUM_THREADS", t, 1);
+    }
     if (in_slurm) {
         args[k++] = "srun";
         args[k++] = "--mpi=pmix";
@@ -93,15 +98,17 @@ int launch_worker(int ranks, const char *stage, int argc, char **argv) {
         args[k++] = "-np";
         args[k++] = np;
         if (ranks > cores) args[k++] = "--oversubscribe";
+        /* Open MPI binds each of up to two ranks to one core; a rank meant to run several
+         * threads would then run them all on that core (OpenBLAS even caps itself to it),
+         * so 1 rank on 2 cores ran at the speed of one. */
+        if (atoi(getenv("OPENBLAS_NUM_THREADS")) > 1) {
+            args[k++] = "--bind-to";
+            args[k++] = "none";
+        }
         if (geteuid() == 0) {
             setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
             setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
         }
-    }
-    if (!getenv("OPENBLAS_NUM_THREADS")) {
-        char t[24];
-        snprintf(t, sizeof t, "%ld", cores / ranks > 0 ? cores / ranks : 1);
-        setenv("OPENBLAS_NUM_THREADS", t, 1);
     }
     args[k++] = (char *)worker;
     args[k++] = (char *)stage;

@@ -1,9 +1,11 @@
 /*
  * mpirun.h: starting saev-worker on N ranks from the launcher.
  *
- * Outside Slurm: `mpirun -np N [--oversubscribe] saev-worker STAGE ARGS...`, adding
- * --oversubscribe when N exceeds the cores and the root-safe Open MPI variables when run
- * as root; OPENBLAS_NUM_THREADS defaults to cores/N so ranks do not fight over cores.
+ * Outside Slurm: `mpirun -np N [--oversubscribe] [--bind-to none] saev-worker STAGE
+ * ARGS...`, adding --oversubscribe when N exceeds the cores, --bind-to none when a rank
+ * runs more than one thread (Open MPI would pin it to one core), and the root-safe Open
+ * MPI variables when run as root; OPENBLAS_NUM_THREADS defaults to cores/N so ranks do
+ * not fight over cores.
  * Inside a Slurm allocation (SLURM_JOB_ID set): `srun --mpi=pmix saev-worker ...` with
  * the allocation's task count. The workers' exit status is passed through.
  */

@@ -2,6 +2,10 @@
 # The activations stage end to end on a small demo set with a tiny random CLIP:
 #  - 1 rank and 2 ranks give bit-identical stores (work is dealt in whole global batches,
 #    so each image is computed in the same batch), also when one rank has no work;
+#  - 1 rank with 2 OpenBLAS threads (two forward lanes running batches side by side)
+#    gives the store of 1 thread bit for bit, bad images and their reasons included, also
+#    when it resumes a crashed run (needs 2 cores: OpenBLAS caps its threads at the cores
+#    it may use);
 #  - a stored row equals `saev forward` on the same preprocessed image (rel. error < 1e-5);
 #  - h5py reads the layout and attributes; bad images are skipped and listed (skip), or
 #    stop the job naming the file (fail);
@@ -33,6 +37,22 @@ YAML
 "$S" activations a.yaml --ranks 1 > log1.txt 2>&1 || { cat log1.txt; exit 1; }
 "$S" activations a.yaml --ranks 2 --set activations.out=store2 > log2.txt 2>&1 || { cat log2.txt; exit 1; }
 $PY "$CHK" same store1 store2
+if [ "$(nproc)" -ge 2 ]; then
+  OPENBLAS_NUM_THREADS=2 "$S" activations a.yaml --ranks 1 --set activations.out=store_t2 > log_t2.txt 2>&1 || { cat log_t2.txt; exit 1; }
+  grep -q "2 forward lanes" log_t2.txt || { cat log_t2.txt; echo "FAIL: 2 threads did not run 2 lanes"; exit 1; }
+  $PY "$CHK" same store1 store_t2
+  cmp store1/bad_images.tsv store_t2/bad_images.tsv
+  # Resumed by lanes: pending images in several runs of the plan (rank 1 killed after its first batch).
+  set +e
+  SAEV_FAULT=store.kill_after_writes=1@1 "$S" activations a.yaml --ranks 2 --set activations.out=store_t2r > log_t2r.txt 2>&1; rc=$?
+  set -e
+  [ $rc -ne 0 ] || { echo "FAIL: crashed run exited 0"; exit 1; }
+  OPENBLAS_NUM_THREADS=2 "$S" activations a.yaml --ranks 1 --set activations.out=store_t2r > log_t2r2.txt 2>&1 || { cat log_t2r2.txt; exit 1; }
+  grep -q "2 forward lanes" log_t2r2.txt && grep -q "to do" log_t2r2.txt
+  $PY "$CHK" same store1 store_t2r
+else
+  echo "note: $(nproc) core: the two-lane check needs 2"
+fi
 $PY "$CHK" layout store2 "$n" 17 48
 $PY "$CHK" skipped store2 $bad
 grep -q "zz_empty.png" store2/bad_images.tsv && grep -q "zz_truncated.jpg" store2/bad_images.tsv

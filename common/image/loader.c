@@ -146,12 +146,7 @@ ImageLoader *image_loader_open(const Dataset *ds, const ImageLoaderSpec *spec) {
     ld->slots = callocCheck(Q, sizeof(Slot));
     for (int q = 0; q < Q; q++) {
         Slot *s = &ld->slots[q];
-        s->b.index = mallocCheck(sizeof(int64_t) * B);
-        s->b.labels = mallocCheck(sizeof(int32_t) * B);
-        s->b.pixels = mallocCheck(sizeof(float) * (size_t)B * 3 * ld->W * ld->H);
-        if (ld->n_patches) s->b.patch_labels = mallocCheck((size_t)B * ld->n_patches);
-        s->b.bad_index = mallocCheck(sizeof(int64_t) * B);
-        s->b.bad_reason = callocCheck(B, sizeof(char *));
+        image_batch_alloc(&s->b, B, (size_t)3 * ld->W * ld->H, ld->n_patches);
         s->reason = callocCheck(B, sizeof(char *));
     }
     /* Slot sizes for the first Q batches; later ones are set when a slot is released. */
@@ -243,10 +238,8 @@ void image_loader_close(ImageLoader *ld) {
     for (int q = 0; q < ld->spec.queue_batches; q++) {
         Slot *s = &ld->slots[q];
         for (int i = 0; i < ld->spec.batch_size; i++) free(s->reason[i]);
-        for (int i = 0; i < s->b.n_bad; i++) free(s->b.bad_reason[i]);
         free(s->reason);
-        free(s->b.index); free(s->b.labels); free(s->b.pixels); free(s->b.patch_labels);
-        free(s->b.bad_index); free(s->b.bad_reason);
+        image_batch_free(&s->b);
     }
     free(ld->slots);
     free(ld->threads);
@@ -273,4 +266,33 @@ int image_loader_write_bad_list(const ImageLoader *ld, const char *path, char *e
     for (int64_t i = 0; i < ld->n_bad; i++)
         fprintf(f, "%lld\t%s\t%s\n", (long long)ld->bad_index[i], ld->ds->paths[ld->bad_index[i]], ld->bad_reason[i]);
     return atomic_file_commit(&out, err, errlen);
+}
+
+void image_batch_alloc(ImageBatch *b, int batch_size, size_t pixel_floats, int n_patches) {
+    memset(b, 0, sizeof *b);
+    b->index = mallocCheck(sizeof(int64_t) * (size_t)batch_size);
+    b->labels = mallocCheck(sizeof(int32_t) * (size_t)batch_size);
+    b->pixels = mallocCheck(sizeof(float) * (size_t)batch_size * pixel_floats);
+    if (n_patches) b->patch_labels = mallocCheck((size_t)batch_size * (size_t)n_patches);
+    b->bad_index = mallocCheck(sizeof(int64_t) * (size_t)batch_size);
+    b->bad_reason = callocCheck((size_t)batch_size, sizeof(char *));
+}
+
+void image_batch_copy(ImageBatch *dst, const ImageBatch *src, size_t pixel_floats, int n_patches) {
+    for (int i = 0; i < dst->n_bad; i++) free(dst->bad_reason[i]);
+    dst->first = src->first;
+    dst->n = src->n;
+    dst->n_bad = src->n_bad;
+    memcpy(dst->index, src->index, sizeof(int64_t) * (size_t)src->n);
+    memcpy(dst->labels, src->labels, sizeof(int32_t) * (size_t)src->n);
+    memcpy(dst->pixels, src->pixels, sizeof(float) * (size_t)src->n * pixel_floats);
+    if (n_patches) memcpy(dst->patch_labels, src->patch_labels, (size_t)src->n * (size_t)n_patches);
+    memcpy(dst->bad_index, src->bad_index, sizeof(int64_t) * (size_t)src->n_bad);
+    for (int i = 0; i < src->n_bad; i++) dst->bad_reason[i] = strdupCheck(src->bad_reason[i]);
+}
+
+void image_batch_free(ImageBatch *b) {
+    for (int i = 0; i < b->n_bad; i++) free(b->bad_reason[i]);
+    free(b->index); free(b->labels); free(b->pixels); free(b->patch_labels); free(b->bad_index); free(b->bad_reason);
+    memset(b, 0, sizeof *b);
 }

@@ -61,6 +61,13 @@ typedef struct {
     char **bad_reason;      /* [n_bad] reason, naming the file */
 } ImageBatch;
 
+/* A batch that outlives image_loader_next (for a forward that runs while the loader
+ * moves on): room for batch_size images of pixel_floats floats and n_patches patch
+ * labels each; image_batch_copy fills it from a loader batch, bad reasons included. */
+void image_batch_alloc(ImageBatch *b, int batch_size, size_t pixel_floats, int n_patches);
+void image_batch_copy(ImageBatch *dst, const ImageBatch *src, size_t pixel_floats, int n_patches);
+void image_batch_free(ImageBatch *b);
+
 typedef struct ImageLoader ImageLoader;
 
 /* Starts the threads. A spec that cannot work (variable output size, patch size not

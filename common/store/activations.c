@@ -1,10 +1,14 @@
 /*
  * activations.c: the activations stage (see activations.h): open the data set and the
- * model, describe the store, then record every pending image of this rank's plan.
+ * model, describe the store, then record every pending image of this rank's plan: the
+ * loader decodes ahead on its threads, forward lanes run batches side by side, and the
+ * main thread (the only one calling HDF5 and MPI) writes them in order.
  */
 #include "activations.h"
 
+#include <cblas.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,51 +199,163 @@ static int batch_rows(const ImageBatch *b, const Dataset *ds, const float *vit_o
     return n_all;
 }
 
+/* One batch's rows into the store (collective), then the progress line. */
+typedef struct {
+    const Comm *comm;       // the job's ranks (the progress reduction)
+    Store *store;           // written collectively
+    const Dataset *ds;      // labels of the skipped images
+    Rows r;                 // [B] rows of the batch being written
+    int n_layers;           // L
+    int n_patch_labels;     // patches per image with labels, or 0
+    size_t tokens_floats;   // T * D
+    Progress prog;          // images done on all ranks
+    int64_t done_global;    // images written on all ranks
+    int64_t n_writes;       // collective writes made by this rank
+    int64_t written;        // kept images written by this rank
+} Writer;
+
+static void write_batch(Writer *w, const ImageBatch *b, const float *vit_out) {
+    int n_all = batch_rows(b, w->ds, vit_out, w->n_layers, w->tokens_floats, w->n_patch_labels, &w->r);
+    store_write(w->store, n_all, w->r.idx, w->r.acts, NULL, w->r.labels, w->r.patch_labels, b->n_bad ? w->r.reasons : NULL);
+    w->n_writes++;
+    w->written += b->n;
+    int64_t step = n_all;
+    comm_allreduce(w->comm, &step, 1, COMM_I64, COMM_SUM);
+    progress_update(&w->prog, w->done_global += step);
+}
+
+/* A forward lane: a batch copied out of the loader and its forward, on a thread of its
+ * own with its own buffers, while the main thread reads the next batches and writes the
+ * finished ones (it alone calls HDF5 and MPI: comm.c asks MPI for FUNNELED only). */
+typedef struct {
+    Vit vit;          // view on the model's weights (vit_view)
+    ImageBatch b;     // the batch, owned
+    float *out;       // [L, B, T, D] its activations
+    const int *hidden;// [L] hidden-state indices
+    int L, H, W;
+    int busy;         // a forward was started on `thread` and not yet joined
+    pthread_t thread;
+} Lane;
+
+static void *lane_forward(void *arg) {
+    Lane *ln = arg;
+    if (ln->b.n > 0) vit_forward(&ln->vit, ln->b.pixels, ln->b.n, ln->H, ln->W, ln->hidden, ln->L, ln->out);
+    return NULL;
+}
+
+/* Lanes for this rank: on the CPU one per OpenBLAS thread (the launcher gives each rank
+ * cores / ranks), each lane running whole batches with single-threaded GEMMs. A batch's
+ * GEMMs then have the very shapes of a one-thread rank's, so the store is bit-identical
+ * to any number of ranks; splitting one batch over threads would not be (OpenBLAS rounds
+ * the last rows of a call differently), and splitting each GEMM makes the threads meet
+ * dozens of times per image. Memory: each lane holds one rank's worth of buffers. */
+static int lanes_for(const Vit *vit) {
+    if (vit->device != DEVICE_CPU) return 1;
+    int t = openblas_get_num_threads();
+    return t > 1 ? t : 1;
+}
+
 /* Records this rank's plan: one loader per contiguous run, one collective write per
- * loader batch, then empty writes up to every rank's count. Returns the images written. */
+ * loader batch in order, then empty writes up to every rank's count. With more than one
+ * lane, batch k runs on lane k % lanes and is written once it is the oldest in flight.
+ * Returns the images written. */
 static int64_t record(const Comm *comm, Store *store, const StorePlan *plan, const Dataset *ds, Model *m, ImageLoaderSpec *ls,
                       const StoreMeta *meta, int out_h, int out_w) {
-    int B = ls->batch_size, L = m->n_layers;
+    int B = ls->batch_size, L = m->n_layers, n_lanes = lanes_for(&m->vit), blas_threads = openblas_get_num_threads();
     size_t tokens_floats = (size_t)meta->n_tokens * (size_t)meta->d_model, image_floats = (size_t)L * tokens_floats;
+    size_t pixel_floats = (size_t)3 * out_h * out_w;
     int n_patch_labels = meta->has_patch_labels ? meta->n_patches : 0;
-    float *vit_out = mallocCheck(sizeof(float) * image_floats * (size_t)B); /* [L, B, T, D] */
-    Rows r = {
-        .idx = mallocCheck(sizeof(int64_t) * (size_t)B),
-        .acts = callocCheck(image_floats * (size_t)B, sizeof(float)),
-        .labels = mallocCheck(sizeof(int64_t) * (size_t)B),
-        .patch_labels = n_patch_labels ? callocCheck((size_t)B * (size_t)n_patch_labels, 1) : NULL,
-        .reasons = mallocCheck(sizeof(char *) * (size_t)B),
+    Writer w = {
+        .comm = comm, .store = store, .ds = ds, .n_layers = L, .n_patch_labels = n_patch_labels, .tokens_floats = tokens_floats,
+        .r = {
+            .idx = mallocCheck(sizeof(int64_t) * (size_t)B),
+            .acts = callocCheck(image_floats * (size_t)B, sizeof(float)),
+            .labels = mallocCheck(sizeof(int64_t) * (size_t)B),
+            .patch_labels = n_patch_labels ? callocCheck((size_t)B * (size_t)n_patch_labels, 1) : NULL,
+            .reasons = mallocCheck(sizeof(char *) * (size_t)B),
+        },
     };
-    Progress prog;
-    progress_start(&prog, "images", plan->n_pending);
-    int64_t done_global = 0, n_writes = 0, written = 0;
+    Lane *lanes = callocCheck((size_t)n_lanes, sizeof(Lane));
+    float *vit_out = NULL; /* [L, B, T, D] the single lane's output */
+    if (n_lanes == 1) vit_out = mallocCheck(sizeof(float) * image_floats * (size_t)B);
+    else {
+        log_info("activations: %d forward lanes of one batch each (single-threaded GEMMs)", n_lanes);
+        for (int i = 0; i < n_lanes; i++) {
+            Lane *ln = &lanes[i];
+            vit_view(&m->vit, &ln->vit);
+            image_batch_alloc(&ln->b, B, pixel_floats, n_patch_labels);
+            ln->out = mallocCheck(sizeof(float) * image_floats * (size_t)B);
+            ln->hidden = m->hidden;
+            ln->L = L;
+            ln->H = out_h;
+            ln->W = out_w;
+        }
+        openblas_set_num_threads(1); /* before any lane's first forward sizes its pool */
+    }
+    progress_start(&w.prog, "images", plan->n_pending);
+    /* Seconds the main thread spent waiting for decoded batches, on forwards (its own, or
+     * waiting for a lane's), and writing (rows + collective write + progress reduction). */
+    double t_wait = 0, t_forward = 0, t_write = 0;
+    int64_t k = 0; /* batches read */
     for (int64_t run = 0; run < plan->n_runs; run++) {
         ls->begin = plan->images[plan->run_start[run]];
         ls->end = plan->images[plan->run_start[run + 1] - 1] + 1;
         ImageLoader *ld = image_loader_open(ds, ls);
         const ImageBatch *b;
+        double t = saev_now();
         while ((b = image_loader_next(ld))) {
-            if (b->n > 0) vit_forward(&m->vit, b->pixels, b->n, out_h, out_w, m->hidden, L, vit_out);
-            int n_all = batch_rows(b, ds, vit_out, L, tokens_floats, n_patch_labels, &r);
-            store_write(store, n_all, r.idx, r.acts, NULL, r.labels, r.patch_labels, b->n_bad ? r.reasons : NULL);
-            n_writes++;
-            written += b->n;
-            int64_t step = n_all;
-            comm_allreduce(comm, &step, 1, COMM_I64, COMM_SUM);
-            progress_update(&prog, done_global += step);
+            double t1 = saev_now(), t2, t3;
+            if (n_lanes == 1) {
+                if (b->n > 0) vit_forward(&m->vit, b->pixels, b->n, out_h, out_w, m->hidden, L, vit_out);
+                t2 = saev_now();
+                write_batch(&w, b, vit_out);
+            } else {
+                Lane *ln = &lanes[k % n_lanes];
+                if (ln->busy && pthread_join(ln->thread, NULL)) saev_fail("activations: cannot join a forward lane");
+                t2 = saev_now();
+                if (ln->busy) write_batch(&w, &ln->b, ln->out);
+                image_batch_copy(&ln->b, b, pixel_floats, n_patch_labels);
+                if (pthread_create(&ln->thread, NULL, lane_forward, ln)) saev_fail("activations: cannot start a forward lane");
+                ln->busy = 1;
+            }
+            t3 = saev_now();
+            t_wait += t1 - t;
+            t_forward += t2 - t1;
+            t_write += t3 - t2;
+            t = t3;
+            k++;
         }
         image_loader_close(ld);
     }
-    if (n_writes != plan->n_writes) saev_fail("activations: made %" PRId64 " writes, planned %" PRId64, n_writes, plan->n_writes);
-    for (; n_writes < plan->n_writes_all; n_writes++) { /* store_write is collective */
-        store_write(store, 0, r.idx, r.acts, NULL, r.labels, r.patch_labels, NULL);
+    for (int64_t j = k; j < k + n_lanes; j++) { /* the batches still in flight, oldest first */
+        Lane *ln = &lanes[j % n_lanes];
+        if (!ln->busy) continue;
+        double t1 = saev_now();
+        if (pthread_join(ln->thread, NULL)) saev_fail("activations: cannot join a forward lane");
+        double t2 = saev_now();
+        write_batch(&w, &ln->b, ln->out);
+        ln->busy = 0;
+        t_forward += t2 - t1;
+        t_write += saev_now() - t2;
+    }
+    log_debug("activations: %.2f s waiting for decoded batches, %.2f s on forwards, %.2f s writing", t_wait, t_forward, t_write);
+    if (w.n_writes != plan->n_writes) saev_fail("activations: made %" PRId64 " writes, planned %" PRId64, w.n_writes, plan->n_writes);
+    for (; w.n_writes < plan->n_writes_all; w.n_writes++) { /* store_write is collective */
+        store_write(store, 0, w.r.idx, w.r.acts, NULL, w.r.labels, w.r.patch_labels, NULL);
         int64_t step = 0;
         comm_allreduce(comm, &step, 1, COMM_I64, COMM_SUM);
-        progress_update(&prog, done_global += step);
+        progress_update(&w.prog, w.done_global += step);
     }
-    progress_finish(&prog);
-    free(vit_out); free(r.idx); free(r.acts); free(r.labels); free(r.patch_labels); free(r.reasons);
-    return written;
+    progress_finish(&w.prog);
+    if (n_lanes > 1) openblas_set_num_threads(blas_threads);
+    for (int i = 0; i < n_lanes && n_lanes > 1; i++) {
+        vit_view_free(&lanes[i].vit);
+        image_batch_free(&lanes[i].b);
+        free(lanes[i].out);
+    }
+    free(lanes);
+    free(vit_out); free(w.r.idx); free(w.r.acts); free(w.r.labels); free(w.r.patch_labels); free(w.r.reasons);
+    return w.written;
 }
 
 int activations_run(const ActivationsSections *s, const Comm *comm) {

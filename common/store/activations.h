@@ -6,8 +6,10 @@
  * Each rank takes its share of the store's pending images (store_plan: whole global
  * batches, so 1 and N ranks give bit-identical stores; a rerun after a crash does
  * exactly what is missing), decodes and preprocesses them on a thread pool (the image
- * loader), runs the ViT up to the deepest requested block and writes the layers into the
- * shared store collectively. Bad images follow data.on_bad_image: skipped ones are
+ * loader), runs the ViT up to the deepest requested block (on the CPU, one forward lane
+ * per OpenBLAS thread runs whole batches side by side, so one rank uses all its cores
+ * with the very arithmetic of one-thread ranks) and writes the layers into the shared
+ * store collectively, in order, from the main thread. Bad images follow data.on_bad_image: skipped ones are
  * recorded in the store (status + reason) and listed in <store>/bad_images.tsv.
  */
 #ifndef SAEV_STORE_ACTIVATIONS_H

@@ -262,6 +262,17 @@ void vit_forward_from(Vit *vit, const float *x, int h0, int B, int H, int W, con
     vit_cpu_forward_from(vit, x, h0, B, H, W, hidden, n, out);
 }
 
+void vit_view(const Vit *vit, Vit *view) {
+    if (vit->device != DEVICE_CPU) saev_fail("vit_view: only the CPU backend shares weights between threads");
+    *view = *vit;
+    view->backend = NULL;
+}
+
+void vit_view_free(Vit *view) {
+    vit_cpu_release(view);
+    memset(view, 0, sizeof *view);
+}
+
 void vit_free(Vit *vit) {
 #ifdef SAEV_CUDA
     vit_cuda_release(vit);

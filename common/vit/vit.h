@@ -171,6 +171,13 @@ int vit_set_device(Vit *vit, Device device, char *err, size_t errlen);
  * Buffers are allocated on first use and reused while B, H, W stay within them. */
 void vit_forward(Vit *vit, const float *pixels, int B, int H, int W, const int *hidden, int n, float *out);
 
+/* A second handle on vit's weights with its own buffers, so that another thread can run
+ * vit_forward at the same time (CPU backend only; the weights stay owned by vit, which
+ * must outlive the view). Each view sizes its row-loop pool from OpenBLAS's thread count
+ * at its first forward. Free with vit_view_free, never vit_free. */
+void vit_view(const Vit *vit, Vit *view);
+void vit_view_free(Vit *view);
+
 /* Runs the ViT from hidden-state index h0 (the input of block h0, i.e. block h0-1's
  * output; 0 <= h0 <= n_layers) given the residual stream there, for interventions:
  * x: [B, T_int, D] host memory in the model's internal token order (CLS, registers,
