@@ -4,8 +4,8 @@
 #    so each image is computed in the same batch), also when one rank has no work;
 #  - 1 rank with 2 OpenBLAS threads (two forward lanes running batches side by side)
 #    gives the store of 1 thread bit for bit, bad images and their reasons included, also
-#    when it resumes a crashed run (needs 2 cores: OpenBLAS caps its threads at the cores
-#    it may use);
+#    when it resumes a crashed run; activations.lanes=1 caps the lanes at one (needs 2
+#    cores: OpenBLAS caps its threads at the cores it may use);
 #  - a stored row equals `saev forward` on the same preprocessed image (rel. error < 1e-5);
 #  - h5py reads the layout and attributes; bad images are skipped and listed (skip), or
 #    stop the job naming the file (fail);
@@ -50,6 +50,9 @@ if [ "$(nproc)" -ge 2 ]; then
   OPENBLAS_NUM_THREADS=2 "$S" activations a.yaml --ranks 1 --set activations.out=store_t2r > log_t2r2.txt 2>&1 || { cat log_t2r2.txt; exit 1; }
   grep -q "2 forward lanes" log_t2r2.txt && grep -q "to do" log_t2r2.txt
   $PY "$CHK" same store1 store_t2r
+  # activations.lanes caps the lanes (their memory): 1 lane even with 2 OpenBLAS threads.
+  OPENBLAS_NUM_THREADS=2 "$S" activations a.yaml --ranks 1 --set activations.out=store_l1 --set activations.lanes=1 > log_l1.txt 2>&1 || { cat log_l1.txt; exit 1; }
+  if grep -q "forward lanes" log_l1.txt; then cat log_l1.txt; echo "FAIL: activations.lanes=1 ran several lanes"; exit 1; fi
 else
   echo "note: $(nproc) core: the two-lane check needs 2"
 fi

@@ -249,9 +249,10 @@ static void *lane_forward(void *arg) {
  * to any number of ranks; splitting one batch over threads would not be (OpenBLAS rounds
  * the last rows of a call differently), and splitting each GEMM makes the threads meet
  * dozens of times per image. Memory: each lane holds one rank's worth of buffers. */
-static int lanes_for(const Vit *vit) {
+static int lanes_for(const Vit *vit, int64_t at_most) {
     if (vit->device != DEVICE_CPU) return 1;
     int t = openblas_get_num_threads();
+    if (at_most > 0 && t > at_most) t = (int)at_most; /* activations.lanes bounds the memory */
     return t > 1 ? t : 1;
 }
 
@@ -260,8 +261,8 @@ static int lanes_for(const Vit *vit) {
  * lane, batch k runs on lane k % lanes and is written once it is the oldest in flight.
  * Returns the images written. */
 static int64_t record(const Comm *comm, Store *store, const StorePlan *plan, const Dataset *ds, Model *m, ImageLoaderSpec *ls,
-                      const StoreMeta *meta, int out_h, int out_w) {
-    int B = ls->batch_size, L = m->n_layers, n_lanes = lanes_for(&m->vit), blas_threads = openblas_get_num_threads();
+                      const StoreMeta *meta, int out_h, int out_w, int64_t max_lanes) {
+    int B = ls->batch_size, L = m->n_layers, n_lanes = lanes_for(&m->vit, max_lanes), blas_threads = openblas_get_num_threads();
     size_t tokens_floats = (size_t)meta->n_tokens * (size_t)meta->d_model, image_floats = (size_t)L * tokens_floats;
     size_t pixel_floats = (size_t)3 * out_h * out_w;
     int n_patch_labels = meta->has_patch_labels ? meta->n_patches : 0;
@@ -388,7 +389,7 @@ int activations_run(const ActivationsSections *s, const Comm *comm) {
              plan.n_pending, size, vit_family_name(m.vit.cfg.family), m.n_layers, meta.n_tokens, meta.d_model, s->activations->dtype,
              s->activations->out);
     double t0 = saev_now();
-    int64_t written = record(comm, store, &plan, &ds, &m, &ls, &meta, out_h, out_w);
+    int64_t written = record(comm, store, &plan, &ds, &m, &ls, &meta, out_h, out_w, s->activations->lanes);
     int complete = store_finish(store);
     double el = saev_now() - t0;
     comm_allreduce(comm, &written, 1, COMM_I64, COMM_SUM);

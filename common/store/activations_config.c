@@ -13,6 +13,7 @@ static const CfgField activations_fields[] = {
     F(CFG_INT, batch_size, "64", 1, 1 << 20, NULL, "images per forward pass and per collective write"),
     F(CFG_INT, images_per_file, "16384", 0, 1e12, NULL, "images per HDF5 file of the store; 0 puts all in one file"),
     F(CFG_BOOL, resume, "true", 1, 0, NULL, "continue an existing store made with the same settings (false: refuse to touch it)"),
+    F(CFG_INT, lanes, "0", 0, 4096, NULL, "CPU: at most this many forward lanes per rank (each a batch at a time on its own core, single-threaded GEMMs, a rank's worth of buffers); 1: one lane whose GEMMs use the OpenBLAS threads; 0: one lane per OpenBLAS thread"),
 };
 #undef F
 

@@ -26,6 +26,7 @@ typedef struct {
     int64_t batch_size;      /* images per batch (forward and collective write) */
     int64_t images_per_file; /* images per HDF5 file; 0 = a single file */
     int resume;              /* 1: continue an existing store with the same settings */
+    int64_t lanes;           /* CPU forward lanes per rank, at most; 0 = one per OpenBLAS thread */
 } ActivationsConfig;
 
 extern const CfgSchema activations_config_schema;
