@@ -351,6 +351,22 @@ static void report_interval(Pace *p, Member *mem, int K, int64_t step, const Tra
     p->steps_since = 0;
 }
 
+/* The run's rates, each SAE's final metrics (final_metrics.json on rank 0) and last line. */
+static void report_end(const Member *mem, int K, const TrainConfig *c0, int64_t start, int64_t T, const Pace *pace, int rank) {
+    if (start < T) {
+        double wall = saev_now() - pace->t_first, rows = (double)(T - start) * c0->batch_size;
+        log_info("%.4g tokens/s training, data loader %.4g tokens/s (%.0f%% of the time waiting for data on rank 0)", rows / wall,
+                 rows / (pace->loader_s_total > 1e-9 ? pace->loader_s_total : 1e-9), 100 * pace->loader_s_total / wall);
+    }
+    if (rank == 0)
+        for (int i = 0; i < K; i++) write_final_metrics(&mem[i], T, c0->batch_size);
+    if (rank == 0 && start < T)
+        for (int i = 0; i < K; i++) {
+            const SaeStepMetrics *m = &mem[i].m;
+            log_info("SAE %d (%s): loss %.5g, NMSE %.4g, L0 %.1f, dead %.1f%%", i, mem[i].dir, m->loss, m->nmse, m->l0, 100 * m->dead_frac);
+        }
+}
+
 void train_run(const TrainJob *job, const Comm *comm) {
     int K = job->K;
     if (K < 1) saev_usage_fail("train: no configs");
@@ -434,18 +450,7 @@ void train_run(const TrainJob *job, const Comm *comm) {
         fault_kill_at(FAULT_TRAIN_KILL_AFTER_STEPS, done);
     }
     progress_finish(&prog);
-    if (start < T) {
-        double wall = saev_now() - pace.t_first, rows = (double)(T - start) * c0->batch_size;
-        log_info("%.4g tokens/s training, data loader %.4g tokens/s (%.0f%% of the time waiting for data on rank 0)", rows / wall,
-                 rows / (pace.loader_s_total > 1e-9 ? pace.loader_s_total : 1e-9), 100 * pace.loader_s_total / wall);
-    }
-    if (rank == 0)
-        for (int i = 0; i < K; i++) write_final_metrics(&mem[i], T, c0->batch_size);
-    if (rank == 0 && start < T)
-        for (int i = 0; i < K; i++) {
-            const SaeStepMetrics *m = &mem[i].m;
-            log_info("SAE %d (%s): loss %.5g, NMSE %.4g, L0 %.1f, dead %.1f%%", i, mem[i].dir, m->loss, m->nmse, m->l0, 100 * m->dead_frac);
-        }
+    report_end(mem, K, c0, start, T, &pace, rank);
     sae_batch_free(&batch);
     free(bes);
     free(rngs);
