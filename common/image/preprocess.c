@@ -99,6 +99,13 @@ void preprocess_out_size(const PreprocessSpec *s, int w, int h, int *out_w, int 
     preprocess_geometry(s, w, h, &rw, &rh, &cx, &cy, out_w, out_h);
 }
 
+int preprocess_fixed_size(const PreprocessSpec *s, int *out_w, int *out_h) {
+    int w2, h2;
+    preprocess_out_size(s, 640, 480, out_w, out_h);
+    preprocess_out_size(s, 300, 500, &w2, &h2);
+    return *out_w == w2 && *out_h == h2;
+}
+
 void preprocess_u8(const PreprocessSpec *s, Interp interp, const Image8 *im, uint8_t *dst) {
     int rw, rh, cx, cy, cw, ch;
     preprocess_geometry(s, im->w, im->h, &rw, &rh, &cx, &cy, &cw, &ch);

@@ -59,6 +59,10 @@ int preprocess_check(const PreprocessSpec *spec, char *err, size_t errlen);
 
 /* Output size (after crop) for an input of w x h. */
 void preprocess_out_size(const PreprocessSpec *spec, int w, int h, int *out_w, int *out_h);
+/* The model input size every image gets (*out_w, *out_h): 1 when the pipeline crops or
+ * resizes to a fixed size, 0 when the size follows the image's (then the outputs are
+ * those of a 640x480 image). Checked on a landscape and a portrait input. */
+int preprocess_fixed_size(const PreprocessSpec *spec, int *out_w, int *out_h);
 /* Where an input of w x h lands: the resized size and the crop window inside it. */
 void preprocess_geometry(const PreprocessSpec *spec, int w, int h, int *rw, int *rh, int *cx, int *cy, int *cw, int *ch);
 /* Resize + crop of an 8-bit image (RGB, or a 1-channel mask with interp forced by the

@@ -52,10 +52,8 @@ static void files_open_or_die(Session *ss, int decode_all) {
     if (!pc.pipeline) pc.pipeline = ss->st->meta.model_family;
     if (preprocess_resolve(&pc, &ss->prep, err, sizeof err)) saev_usage_fail("intervene.files: store %s: its preprocess: %s", c->data, err);
     cfg_free_obj(&saev_config_schema, &rec);
-    int w1, h1, w2, h2;
-    preprocess_out_size(&ss->prep, 640, 480, &w1, &h1);
-    preprocess_out_size(&ss->prep, 300, 500, &w2, &h2);
-    if (w1 != w2 || h1 != h2 || w1 != ss->W || h1 != ss->H)
+    int w1, h1;
+    if (!preprocess_fixed_size(&ss->prep, &w1, &h1) || w1 != ss->W || h1 != ss->H)
         saev_usage_fail("intervene.files: store %s's preprocessing gives inputs of %dx%d (for a 640x480 image), not the %dx%d its %d patches need", c->data, w1,
                         h1, ss->W, ss->H, ss->np);
     if (vit_tokens_out(&ss->vit.cfg, ss->H, ss->W) != ss->T)
@@ -185,12 +183,18 @@ void session_close(Session *ss) {
     memset(ss, 0, sizeof *ss);
 }
 
+/* ss->tokens all finite; then the codes of its patches into ss->f. */
+static int tokens_encode(Session *ss) {
+    for (size_t e = 0; e < (size_t)ss->T * ss->d; e++)
+        if (!isfinite(ss->tokens[e])) return -1;
+    probe_sae_codes(&ss->sae, ss->tokens + (size_t)ss->has_cls * ss->d, ss->np, ss->f, ss->xs, ss->x_hat);
+    return 0;
+}
+
 void session_read_image(Session *ss, int64_t img) {
     store_read_layer(ss->st, ss->layer_idx, img, 1, 0, ss->T, ss->tokens);
-    for (size_t e = 0; e < (size_t)ss->T * ss->d; e++)
-        if (!isfinite(ss->tokens[e])) saev_fail("%s: image %" PRId64 " holds NaN or Inf at block %d", ss->c->data, img, ss->block);
     if (ss->has_labels) store_read_patch_labels(ss->st, img, 1, ss->labels);
-    probe_sae_codes(&ss->sae, ss->tokens + (size_t)ss->has_cls * ss->d, ss->np, ss->f, ss->xs, ss->x_hat);
+    if (tokens_encode(ss)) saev_fail("%s: image %" PRId64 " holds NaN or Inf at block %d", ss->c->data, img, ss->block);
 }
 
 /* File k: decoded, preprocessed, the ViT to the SAE's block -> ss->tokens; codes -> ss->f. */
@@ -203,9 +207,7 @@ static void session_read_file(Session *ss, int64_t k) {
     image8_free(&pic);
     int hidden = ss->block + 1; /* block L's output is hidden state L + 1 */
     vit_forward(&ss->vit, ss->px, 1, ss->H, ss->W, &hidden, 1, ss->tokens);
-    for (size_t e = 0; e < (size_t)ss->T * ss->d; e++)
-        if (!isfinite(ss->tokens[e])) saev_fail("intervene.files[%" PRId64 "]: %s gives NaN or Inf at block %d", k, path, ss->block);
-    probe_sae_codes(&ss->sae, ss->tokens + (size_t)ss->has_cls * ss->d, ss->np, ss->f, ss->xs, ss->x_hat);
+    if (tokens_encode(ss)) saev_fail("intervene.files[%" PRId64 "]: %s gives NaN or Inf at block %d", k, path, ss->block);
 }
 
 void session_read_item(Session *ss, int64_t i) {

@@ -136,10 +136,8 @@ static ViewerSource *source_open(Viewer *v, const char *store_dir) {
     /* The model input size is the same for every image when the pipeline crops (or
      * resizes exactly); a pipeline without either gives images of varying size, which
      * the viewer does not handle. */
-    int w1, h1, w2, h2;
-    preprocess_out_size(&src->prep, 640, 480, &w1, &h1);
-    preprocess_out_size(&src->prep, 300, 500, &w2, &h2);
-    if (w1 != w2 || h1 != h2) {
+    int w1, h1;
+    if (!preprocess_fixed_size(&src->prep, &w1, &h1)) {
         snprintf(err, sizeof err, "store %s: preprocessing without a crop gives inputs of varying size, which the viewer does not support", store_dir);
         goto no_model;
     }
