@@ -71,6 +71,12 @@ int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out) {
     return n;
 }
 
+int saev_config_argv_or_die(int argc, char **argv, const char *stage, CfgArgs *args, SaevConfig **out) {
+    cfg_args_parse_or_die(argc, argv, NULL, args);
+    if (args->argc > 1) saev_usage_fail("%s: unexpected argument \"%s\"", stage, args->argv[1]);
+    return saev_config_load_or_die(args, out);
+}
+
 void saev_config_free(SaevConfig *configs, int n) {
     for (int i = 0; i < n; i++) cfg_free_obj(&saev_config_schema, &configs[i]);
     free(configs);

@@ -73,6 +73,10 @@ extern const CfgSchema saev_config_schema;
  * "error: file:line:col: key.path: problem" and exits with status 2. */
 int saev_config_load_or_die(const CfgArgs *args, SaevConfig **out);
 void saev_config_free(SaevConfig *configs, int n);
+/* A worker stage's arguments, `[CONFIG.yaml] [--set ...] [--ranks N] [--device D]` and
+ * nothing else (else "<stage>: unexpected argument ...", status 2), parsed into args
+ * (release with cfg_args_free) and loaded as saev_config_load_or_die does. */
+int saev_config_argv_or_die(int argc, char **argv, const char *stage, CfgArgs *args, SaevConfig **out);
 /* The training job (sae/train.h) of K loaded configs (a sweep): fills every train.out_dir
  * left unset with <run.out_dir>/<run.name>, then points the job at the K train:
  * sections, run.device and each config's resolved YAML. The job borrows cfgs;

@@ -14,10 +14,8 @@
 
 int stage_activations(int argc, char **argv) {
     CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (args.argc > 1) saev_usage_fail("activations: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
-    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    int n_cfg = saev_config_argv_or_die(argc, argv, "activations", &args, &cfgs);
     const SaevConfig *c = saev_config_one_or_die(cfgs, n_cfg, "activations", "train");
     Device device = device_setting_or_die(c->run.device, "run.device");
     char *config_yaml = cfg_dump(&saev_config_schema, c);

@@ -14,10 +14,8 @@
 
 int stage_evaluate(int argc, char **argv) {
     CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (args.argc > 1) saev_usage_fail("evaluate: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
-    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    int n_cfg = saev_config_argv_or_die(argc, argv, "evaluate", &args, &cfgs);
     saev_config_one_or_die(cfgs, n_cfg, "evaluate", "train"); /* evaluate.sae lists the sweep's checkpoints */
     if (device_setting_or_die(cfgs[0].run.device, "run.device") == DEVICE_CUDA) log_warn("evaluate runs on the CPU (OpenBLAS); run.device=cuda is ignored");
     evaluate_run(&cfgs[0].evaluate, comm_world());

@@ -16,10 +16,8 @@
 
 int stage_intervene(int argc, char **argv) {
     CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (args.argc > 1) saev_usage_fail("intervene: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
-    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    int n_cfg = saev_config_argv_or_die(argc, argv, "intervene", &args, &cfgs);
     const SaevConfig *c = saev_config_one_or_die(cfgs, n_cfg, "intervene", "train");
     VitSpec spec;
     model_section_to_spec(&c->model, &spec);

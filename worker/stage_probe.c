@@ -14,10 +14,8 @@
 
 int stage_probe(int argc, char **argv) {
     CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (args.argc > 1) saev_usage_fail("probe: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
-    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    int n_cfg = saev_config_argv_or_die(argc, argv, "probe", &args, &cfgs);
     saev_config_one_or_die(cfgs, n_cfg, "probe", "train");
     if (device_setting_or_die(cfgs[0].run.device, "run.device") == DEVICE_CUDA) log_warn("probe runs on the CPU (float64 OpenBLAS); run.device=cuda is ignored");
     probe_run(&cfgs[0].probe, comm_world());

@@ -15,10 +15,8 @@
 
 int stage_train(int argc, char **argv) {
     CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (args.argc > 1) saev_usage_fail("train: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
-    int K = saev_config_load_or_die(&args, &cfgs);
+    int K = saev_config_argv_or_die(argc, argv, "train", &args, &cfgs);
     TrainJob job;
     saev_config_train_job(cfgs, K, &job);
     char msg[1024];

@@ -14,10 +14,8 @@
 
 int stage_visuals(int argc, char **argv) {
     CfgArgs args;
-    cfg_args_parse_or_die(argc, argv, NULL, &args);
-    if (args.argc > 1) saev_usage_fail("visuals: unexpected argument \"%s\"", args.argv[1]);
     SaevConfig *cfgs;
-    int n_cfg = saev_config_load_or_die(&args, &cfgs);
+    int n_cfg = saev_config_argv_or_die(argc, argv, "visuals", &args, &cfgs);
     const SaevConfig *c = saev_config_one_or_die(cfgs, n_cfg, "visuals", "train"); /* visuals.sae lists the sweep's checkpoints */
     if (!c->visuals.enabled) saev_usage_fail("visuals: the config has no visuals: section (give one, or --set visuals.data=STORE)");
     if (device_setting_or_die(c->run.device, "run.device") == DEVICE_CUDA) log_warn("visuals runs on the CPU (OpenBLAS); run.device=cuda is ignored");
