@@ -97,6 +97,13 @@ int saev_config_recorded(const char *yaml, const char *where, SaevConfig *out, c
     return 0;
 }
 
+int saev_config_recorded_preprocess(const SaevConfig *rec, const char *model_family, PreprocessSpec *out, char *err, size_t errlen) {
+    PreprocessConfig pc = {.size = CFG_UNSET_INT, .width = CFG_UNSET_INT, .height = CFG_UNSET_INT, .crop = CFG_UNSET_INT};
+    if (rec) pc = rec->preprocess;
+    if (!pc.pipeline) pc.pipeline = (char *)model_family;
+    return preprocess_resolve(&pc, out, err, errlen);
+}
+
 const SaevConfig *saev_config_one_or_die(const SaevConfig *configs, int n, const char *stage, const char *swept) {
     for (int f = 0; f < saev_config_schema.n_fields; f++) {
         const CfgField *field = &saev_config_schema.fields[f];

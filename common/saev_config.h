@@ -96,5 +96,9 @@ const SaevConfig *saev_config_one_or_die(const SaevConfig *configs, int n, const
  * through (data set, preprocessing, model) is read back from here by every stage that
  * needs it again: visuals, the viewer, intervene on image files. */
 int saev_config_recorded(const char *yaml, const char *where, SaevConfig *out, char *err, size_t errlen);
+/* The preprocessing a store's images went through: the recorded preprocess: section (rec
+ * NULL: none recorded, the family's defaults), its pipeline unset meaning the model's
+ * family, as `saev activations` resolved it. 0, or -1 with why in err. */
+int saev_config_recorded_preprocess(const SaevConfig *rec, const char *model_family, PreprocessSpec *out, char *err, size_t errlen);
 
 #endif

@@ -15,7 +15,7 @@ viewer_fixture() {
   cat > v.yaml <<YAML
 run: {name: v, out_dir: runs, ranks: 1}
 data: {kind: ade20k, root: data/segmentation, split: training}
-preprocess: {pipeline: dinov2, size: 64, crop: 56}
+preprocess: {size: 64, crop: 56}   # pipeline unset: the ViT's family (dinov2), as recorded stores leave it
 model: {path: model, layers: [-2]}
 activations: {out: store, batch_size: 8}
 train:

@@ -48,9 +48,7 @@ static void files_open_or_die(Session *ss, int decode_all) {
     if (saev_config_recorded(ss->st->meta.config_yaml, c->data, &rec, err, sizeof err))
         saev_usage_fail("intervene.files: %s; image files need the store's preprocessing", err);
     ss->max_pixels = rec.data.max_pixels;
-    PreprocessConfig pc = rec.preprocess;
-    if (!pc.pipeline) pc.pipeline = ss->st->meta.model_family;
-    if (preprocess_resolve(&pc, &ss->prep, err, sizeof err)) saev_usage_fail("intervene.files: store %s: its preprocess: %s", c->data, err);
+    if (saev_config_recorded_preprocess(&rec, ss->st->meta.model_family, &ss->prep, err, sizeof err)) saev_usage_fail("intervene.files: store %s: its preprocess: %s", c->data, err);
     cfg_free_obj(&saev_config_schema, &rec);
     int w1, h1;
     if (!preprocess_fixed_size(&ss->prep, &w1, &h1) || w1 != ss->W || h1 != ss->H)

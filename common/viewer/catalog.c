@@ -128,7 +128,7 @@ static ViewerSource *source_open(Viewer *v, const char *store_dir) {
     if (saev_config_recorded(m->config_yaml, store_dir, cfg, err, sizeof err)) { free(cfg); goto no_model; }
     src->config = cfg;
     if (data_resolve(&cfg->data, &src->data, err, sizeof err) || dataset_open(&src->data, &src->ds, err, sizeof err)) goto no_model;
-    if (preprocess_resolve(&cfg->preprocess, &src->prep, err, sizeof err)) goto no_model;
+    if (saev_config_recorded_preprocess(cfg, m->model_family, &src->prep, err, sizeof err)) goto no_model;
     VitSpec spec;
     model_section_to_spec(&cfg->model, &spec);
     if (vit_open(&src->vit, &spec, err, sizeof err) || vit_set_device(&src->vit, DEVICE_CPU, err, sizeof err)) goto no_model;

@@ -322,11 +322,7 @@ static void image_source_open(ImageSource *is, const Store *store, const DataCon
     if (data_resolve(dc, &spec, err, sizeof err)) saev_usage_fail("visuals: data: %s", err);
     if (dataset_open(&spec, &is->ds, err, sizeof err)) saev_fail("visuals: the store's images: %s", err);
     is->max_pixels = spec.max_pixels;
-    PreprocessConfig pc = {0};
-    if (have_recorded) pc = recorded.preprocess;
-    else { pc.size = pc.width = pc.height = pc.crop = CFG_UNSET_INT; }
-    if (!pc.pipeline) pc.pipeline = m->model_family;
-    if (preprocess_resolve(&pc, &is->pre, err, sizeof err)) saev_fail("visuals: store %s: preprocess: %s", store->dir, err);
+    if (saev_config_recorded_preprocess(have_recorded ? &recorded : NULL, m->model_family, &is->pre, err, sizeof err)) saev_fail("visuals: store %s: preprocess: %s", store->dir, err);
     is->description = strdupCheck(m->dataset ? m->dataset : "");
     if (have_recorded) cfg_free_obj(&saev_config_schema, &recorded);
 }
